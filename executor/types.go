@@ -1,0 +1,253 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// Kind says what asked for a job.
+type Kind string
+
+// The kinds of trigger.
+const (
+	KindPush             Kind = "push"              // a push webhook to the target's branch
+	KindWorkflowRun      Kind = "workflow_run"      // a CI workflow run that passed
+	KindWorkflowDispatch Kind = "workflow_dispatch" // the "Run workflow" button
+	KindManual           Kind = "manual"            // deployhook deploy on the command line
+	KindRollback         Kind = "rollback"          // a rollback asked for by a person
+	KindReconcile        Kind = "reconcile"         // the reconciler found a missed push
+)
+
+// Trigger is a request to deploy one SHA of one repository's branch.
+type Trigger struct {
+	Kind     Kind   `json:"kind"`
+	Repo     string `json:"repo"`     // owner/name, as GitHub spells it
+	Branch   string `json:"branch"`   // branch name without refs/heads/
+	SHA      string `json:"sha"`      // full 40-hex commit SHA
+	Delivery string `json:"delivery"` // X-GitHub-Delivery GUID; empty for local triggers
+	Actor    string `json:"actor"`    // the GitHub login (or local user) who caused it
+	Reason   string `json:"reason"`   // a short public line: "push by octocat", "CI run 42 passed"
+	// Force deploys even when SHA is the target's last successful deploy
+	// (manual redeploys and rollbacks). Pushes and CI runs never force.
+	Force bool `json:"force,omitempty"`
+}
+
+// State is a job's state in the journal.
+type State string
+
+// The job states. Queued and Running are not final; the others are.
+const (
+	StateQueued     State = "queued"
+	StateRunning    State = "running"
+	StateSuccess    State = "success"
+	StateFailure    State = "failure"    // a step failed; rolled back, or nothing had changed
+	StateError      State = "error"      // the deployer could not finish: transport, rollback, restart
+	StateSuperseded State = "superseded" // replaced in the queue by a newer SHA before it ran
+)
+
+// Final reports whether s is an end state.
+func (s State) Final() bool {
+	return s != StateQueued && s != StateRunning
+}
+
+// Job is one deploy of one SHA to one target.
+type Job struct {
+	ID          string    `json:"id"`
+	Target      string    `json:"target"`
+	Trigger     Trigger   `json:"trigger"`
+	State       State     `json:"state"`
+	Description string    `json:"description"`            // public, one line, what GitHub was told
+	PreviousSHA string    `json:"previous_sha,omitempty"` // what the target ran before this job
+	Deployment  int64     `json:"deployment,omitempty"`   // GitHub Deployment id, 0 if none
+	Created     time.Time `json:"created"`
+	Started     time.Time `json:"started,omitzero"`
+	Finished    time.Time `json:"finished,omitzero"`
+	Steps       []StepRun `json:"steps,omitempty"`
+}
+
+// StepRun is the record of one step of a job.
+type StepRun struct {
+	Job      string        `json:"-"`
+	Seq      int           `json:"seq"`                // order within the job, from 1
+	Name     string        `json:"name"`               // the step's name; "rollback: NAME" during rollback
+	Skipped  string        `json:"skipped,omitempty"`  // why the step did not run, if it did not
+	ExitCode int           `json:"exit_code"`          // -1 when killed or never finished
+	Error    string        `json:"error,omitempty"`    // internal detail: timeout, transport error
+	Output   string        `json:"output,omitempty"`   // the tail of stdout+stderr, bounded
+	Started  time.Time     `json:"started,omitzero"`
+	Duration time.Duration `json:"duration"`
+}
+
+// Step is one command of a target's deploy sequence, from configuration.
+type Step struct {
+	Name    string            `json:"name"`
+	Run     string            `json:"run"`  // a POSIX shell script
+	User    string            `json:"user"` // run as this user (sudo -n -u USER); empty: the login user
+	Sudo    bool              `json:"sudo"` // run as root (sudo -n)
+	Dir     string            `json:"dir"`  // working directory; empty: the target's app_dir or home
+	Env     map[string]string `json:"env"`
+	Timeout time.Duration     `json:"timeout"` // must be > 0; the step and its process tree are killed after it
+	// WhenChanged lists path globs; when set, the step runs only if a file changed
+	// between the previous and the new SHA matches one (or the change is unknown).
+	WhenChanged []string `json:"when_changed,omitempty"`
+	// Checkpoint marks the step after whose start the target has changed: a failure
+	// at or after a checkpoint step rolls back; a failure before it does not.
+	Checkpoint bool `json:"checkpoint,omitempty"`
+	// NoRollback leaves the step out of the rollback run (a notification, say).
+	NoRollback bool `json:"no_rollback,omitempty"`
+}
+
+// Target is where and how a repository's branch is deployed.
+type Target struct {
+	Name        string
+	Repo        string // owner/name
+	Branch      string
+	Environment string // GitHub Deployment environment; defaults to Name
+	Steps       []Step
+	// Lock is the lock file on the target that serializes deploys, ours and manual
+	// ones (flock). Empty: no remote lock.
+	Lock     string
+	LockWait time.Duration
+	// Current is a command printing the SHA the target runs now (git rev-parse HEAD).
+	// Empty: the last successful deploy in the journal.
+	Current string
+	// Changed is a command printing the files changed between $DEPLOYHOOK_PREVIOUS_SHA
+	// and $DEPLOYHOOK_SHA, one per line. Empty: the change is unknown and every
+	// when_changed step runs.
+	Changed string
+	// NotApplied lists path globs the deploy does not apply (infra/**, dagster.yaml):
+	// when the change touches one, the job's description says so.
+	NotApplied []string
+	// Rollback enables the automatic rollback after a failed checkpointed step.
+	Rollback bool
+	// Dir is the default working directory of steps (app_dir).
+	Dir string
+}
+
+// Command is what a Transport runs: a step with its environment resolved.
+type Command struct {
+	Name    string
+	Run     string
+	User    string
+	Sudo    bool
+	Dir     string
+	Env     map[string]string
+	Timeout time.Duration
+}
+
+// Transport opens sessions on targets. Implementations: executor/remote (local
+// shell, SSH over TCP or an IAP tunnel).
+type Transport interface {
+	// Open connects to the target and, when lock is not empty, takes the deploy lock
+	// (flock on the target), waiting at most lockWait. The lock is released by
+	// Session.Close, and also when the connection dies, so a crashed deployer never
+	// leaves it held. ErrLocked says the wait ran out.
+	Open(ctx context.Context, target string, lock string, lockWait time.Duration) (Session, error)
+}
+
+// Session runs commands on one target over one connection.
+type Session interface {
+	// Run runs cmd, streaming its combined output to out, and returns its exit code.
+	// A command still running after cmd.Timeout, or when ctx ends, is killed with its
+	// whole process tree on the target, and Run returns ErrTimeout (or ctx.Err()) with
+	// exit code -1. A nil error with a non-zero code is a command that failed; an
+	// error other than those is a transport failure (the session is then unusable).
+	Run(ctx context.Context, cmd Command, out io.Writer) (exitCode int, err error)
+	// Close releases the lock and the connection. It is safe to call twice.
+	Close() error
+}
+
+// Errors that Transports return and the executor branches on.
+var (
+	ErrTimeout = errors.New("timed out")
+	ErrLocked  = errors.New("deploy lock held by another deploy")
+)
+
+// Report is one state change of a job as GitHub should see it.
+type Report struct {
+	Job         string
+	Target      string
+	Environment string // Deployment environment
+	Repo        string // owner/name
+	SHA         string
+	State       State  // queued/running map to pending; superseded to error (status) and inactive (Deployment)
+	Description string // public text, at most 140 characters
+	URL         string // the job's page (target_url, log_url)
+	Deployment  int64  // the job's GitHub Deployment id, 0 if none was created yet
+}
+
+// Reporter publishes reports to GitHub. Implementation: executor/ghstatus.
+type Reporter interface {
+	// Report publishes r (commit status and, if enabled, Deployment status) and
+	// returns the job's Deployment id (r.Deployment, or the one it created; 0 when
+	// Deployments are off). An error wrapping ErrPermanent will never succeed on a
+	// retry (validation error, no permission); any other error is retried later.
+	Report(ctx context.Context, r Report) (deployment int64, err error)
+}
+
+// ErrPermanent marks a report that GitHub refused for good.
+var ErrPermanent = errors.New("permanent report failure")
+
+// Outbox entry: a report owed to GitHub, kept in the journal until sent.
+type OwedReport struct {
+	ID      int64
+	Report  Report
+	Created time.Time
+	Tries   int
+}
+
+// Store is the journal. Implementation: executor/store (SQLite). All methods are
+// safe for concurrent use.
+type Store interface {
+	// CreateJob records a new job. If j.Trigger.Delivery is not empty and a job was
+	// already recorded for it, CreateJob records nothing and returns that job's id
+	// and ErrDuplicate.
+	CreateJob(ctx context.Context, j Job) (existing string, err error)
+	// UpdateJob stores j's state, description, previous SHA and times (not its
+	// steps, not its deployment).
+	UpdateJob(ctx context.Context, j Job) error
+	// SetDeployment records the GitHub Deployment id of a job.
+	SetDeployment(ctx context.Context, job string, deployment int64) error
+	// Job returns the job with its steps, or ErrNotFound.
+	Job(ctx context.Context, id string) (Job, error)
+	// Jobs lists jobs, newest first, of one target (all if target is empty), in the
+	// given states (all if none), at most limit (0: no limit); without steps.
+	Jobs(ctx context.Context, target string, limit int, states ...State) ([]Job, error)
+	// LastSuccess returns the newest successful job of target, or ErrNotFound.
+	LastSuccess(ctx context.Context, target string) (Job, error)
+	// AddStep records a step run (insert or replace by job+seq).
+	AddStep(ctx context.Context, s StepRun) error
+
+	// Owe adds a report to the outbox.
+	Owe(ctx context.Context, r Report) error
+	// Owed lists unsent reports, oldest first, at most limit.
+	Owed(ctx context.Context, limit int) ([]OwedReport, error)
+	// Settle removes a sent (or permanently refused) report from the outbox.
+	Settle(ctx context.Context, id int64) error
+	// Retry counts a failed attempt of a report.
+	Retry(ctx context.Context, id int64) error
+
+	// Close closes the journal.
+	Close() error
+}
+
+// Store errors.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrDuplicate = errors.New("duplicate delivery")
+)
+
+// Enqueued is the answer to Queue.Enqueue.
+type Enqueued struct {
+	Job       Job    // the new job, or the existing one for a duplicate
+	Duplicate bool   // nothing was added: the delivery or the SHA was already known
+	Reason    string // for a duplicate: why ("delivery seen before", "already running", "already deployed")
+}
+
+// Queue errors.
+var (
+	ErrUnknownTarget = errors.New("unknown target")
+	ErrClosed        = errors.New("deployhook is shutting down")
+)

@@ -1,0 +1,174 @@
+// Package sshdtest starts a real OpenSSH sshd on 127.0.0.1 for tests: its own host
+// key, its own authorized_keys, an unprivileged free port and a temporary directory.
+//
+// When sshd is not installed, Start fails the test if the CI environment variable is
+// set and skips it, with a message, otherwise.
+package sshdtest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// Server is a running sshd.
+type Server struct {
+	Addr       string     // 127.0.0.1:PORT
+	User       string     // the login user (the user running the test)
+	HostKey    ssh.Signer // the server's ed25519 host key
+	ClientKey  ssh.Signer // a key in authorized_keys
+	ClientPEM  []byte     // ClientKey as an OpenSSH private key file
+	Dir        string     // sshd's directory: config, keys, log
+	KnownHosts string     // a known_hosts file pinning HostKey for Addr
+	cmd        *exec.Cmd
+}
+
+// Options changes how the server is started.
+type Options struct {
+	// ExtraConfig lines appended to sshd_config.
+	ExtraConfig []string
+}
+
+// Require returns the path of an executable, or fails (CI) or skips the test.
+func Require(tb testing.TB, name string, paths ...string) string {
+	tb.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		tb.Fatalf("%s not found: CI must install it (see .ci/run)", name)
+	}
+	tb.Skipf("%s not found: install it (Debian: see .ci/run) to run this test", name)
+	return ""
+}
+
+// Start starts sshd and stops it when the test ends.
+func Start(tb testing.TB, opts Options) *Server {
+	tb.Helper()
+	sshd := Require(tb, "sshd", "/usr/sbin/sshd")
+	dir := tb.TempDir()
+	u, err := user.Current()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		// sshd's privilege separation needs this directory when run as root.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	s := &Server{User: u.Username, Dir: dir}
+	hostPEM, hostSigner := newKey(tb)
+	s.HostKey = hostSigner
+	s.ClientPEM, s.ClientKey = newKey(tb)
+	write(tb, filepath.Join(dir, "host_ed25519"), hostPEM, 0o600)
+	write(tb, filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(s.ClientKey.PublicKey()), 0o600)
+
+	port := freePort(tb)
+	s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+	conf := []string{
+		fmt.Sprintf("Port %d", port),
+		"ListenAddress 127.0.0.1",
+		"HostKey " + filepath.Join(dir, "host_ed25519"),
+		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"PidFile " + filepath.Join(dir, "sshd.pid"),
+		"StrictModes no",
+		"UsePAM no",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PubkeyAuthentication yes",
+		"PermitRootLogin prohibit-password",
+		"AllowTcpForwarding yes",
+		"LogLevel VERBOSE",
+		"MaxSessions 64",
+		"MaxStartups 64",
+		"AcceptEnv DEPLOYHOOK_*",
+	}
+	conf = append(conf, opts.ExtraConfig...)
+	write(tb, filepath.Join(dir, "sshd_config"), []byte(strings.Join(conf, "\n")+"\n"), 0o600)
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostSigner.PublicKey()))
+	s.KnownHosts = filepath.Join(dir, "known_hosts")
+	write(tb, s.KnownHosts, []byte(line), 0o600)
+
+	var log bytes.Buffer
+	s.cmd = exec.Command(sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	s.cmd.Stderr = &log
+	if err := s.cmd.Start(); err != nil {
+		tb.Fatalf("start sshd: %v", err)
+	}
+	tb.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+		if tb.Failed() {
+			tb.Logf("sshd log:\n%s", log.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("sshd did not listen on %s: %v\n%s", s.Addr, err, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s
+}
+
+// ClientKeyFile writes ClientPEM to a file and returns its path.
+func (s *Server) ClientKeyFile(tb testing.TB) string {
+	p := filepath.Join(tb.TempDir(), "id_ed25519")
+	write(tb, p, s.ClientPEM, 0o600)
+	return p
+}
+
+func newKey(tb testing.TB) ([]byte, ssh.Signer) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return pem.EncodeToMemory(block), signer
+}
+
+func write(tb testing.TB, path string, b []byte, mode os.FileMode) {
+	if err := os.WriteFile(path, b, mode); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func freePort(tb testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
