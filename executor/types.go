@@ -70,12 +70,12 @@ type Job struct {
 // StepRun is the record of one step of a job.
 type StepRun struct {
 	Job      string        `json:"-"`
-	Seq      int           `json:"seq"`                // order within the job, from 1
-	Name     string        `json:"name"`               // the step's name; "rollback: NAME" during rollback
-	Skipped  string        `json:"skipped,omitempty"`  // why the step did not run, if it did not
-	ExitCode int           `json:"exit_code"`          // -1 when killed or never finished
-	Error    string        `json:"error,omitempty"`    // internal detail: timeout, transport error
-	Output   string        `json:"output,omitempty"`   // the tail of stdout+stderr, bounded
+	Seq      int           `json:"seq"`               // order within the job, from 1
+	Name     string        `json:"name"`              // the step's name; "rollback: NAME" during rollback
+	Skipped  string        `json:"skipped,omitempty"` // why the step did not run, if it did not
+	ExitCode int           `json:"exit_code"`         // -1 when killed or never finished
+	Error    string        `json:"error,omitempty"`   // internal detail: timeout, transport error
+	Output   string        `json:"output,omitempty"`  // the tail of stdout+stderr, bounded
 	Started  time.Time     `json:"started,omitzero"`
 	Duration time.Duration `json:"duration"`
 }
