@@ -1,0 +1,106 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// reportTimeout bounds one attempt to send one report (the Reporter retries inside it).
+const reportTimeout = 45 * time.Second
+
+// send delivers owed reports in order until ctx ends. When GitHub fails, it backs
+// off exponentially between RetryMin and RetryMax; the reports wait in the journal,
+// so nothing is lost across a restart.
+func (e *Executor) send(ctx context.Context) {
+	backoff := time.Duration(0)
+	for {
+		if backoff > 0 {
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		ok, err := e.sendOwed(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			backoff = min(max(backoff*2, e.opts.RetryMin), e.opts.RetryMax)
+			e.lg.Warn("reports to GitHub delayed", "err", err, "retry_in", backoff)
+			continue
+		case !ok:
+			backoff = 0
+			continue // there may be more
+		}
+		backoff = 0
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.owed:
+		}
+	}
+}
+
+// flush makes one bounded pass over the outbox, at shutdown.
+func (e *Executor) flush(ctx context.Context) {
+	for ctx.Err() == nil {
+		done, err := e.sendOwed(ctx)
+		if err != nil {
+			e.lg.Warn("reports left in the journal for the next start", "err", err)
+			return
+		}
+		if done {
+			return
+		}
+	}
+}
+
+// sendOwed sends owed reports oldest first. It returns done when the outbox was
+// empty, and the error that stopped it (the report stays owed).
+func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
+	owed, err := e.store.Owed(ctx, 50)
+	if err != nil {
+		return false, err
+	}
+	if len(owed) == 0 {
+		return true, nil
+	}
+	deployments := make(map[string]int64)
+	for _, o := range owed {
+		r := o.Report
+		dep, seen := deployments[r.Job]
+		if !seen {
+			if j, err := e.store.Job(ctx, r.Job); err == nil {
+				dep = j.Deployment
+			}
+		}
+		r.Deployment = dep
+		rctx, cancel := context.WithTimeout(ctx, reportTimeout)
+		got, err := e.rep.Report(rctx, r)
+		cancel()
+		lg := e.lg.With("job", r.Job, "sha", r.SHA, "target", r.Target, "state", r.State)
+		if errors.Is(err, ErrPermanent) {
+			lg.Error("GitHub refused a report; dropping it", "err", err)
+		} else if err != nil {
+			if rerr := e.store.Retry(ctx, o.ID); rerr != nil {
+				lg.Error("count report retry", "err", rerr)
+			}
+			return false, err
+		}
+		if got != 0 && got != dep {
+			if err := e.store.SetDeployment(ctx, r.Job, got); err != nil {
+				return false, err
+			}
+		}
+		deployments[r.Job] = max(got, dep)
+		if err := e.store.Settle(ctx, o.ID); err != nil {
+			return false, err
+		}
+		lg.Debug("report sent", "tries", o.Tries+1)
+	}
+	return false, nil
+}
