@@ -176,8 +176,8 @@ type fakeTransport struct {
 	// changed is what the "changed files" command prints; empty: it fails.
 	changed string
 	calls   []Command
-	opens  int
-	closes int
+	opens   int
+	closes  int
 }
 
 func (f *fakeTransport) Open(ctx context.Context, target, lock string, wait time.Duration) (Session, error) {
