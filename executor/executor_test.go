@@ -17,7 +17,7 @@ func testTarget() Target {
 	return Target{
 		Name: "production", Repo: "acme/app", Branch: "main", Environment: "production",
 		Rollback: true,
-		Changed:  "git diff --name-only",
+		Changed:  &Step{Name: "changed files", Run: "git diff --name-only", Timeout: time.Minute},
 		Steps: []Step{
 			{Name: "preflight", Run: "check", Timeout: time.Minute},
 			{Name: "checkout", Run: "checkout", Timeout: time.Minute, Checkpoint: true},

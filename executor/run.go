@@ -175,11 +175,11 @@ func (d *deploy) execute(ctx context.Context) {
 
 // previous returns the SHA the target runs before the deploy.
 func (d *deploy) previous(ctx context.Context) (string, error) {
-	if d.t.Current == "" {
+	if d.t.Current == nil {
 		return d.e.Current(d.t.Name), nil
 	}
 	var out bytes.Buffer
-	code, err := d.sess.Run(ctx, d.command(Step{Name: "current", Run: d.t.Current, Timeout: time.Minute}, "", ""), &out)
+	code, err := d.sess.Run(ctx, d.command(*d.t.Current, d.j.Trigger.SHA, ""), &out)
 	if err != nil {
 		return "", err
 	}
@@ -260,6 +260,10 @@ func (d *deploy) command(st Step, sha, prev string) Command {
 	env["DEPLOYHOOK_JOB"] = d.j.ID
 	env["DEPLOYHOOK_BRANCH"] = d.t.Branch
 	env["DEPLOYHOOK_REPO"] = d.t.Repo
+	env["DEPLOYHOOK_KIND"] = string(d.j.Trigger.Kind)
+	if sha != d.j.Trigger.SHA {
+		env["DEPLOYHOOK_ROLLBACK"] = "true" // the automatic rollback to the previous SHA
+	}
 	dir := st.Dir
 	if dir == "" {
 		dir = d.t.Dir
@@ -273,13 +277,13 @@ func (d *deploy) changedFiles(ctx context.Context, sha, prev string) ([]string, 
 	if d.changedTried {
 		return d.changed, d.changedKnown
 	}
-	if d.t.Changed == "" || prev == "" || prev == sha {
+	if d.t.Changed == nil || prev == "" || prev == sha {
 		return nil, prev == sha && prev != ""
 	}
 	d.changedTried = true
 	var out bytes.Buffer
 	// The diff is symmetric: a rollback sees the same files.
-	cmd := d.command(Step{Name: "changed files", Run: d.t.Changed, Timeout: time.Minute}, d.j.Trigger.SHA, d.j.PreviousSHA)
+	cmd := d.command(*d.t.Changed, d.j.Trigger.SHA, d.j.PreviousSHA)
 	code, err := d.sess.Run(ctx, cmd, &out)
 	if err != nil || code != 0 {
 		d.lg.Warn("changed files unknown: every conditional step runs", "exit", code, "err", err)

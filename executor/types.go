@@ -110,13 +110,13 @@ type Target struct {
 	// ones (flock). Empty: no remote lock.
 	Lock     string
 	LockWait time.Duration
-	// Current is a command printing the SHA the target runs now (git rev-parse HEAD).
-	// Empty: the last successful deploy in the journal.
-	Current string
-	// Changed is a command printing the files changed between $DEPLOYHOOK_PREVIOUS_SHA
-	// and $DEPLOYHOOK_SHA, one per line. Empty: the change is unknown and every
+	// Current, when set, prints the SHA the target runs now (git rev-parse HEAD as
+	// the app user). Nil: the last successful deploy in the journal.
+	Current *Step
+	// Changed, when set, prints the files changed between $DEPLOYHOOK_PREVIOUS_SHA
+	// and $DEPLOYHOOK_SHA, one per line. Nil: the change is unknown and every
 	// when_changed step runs.
-	Changed string
+	Changed *Step
 	// NotApplied lists path globs the deploy does not apply (infra/**, dagster.yaml):
 	// when the change touches one, the job's description says so.
 	NotApplied []string
