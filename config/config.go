@@ -1,0 +1,529 @@
+// Package config reads deployhook's configuration: a YAML file for everything that
+// may live in git, and the environment (or files named by it) for secrets. Load
+// reads both; Validate fails closed with a message that says what to set and where.
+//
+// Only package main imports config: it copies the values into the other packages'
+// constructor options.
+package config
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+//go:embed local.yaml example.yaml
+var files embed.FS
+
+// Local returns the embedded demo configuration (config/local.yaml): local transport,
+// steps that work on any machine, GitHub reports logged instead of sent.
+func Local() []byte {
+	b, _ := files.ReadFile("local.yaml")
+	return b
+}
+
+// Example returns the embedded config/example.yaml, which documents every key.
+func Example() []byte {
+	b, _ := files.ReadFile("example.yaml")
+	return b
+}
+
+// Config is the whole configuration.
+type Config struct {
+	Listen        string   `yaml:"listen"`
+	PublicURL     string   `yaml:"public_url"`
+	DataDir       string   `yaml:"data_dir"`
+	MaxBody       ByteSize `yaml:"max_body"`
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	Badges        *bool    `yaml:"badges"`
+	ShowOutput    *bool    `yaml:"show_output"`
+	Log           Log      `yaml:"log"`
+	GitHub        GitHub   `yaml:"github"`
+	Targets       []Target `yaml:"targets"`
+
+	// Secrets, from the environment only (see Load).
+	WebhookSecrets [][]byte `yaml:"-"`
+	GitHubToken    string   `yaml:"-"`
+	SSHKey         []byte   `yaml:"-"` // DEPLOYHOOK_SSH_KEY: a PEM private key for every SSH target without a key file
+	SSHPassphrase  []byte   `yaml:"-"`
+	// Endpoint overrides, from the environment (tests, private setups).
+	IAPURL     string `yaml:"-"`
+	ComputeURL string `yaml:"-"`
+}
+
+// Log configures logging.
+type Log struct {
+	Format string `yaml:"format"` // auto (JSON unless stderr is a terminal), json, text
+	Level  string `yaml:"level"`  // debug, info, warn, error
+}
+
+// GitHub configures reporting to GitHub.
+type GitHub struct {
+	APIURL         string `yaml:"api_url"`
+	AppID          int64  `yaml:"app_id"`
+	InstallationID int64  `yaml:"installation_id"`
+	PrivateKeyFile string `yaml:"private_key_file"`
+	Deployments    *bool  `yaml:"deployments"`
+	// Report false logs reports instead of sending them (the local demo). Default:
+	// true when a token or an App is configured.
+	Report *bool `yaml:"report"`
+}
+
+// Target is one deploy target.
+type Target struct {
+	Name             string   `yaml:"name"`
+	Repo             string   `yaml:"repo"`
+	Branch           string   `yaml:"branch"`
+	DeployOn         string   `yaml:"deploy_on"` // push | workflow_run
+	Workflows        []string `yaml:"workflows"`
+	DispatchWorkflow string   `yaml:"dispatch_workflow"`
+	Environment      string   `yaml:"environment"`
+	Transport        string   `yaml:"transport"` // iap | ssh | local
+	VM               VM       `yaml:"vm"`
+	SSH              SSH      `yaml:"ssh"`
+	AppDir           string   `yaml:"app_dir"`
+	AppUser          string   `yaml:"app_user"`
+	Units            []string `yaml:"units"`
+	Settle           Duration `yaml:"settle"`
+	AllowDirty       bool     `yaml:"allow_dirty"`
+	Lock             string   `yaml:"lock"`
+	LockWait         Duration `yaml:"lock_wait"`
+	Rollback         *bool    `yaml:"rollback"`
+	NotApplied       []string `yaml:"not_applied"`
+	Reconcile        Duration `yaml:"reconcile_every"`
+	Steps            []Step   `yaml:"steps"`
+}
+
+// VM names a Compute Engine instance.
+type VM struct {
+	Project   string `yaml:"project"`
+	Zone      string `yaml:"zone"`
+	Instance  string `yaml:"instance"`
+	Interface string `yaml:"interface"` // default: the instance's first NIC
+	Port      int    `yaml:"port"`      // default 22
+}
+
+// SSH configures the SSH connection of a target.
+type SSH struct {
+	Address         string   `yaml:"address"` // transport ssh only
+	User            string   `yaml:"user"`
+	PrivateKeyFile  string   `yaml:"private_key_file"`
+	CertificateFile string   `yaml:"certificate_file"`
+	KnownHostsFile  string   `yaml:"known_hosts_file"`
+	HostKeys        []string `yaml:"host_keys"` // authorized_keys format: "ssh-ed25519 AAAA..."
+	// GuestAttributes reads the VM's host keys from its guest attributes (transport
+	// iap). Default true for iap when no other pin is configured.
+	GuestAttributes *bool    `yaml:"host_keys_from_guest_attributes"`
+	Timeout         Duration `yaml:"timeout"`
+	KeepAlive       Duration `yaml:"keepalive"`
+}
+
+// Step is one command of a deploy.
+type Step struct {
+	Name        string            `yaml:"name"`
+	Run         string            `yaml:"run"`
+	User        string            `yaml:"user"`
+	Sudo        bool              `yaml:"sudo"`
+	Dir         string            `yaml:"dir"`
+	Env         map[string]string `yaml:"env"`
+	Timeout     Duration          `yaml:"timeout"`
+	WhenChanged []string          `yaml:"when_changed"`
+	Checkpoint  bool              `yaml:"checkpoint"`
+	Rollback    *bool             `yaml:"rollback"`
+}
+
+// Duration is a time.Duration written as "10m", "90s".
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write 90s, 10m, 1h)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ByteSize is a size written as "25MB", "512KB" or a number of bytes.
+type ByteSize int64
+
+// UnmarshalYAML reads a size.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}, {"", 1}}
+	s = strings.TrimSpace(strings.ToUpper(s))
+	for _, u := range units {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			var v int64
+			if _, err := fmt.Sscan(strings.TrimSpace(num), &v); err == nil && v > 0 {
+				*b = ByteSize(v * u.mult)
+				return nil
+			}
+			break
+		}
+	}
+	return fmt.Errorf("line %d: %q is not a size (write 25MB, 512KB)", n.Line, s)
+}
+
+// Getenv is os.Getenv's signature, so tests can pass a map.
+type Getenv func(string) string
+
+// Load reads the YAML file at path (the embedded local demo when path is empty),
+// the secrets from the environment, applies defaults and validates the result.
+func Load(path string, getenv Getenv) (*Config, error) {
+	var data []byte
+	if path == "" {
+		data = Local()
+		path = "(embedded config/local.yaml)"
+	} else {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if err := c.readEnv(getenv); err != nil {
+		return nil, err
+	}
+	c.defaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML strictly: an unknown key is an error, so a typo never
+// silently turns a setting off.
+func Parse(data []byte) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	return &c, nil
+}
+
+// secret reads NAME from the environment or the file NAME_FILE names.
+func secret(getenv Getenv, name string) ([]byte, error) {
+	v := getenv(name)
+	f := getenv(name + "_FILE")
+	switch {
+	case v != "" && f != "":
+		return nil, fmt.Errorf("both %s and %s_FILE are set: set one", name, name)
+	case f != "":
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("read %s_FILE: %w", name, err)
+		}
+		return bytes.TrimRight(b, "\r\n"), nil
+	}
+	return []byte(v), nil
+}
+
+func (c *Config) readEnv(getenv Getenv) error {
+	for _, name := range []string{"DEPLOYHOOK_WEBHOOK_SECRET", "DEPLOYHOOK_WEBHOOK_SECRET_PREVIOUS"} {
+		s, err := secret(getenv, name)
+		if err != nil {
+			return err
+		}
+		if len(s) > 0 {
+			c.WebhookSecrets = append(c.WebhookSecrets, s)
+		}
+	}
+	tok, err := secret(getenv, "DEPLOYHOOK_GITHUB_TOKEN")
+	if err != nil {
+		return err
+	}
+	c.GitHubToken = string(tok)
+	if c.SSHKey, err = secret(getenv, "DEPLOYHOOK_SSH_KEY"); err != nil {
+		return err
+	}
+	if c.SSHPassphrase, err = secret(getenv, "DEPLOYHOOK_SSH_KEY_PASSPHRASE"); err != nil {
+		return err
+	}
+	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
+	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
+	if v := getenv("DEPLOYHOOK_GITHUB_API_URL"); v != "" {
+		c.GitHub.APIURL = v
+	}
+	return nil
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+func (c *Config) defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./.deployhook"
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = 25 << 20 // GitHub caps payloads at 25 MB (GITHUB-FACTS: payload_cap)
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = Duration(2 * time.Minute)
+	}
+	if c.Badges == nil {
+		c.Badges = boolPtr(true)
+	}
+	if c.ShowOutput == nil {
+		c.ShowOutput = boolPtr(true)
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "auto"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.GitHub.APIURL == "" {
+		c.GitHub.APIURL = "https://api.github.com/"
+	}
+	if c.GitHub.Deployments == nil {
+		c.GitHub.Deployments = boolPtr(true)
+	}
+	if c.GitHub.Report == nil {
+		c.GitHub.Report = boolPtr(c.GitHubToken != "" || c.GitHub.AppID != 0)
+	}
+	for i := range c.Targets {
+		t := &c.Targets[i]
+		if t.Branch == "" {
+			t.Branch = "main"
+		}
+		if t.DeployOn == "" {
+			t.DeployOn = "push"
+		}
+		if t.Environment == "" {
+			t.Environment = t.Name
+		}
+		if t.Rollback == nil {
+			t.Rollback = boolPtr(true)
+		}
+		if t.Settle == 0 {
+			t.Settle = Duration(10 * time.Second)
+		}
+		if t.LockWait == 0 {
+			t.LockWait = Duration(10 * time.Minute)
+		}
+		if t.Lock == "" && t.Transport != "local" {
+			t.Lock = "/run/lock/deployhook.lock"
+		}
+		if t.NotApplied == nil && t.AppDir != "" {
+			t.NotApplied = []string{"infra/**", "dagster.yaml"}
+		}
+		if t.Units == nil && t.AppDir != "" && len(t.Steps) == 0 {
+			t.Units = []string{"dagster-code", "dagster"}
+		}
+		if t.VM.Port == 0 {
+			t.VM.Port = 22
+		}
+		if t.SSH.Timeout == 0 {
+			t.SSH.Timeout = Duration(30 * time.Second)
+		}
+		if t.SSH.KeepAlive == 0 {
+			t.SSH.KeepAlive = Duration(15 * time.Second)
+		}
+		if t.SSH.GuestAttributes == nil {
+			pinned := t.SSH.KnownHostsFile != "" || len(t.SSH.HostKeys) > 0
+			t.SSH.GuestAttributes = boolPtr(t.Transport == "iap" && !pinned)
+		}
+	}
+}
+
+var (
+	repoRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*$`)
+	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// Validate checks the configuration and fails closed: every problem is reported,
+// each with what to set and where.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if len(c.WebhookSecrets) == 0 {
+		bad("no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET (or DEPLOYHOOK_WEBHOOK_SECRET_FILE) to the secret of the GitHub webhook; deployhook never accepts unsigned deliveries")
+	}
+	for _, s := range c.WebhookSecrets {
+		if len(s) < 16 {
+			bad("webhook secret is %d bytes: use at least 16 random bytes (openssl rand -hex 32)", len(s))
+			break
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("public_url %q must be an absolute http(s) URL", c.PublicURL)
+		}
+	}
+	if u, err := url.Parse(c.GitHub.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("github.api_url %q must be an absolute URL (GitHub Enterprise: https://HOST/api/v3/)", c.GitHub.APIURL)
+	}
+	app := c.GitHub.AppID != 0 || c.GitHub.InstallationID != 0 || c.GitHub.PrivateKeyFile != ""
+	if app && (c.GitHub.AppID == 0 || c.GitHub.InstallationID == 0 || c.GitHub.PrivateKeyFile == "") {
+		bad("github: a GitHub App needs app_id, installation_id and private_key_file")
+	}
+	if app && c.GitHubToken != "" {
+		bad("github: both a GitHub App and DEPLOYHOOK_GITHUB_TOKEN are configured: use one")
+	}
+	if *c.GitHub.Report && !app && c.GitHubToken == "" {
+		bad("github.report is on but there are no credentials: set DEPLOYHOOK_GITHUB_TOKEN, or configure github.app_id, installation_id and private_key_file")
+	}
+	switch c.Log.Format {
+	case "auto", "json", "text":
+	default:
+		bad("log.format %q: use auto, json or text", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: use debug, info, warn or error", c.Log.Level)
+	}
+	if len(c.Targets) == 0 {
+		bad("no targets: add at least one under targets:")
+	}
+	seen := map[string]bool{}
+	for i, t := range c.Targets {
+		where := fmt.Sprintf("targets[%d] (%s)", i, t.Name)
+		if !nameRE.MatchString(t.Name) {
+			bad("%s: name %q must be lower-case letters, digits, - or _ (it appears in URLs and the status context deploy/NAME)", where, t.Name)
+		}
+		if seen[t.Name] {
+			bad("%s: target name %q is used twice", where, t.Name)
+		}
+		seen[t.Name] = true
+		if !repoRE.MatchString(t.Repo) {
+			bad("%s: repo %q must be owner/name", where, t.Repo)
+		}
+		switch t.DeployOn {
+		case "push":
+		case "workflow_run":
+			if len(t.Workflows) == 0 {
+				bad("%s: deploy_on workflow_run needs workflows: the CI workflow files whose success deploys (e.g. .github/workflows/ci.yml)", where)
+			}
+		default:
+			bad("%s: deploy_on %q: use push or workflow_run", where, t.DeployOn)
+		}
+		for _, w := range append(append([]string(nil), t.Workflows...), t.DispatchWorkflow) {
+			if w != "" && !strings.HasPrefix(w, ".github/workflows/") {
+				bad("%s: workflow %q must be a path like .github/workflows/ci.yml", where, w)
+			}
+		}
+		switch t.Transport {
+		case "local":
+		case "ssh":
+			if t.SSH.Address == "" {
+				bad("%s: transport ssh needs ssh.address (host:port)", where)
+			}
+			c.validateSSH(where, t, bad)
+		case "iap":
+			if t.VM.Project == "" || t.VM.Zone == "" || t.VM.Instance == "" {
+				bad("%s: transport iap needs vm.project, vm.zone and vm.instance", where)
+			}
+			c.validateSSH(where, t, bad)
+		default:
+			bad("%s: transport %q: use iap, ssh or local", where, t.Transport)
+		}
+		if t.AppUser != "" && !userRE.MatchString(t.AppUser) {
+			bad("%s: app_user %q is not a valid user name", where, t.AppUser)
+		}
+		if len(t.Steps) == 0 && t.AppDir == "" {
+			bad("%s: give steps:, or app_dir (and app_user) for the default sequence", where)
+		}
+		if t.AppDir != "" && !filepath.IsAbs(t.AppDir) {
+			bad("%s: app_dir %q must be an absolute path", where, t.AppDir)
+		}
+		for _, u := range t.Units {
+			if !validUnit(u) {
+				bad("%s: unit %q is not a systemd unit name", where, u)
+			}
+		}
+		for j, s := range t.Steps {
+			sw := fmt.Sprintf("%s step %d (%s)", where, j+1, s.Name)
+			if s.Name == "" {
+				bad("%s: a step needs a name", sw)
+			}
+			if strings.TrimSpace(s.Run) == "" {
+				bad("%s: a step needs a command (run:)", sw)
+			}
+			if s.Timeout <= 0 {
+				bad("%s: a step needs a timeout (timeout: 5m): a step without one could hold the deploy lock for ever", sw)
+			}
+			if s.User != "" && !userRE.MatchString(s.User) {
+				bad("%s: user %q is not a valid user name", sw, s.User)
+			}
+			if s.User != "" && s.Sudo {
+				bad("%s: set user (run as that user) or sudo (run as root), not both", sw)
+			}
+			for k := range s.Env {
+				if !envKeyRE.MatchString(k) {
+					bad("%s: env name %q is not a valid variable name", sw, k)
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) validateSSH(where string, t Target, bad func(string, ...any)) {
+	if t.SSH.User == "" {
+		bad("%s: ssh.user is required (the account deployhook logs in as)", where)
+	}
+	if t.SSH.PrivateKeyFile == "" && len(c.SSHKey) == 0 {
+		bad("%s: no SSH key: set ssh.private_key_file, or DEPLOYHOOK_SSH_KEY (or DEPLOYHOOK_SSH_KEY_FILE)", where)
+	}
+	if t.SSH.KnownHostsFile == "" && len(t.SSH.HostKeys) == 0 && !*t.SSH.GuestAttributes {
+		bad("%s: no host key pin: set ssh.known_hosts_file or ssh.host_keys%s; deployhook never trusts a host key on first use",
+			where, map[bool]string{true: ", or host_keys_from_guest_attributes: true", false: ""}[t.Transport == "iap"])
+	}
+	if *t.SSH.GuestAttributes && t.Transport != "iap" {
+		bad("%s: host_keys_from_guest_attributes needs transport iap (it reads the VM's guest attributes)", where)
+	}
+}
+
+func validUnit(u string) bool {
+	if u == "" || strings.HasPrefix(u, "-") {
+		return false
+	}
+	for _, r := range u {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@._:-\\", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// Target returns the target named name, or nil.
+func (c *Config) Target(name string) *Target {
+	for i := range c.Targets {
+		if c.Targets[i].Name == name {
+			return &c.Targets[i]
+		}
+	}
+	return nil
+}
