@@ -31,6 +31,9 @@ type Options struct {
 	// Output, when set, also receives every step's output as it runs (the CLI's
 	// deploy command streams it to the terminal).
 	Output io.Writer
+	// NoRecover leaves jobs that the journal shows running or queued alone: for a
+	// command-line deploy that shares the journal with a running service.
+	NoRecover bool
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -156,6 +159,9 @@ func (e *Executor) Run(ctx context.Context) error {
 // recover closes jobs a previous process left running and re-queues the newest
 // queued job of each target.
 func (e *Executor) recover(ctx context.Context) error {
+	if e.opts.NoRecover {
+		return e.loadCurrent(ctx)
+	}
 	running, err := e.store.Jobs(ctx, "", 0, StateRunning)
 	if err != nil {
 		return err
@@ -194,17 +200,24 @@ func (e *Executor) recover(ctx context.Context) error {
 			return err
 		}
 	}
+	if len(running) > 0 || len(queued) > 0 {
+		e.lg.Info("journal recovered", "interrupted", len(running), "requeued", len(queued))
+	}
+	return e.loadCurrent(ctx)
+}
+
+// loadCurrent sets each target's current SHA from its last successful deploy.
+func (e *Executor) loadCurrent(ctx context.Context) error {
 	for _, l := range e.lanes {
 		last, err := e.store.LastSuccess(ctx, l.t.Name)
 		switch {
 		case err == nil:
+			l.mu.Lock()
 			l.current, l.lastJob = last.Trigger.SHA, last.ID
+			l.mu.Unlock()
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-	}
-	if len(running) > 0 || len(queued) > 0 {
-		e.lg.Info("journal recovered", "interrupted", len(running), "requeued", len(queued))
 	}
 	return nil
 }

@@ -1,0 +1,42 @@
+# deployhook: `make help` lists the targets.
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+STATICCHECK_VERSION := 2025.1.1
+DEMO_SECRET := local-demo-secret-not-for-production
+
+.PHONY: help run test fuzz lint bench build docker send-test-webhook clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+run: ## serve the local demo (config/local.yaml) on 127.0.0.1:8080
+	DEPLOYHOOK_WEBHOOK_SECRET=$${DEPLOYHOOK_WEBHOOK_SECRET:-$(DEMO_SECRET)} $(GO) run . serve --config config/local.yaml
+
+send-test-webhook: ## send a signed sample push to the demo started by make run
+	DEPLOYHOOK_WEBHOOK_SECRET=$${DEPLOYHOOK_WEBHOOK_SECRET:-$(DEMO_SECRET)} $(GO) run . send-test-webhook --url http://127.0.0.1:8080/webhook
+
+test: ## vet, the whole test suite with the race detector, and a short fuzz of the webhook parser
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=10s ./webhook/
+	$(GO) test -run=NONE -fuzz=FuzzVerify -fuzztime=5s ./webhook/
+
+fuzz: ## fuzz the webhook parser for a minute
+	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=60s ./webhook/
+
+lint: ## go vet and staticcheck (pinned)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+bench: ## the benchmarks named in BENCHMARKS.md
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=2s ./webhook/ ./server/ ./executor/...
+
+build: ## a static binary in bin/deployhook
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/deployhook .
+
+docker: ## the container image (needs a Docker engine)
+	docker build --build-arg VERSION=$(VERSION) -t deployhook:$(VERSION) .
+
+clean: ## remove build output and the demo's journal
+	rm -rf bin .deployhook

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/user"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/deployhook/deployhook/config"
+	"github.com/deployhook/deployhook/executor"
+)
+
+func (e *env) deployCmd() *cobra.Command {
+	var c common
+	var sha string
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Deploy one commit to a target now, streaming the steps' output",
+		Long: `Deploy runs one deploy in this process, through the same journal, lock and
+reports as the service, and streams the output of every step to the terminal.
+Without --sha it deploys the head of the target's branch (read from GitHub).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return e.runOne(cmd.Context(), &c, executor.KindManual, sha)
+		},
+	}
+	c.flags(cmd, true)
+	cmd.Flags().StringVar(&sha, "sha", "", "commit to deploy (full SHA; default: the branch head)")
+	_ = cmd.MarkFlagRequired("target")
+	return cmd
+}
+
+func (e *env) rollbackCmd() *cobra.Command {
+	var c common
+	var to string
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Deploy an earlier commit (default: the previous successful deploy)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return e.runOne(cmd.Context(), &c, executor.KindRollback, to)
+		},
+	}
+	c.flags(cmd, true)
+	cmd.Flags().StringVar(&to, "to", "", "commit to roll back to (default: the previous successful deploy)")
+	_ = cmd.MarkFlagRequired("target")
+	return cmd
+}
+
+// runOne runs one deploy or rollback in this process and waits for its end.
+//
+// It shares the journal with a running service, so it does not recover the
+// journal (that would close the service's running job). The remote lock keeps the
+// two from deploying at once.
+func (e *env) runOne(ctx context.Context, c *common, kind executor.Kind, sha string) error {
+	cfg, lg, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	a, err := e.assemble(ctx, cfg, lg, executor.Options{Output: e.stdout, NoRecover: true})
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	t := cfg.Target(c.target)
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- a.ex.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			lg.Error("executor", "err", err)
+		}
+	}()
+
+	switch {
+	case sha != "":
+	case kind == executor.KindRollback:
+		if sha, err = a.ex.RollbackSHA(ctx, t.Name); err != nil {
+			return err
+		}
+	case a.gh != nil:
+		if sha, err = a.gh.BranchHead(ctx, t.Repo, t.Branch); err != nil {
+			return fmt.Errorf("read the head of %s: %w", t.Branch, err)
+		}
+	default:
+		return errors.New("GitHub is not configured: give --sha")
+	}
+	actor := "deployhook CLI"
+	if u, err := user.Current(); err == nil {
+		actor = u.Username
+	}
+	reason := "manual deploy by " + actor
+	if kind == executor.KindRollback {
+		reason = "rollback by " + actor
+	}
+	en, err := a.ex.Enqueue(ctx, t.Name, executor.Trigger{
+		Kind: kind, Repo: t.Repo, Branch: t.Branch, SHA: strings.ToLower(sha),
+		Actor: actor, Reason: reason, Force: true,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "job %s: %s %s to %s\n", en.Job.ID, kind, sha, t.Name)
+	for {
+		j, err := a.store.Job(ctx, en.Job.ID)
+		if err != nil {
+			return err
+		}
+		if j.State.Final() {
+			fmt.Fprintf(e.stdout, "%s: %s\n", j.State, j.Description)
+			if j.State != executor.StateSuccess {
+				return exitError{fmt.Errorf("deploy %s", j.State)}
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			fmt.Fprintln(e.stdout, "interrupted: cancelling the deploy")
+			stop()
+			<-done
+			done <- nil
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (e *env) statusCmd() *cobra.Command {
+	var c common
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the last deploys and the commit each target runs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, lg, err := e.load(&c)
+			if err != nil {
+				return err
+			}
+			a, err := e.assemble(cmd.Context(), cfg, lg, executor.Options{NoRecover: true})
+			if err != nil {
+				return err
+			}
+			defer a.close()
+			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			for _, t := range cfg.Targets {
+				if c.target != "" && t.Name != c.target {
+					continue
+				}
+				current := "unknown"
+				if last, err := a.store.LastSuccess(cmd.Context(), t.Name); err == nil {
+					current = last.Trigger.SHA[:7] + " (" + last.Finished.Local().Format(time.DateTime) + ")"
+				}
+				fmt.Fprintf(w, "%s\t%s %s\truns %s\n", t.Name, t.Repo, t.Branch, current)
+				jobs, err := a.store.Jobs(cmd.Context(), t.Name, limit)
+				if err != nil {
+					return err
+				}
+				for _, j := range jobs {
+					fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", j.ID, j.Created.Local().Format(time.DateTime),
+						j.Trigger.SHA[:7], j.State, j.Description)
+				}
+			}
+			return w.Flush()
+		},
+	}
+	c.flags(cmd, true)
+	cmd.Flags().IntVar(&limit, "limit", 10, "jobs to show per target")
+	return cmd
+}
+
+func (e *env) checkCmd() *cobra.Command {
+	var c common
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Preflight: configuration, GitHub, tunnel, SSH and sudo for every target",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(c.config, e.getenv)
+			if err != nil {
+				fmt.Fprintf(e.stdout, "✗ configuration: %v\n", err)
+				return exitError{err}
+			}
+			fmt.Fprintf(e.stdout, "✓ configuration: %d target(s)\n", len(cfg.Targets))
+			if c.dataDir != "" {
+				cfg.DataDir = c.dataDir
+			}
+			lg := e.logger(cfg.Log)
+			a, err := e.assemble(cmd.Context(), cfg, lg, executor.Options{NoRecover: true})
+			if err != nil {
+				fmt.Fprintf(e.stdout, "✗ %v\n", err)
+				return exitError{err}
+			}
+			defer a.close()
+			failed := 0
+			report := func(ok bool, format string, args ...any) {
+				mark := "✓"
+				if !ok {
+					mark, failed = "✗", failed+1
+				}
+				fmt.Fprintf(e.stdout, "%s %s\n", mark, fmt.Sprintf(format, args...))
+			}
+			for _, t := range cfg.Targets {
+				if c.target != "" && t.Name != c.target {
+					continue
+				}
+				e.checkTarget(cmd.Context(), a, t, report)
+			}
+			if failed > 0 {
+				return exitError{fmt.Errorf("%d check(s) failed", failed)}
+			}
+			return nil
+		},
+	}
+	c.flags(cmd, true)
+	return cmd
+}
+
+// checkTarget checks what a deploy of t needs, in the order a deploy needs it.
+func (e *env) checkTarget(ctx context.Context, a *app, t config.Target, report func(bool, string, ...any)) {
+	if a.gh != nil {
+		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		sha, err := a.gh.BranchHead(cctx, t.Repo, t.Branch)
+		cancel()
+		report(err == nil, "%s: GitHub: head of %s %s%s", t.Name, t.Repo, t.Branch, resultText(sha, err))
+	} else {
+		report(true, "%s: GitHub reporting is off (statuses are logged)", t.Name)
+	}
+	for _, c := range a.tr.checks(ctx, t) {
+		report(c.err == nil, "%s: %s%s", t.Name, c.what, resultText(c.detail, c.err))
+	}
+}
+
+func resultText(detail string, err error) string {
+	switch {
+	case err != nil:
+		return ": " + err.Error()
+	case detail != "":
+		return ": " + detail
+	}
+	return ""
+}
+
+//go:embed testdata/push.json
+var samplePush []byte
+
+func (e *env) sendTestWebhookCmd() *cobra.Command {
+	var url, event, sha, repo, branch, cfgPath string
+	cmd := &cobra.Command{
+		Use:   "send-test-webhook",
+		Short: "Send a signed sample delivery, as GitHub would (DEPLOYHOOK_WEBHOOK_SECRET signs it)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			secret := e.getenv("DEPLOYHOOK_WEBHOOK_SECRET")
+			if f := e.getenv("DEPLOYHOOK_WEBHOOK_SECRET_FILE"); secret == "" && f != "" {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					return err
+				}
+				secret = strings.TrimRight(string(b), "\r\n")
+			}
+			if secret == "" {
+				return errors.New("set DEPLOYHOOK_WEBHOOK_SECRET to the secret the service uses")
+			}
+			if repo == "" || branch == "" {
+				cfg, err := config.Parse(config.Local())
+				if cfgPath != "" {
+					var b []byte
+					if b, err = os.ReadFile(cfgPath); err == nil {
+						cfg, err = config.Parse(b)
+					}
+				}
+				if err != nil {
+					return err
+				}
+				if repo == "" {
+					repo = cfg.Targets[0].Repo
+				}
+				if branch == "" {
+					branch = cfg.Targets[0].Branch
+					if branch == "" {
+						branch = "main"
+					}
+				}
+			}
+			if sha == "" {
+				var b [20]byte
+				_, _ = rand.Read(b[:])
+				sha = hex.EncodeToString(b[:])
+			}
+			body, err := sampleDelivery(event, repo, branch, sha)
+			if err != nil {
+				return err
+			}
+			return e.post(cmd.Context(), url, event, secret, body)
+		},
+	}
+	cmd.Flags().StringVar(&url, "url", "http://127.0.0.1:8080/webhook", "the webhook URL")
+	cmd.Flags().StringVar(&event, "event", "push", "push or ping")
+	cmd.Flags().StringVar(&sha, "sha", "", "the pushed commit (default: random)")
+	cmd.Flags().StringVar(&repo, "repo", "", "owner/name (default: the first target's)")
+	cmd.Flags().StringVar(&branch, "branch", "", "branch (default: the first target's)")
+	cmd.Flags().StringVar(&cfgPath, "config", "", "configuration to take the repo and branch from (default: the local demo)")
+	return cmd
+}
+
+// sampleDelivery returns GitHub's own sample push payload, rewritten for repo,
+// branch and sha, or a ping.
+func sampleDelivery(event, repo, branch, sha string) ([]byte, error) {
+	var p map[string]any
+	if err := json.Unmarshal(samplePush, &p); err != nil {
+		return nil, err
+	}
+	switch event {
+	case "push":
+		p["ref"] = "refs/heads/" + branch
+		p["after"] = sha
+		p["deleted"], p["created"] = false, false
+		if r, ok := p["repository"].(map[string]any); ok {
+			r["full_name"] = repo
+			r["name"] = repo[strings.IndexByte(repo, '/')+1:]
+		}
+		if hc, ok := p["head_commit"].(map[string]any); ok {
+			hc["id"] = sha
+		}
+	case "ping":
+		p = map[string]any{"zen": "Design for failure.", "hook_id": 1,
+			"repository": map[string]any{"full_name": repo}}
+	default:
+		return nil, fmt.Errorf("--event %q: use push or ping", event)
+	}
+	return json.Marshal(p)
+}
+
+func (e *env) post(ctx context.Context, url, event, secret string, body []byte) error {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	var guid [16]byte
+	_, _ = rand.Read(guid[:])
+	delivery := fmt.Sprintf("%x-%x-%x-%x-%x", guid[0:4], guid[4:6], guid[6:8], guid[8:10], guid[10:])
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "GitHub-Hookshot/deployhook-test")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	client := &http.Client{Timeout: 15 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Fprintf(e.stdout, "delivery %s: %s %s\n", delivery, resp.Status, bytes.TrimSpace(answer))
+	if resp.StatusCode >= 300 {
+		return exitError{fmt.Errorf("webhook answered %s", resp.Status)}
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/term"
+
+	"github.com/deployhook/deployhook/config"
+	"github.com/deployhook/deployhook/executor/remote"
+)
+
+func (e *env) sshCmd() *cobra.Command {
+	var c common
+	cmd := &cobra.Command{
+		Use:   "ssh [-- COMMAND]",
+		Short: "Open a shell on the target's VM (through IAP for transport iap)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, lg, err := e.load(&c)
+			if err != nil {
+				return err
+			}
+			ts, err := newTransports(cmd.Context(), lg, cfg)
+			if err != nil {
+				return err
+			}
+			defer ts.Close()
+			client, err := ts.client(cmd.Context(), cfg.Target(c.target))
+			if err != nil {
+				return err
+			}
+			defer client.Close()
+			return e.shell(client, args)
+		},
+	}
+	c.flags(cmd, true)
+	_ = cmd.MarkFlagRequired("target")
+	return cmd
+}
+
+// client returns an SSH client connected to t.
+func (ts *transports) client(ctx context.Context, t *config.Target) (*ssh.Client, error) {
+	var tr *remote.SSH
+	switch t.Transport {
+	case "iap":
+		var err error
+		if tr, err = ts.iaps[t.Name].ssh(ctx); err != nil {
+			return nil, err
+		}
+	case "ssh":
+		tr = ts.byName[t.Name].(*remote.SSH)
+	default:
+		return nil, fmt.Errorf("target %s uses transport %s: there is nothing to ssh to", t.Name, t.Transport)
+	}
+	return tr.Client(ctx)
+}
+
+// shell runs an interactive shell (or args as a command) with a pty when stdin
+// is a terminal, and returns the remote exit status as an exitError.
+func (e *env) shell(client *ssh.Client, args []string) error {
+	sess, err := client.NewSession()
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	sess.Stdin, sess.Stdout, sess.Stderr = e.stdin, e.stdout, e.stderr
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fd := int(f.Fd())
+		w, h, err := term.GetSize(fd)
+		if err != nil {
+			w, h = 80, 24
+		}
+		termType := os.Getenv("TERM")
+		if termType == "" {
+			termType = "xterm-256color"
+		}
+		if err := sess.RequestPty(termType, h, w, ssh.TerminalModes{ssh.ECHO: 1}); err != nil {
+			return fmt.Errorf("request a terminal: %w", err)
+		}
+		old, err := term.MakeRaw(fd)
+		if err != nil {
+			return err
+		}
+		defer term.Restore(fd, old)
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		defer signal.Stop(winch)
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			for {
+				select {
+				case <-done:
+					return
+				case <-winch:
+					if w, h, err := term.GetSize(fd); err == nil {
+						_ = sess.WindowChange(h, w)
+					}
+				}
+			}
+		}()
+	}
+	if len(args) > 0 {
+		err = sess.Run(shellJoin(args))
+	} else {
+		if err = sess.Shell(); err == nil {
+			err = sess.Wait()
+		}
+	}
+	var exit *ssh.ExitError
+	if errors.As(err, &exit) {
+		return exitError{fmt.Errorf("remote exit %d", exit.ExitStatus())}
+	}
+	return err
+}
+
+func shellJoin(args []string) string {
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(quoted, " ")
+}
+
+func (e *env) tunnelCmd() *cobra.Command {
+	var c common
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "tunnel",
+		Short: "Forward a local port to the VM's SSH port through IAP",
+		Long: `Tunnel listens on a local port and opens one IAP tunnel to the VM for each
+connection, for tools that want a port (ssh -p PORT user@127.0.0.1, scp, rsync).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, lg, err := e.load(&c)
+			if err != nil {
+				return err
+			}
+			ts, err := newTransports(cmd.Context(), lg, cfg)
+			if err != nil {
+				return err
+			}
+			defer ts.Close()
+			x := ts.iaps[c.target]
+			if x == nil {
+				return fmt.Errorf("target %s does not use transport iap", c.target)
+			}
+			ln, err := net.Listen("tcp", listen)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(e.stdout, "forwarding %s to %s port %d through IAP\n", ln.Addr(), x.t.VM.Instance, x.t.VM.Port)
+			return forward(cmd.Context(), ln, x.dialTunnel, func(err error) { lg.Error("tunnel", "err", err) })
+		},
+	}
+	c.flags(cmd, true)
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:2222", "local address to listen on")
+	_ = cmd.MarkFlagRequired("target")
+	return cmd
+}
+
+// forward accepts connections on ln until ctx ends and pipes each to a new
+// conn from dial. It waits for every pipe to end before it returns.
+func forward(ctx context.Context, ln net.Listener, dial func(context.Context) (net.Conn, error), logErr func(error)) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	for {
+		local, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		wg.Go(func() {
+			defer local.Close()
+			remoteConn, err := dial(ctx)
+			if err != nil {
+				logErr(err)
+				return
+			}
+			defer remoteConn.Close()
+			unblock := context.AfterFunc(ctx, func() { local.Close(); remoteConn.Close() })
+			defer unblock()
+			var pipes sync.WaitGroup
+			pipes.Go(func() { _, _ = io.Copy(remoteConn, local); remoteConn.Close() })
+			_, _ = io.Copy(local, remoteConn)
+			local.Close()
+			pipes.Wait()
+		})
+	}
+}

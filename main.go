@@ -1,0 +1,386 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
+	"golang.org/x/term"
+
+	"github.com/deployhook/deployhook/config"
+	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/ghstatus"
+	"github.com/deployhook/deployhook/executor/store"
+	"github.com/deployhook/deployhook/server"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ex exitError
+		if !errors.As(err, &ex) {
+			fmt.Fprintln(os.Stderr, "deployhook:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// exitError is an error already reported to the user: main exits 1 without
+// printing it again.
+type exitError struct{ error }
+
+// env is what run gets from the process, so a test can run the whole program.
+type env struct {
+	getenv func(string) string
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// run runs the deployhook command line args.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "deployhook",
+		Short:         "Deploy a repository to a Compute Engine VM when GitHub says so",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.AddCommand(
+		e.serveCmd(), e.deployCmd(), e.rollbackCmd(), e.statusCmd(), e.checkCmd(),
+		e.sshCmd(), e.tunnelCmd(), e.sendTestWebhookCmd(), e.versionCmd(),
+	)
+	return root.ExecuteContext(ctx)
+}
+
+func (e *env) versionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(e.stdout, "deployhook %s\n", version)
+			return err
+		},
+	}
+}
+
+// common holds the flags most commands share.
+type common struct {
+	config  string
+	dataDir string
+	target  string
+}
+
+func (c *common) flags(cmd *cobra.Command, withTarget bool) {
+	cmd.Flags().StringVar(&c.config, "config", "", "configuration file (default: the embedded local demo, config/local.yaml)")
+	cmd.Flags().StringVar(&c.dataDir, "data-dir", "", "directory of the journal (overrides data_dir)")
+	if withTarget {
+		cmd.Flags().StringVar(&c.target, "target", "", "target name")
+	}
+}
+
+// load reads the configuration and makes the logger.
+func (e *env) load(c *common) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(c.config, e.getenv)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.dataDir != "" {
+		cfg.DataDir = c.dataDir
+	}
+	if c.target != "" && cfg.Target(c.target) == nil {
+		var names []string
+		for _, t := range cfg.Targets {
+			names = append(names, t.Name)
+		}
+		return nil, nil, fmt.Errorf("no target %q in the configuration (targets: %s)", c.target, strings.Join(names, ", "))
+	}
+	return cfg, e.logger(cfg.Log), nil
+}
+
+// logger returns the process's logger: JSON with the field names Cloud Logging
+// reads (severity, message) unless stderr is a terminal or text is asked for.
+func (e *env) logger(l config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(l.Level))
+	text := l.Format == "text"
+	if l.Format == "auto" {
+		if f, ok := e.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			text = true
+		}
+	}
+	if text {
+		return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	}
+	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.MessageKey:
+				a.Key = "message"
+			case slog.LevelKey:
+				a.Key = "severity"
+				if lv, ok := a.Value.Any().(slog.Level); ok && lv == slog.LevelWarn {
+					a.Value = slog.StringValue("WARNING")
+				}
+			}
+			return a
+		},
+	}))
+}
+
+// app is deployhook assembled from a configuration.
+type app struct {
+	cfg      *config.Config
+	lg       *slog.Logger
+	store    *store.Store
+	gh       *ghstatus.Client // nil when GitHub reporting is off
+	reporter executor.Reporter
+	tr       *transports
+	ex       *executor.Executor
+}
+
+// assemble opens the journal and builds the reporter, transports and executor.
+func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options) (*app, error) {
+	a := &app{cfg: cfg, lg: lg}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	st, err := store.Open(ctx, lg, filepath.Join(cfg.DataDir, "deployhook.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	a.store = st
+	fail := func(err error) (*app, error) {
+		a.close()
+		return nil, err
+	}
+	if *cfg.GitHub.Report {
+		ts, err := tokenSource(cfg)
+		if err != nil {
+			return fail(err)
+		}
+		a.gh, err = ghstatus.New(lg, ghstatus.Options{
+			BaseURL: cfg.GitHub.APIURL, TokenSource: ts, Deployments: *cfg.GitHub.Deployments,
+			UserAgent: "deployhook/" + version,
+		})
+		if err != nil {
+			return fail(err)
+		}
+		a.reporter = a.gh
+	} else {
+		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
+		a.reporter = ghstatus.LogOnly(lg)
+	}
+	a.tr, err = newTransports(ctx, lg, cfg)
+	if err != nil {
+		return fail(err)
+	}
+	opts.Targets = executorTargets(cfg)
+	opts.PublicURL = cfg.PublicURL
+	opts.Grace = time.Duration(cfg.ShutdownGrace)
+	a.ex, err = executor.New(lg, opts, st, a.tr, a.reporter)
+	if err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+func (a *app) close() {
+	if a.tr != nil {
+		a.tr.Close()
+	}
+	if a.store != nil {
+		if err := a.store.Close(); err != nil {
+			a.lg.Error("close journal", "err", err)
+		}
+	}
+}
+
+// tokenSource returns the GitHub credentials: an App's installation tokens, or a token.
+func tokenSource(cfg *config.Config) (oauth2.TokenSource, error) {
+	if cfg.GitHub.AppID == 0 {
+		return ghstatus.StaticToken(cfg.GitHubToken), nil
+	}
+	key, err := os.ReadFile(cfg.GitHub.PrivateKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("read the GitHub App's private key (github.private_key_file): %w", err)
+	}
+	return ghstatus.NewAppTokenSource(ghstatus.AppOptions{
+		AppID: cfg.GitHub.AppID, InstallationID: cfg.GitHub.InstallationID,
+		PrivateKeyPEM: key, BaseURL: cfg.GitHub.APIURL,
+	})
+}
+
+// executorTargets copies the configuration's targets into the executor's.
+func executorTargets(cfg *config.Config) []executor.Target {
+	var out []executor.Target
+	for _, t := range cfg.Targets {
+		et := executor.Target{
+			Name: t.Name, Repo: t.Repo, Branch: t.Branch, Environment: t.Environment,
+			Lock: t.Lock, LockWait: time.Duration(t.LockWait), NotApplied: t.NotApplied,
+			Rollback: *t.Rollback, Dir: t.AppDir,
+		}
+		seq := executor.Sequence{
+			AppDir: t.AppDir, AppUser: t.AppUser, Units: t.Units,
+			Settle: time.Duration(t.Settle), AllowDirty: t.AllowDirty,
+		}
+		steps, current, changed := seq.Steps()
+		if t.AppDir != "" {
+			et.Current, et.Changed = current, changed
+		}
+		if len(t.Steps) == 0 {
+			et.Steps = steps
+		}
+		for _, s := range t.Steps {
+			et.Steps = append(et.Steps, executor.Step{
+				Name: s.Name, Run: s.Run, User: s.User, Sudo: s.Sudo, Dir: s.Dir, Env: s.Env,
+				Timeout: time.Duration(s.Timeout), WhenChanged: s.WhenChanged,
+				Checkpoint: s.Checkpoint, NoRollback: s.Rollback != nil && !*s.Rollback,
+			})
+		}
+		out = append(out, et)
+	}
+	return out
+}
+
+func routes(cfg *config.Config) []server.Route {
+	var out []server.Route
+	for _, t := range cfg.Targets {
+		out = append(out, server.Route{
+			Target: t.Name, Repo: t.Repo, Branch: t.Branch, DeployOn: t.DeployOn,
+			Workflows: t.Workflows, DispatchWorkflow: t.DispatchWorkflow, Environment: t.Environment,
+		})
+	}
+	return out
+}
+
+func (e *env) serveCmd() *cobra.Command {
+	var c common
+	var listen string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Receive GitHub webhooks and run the deploys",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, lg, err := e.load(&c)
+			if err != nil {
+				return err
+			}
+			if listen != "" {
+				cfg.Listen = listen
+			}
+			if c.config == "" {
+				lg.Warn("no --config: serving the embedded local demo (config/local.yaml)")
+			}
+			return e.serve(cmd.Context(), cfg, lg)
+		},
+	}
+	c.flags(cmd, false)
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (overrides listen)")
+	return cmd
+}
+
+// serve runs the service until ctx ends, then shuts down in order: stop taking
+// webhooks, let the running deploy finish within the grace period, close the journal.
+func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) error {
+	a, err := e.assemble(ctx, cfg, lg, executor.Options{})
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	var resolver server.Resolver = noResolver{}
+	if a.gh != nil {
+		resolver = a.gh
+	}
+	srv, err := server.New(lg, server.Options{
+		Secrets: cfg.WebhookSecrets, MaxBody: int64(cfg.MaxBody), Routes: routes(cfg),
+		PublicURL: cfg.PublicURL, Badges: *cfg.Badges, ShowOutput: *cfg.ShowOutput, Version: version,
+	}, server.Deps{Queue: a.ex, Journal: a.store, Resolver: resolver, Rollbacks: a.ex, Checker: readiness{a}})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	execCtx, stopExec := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopExec()
+	execDone := make(chan error, 1)
+	go func() { execDone <- a.ex.Run(execCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- srv.Serve(ln) }()
+	lg.Info("deployhook serving", "addr", ln.Addr().String(), "version", version, "targets", len(cfg.Targets))
+	fmt.Fprintf(e.stdout, "deployhook listening on http://%s\n", ln.Addr())
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-serveDone:
+	case err := <-execDone:
+		// The executor stopped on its own: the journal could not be read.
+		shutdown(lg, srv)
+		return err
+	}
+	lg.Info("shutting down: no more webhooks")
+	shutdown(lg, srv)
+	stopExec()
+	if err := <-execDone; err != nil {
+		return err
+	}
+	lg.Info("stopped")
+	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) {
+		return serveErr
+	}
+	return nil
+}
+
+func shutdown(lg *slog.Logger, srv *server.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		lg.Warn("HTTP shutdown", "err", err)
+	}
+}
+
+// readiness is /readyz: the journal answers and the queue runs.
+type readiness struct{ a *app }
+
+func (r readiness) Ready(ctx context.Context) error {
+	if err := r.a.store.Ping(ctx); err != nil {
+		r.a.lg.Error("journal not ready", "err", err)
+		return errors.New("journal unavailable")
+	}
+	return r.a.ex.Ready(ctx)
+}
+
+// noResolver answers workflow_dispatch without a sha when GitHub is not configured.
+type noResolver struct{}
+
+func (noResolver) BranchHead(context.Context, string, string) (string, error) {
+	return "", errors.New("GitHub is not configured: dispatch with a sha input")
+}
