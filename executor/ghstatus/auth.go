@@ -115,7 +115,7 @@ func (j jwtSource) Token() (*oauth2.Token, error) {
 func (s *appSource) Token() (*oauth2.Token, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), exchangeTimeout)
 	defer cancel()
-	it, _, err := s.gh.Apps.CreateInstallationToken(ctx, s.opts.InstallationID, nil)
+	it, _, err := s.gh.Apps.CreateInstallationToken(ctx, s.opts.InstallationID, &github.InstallationTokenOptions{})
 	if err != nil {
 		var er *github.ErrorResponse
 		if errors.As(err, &er) && er.Response != nil {
