@@ -30,7 +30,7 @@ type call struct {
 	method string
 	path   string         // exact URL path below the API root
 	query  url.Values     // exact query; nil: none
-	auth   string         // exact Authorization; empty: the fake's default
+	auth   string         // exact Authorization; empty: the fake's default; "*": not checked (see check)
 	accept string         // exact Accept; empty: acceptV3
 	body   map[string]any // exact JSON body; nil: no body, no Content-Type
 	check  func(t *testing.T, r *http.Request)
@@ -38,6 +38,8 @@ type call struct {
 	status int
 	header map[string]string
 	resp   any // JSON-encoded; a string is sent as is
+	// respFunc, if set, makes resp at the time of the request.
+	respFunc func() any
 }
 
 // fakeGitHub is an httptest GitHub REST API that serves a script of calls and
@@ -110,6 +112,9 @@ func (f *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.body != nil {
 		wantHeaders["Content-Type"] = "application/json"
 	}
+	if c.auth == "*" {
+		delete(wantHeaders, "Authorization")
+	}
 	for k, want := range wantHeaders {
 		if got := r.Header.Get(k); got != want {
 			t.Errorf("%s: header %s = %q, want %q", where, k, got, want)
@@ -138,8 +143,12 @@ func (f *fakeGitHub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range c.header {
 		w.Header().Set(k, v)
 	}
+	resp := c.resp
+	if c.respFunc != nil {
+		resp = c.respFunc()
+	}
 	var out []byte
-	switch v := c.resp.(type) {
+	switch v := resp.(type) {
 	case nil:
 	case string:
 		out = []byte(v)

@@ -100,6 +100,7 @@ func New(lg *slog.Logger, opts Options) (*Client, error) {
 // HOST/api/uploads/), anything else as it is.
 func newGitHub(hc *http.Client, baseURL string) (*github.Client, error) {
 	gh := github.NewClient(hc)
+	gh.UserAgent = "deployhook"
 	if baseURL == "" {
 		baseURL = DefaultBaseURL
 	}

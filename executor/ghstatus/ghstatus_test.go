@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/oauth2"
+
 	"github.com/deployhook/deployhook/executor"
 )
 
@@ -117,10 +119,15 @@ func errorCall(c call, status int, header map[string]string, resp any) call {
 // newTestClient returns a Client on the API root base with tiny retry waits.
 func newTestClient(t *testing.T, base string, hc *http.Client, deployments bool) (*Client, *logBuf) {
 	t.Helper()
+	return newTestClientWith(t, base, hc, deployments, StaticToken(testToken))
+}
+
+func newTestClientWith(t *testing.T, base string, hc *http.Client, deployments bool, src oauth2.TokenSource) (*Client, *logBuf) {
+	t.Helper()
 	lg, lb := testLogger(t)
 	c, err := New(lg, Options{
 		BaseURL:     base,
-		TokenSource: StaticToken(testToken),
+		TokenSource: src,
 		Deployments: deployments,
 		HTTPClient:  hc,
 		MaxTries:    4,

@@ -133,7 +133,10 @@ func classify(err error, now time.Time) verdict {
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return classifyAPI(ae, now)
+		// From the token source, inside the transport: keep the whole story.
+		v := classifyAPI(ae, now)
+		v.err = err
+		return v
 	}
 	return verdict{err: err}
 }
