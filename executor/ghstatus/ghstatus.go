@@ -194,6 +194,9 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 	if !shaRE.MatchString(r.SHA) {
 		return r.Deployment, fmt.Errorf("report job %s: SHA %q is not 40 lower-case hex digits: %w", r.Job, r.SHA, executor.ErrPermanent)
 	}
+	if r.Target == "" {
+		return r.Deployment, fmt.Errorf("report job %s: no target: %w", r.Job, executor.ErrPermanent)
+	}
 	state, err := statusState(r.State)
 	if err != nil {
 		return r.Deployment, fmt.Errorf("report job %s: %w", r.Job, err)
@@ -218,6 +221,7 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 		return r.Deployment, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
 	}
 	if !c.opts.Deployments {
+		lg.Debug("reported to GitHub", "status", state)
 		return r.Deployment, nil
 	}
 
@@ -262,6 +266,7 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 	if err != nil {
 		return id, fmt.Errorf("report job %s to %s@%.7s (deployment %d): %w", r.Job, r.Repo, r.SHA, id, err)
 	}
+	lg.Debug("reported to GitHub", "status", state, "deployment", id, "deployment_state", dstate)
 	return id, nil
 }
 
@@ -341,7 +346,10 @@ func (c *Client) findDeploymentOnce(ctx context.Context, owner, name, sha, env, 
 }
 
 // BranchHead returns the SHA of the head commit of branch in repo (owner/name),
-// for a workflow_dispatch without a SHA and for the reconciler. Errors are
+// for a workflow_dispatch without a SHA and for the reconciler: GET
+// /repos/{owner}/{repo}/commits/heads/{branch} with Accept
+// application/vnd.github.v3.sha (the SHA alone; "heads/" keeps a tag of the
+// same name out). A "refs/heads/" prefix on branch is dropped. Errors are
 // retried as in Report; a missing repository or branch gives an error wrapping
 // executor.ErrPermanent.
 func (c *Client) BranchHead(ctx context.Context, repo, branch string) (string, error) {
@@ -371,8 +379,11 @@ func (c *Client) BranchHead(ctx context.Context, repo, branch string) (string, e
 
 // WorkflowSucceeded reports whether the latest push-triggered run of the
 // workflow file workflowPath (".github/workflows/ci.yml" or "ci.yml") for head
-// SHA sha in repo has completed with conclusion success. No run, a run not yet
-// completed, and any other conclusion give false.
+// SHA sha in repo has completed with conclusion success: GET
+// /repos/{owner}/{repo}/actions/workflows/{file}/runs?head_sha=&event=push
+// (push runs only, as the workflow_run trigger). No run, a run not yet
+// completed, and any other conclusion give false. A re-run updates its run's
+// conclusion, so the latest attempt counts.
 func (c *Client) WorkflowSucceeded(ctx context.Context, repo, sha, workflowPath string) (bool, error) {
 	owner, name, err := splitRepo(repo)
 	if err != nil {

@@ -414,6 +414,7 @@ func TestClient_Report_badReport(t *testing.T) {
 		{name: "repo without owner", edit: func(r *executor.Report) { r.Repo = "data-platform" }},
 		{name: "short sha", edit: func(r *executor.Report) { r.SHA = "0123456" }},
 		{name: "unknown state", edit: func(r *executor.Report) { r.State = "paused" }},
+		{name: "no target", edit: func(r *executor.Report) { r.Target = "" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
