@@ -203,3 +203,40 @@ func TestNewAppTokenSource_badOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestNewAppTokenSource_concurrent(t *testing.T) {
+	// Concurrent reports share one installation token: one exchange.
+	key, keyPEM := appKey(t)
+	var seen jwtLog
+	const n = 8
+	calls := []call{exchangeCall(&key.PublicKey, &seen, "ghs_SHAREDtoken")}
+	for range n {
+		c := statusCall("pending", "deploy of 0123456 by octocat")
+		c.auth = "Bearer ghs_SHAREDtoken"
+		calls = append(calls, c)
+	}
+	f := newFake(t, "", calls...)
+	base := serve(t, f)
+	src, err := NewAppTokenSource(AppOptions{AppID: appID, InstallationID: installationID, PrivateKeyPEM: keyPEM, BaseURL: base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, lb := newTestClientWith(t, base, nil, false, src)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, errs[i] = c.Report(t.Context(), report(executor.StateRunning))
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Report %d: %v", i, err)
+		}
+	}
+	if got := len(seen.all()); got != 1 {
+		t.Errorf("%d token exchanges, want 1", got)
+	}
+	assertNoSecrets(t, lb, errs, append(seen.all(), "ghs_SHAREDtoken", pemBody(keyPEM))...)
+}
