@@ -83,6 +83,14 @@ func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
 		got, err := e.rep.Report(rctx, r)
 		cancel()
 		lg := e.lg.With("job", r.Job, "sha", r.SHA, "target", r.Target, "state", r.State)
+		if got != 0 && got != dep {
+			// Kept even when the report failed after creating the Deployment, so
+			// the retry does not create a second one.
+			if serr := e.store.SetDeployment(ctx, r.Job, got); serr != nil {
+				return false, serr
+			}
+			deployments[r.Job] = got
+		}
 		if errors.Is(err, ErrPermanent) {
 			lg.Error("GitHub refused a report; dropping it", "err", err)
 		} else if err != nil {
@@ -91,12 +99,9 @@ func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
 			}
 			return false, err
 		}
-		if got != 0 && got != dep {
-			if err := e.store.SetDeployment(ctx, r.Job, got); err != nil {
-				return false, err
-			}
+		if got == 0 {
+			deployments[r.Job] = dep
 		}
-		deployments[r.Job] = max(got, dep)
 		if err := e.store.Settle(ctx, o.ID); err != nil {
 			return false, err
 		}

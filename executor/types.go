@@ -182,7 +182,9 @@ type Report struct {
 type Reporter interface {
 	// Report publishes r (commit status and, if enabled, Deployment status) and
 	// returns the job's Deployment id (r.Deployment, or the one it created; 0 when
-	// Deployments are off). An error wrapping ErrPermanent will never succeed on a
+	// Deployments are off), also together with an error when the Deployment was
+	// created before a later request failed: the executor stores it and passes it
+	// back in r.Deployment. An error wrapping ErrPermanent will never succeed on a
 	// retry (validation error, no permission); any other error is retried later.
 	Report(ctx context.Context, r Report) (deployment int64, err error)
 }
