@@ -23,8 +23,10 @@ CREATE TABLE jobs (
 	finished     INTEGER
 ) STRICT;
 
--- Jobs(target, ...) and LastSuccess: one target, newest first.
+-- Jobs(target, ...): one target, newest first.
 CREATE INDEX jobs_target_created ON jobs (target, created);
+-- LastSuccess and Jobs(target, ..., states): one target in some states.
+CREATE INDEX jobs_target_state_created ON jobs (target, state, created);
 -- Jobs("", ..., states): recovery after a restart asks for every running job.
 CREATE INDEX jobs_state_created ON jobs (state, created);
 
