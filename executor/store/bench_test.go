@@ -1,0 +1,87 @@
+package store
+
+import (
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/deployhook/deployhook/executor"
+)
+
+// benchStore opens a fresh journal whose logs are dropped (benchmarks measure
+// the store, not the logger).
+func benchStore(b *testing.B) *Store {
+	s, err := Open(b.Context(), slog.New(slog.DiscardHandler), filepath.Join(b.TempDir(), "journal.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// Every write commits with an fsync of the WAL (synchronous=FULL): these figures
+// are mostly the disk's fsync latency.
+
+func BenchmarkStore_CreateJob(b *testing.B) {
+	s := benchStore(b)
+	i := 0
+	for b.Loop() {
+		j := queuedJob(fmt.Sprintf("job-%d", i), "production", executor.StateQueued, t0.Add(time.Duration(i)))
+		if _, err := s.CreateJob(b.Context(), j); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func BenchmarkStore_UpdateJob(b *testing.B) {
+	s := benchStore(b)
+	j := fullJob("j1")
+	mustCreate(b, s, j)
+	i := 0
+	for b.Loop() {
+		j.Finished = t0.Add(time.Duration(i))
+		if err := s.UpdateJob(b.Context(), j); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func BenchmarkStore_AddStep(b *testing.B) {
+	s := benchStore(b)
+	mustCreate(b, s, queuedJob("j1", "production", executor.StateRunning, t0))
+	st := executor.StepRun{Job: "j1", Name: "sync", Output: strings.Repeat("Resolved 42 packages\n", 200), Started: t0}
+	i := 0
+	for b.Loop() {
+		st.Seq = i%10 + 1 // a mix of inserts and replaces, as a running job makes
+		// A changed row: SQLite skips writing a row replaced by identical bytes,
+		// and the benchmark would measure a commit with nothing to sync.
+		st.Duration = time.Duration(i)
+		if err := s.AddStep(b.Context(), st); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+func BenchmarkStore_OweSettle(b *testing.B) {
+	s := benchStore(b)
+	r := executor.Report{Job: "j1", Target: "production", Environment: "production", Repo: "acme/app",
+		SHA: sha1, State: executor.StateSuccess, Description: "deployed 0123456", URL: "https://deploy.example.com/jobs/j1"}
+	for b.Loop() {
+		if err := s.Owe(b.Context(), r); err != nil {
+			b.Fatal(err)
+		}
+		owed, err := s.Owed(b.Context(), 1)
+		if err != nil || len(owed) != 1 {
+			b.Fatal(owed, err)
+		}
+		if err := s.Settle(b.Context(), owed[0].ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,325 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/deployhook/deployhook/executor"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// MaxOutput is the most output bytes kept per step. The executor already bounds
+// what it passes; this is the journal's own guard. Longer output keeps its tail,
+// where a failing command says why.
+const MaxOutput = 64 << 10
+
+// jobColumns are the columns scanJob reads, in its order.
+const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
+	state, description, previous_sha, deployment, created, started, finished`
+
+// CreateJob records j, with its steps if it has any, and returns j.ID. If
+// j.Trigger.Delivery is not empty and a job was already recorded for that
+// delivery, it records nothing and returns that job's id and an error wrapping
+// executor.ErrDuplicate; the check and the insert are one transaction, so of two
+// concurrent calls for one delivery exactly one records a job. j.ID, j.Target
+// and j.State must not be empty, and no job with j.ID may exist. A zero
+// j.Created is recorded as the time of the call.
+func (s *Store) CreateJob(ctx context.Context, j executor.Job) (existing string, err error) {
+	switch {
+	case j.ID == "":
+		return "", errors.New("create job: empty id")
+	case j.Target == "":
+		return "", fmt.Errorf("create job %s: empty target", j.ID)
+	case j.State == "":
+		return "", fmt.Errorf("create job %s: empty state", j.ID)
+	}
+	if j.Created.IsZero() {
+		j.Created = time.Now()
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return "", fmt.Errorf("create job %s: begin: %w", j.ID, err)
+	}
+	defer tx.Rollback()
+
+	delivery := j.Trigger.Delivery
+	if delivery != "" {
+		var id string
+		err := tx.QueryRowContext(ctx, `SELECT job FROM deliveries WHERE guid = ?`, delivery).Scan(&id)
+		switch {
+		case err == nil:
+			return id, fmt.Errorf("create job %s: delivery %s already created job %s: %w", j.ID, delivery, id, executor.ErrDuplicate)
+		case !errors.Is(err, sql.ErrNoRows):
+			return "", fmt.Errorf("create job %s: look up delivery: %w", j.ID, err)
+		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
+		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
+		string(j.State), j.Description, j.PreviousSHA, j.Deployment,
+		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
+	if err != nil {
+		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
+			return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
+		}
+		return "", fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	if delivery != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (guid, job) VALUES (?, ?)`, delivery, j.ID); err != nil {
+			return "", fmt.Errorf("create job %s: record delivery: %w", j.ID, err)
+		}
+	}
+	for _, st := range j.Steps {
+		st.Job = j.ID
+		if err := putStep(ctx, tx, st); err != nil {
+			return "", fmt.Errorf("create job %s: %w", j.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return "", fmt.Errorf("create job %s: commit: %w", j.ID, err)
+	}
+	return j.ID, nil
+}
+
+// UpdateJob stores j's state, description, previous SHA, start and finish
+// times, found by j.ID. It leaves the rest alone: the trigger, the creation time
+// (fixed by CreateJob, it orders Jobs), the steps (AddStep) and the Deployment id
+// (SetDeployment). It returns an error wrapping executor.ErrNotFound if no job
+// has j.ID.
+func (s *Store) UpdateJob(ctx context.Context, j executor.Job) error {
+	if j.State == "" {
+		return fmt.Errorf("update job %s: empty state", j.ID)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE jobs
+		SET state = ?, description = ?, previous_sha = ?, started = ?, finished = ?
+		WHERE id = ?`,
+		string(j.State), j.Description, j.PreviousSHA, nanos(j.Started), nanos(j.Finished), j.ID)
+	if err != nil {
+		return fmt.Errorf("update job %s: %w", j.ID, err)
+	}
+	return oneRow(res, "update job "+j.ID)
+}
+
+// SetDeployment records the GitHub Deployment id of a job. It returns an error
+// wrapping executor.ErrNotFound if there is no such job.
+func (s *Store) SetDeployment(ctx context.Context, job string, deployment int64) error {
+	res, err := s.w.ExecContext(ctx, `UPDATE jobs SET deployment = ? WHERE id = ?`, deployment, job)
+	if err != nil {
+		return fmt.Errorf("set deployment of job %s: %w", job, err)
+	}
+	return oneRow(res, "set deployment of job "+job)
+}
+
+// Job returns the job with its steps in order, read in one snapshot, or an
+// error wrapping executor.ErrNotFound. Times are in UTC.
+func (s *Store) Job(ctx context.Context, id string) (executor.Job, error) {
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("read job %s: begin: %w", id, err)
+	}
+	defer tx.Rollback()
+
+	j, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return executor.Job{}, fmt.Errorf("job %s: %w", id, executor.ErrNotFound)
+	}
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("read job %s: %w", id, err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq, name, skipped, exit_code, error, output, started, duration
+		FROM steps WHERE job = ? ORDER BY seq`, id)
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		st := executor.StepRun{Job: id}
+		var started sql.NullInt64
+		var dur int64
+		if err := rows.Scan(&st.Seq, &st.Name, &st.Skipped, &st.ExitCode, &st.Error, &st.Output, &started, &dur); err != nil {
+			return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
+		}
+		st.Started = fromNanos(started)
+		st.Duration = time.Duration(dur)
+		j.Steps = append(j.Steps, st)
+	}
+	if err := rows.Err(); err != nil {
+		return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// Jobs lists jobs without their steps, newest (by creation) first: those of
+// target (all targets if target is empty), in one of states (any state if none
+// is given), at most limit of them (no limit if limit <= 0). No job is an empty
+// list and a nil error.
+func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...executor.State) ([]executor.Job, error) {
+	var where []string
+	var args []any
+	if target != "" {
+		where = append(where, "target = ?")
+		args = append(args, target)
+	}
+	if len(states) > 0 {
+		where = append(where, "state IN (?"+strings.Repeat(", ?", len(states)-1)+")")
+		for _, st := range states {
+			args = append(args, string(st))
+		}
+	}
+	q := `SELECT ` + jobColumns + ` FROM jobs`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created DESC, rowid DESC"
+	if limit > 0 {
+		q += " LIMIT ?"
+		args = append(args, limit)
+	}
+	rows, err := s.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	defer rows.Close()
+	jobs := []executor.Job{}
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list jobs: %w", err)
+		}
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	return jobs, nil
+}
+
+// LastSuccess returns the newest (by creation) successful job of target,
+// without its steps, or an error wrapping executor.ErrNotFound.
+func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, error) {
+	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
+		WHERE target = ? AND state = ? ORDER BY created DESC, rowid DESC LIMIT 1`,
+		target, string(executor.StateSuccess)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return executor.Job{}, fmt.Errorf("last success of %s: %w", target, executor.ErrNotFound)
+	}
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("last success of %s: %w", target, err)
+	}
+	return j, nil
+}
+
+// AddStep records a step run of job s.Job, replacing the one with the same
+// s.Seq if there is one (a step is recorded when it starts and again when it
+// ends). Output longer than MaxOutput keeps its last MaxOutput bytes (less up to
+// 3, to start on a character boundary). It returns an error wrapping
+// executor.ErrNotFound if there is no such job.
+func (s *Store) AddStep(ctx context.Context, st executor.StepRun) error {
+	err := putStep(ctx, s.w, st)
+	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY) {
+		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, executor.ErrNotFound)
+	}
+	return err
+}
+
+// execer is a *sql.DB or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+func putStep(ctx context.Context, db execer, st executor.StepRun) error {
+	_, err := db.ExecContext(ctx, `INSERT INTO steps
+		(job, seq, name, skipped, exit_code, error, output, started, duration)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (job, seq) DO UPDATE SET
+			name = excluded.name, skipped = excluded.skipped, exit_code = excluded.exit_code,
+			error = excluded.error, output = excluded.output, started = excluded.started,
+			duration = excluded.duration`,
+		st.Job, st.Seq, st.Name, st.Skipped, st.ExitCode, st.Error, tail(st.Output, MaxOutput),
+		nanos(st.Started), int64(st.Duration))
+	if err != nil {
+		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, err)
+	}
+	return nil
+}
+
+// tail returns the last max bytes of s at most, starting on a UTF-8 character
+// boundary when s is valid UTF-8 there.
+func tail(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	s = s[len(s)-max:]
+	for i := 0; i < utf8.UTFMax-1 && i < len(s); i++ {
+		if utf8.RuneStart(s[i]) {
+			return s[i:]
+		}
+	}
+	return s
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+// scanJob reads the jobColumns of one row.
+func scanJob(row scanner) (executor.Job, error) {
+	var j executor.Job
+	var kind, state string
+	var created int64
+	var started, finished sql.NullInt64
+	err := row.Scan(&j.ID, &j.Target, &kind, &j.Trigger.Repo, &j.Trigger.Branch, &j.Trigger.SHA,
+		&j.Trigger.Delivery, &j.Trigger.Actor, &j.Trigger.Reason, &j.Trigger.Force,
+		&state, &j.Description, &j.PreviousSHA, &j.Deployment, &created, &started, &finished)
+	if err != nil {
+		return executor.Job{}, err
+	}
+	j.Trigger.Kind = executor.Kind(kind)
+	j.State = executor.State(state)
+	j.Created = time.Unix(0, created).UTC()
+	j.Started = fromNanos(started)
+	j.Finished = fromNanos(finished)
+	return j, nil
+}
+
+// nanos is t as unix nanoseconds, NULL for the zero time.
+func nanos(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
+}
+
+// fromNanos is the inverse of nanos, in UTC.
+func fromNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+// oneRow turns an UPDATE or DELETE that matched no row into ErrNotFound.
+func oneRow(res sql.Result, what string) error {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, executor.ErrNotFound)
+	}
+	return nil
+}
+
+// isConstraint reports whether err is SQLite's extended result code code.
+func isConstraint(err error, code int) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == code
+}

@@ -1,0 +1,153 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/deployhook/deployhook/executor"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// BusyTimeout is how long a statement waits for another connection or process
+// holding the database's write lock before it fails with SQLITE_BUSY.
+const BusyTimeout = 5 * time.Second
+
+// readConns is the size of the read-only connection pool.
+const readConns = 4
+
+// Store is the SQLite journal. It implements executor.Store; all its methods are
+// safe for concurrent use. The zero value is not usable: call Open.
+type Store struct {
+	lg   *slog.Logger
+	path string
+	w    *sql.DB // exactly one connection: every write, serialized
+	r    *sql.DB // read-only connections: every read, concurrent with writes
+}
+
+var _ executor.Store = (*Store)(nil)
+
+// Open opens the journal at path, creating the file (mode 0600) and its
+// directory (mode 0700) if they are missing, and migrates its schema to the
+// version this binary knows. It refuses a file that is not a SQLite database,
+// and a journal whose schema is newer than this binary's (written by a newer
+// deployhook), without modifying either. ctx bounds the opening and the
+// migrations only. The caller must Close the Store.
+func Open(ctx context.Context, lg *slog.Logger, path string) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("open journal: empty path")
+	}
+	if strings.ContainsRune(path, '?') {
+		// The driver takes everything after '?' as DSN parameters.
+		return nil, fmt.Errorf("open journal %s: the path must not contain '?'", path)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("open journal: create directory: %w", err)
+	}
+	// Create the file ourselves so it is private: SQLite would create it with
+	// 0644 (less the umask), and it gives the same mode to its -wal and -shm files.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("open journal: %w", err)
+	}
+
+	s := &Store{lg: lg, path: path}
+	s.w, err = sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxIdleTime(0)
+	s.w.SetConnMaxLifetime(0)
+
+	if err := migrate(ctx, lg, s.w, schema()); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+
+	s.r, err = sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+	s.r.SetMaxOpenConns(readConns)
+	s.r.SetMaxIdleConns(readConns)
+	if err := s.r.PingContext(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+	lg.Debug("journal open", "path", path)
+	return s, nil
+}
+
+// dsn is the data source name of the journal for modernc.org/sqlite. The
+// pragmas run on every new connection of the pool, busy_timeout first.
+//
+//   - journal_mode(WAL): readers never block the writer nor the writer readers.
+//   - synchronous(FULL): in WAL mode, fsync the WAL at every commit, so what
+//     returned survives a power loss, not only a crash (see the package doc).
+//   - foreign_keys(1): steps and deliveries must name a job; SQLite enforces
+//     foreign keys only when asked to, per connection.
+//   - busy_timeout: wait for another process's write lock instead of failing.
+//   - _txlock=immediate (writer): BEGIN takes the write lock at once, so a
+//     transaction that reads then writes cannot fail half-way with SQLITE_BUSY
+//     (a deferred transaction cannot wait to upgrade its read lock).
+//   - query_only(1) (readers): a read connection cannot write by mistake.
+func dsn(path string, readOnly bool) string {
+	q := []string{
+		fmt.Sprintf("_pragma=busy_timeout(%d)", BusyTimeout.Milliseconds()),
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(FULL)",
+		"_pragma=foreign_keys(1)",
+	}
+	if readOnly {
+		q = append(q, "_pragma=query_only(1)")
+	} else {
+		q = append(q, "_txlock=immediate")
+	}
+	return path + "?" + strings.Join(q, "&")
+}
+
+// Path returns the journal's file name, as given to Open.
+func (s *Store) Path() string { return s.path }
+
+// Ping checks that the journal can still be read and written to (for a
+// readiness endpoint): it runs a query on a read connection and on the write
+// connection, which waits for a write in progress. It returns an error
+// otherwise, or when ctx ends first.
+func (s *Store) Ping(ctx context.Context) error {
+	var n int
+	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE 0").Scan(&n); err != nil {
+		return fmt.Errorf("ping journal: read: %w", err)
+	}
+	if err := s.w.QueryRowContext(ctx, "SELECT 1").Scan(&n); err != nil {
+		return fmt.Errorf("ping journal: write connection: %w", err)
+	}
+	return nil
+}
+
+// Close closes the journal's connections; the last one checkpoints the WAL into
+// the database file. Calls on a closed Store fail. Close is safe to call twice.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close journal %s: %w", s.path, err)
+	}
+	return nil
+}
