@@ -94,7 +94,7 @@ func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
 		if errors.Is(err, ErrPermanent) {
 			lg.Error("GitHub refused a report; dropping it", "err", err)
 		} else if err != nil {
-			if rerr := e.store.Retry(ctx, o.ID); rerr != nil {
+			if rerr := e.store.Retry(ctx, o.ID); rerr != nil && !errors.Is(rerr, ErrNotFound) {
 				lg.Error("count report retry", "err", rerr)
 			}
 			return false, err
@@ -102,8 +102,8 @@ func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
 		if got == 0 {
 			deployments[r.Job] = dep
 		}
-		if err := e.store.Settle(ctx, o.ID); err != nil {
-			return false, err
+		if err := e.store.Settle(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err // ErrNotFound: another process sent and settled it
 		}
 		lg.Debug("report sent", "tries", o.Tries+1)
 	}

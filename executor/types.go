@@ -165,17 +165,18 @@ var (
 	ErrLocked  = errors.New("deploy lock held by another deploy")
 )
 
-// Report is one state change of a job as GitHub should see it.
+// Report is one state change of a job as GitHub should see it. It is stored in
+// the outbox as JSON: the tags are part of the journal's format.
 type Report struct {
-	Job         string
-	Target      string
-	Environment string // Deployment environment
-	Repo        string // owner/name
-	SHA         string
-	State       State  // queued/running map to pending; superseded to error (status) and inactive (Deployment)
-	Description string // public text, at most 140 characters
-	URL         string // the job's page (target_url, log_url)
-	Deployment  int64  // the job's GitHub Deployment id, 0 if none was created yet
+	Job         string `json:"job"`
+	Target      string `json:"target"`
+	Environment string `json:"environment"` // Deployment environment
+	Repo        string `json:"repo"`        // owner/name
+	SHA         string `json:"sha"`
+	State       State  `json:"state"`       // queued/running map to pending; superseded to error (status) and inactive (Deployment)
+	Description string `json:"description"` // public text, at most 140 characters
+	URL         string `json:"url"`         // the job's page (target_url, log_url)
+	Deployment  int64  `json:"deployment"`  // the job's GitHub Deployment id, 0 if none was created yet
 }
 
 // Reporter publishes reports to GitHub. Implementation: executor/ghstatus.
@@ -192,7 +193,8 @@ type Reporter interface {
 // ErrPermanent marks a report that GitHub refused for good.
 var ErrPermanent = errors.New("permanent report failure")
 
-// Outbox entry: a report owed to GitHub, kept in the journal until sent.
+// OwedReport is an outbox entry: a report owed to GitHub, kept in the journal
+// until sent.
 type OwedReport struct {
 	ID      int64
 	Report  Report
@@ -203,9 +205,9 @@ type OwedReport struct {
 // Store is the journal. Implementation: executor/store (SQLite). All methods are
 // safe for concurrent use.
 type Store interface {
-	// CreateJob records a new job. If j.Trigger.Delivery is not empty and a job was
-	// already recorded for it, CreateJob records nothing and returns that job's id
-	// and ErrDuplicate.
+	// CreateJob records a new job and returns its id. If j.Trigger.Delivery is not
+	// empty and a job was already recorded for it, CreateJob records nothing and
+	// returns that job's id and ErrDuplicate.
 	CreateJob(ctx context.Context, j Job) (existing string, err error)
 	// UpdateJob stores j's state, description, previous SHA and times (not its
 	// steps, not its deployment).
@@ -224,9 +226,10 @@ type Store interface {
 
 	// Owe adds a report to the outbox.
 	Owe(ctx context.Context, r Report) error
-	// Owed lists unsent reports, oldest first, at most limit.
+	// Owed lists unsent reports, oldest first, at most limit (all if limit <= 0).
 	Owed(ctx context.Context, limit int) ([]OwedReport, error)
-	// Settle removes a sent (or permanently refused) report from the outbox.
+	// Settle removes a sent (or permanently refused) report from the outbox;
+	// ErrNotFound if it is not there (another process settled it).
 	Settle(ctx context.Context, id int64) error
 	// Retry counts a failed attempt of a report.
 	Retry(ctx context.Context, id int64) error
