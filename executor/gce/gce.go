@@ -31,7 +31,9 @@ type Options struct {
 }
 
 // Client reads instances and their guest attributes from the Compute Engine
-// API. It is safe for concurrent use. Close releases it.
+// API. Its methods are safe for concurrent use, except Close, which must not
+// run concurrently with them. The Google client retries 503 and 504 answers
+// with backoff until the call's ctx ends, so give every call a deadline.
 type Client struct {
 	lg *slog.Logger
 	ic *compute.InstancesClient
@@ -61,7 +63,8 @@ func New(ctx context.Context, lg *slog.Logger, opts Options) (*Client, error) {
 	return &Client{lg: lg, ic: ic}, nil
 }
 
-// Close releases the client's connections. It is safe to call more than once.
+// Close releases the client's connections. It is safe to call more than once;
+// calls after Close return ErrClosed.
 func (c *Client) Close() error {
 	if c.ic == nil {
 		return nil
@@ -97,6 +100,9 @@ type Instance struct {
 	// InternalIP is the first interface's primary internal IPv4 address.
 	InternalIP string
 }
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("compute client closed")
 
 // ErrNotRunning is wrapped by Instance.Running when the VM is not RUNNING.
 var ErrNotRunning = errors.New("instance is not running")
@@ -139,6 +145,9 @@ func orNone(s string) string {
 // permission. An answer without an ID is an error, since host keys are pinned
 // by ID.
 func (c *Client) Instance(ctx context.Context, project, zone, name string) (Instance, error) {
+	if c.ic == nil {
+		return Instance{}, fmt.Errorf("get instance: %w", ErrClosed)
+	}
 	if err := checkNames(project, zone, name); err != nil {
 		return Instance{}, fmt.Errorf("get instance: %w", err)
 	}

@@ -357,6 +357,13 @@ func TestClient_Close_twice(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
+	if _, err := c.Instance(t.Context(), project, zone, instance); !errors.Is(err, ErrClosed) {
+		t.Errorf("Instance after Close = %v, want ErrClosed", err)
+	}
+	if _, err := c.HostKeys(t.Context(), project, zone, instance); !errors.Is(err, ErrClosed) {
+		t.Errorf("HostKeys after Close = %v, want ErrClosed", err)
+	}
+	f.wantRequests(t, "")
 }
 
 // testKeys are real host keys generated for the test.

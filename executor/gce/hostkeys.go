@@ -51,6 +51,9 @@ const enableHint = "enable guest attributes (metadata enable-guest-attributes=TR
 // wrapping ErrNoHostKeys that says how to publish or pin them. Callers must
 // then refuse to connect: there is no trust on first use.
 func (c *Client) HostKeys(ctx context.Context, project, zone, name string) ([]ssh.PublicKey, error) {
+	if c.ic == nil {
+		return nil, fmt.Errorf("get host keys: %w", ErrClosed)
+	}
 	if err := checkNames(project, zone, name); err != nil {
 		return nil, fmt.Errorf("get host keys: %w", err)
 	}
