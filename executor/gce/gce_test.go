@@ -220,6 +220,16 @@ func TestClient_Instance(t *testing.T) {
 			wantErr: []string{"permission compute.instances.get denied", `instance "dagster"`, "roles/compute.viewer"},
 		},
 		{
+			name:    "server error passes through",
+			resp:    response{500, apiError(500, "backendError", "Internal error. Please try again or contact Google Support.")},
+			wantErr: []string{"get instance: googleapi: Error 500: Internal error"},
+		},
+		{
+			name:    "unauthorized",
+			resp:    response{401, apiError(401, "authError", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")},
+			wantErr: []string{"refused the credentials", "GOOGLE_APPLICATION_CREDENTIALS"},
+		},
+		{
 			name:    "api disabled",
 			resp:    response{403, apiDisabled403},
 			wantErr: []string{`the Compute Engine API is not enabled in project "acme-prod"`},
