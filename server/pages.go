@@ -58,7 +58,8 @@ type jobView struct {
 	Started     time.Time      `json:"started,omitzero"`
 	Finished    time.Time      `json:"finished,omitzero"`
 	Duration    string         `json:"duration,omitempty"` // started → finished (or now)
-	Age         string         `json:"age"`                // since the last change
+	Millis      int64          `json:"duration_ms,omitempty"`
+	Age         string         `json:"age"` // since the last change
 	Steps       []stepView     `json:"steps,omitempty"`
 }
 
@@ -79,6 +80,7 @@ type stepView struct {
 	ExitCode int    `json:"exit_code"`
 	Skipped  string `json:"skipped,omitempty"`
 	Duration string `json:"duration"`
+	Millis   int64  `json:"duration_ms"`
 	Output   string `json:"output,omitempty"`
 }
 
@@ -106,10 +108,11 @@ func (s *Server) view(j executor.Job) jobView {
 			end = now
 		}
 		v.Duration = roundDuration(end.Sub(j.Started)).String()
+		v.Millis = end.Sub(j.Started).Milliseconds()
 	}
 	for _, st := range j.Steps {
 		sv := stepView{Seq: st.Seq, Name: st.Name, ExitCode: st.ExitCode, Skipped: st.Skipped,
-			Duration: roundDuration(st.Duration).String()}
+			Duration: roundDuration(st.Duration).String(), Millis: st.Duration.Milliseconds()}
 		if s.opts.ShowOutput {
 			sv.Output = st.Output
 		}
@@ -298,10 +301,14 @@ func age(now, t time.Time) string {
 	return strconv.Itoa(int(d/(24*time.Hour))) + "d ago"
 }
 
-// roundDuration keeps durations readable: whole seconds, or ms below a second.
+// roundDuration keeps durations readable: whole seconds above a minute, tenths
+// below, milliseconds below a second.
 func roundDuration(d time.Duration) time.Duration {
-	if d >= time.Second {
+	switch {
+	case d >= time.Minute:
 		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Millisecond)
 }
