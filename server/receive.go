@@ -78,8 +78,11 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	}
 
 	if err := webhook.Verify(body, sig, s.opts.Secrets...); err != nil {
-		if errors.Is(err, webhook.ErrMalformedSignature) {
-			return public(http.StatusUnauthorized, "malformed X-Hub-Signature-256: want sha256= and 64 hex digits", err)
+		switch {
+		case errors.Is(err, webhook.ErrMalformedSignature):
+			return public(http.StatusUnauthorized, "malformed X-Hub-Signature-256: want sha256= and 64 lower-case hex digits", err)
+		case errors.Is(err, webhook.ErrNoSecret): // New refuses this; never skip the check
+			return public(http.StatusInternalServerError, "webhook secret not configured", err)
 		}
 		return public(http.StatusUnauthorized, "signature does not match: check the webhook's secret", err)
 	}
@@ -94,7 +97,8 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		if errors.As(err, &ig) {
 			return s.ignore(c, ev, ig.Reason)
 		}
-		return public(http.StatusBadRequest, "cannot parse the "+event+" payload: "+err.Error(), err)
+		// Parse's errors are public by contract: clipped, no secrets.
+		return public(http.StatusBadRequest, "malformed payload: "+err.Error(), nil)
 	}
 	if ev.Name == "ping" {
 		s.lg.Info("ping", "delivery", delivery)
@@ -197,7 +201,11 @@ func (s *Server) match(ev webhook.Event) ([]Route, string) {
 		return nil, fmt.Sprintf("event %s does not deploy", ev.Name)
 	}
 	if len(sameBranch) == 0 {
-		return nil, fmt.Sprintf("%s to refs/heads/%s: no target deploys %s branch %s", ev.Name, ev.Branch, ev.Repo, ev.Branch)
+		prep := "on"
+		if ev.Name == "push" {
+			prep = "to"
+		}
+		return nil, fmt.Sprintf("%s %s refs/heads/%s: no target deploys %s branch %s", ev.Name, prep, ev.Branch, ev.Repo, ev.Branch)
 	}
 	r := sameBranch[0]
 	switch ev.Name {
