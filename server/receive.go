@@ -238,10 +238,13 @@ func (s *Server) triggers(ctx context.Context, ev webhook.Event, routes []Route)
 	switch ev.Name {
 	case "push":
 		base.Kind = executor.KindPush
-		base.Reason = "push by " + ev.Actor
+		base.Reason = "push" + by(ev.Actor)
 	case "workflow_run":
 		base.Kind = executor.KindWorkflowRun
 		base.Reason = "CI run #" + strconv.Itoa(ev.RunNumber) + " passed"
+		if ev.RunAttempt > 1 {
+			base.Reason += " (attempt " + strconv.Itoa(ev.RunAttempt) + ")"
+		}
 	case "workflow_dispatch":
 		return s.dispatchTriggers(ctx, ev, base, routes)
 	}
@@ -267,10 +270,10 @@ func (s *Server) dispatchTriggers(ctx context.Context, ev webhook.Event, base ex
 	switch action {
 	case "", "deploy":
 		base.Kind = executor.KindWorkflowDispatch
-		base.Reason = "manual deploy by " + ev.Actor + " from Actions"
+		base.Reason = "manual deploy" + by(ev.Actor) + " from Actions"
 	case "rollback":
 		base.Kind = executor.KindRollback
-		base.Reason = "rollback by " + ev.Actor + " from Actions"
+		base.Reason = "rollback" + by(ev.Actor) + " from Actions"
 	default:
 		return nil, publicf(http.StatusBadRequest, "input action %q: want deploy or rollback", truncate(action, 64))
 	}
@@ -347,6 +350,14 @@ func (s *Server) enqueue(c echo.Context, ev webhook.Event, routes []Route, trigg
 		return c.JSON(code, answers[0])
 	}
 	return c.JSON(code, jobsBody{Jobs: answers})
+}
+
+// by is " by ACTOR", or nothing when the actor is unknown.
+func by(actor string) string {
+	if actor == "" {
+		return ""
+	}
+	return " by " + actor
 }
 
 // isSHA reports whether s is a full 40-hex commit SHA.

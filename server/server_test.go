@@ -491,6 +491,15 @@ func TestServer_Webhook(t *testing.T) {
 				Branch: "main", SHA: "3484a3fb816e0859fd6e1cea078d76385ff50625", Delivery: guid, Actor: "Codertocat", Reason: "CI run #163 passed"}}},
 		},
 		{
+			name: "workflow_run re-run",
+			d: func(t *testing.T) delivery {
+				return delivery{event: "workflow_run", body: runOf(t, map[string]any{"workflow_run.run_attempt": 2})}
+			},
+			wantCode: http.StatusAccepted,
+			wantQueue: []enqueued{{"staging", executor.Trigger{Kind: executor.KindWorkflowRun, Repo: "octo-org/octo-repo",
+				Branch: "main", SHA: "3484a3fb816e0859fd6e1cea078d76385ff50625", Delivery: guid, Actor: "Codertocat", Reason: "CI run #163 passed (attempt 2)"}}},
+		},
+		{
 			name: "workflow_run of another workflow",
 			d: func(t *testing.T) delivery {
 				return delivery{event: "workflow_run", body: runOf(t, map[string]any{"workflow_run.path": ".github/workflows/lint.yml", "workflow.path": ".github/workflows/lint.yml"})}
