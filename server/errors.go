@@ -60,7 +60,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	}
 	req := c.Request()
-	level := slog.LevelDebug
+	level := slog.LevelInfo
 	if code >= 500 {
 		level = slog.LevelError
 	}

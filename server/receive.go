@@ -71,7 +71,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 			s.bufs.Put(bp)
 		}
 	}()
-	body, err := s.readBody(c.Response(), req, *bp)
+	body, err := s.readBody(c.Response().Writer, req, *bp)
 	*bp = body[:0]
 	if err != nil {
 		return err

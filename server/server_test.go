@@ -1249,3 +1249,28 @@ func TestJobURL(t *testing.T) {
 		}
 	}
 }
+
+// TestServer_Webhook_oversizedUnknownLength sends a body without Content-Length:
+// the cap holds while reading, not only on the header.
+func TestServer_Webhook_oversizedUnknownLength(t *testing.T) {
+	tests := []struct {
+		name     string
+		maxBody  int64
+		wantCode int
+	}{
+		{name: "over the cap", maxBody: 1024, wantCode: http.StatusRequestEntityTooLarge},
+		{name: "under the cap", maxBody: 1 << 20, wantCode: http.StatusAccepted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(o *Options) { o.MaxBody = tt.maxBody })
+			req := delivery{event: "push", body: pushTo(t, "Codertocat/Hello-World", "main", shaA)}.request()
+			req.ContentLength = -1
+			req.Body = io.NopCloser(struct{ io.Reader }{req.Body}) // hide the length
+			rec := serve(t, f.h, req)
+			if rec.Code != tt.wantCode {
+				t.Errorf("status %d, want %d: %s", rec.Code, tt.wantCode, rec.Body)
+			}
+		})
+	}
+}
