@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,21 +41,23 @@ func grownPush(tb testing.TB, branch string, size int) []byte {
 		tb.Fatal("commits array not found in the compact payload")
 	}
 	body = bytes.Replace(body, []byte(`"ref":"refs/heads/master"`), []byte(`"ref":"refs/heads/`+branch+`"`), 1)
-	var commits []string
-	var prev []byte
-	for n := 1; n <= maxPushCommits; n++ {
-		commits = append(commits, strings.ReplaceAll(commit, id, fmt.Sprintf("%040x", n)))
-		grown := bytes.Replace(body, []byte(`"commits":`+oldArray), []byte(`"commits":[`+strings.Join(commits, ",")+`]`), 1)
-		if len(grown) >= size {
-			if prev != nil && size-len(prev) < len(grown)-size {
-				return prev
-			}
-			return grown
-		}
-		prev = grown
+	// Every copy has an id of the same length, so each adds len(commit)+1 bytes.
+	n := 1 + int(math.Round(float64(size-len(body))/float64(len(commit)+1)))
+	if n < 1 || n > maxPushCommits {
+		tb.Fatalf("%d bytes need %d commits; GitHub sends 1 to %d", size, n, maxPushCommits)
 	}
-	tb.Fatalf("%d bytes need more than the %d commits GitHub sends", size, maxPushCommits)
-	return nil
+	var arr strings.Builder
+	arr.WriteString(`"commits":[`)
+	for i := range n {
+		if i > 0 {
+			arr.WriteByte(',')
+			arr.WriteString(strings.ReplaceAll(commit, id, fmt.Sprintf("%040x", i)))
+		} else {
+			arr.WriteString(commit)
+		}
+	}
+	arr.WriteByte(']')
+	return bytes.Replace(body, []byte(`"commits":`+oldArray), []byte(arr.String()), 1)
 }
 
 // benchQueue accepts everything, allocation-free.
