@@ -1274,3 +1274,48 @@ func TestServer_Webhook_oversizedUnknownLength(t *testing.T) {
 		})
 	}
 }
+
+// syncBuffer is a log sink safe for the server's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestServer_logRequests checks the request log: method, path, status, delivery
+// and event; never the signature, the secret or the body.
+func TestServer_logRequests(t *testing.T) {
+	var logs syncBuffer
+	f := newFixture(t, nil)
+	f.srv.lg = slog.New(slog.NewTextHandler(io.MultiWriter(&logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	for _, secret := range [][]byte{testSecret, []byte("wrong")} {
+		body := pushTo(t, "Codertocat/Hello-World", "main", shaA)
+		sig := sign(secret, body)
+		serve(t, f.h, delivery{event: "push", body: body, headers: map[string]string{hdrSignature256: sig}}.request())
+		out := logs.String()
+		for _, w := range []string{"method=POST", "path=/webhook", "delivery=72d3162e-cc78-11e3-81ab-4c9367dc0958", "event=push"} {
+			if !strings.Contains(out, w) {
+				t.Errorf("log lacks %s:\n%s", w, out)
+			}
+		}
+		for _, leak := range []string{strings.TrimPrefix(sig, "sha256="), string(testSecret), `"commits"`, "Initial commit"} {
+			if strings.Contains(out, leak) {
+				t.Errorf("log contains %q", leak)
+			}
+		}
+	}
+	if out := logs.String(); !strings.Contains(out, "status=202") || !strings.Contains(out, "status=401") {
+		t.Errorf("log lacks the statuses 202 and 401:\n%s", out)
+	}
+}
