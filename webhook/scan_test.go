@@ -124,6 +124,22 @@ func TestMembers(t *testing.T) {
 	}
 }
 
+func TestKeyIndex(t *testing.T) {
+	tests := []struct {
+		keys, name string
+		want       int
+	}{
+		{"a bb ccc", "a", 0}, {"a bb ccc", "bb", 1}, {"a bb ccc", "ccc", 2},
+		{"a bb ccc", "b", -1}, {"a bb ccc", "cc", -1}, {"a bb ccc", "a bb", -1},
+		{"a bb ccc", "", -1}, {"", "", -1}, {"", "a", -1}, {"ref", "ref", 0}, {"ref", "refs", -1},
+	}
+	for _, tt := range tests {
+		if got := keyIndex(tt.keys, []byte(tt.name)); got != tt.want {
+			t.Errorf("keyIndex(%q, %q) = %d, want %d", tt.keys, tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestMembers_syntaxErrorOffset(t *testing.T) {
 	_, err := members([]byte(`{"a":[1,2,}`), "a")
 	var se *syntaxError
