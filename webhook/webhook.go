@@ -2,45 +2,56 @@
 // no state, no knowledge of deploys or targets, and every function is safe for
 // concurrent use.
 //
-// A caller handling one delivery (an HTTP POST from GitHub) does two things, in
-// this order:
+// A caller handling one delivery (an HTTP POST from GitHub) reads the body raw,
+// calls Verify, and only if Verify returns nil calls Parse. Neither function
+// matches the delivery against configured targets (repository, branch, workflow
+// path, trigger kind) nor rejects a delivery GUID seen before: both are the
+// caller's job. GitHub's signature carries no timestamp, and a redelivery reuses
+// the GUID, so deduplication on X-GitHub-Delivery is the defence against replay.
 //
-//  1. Verify(body, header, secrets...) checks the HMAC-SHA256 signature of the raw
-//     request body. It expects:
-//     - at least one secret, none of them empty (several while a secret is being
-//     rotated: any one may match); otherwise ErrNoSecret, a configuration error;
-//     - the value of the X-Hub-Signature-256 header (the SHA-1 X-Hub-Signature
-//     header is never consulted); empty is ErrNoSignature;
-//     - that value of the form "sha256=" followed by exactly 64 lower-case hex
-//     digits; otherwise ErrMalformedSignature;
-//     - those digits equal to the HMAC-SHA256 of body under one of the secrets,
-//     compared in constant time; otherwise ErrBadSignature.
-//     body must be the exact bytes received, before any decoding or re-encoding.
-//  2. Parse(name, delivery, body) turns a verified delivery into an Event. It
-//     expects:
-//     - name, the X-GitHub-Event header, and delivery, the X-GitHub-Delivery
-//     header, both non-empty; otherwise a plain error naming the header;
-//     - for the events that may deploy (push, workflow_run, workflow_dispatch) and
-//     for ping, a body that is one syntactically valid JSON object; otherwise a
-//     plain error (the caller answers 400). The body of any other event is not
-//     read: that event is ignored whatever it holds;
-//     - the fields the event needs, of the right JSON types, as listed on Parse;
-//     a missing or mistyped field is a plain error, never a guessed Event.
-//     A delivery that is well formed but must not deploy (a tag push, a branch
-//     deletion, a failed or foreign workflow run, an event that is not a trigger)
-//     is an *Ignored error whose Reason is short public text for GitHub's delivery
-//     log.
+// # Verify
 //
-// Parse does not decide whether an Event deploys anything: matching repository,
-// branch, workflow path and trigger kind against configured targets is the
-// caller's job, as is rejecting a delivery GUID seen before (GitHub's signature
-// carries no timestamp, and a redelivery reuses the GUID).
+// Verify(body, header, secrets...) checks the HMAC-SHA256 signature. It expects:
 //
-// Parse reads only the members it needs. It checks the whole body against the
-// JSON grammar in one pass and skips every other value without decoding it, so a
-// push with thousands of commits costs little more than its length in bytes to
-// scan. Member names match exactly, unlike encoding/json's case-insensitive struct
-// matching; when a name occurs twice the last one wins, as with encoding/json.
+//   - at least one secret, none of them empty; several may be given while a secret
+//     is being rotated, and any one may match. Otherwise ErrNoSecret: a
+//     configuration error, never a reason to skip verification;
+//   - header, the value of the X-Hub-Signature-256 header, non-empty; otherwise
+//     ErrNoSignature. The legacy SHA-1 X-Hub-Signature header is never consulted;
+//   - header of the form "sha256=" followed by exactly 64 lower-case hex digits,
+//     as GitHub sends it; otherwise ErrMalformedSignature;
+//   - those digits equal to the HMAC-SHA256 of body under one of the secrets,
+//     compared in constant time; otherwise ErrBadSignature;
+//   - body, the exact bytes received, before any decoding or re-encoding.
+//
+// No error carries the expected MAC.
+//
+// # Parse
+//
+// Parse(name, delivery, body) turns a verified delivery into an Event. It expects:
+//
+//   - name, the X-GitHub-Event header, non-empty; otherwise a plain error naming
+//     the header;
+//   - delivery, the X-GitHub-Delivery header, non-empty; otherwise a plain error
+//     naming the header;
+//   - for push, workflow_run, workflow_dispatch and ping, a body that is exactly
+//     one JSON object, valid throughout (not only in the parts Parse reads);
+//     otherwise a plain error, and the caller answers 400. The body of any other
+//     event is not read: that event is ignored whatever it holds;
+//   - the members the event needs, of the right JSON types, as listed on Parse;
+//     a missing, mistyped or malformed one is a plain error, never a guessed Event.
+//
+// A delivery that is well formed but must not deploy (a tag push, a branch
+// deletion, a failed, foreign or not push-triggered workflow run, an event that is
+// not a trigger) gives an *Ignored error whose Reason is short public text for
+// GitHub's delivery log; the caller answers 2xx with it.
+//
+// Parse reads only the members it needs. It checks the whole body against the JSON
+// grammar in one pass and skips every other value without decoding it, so a push
+// with 2,000 commits costs about one pass over its bytes. Member names match
+// exactly, unlike encoding/json's case-insensitive struct matching; when a name
+// occurs twice the last one wins, as with encoding/json; invalid UTF-8 in a string
+// becomes U+FFFD, as with encoding/json.
 package webhook
 
 import (
@@ -71,18 +82,23 @@ type Event struct {
 }
 
 // Ignored is the error Parse returns for a delivery that must not deploy. Reason is
-// public text for GitHub's delivery log ("tag push", "branch deleted", ...).
+// public text for GitHub's delivery log ("tag push: refs/tags/v1", "branch
+// deleted", ...): short, free of secrets, and with any part taken from the request
+// cut to 100 bytes. Test for it with errors.As.
 type Ignored struct {
 	Reason string
 }
 
+// Error returns "ignored: " and the reason.
 func (e *Ignored) Error() string { return "ignored: " + e.Reason }
 
-// Signature errors. None carries the expected MAC.
+// Signature errors, returned by Verify as they are (compare with == or errors.Is).
+// None carries the expected MAC. The caller answers all three with 401 and no
+// detail.
 var (
-	ErrNoSignature        = errors.New("missing X-Hub-Signature-256 header")
-	ErrMalformedSignature = errors.New("malformed X-Hub-Signature-256 header")
-	ErrBadSignature       = errors.New("signature does not match")
+	ErrNoSignature        = errors.New("missing X-Hub-Signature-256 header")   // header empty
+	ErrMalformedSignature = errors.New("malformed X-Hub-Signature-256 header") // not "sha256=" and 64 lower-case hex digits
+	ErrBadSignature       = errors.New("signature does not match")             // no secret gives this MAC
 )
 
 // ErrNoSecret is Verify's error when it is given no secret, or an empty one. It is a
