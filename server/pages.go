@@ -1,0 +1,314 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/deployhook/deployhook/executor"
+)
+
+// readyTimeout bounds a readiness check.
+const readyTimeout = 3 * time.Second
+
+// Limits of the job lists.
+const (
+	defaultListLimit = 20
+	maxListLimit     = 200
+)
+
+// handleHealthz is GET /healthz: the process answers.
+func (s *Server) handleHealthz(c echo.Context) error {
+	return c.String(http.StatusOK, "ok")
+}
+
+// handleReadyz is GET /readyz: 200 "ready", or 503 with the reason.
+func (s *Server) handleReadyz(c echo.Context) error {
+	if s.closing.Load() {
+		return publicf(http.StatusServiceUnavailable, "not ready: shutting down")
+	}
+	if s.deps.Checker != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
+		defer cancel()
+		if err := s.deps.Checker.Ready(ctx); err != nil {
+			return public(http.StatusServiceUnavailable, "not ready: "+err.Error(), err)
+		}
+	}
+	return c.String(http.StatusOK, "ready")
+}
+
+// jobView is the public view of a job: what the JSON and the HTML page show. The
+// steps' internal error texts are not in it, and the output only with ShowOutput.
+type jobView struct {
+	ID          string         `json:"id"`
+	Target      string         `json:"target"`
+	State       executor.State `json:"state"`
+	Description string         `json:"description"`
+	Trigger     triggerView    `json:"trigger"`
+	PreviousSHA string         `json:"previous_sha,omitempty"`
+	Created     time.Time      `json:"created"`
+	Started     time.Time      `json:"started,omitzero"`
+	Finished    time.Time      `json:"finished,omitzero"`
+	Duration    string         `json:"duration,omitempty"` // started → finished (or now)
+	Millis      int64          `json:"duration_ms,omitempty"`
+	Age         string         `json:"age"` // since the last change
+	Steps       []stepView     `json:"steps,omitempty"`
+}
+
+type triggerView struct {
+	Kind     executor.Kind `json:"kind"`
+	Repo     string        `json:"repo"`
+	Branch   string        `json:"branch"`
+	SHA      string        `json:"sha"`
+	Actor    string        `json:"actor"`
+	Reason   string        `json:"reason"`
+	Delivery string        `json:"delivery,omitempty"`
+	Force    bool          `json:"force,omitempty"`
+}
+
+type stepView struct {
+	Seq      int    `json:"seq"`
+	Name     string `json:"name"`
+	ExitCode int    `json:"exit_code"`
+	Skipped  string `json:"skipped,omitempty"`
+	Duration string `json:"duration"`
+	Millis   int64  `json:"duration_ms"`
+	Output   string `json:"output,omitempty"`
+}
+
+// view turns a job into its public view.
+func (s *Server) view(j executor.Job) jobView {
+	now := s.deps.Now()
+	v := jobView{
+		ID:          j.ID,
+		Target:      j.Target,
+		State:       j.State,
+		Description: j.Description,
+		Trigger: triggerView{
+			Kind: j.Trigger.Kind, Repo: j.Trigger.Repo, Branch: j.Trigger.Branch, SHA: j.Trigger.SHA,
+			Actor: j.Trigger.Actor, Reason: j.Trigger.Reason, Delivery: j.Trigger.Delivery, Force: j.Trigger.Force,
+		},
+		PreviousSHA: j.PreviousSHA,
+		Created:     j.Created,
+		Started:     j.Started,
+		Finished:    j.Finished,
+		Age:         age(now, lastChange(j)),
+	}
+	if !j.Started.IsZero() {
+		end := j.Finished
+		if end.IsZero() {
+			end = now
+		}
+		v.Duration = roundDuration(end.Sub(j.Started)).String()
+		v.Millis = end.Sub(j.Started).Milliseconds()
+	}
+	for _, st := range j.Steps {
+		sv := stepView{Seq: st.Seq, Name: st.Name, ExitCode: st.ExitCode, Skipped: st.Skipped,
+			Duration: roundDuration(st.Duration).String(), Millis: st.Duration.Milliseconds()}
+		if s.opts.ShowOutput {
+			sv.Output = st.Output
+		}
+		v.Steps = append(v.Steps, sv)
+	}
+	return v
+}
+
+// handleJob is GET /jobs/:id: JSON with Accept: application/json or ?format=json,
+// else the HTML page.
+func (s *Server) handleJob(c echo.Context) error {
+	id := c.Param("id")
+	j, err := s.deps.Journal.Job(c.Request().Context(), id)
+	if errors.Is(err, executor.ErrNotFound) {
+		return publicf(http.StatusNotFound, "no job %s", truncate(id, 64))
+	}
+	if err != nil {
+		return public(http.StatusInternalServerError, "cannot read the journal", err)
+	}
+	v := s.view(j)
+	if wantsJSON(c) {
+		return c.JSON(http.StatusOK, v)
+	}
+	p := s.pageInfo("Job " + j.ID + " · " + j.Target)
+	p.Refresh = !j.State.Final()
+	return s.render(c, "job.html", struct {
+		Page pageInfo
+		Job  jobView
+	}{p, v})
+}
+
+// handleJobs is GET /jobs?target=&limit=: recent jobs as JSON, newest first.
+func (s *Server) handleJobs(c echo.Context) error {
+	target := c.QueryParam("target")
+	if target != "" && !s.known(target) {
+		return publicf(http.StatusNotFound, "no target %s", truncate(target, 64))
+	}
+	limit := defaultListLimit
+	if l := c.QueryParam("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxListLimit {
+			return publicf(http.StatusBadRequest, "limit must be a number from 1 to %d", maxListLimit)
+		}
+		limit = n
+	}
+	jobs, err := s.deps.Journal.Jobs(c.Request().Context(), target, limit)
+	if err != nil {
+		return public(http.StatusInternalServerError, "cannot read the journal", err)
+	}
+	out := struct {
+		Jobs []jobView `json:"jobs"`
+	}{Jobs: make([]jobView, 0, len(jobs))}
+	for _, j := range jobs {
+		out.Jobs = append(out.Jobs, s.view(j))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+// targetRow is one line of the index's target table.
+type targetRow struct {
+	Route
+	Last  *jobView
+	Badge string // Markdown for the README badge, when badges are on
+}
+
+// handleIndex is GET /: every target with its last job, and the recent jobs.
+func (s *Server) handleIndex(c echo.Context) error {
+	ctx := c.Request().Context()
+	var rows []targetRow
+	for _, t := range s.targets {
+		row := targetRow{Route: s.routeOf(t)}
+		jobs, err := s.deps.Journal.Jobs(ctx, t, 1)
+		if err != nil {
+			return public(http.StatusInternalServerError, "cannot read the journal", err)
+		}
+		if len(jobs) > 0 {
+			v := s.view(jobs[0])
+			row.Last = &v
+		}
+		if s.opts.Badges {
+			row.Badge = fmt.Sprintf("[![deploy %s](%s/badge/%s.svg)](%s/)", t, s.opts.PublicURL, t, s.opts.PublicURL)
+		}
+		rows = append(rows, row)
+	}
+	recent, err := s.deps.Journal.Jobs(ctx, "", defaultListLimit)
+	if err != nil {
+		return public(http.StatusInternalServerError, "cannot read the journal", err)
+	}
+	views := make([]jobView, 0, len(recent))
+	for _, j := range recent {
+		views = append(views, s.view(j))
+	}
+	return s.render(c, "index.html", struct {
+		Page    pageInfo
+		Targets []targetRow
+		Recent  []jobView
+	}{s.pageInfo("deployhook"), rows, views})
+}
+
+// routeOf returns the first route of target.
+func (s *Server) routeOf(target string) Route {
+	for _, r := range s.opts.Routes {
+		if r.Target == target {
+			return r
+		}
+	}
+	return Route{Target: target}
+}
+
+// pageInfo is what every HTML page's layout shows.
+type pageInfo struct {
+	Title   string
+	Version string
+	Refresh bool // reload every few seconds: the job is not finished
+}
+
+func (s *Server) pageInfo(title string) pageInfo {
+	return pageInfo{Title: title, Version: s.opts.Version}
+}
+
+// render executes a template into a buffer first, so a template error is a clean 500.
+func (s *Server) render(c echo.Context, name string, data any) error {
+	var b bytes.Buffer
+	if err := s.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+		return public(http.StatusInternalServerError, "internal error", fmt.Errorf("render %s: %w", name, err))
+	}
+	h := c.Response().Header()
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
+	h.Set("X-Content-Type-Options", "nosniff")
+	return c.HTMLBlob(http.StatusOK, b.Bytes())
+}
+
+// funcs are the template helpers.
+func (s *Server) funcs() template.FuncMap {
+	return template.FuncMap{
+		"short": shortSHA,
+		"final": func(st executor.State) bool { return st.Final() },
+		"time": func(t time.Time) string {
+			if t.IsZero() {
+				return "—"
+			}
+			return t.UTC().Format("2006-01-02 15:04:05 UTC")
+		},
+	}
+}
+
+// wantsJSON reports whether the client asked for JSON.
+func wantsJSON(c echo.Context) bool {
+	return c.QueryParam("format") == "json" ||
+		strings.Contains(c.Request().Header.Get(echo.HeaderAccept), echo.MIMEApplicationJSON)
+}
+
+// shortSHA is the first 7 characters of a SHA, as GitHub shows it.
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+// lastChange is when a job last changed state.
+func lastChange(j executor.Job) time.Time {
+	switch {
+	case !j.Finished.IsZero():
+		return j.Finished
+	case !j.Started.IsZero():
+		return j.Started
+	}
+	return j.Created
+}
+
+// age says how long ago t was, coarsely: "just now", "5m ago", "3h ago", "2d ago".
+func age(now, t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := now.Sub(t)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + "m ago"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + "h ago"
+	}
+	return strconv.Itoa(int(d/(24*time.Hour))) + "d ago"
+}
+
+// roundDuration keeps durations readable: whole seconds above a minute, tenths
+// below, milliseconds below a second.
+func roundDuration(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Minute:
+		return d.Round(time.Second)
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}

@@ -1,0 +1,293 @@
+package server
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/deployhook/deployhook/executor"
+)
+
+// MaxPayload is the default cap on a webhook body: GitHub does not deliver events
+// whose payload is larger than 25 MB (github/docs data/reusables/webhooks/payload_cap.md),
+// so nothing larger can be a genuine delivery.
+const MaxPayload = 25 << 20
+
+// DefaultResolveTimeout bounds the GitHub API call that resolves a branch head for a
+// workflow_dispatch without a sha. GitHub waits 10 s for the answer to a delivery
+// (github/docs best-practices-for-using-webhooks.md), so the lookup must end well
+// before that.
+const DefaultResolveTimeout = 5 * time.Second
+
+// Queue accepts deploy requests. Implementation: the executor's queue.
+type Queue interface {
+	// Enqueue queues t for target and returns the job, or the existing job and
+	// Duplicate when the delivery or SHA is already known. It returns an error
+	// wrapping executor.ErrUnknownTarget or executor.ErrClosed (shutting down).
+	// It must not run the deploy: it returns in milliseconds.
+	Enqueue(ctx context.Context, target string, t executor.Trigger) (executor.Enqueued, error)
+}
+
+// Journal reads jobs. Implementation: the executor's store.
+type Journal interface {
+	// Job returns the job with its steps, or an error wrapping executor.ErrNotFound.
+	Job(ctx context.Context, id string) (executor.Job, error)
+	// Jobs lists jobs newest first, of one target (all if empty), in the given states
+	// (all if none), at most limit.
+	Jobs(ctx context.Context, target string, limit int, states ...executor.State) ([]executor.Job, error)
+}
+
+// Resolver finds the SHA a branch points at (GitHub's API), for workflow_dispatch
+// deliveries, which carry no SHA.
+type Resolver interface {
+	// BranchHead returns the full SHA of repo's (owner/name) branch.
+	BranchHead(ctx context.Context, repo, branch string) (string, error)
+}
+
+// Rollbacks finds what a rollback of a target deploys.
+type Rollbacks interface {
+	// RollbackSHA returns the SHA of the target's previous successful deploy (the one
+	// before the current), or an error wrapping executor.ErrNotFound if there is none.
+	RollbackSHA(ctx context.Context, target string) (string, error)
+}
+
+// Checker reports readiness for /readyz.
+type Checker interface {
+	// Ready returns nil when deliveries can be taken. Its error text is shown to
+	// callers of /readyz, so it must be public (no hostnames, paths or tokens).
+	Ready(ctx context.Context) error
+}
+
+// Route says which deliveries deploy a target.
+type Route struct {
+	Target string // the target's name, as the Queue knows it
+	Repo   string // owner/name; compared case-insensitively, as GitHub does
+	Branch string // branch name without refs/heads/; compared exactly
+	// DeployOn is "push" (every push to Branch deploys) or "workflow_run" (a
+	// successful run of one of Workflows on a push to Branch deploys).
+	DeployOn string
+	// Workflows lists the workflow file paths (.github/workflows/ci.yml) whose
+	// successful runs deploy, for DeployOn "workflow_run".
+	Workflows []string
+	// DispatchWorkflow is the workflow file path whose workflow_dispatch deploys
+	// (manual deploys and rollbacks); empty: none.
+	DispatchWorkflow string
+	// Environment is the target's GitHub Deployment environment, shown on pages.
+	Environment string
+}
+
+// The values of Route.DeployOn.
+const (
+	DeployOnPush        = "push"
+	DeployOnWorkflowRun = "workflow_run"
+)
+
+// Options configure a Server.
+type Options struct {
+	// Secrets are the webhook secrets: one, or two while rotating (a delivery signed
+	// with either is accepted). New refuses none and refuses an empty one.
+	Secrets [][]byte
+	// MaxBody caps a webhook body in bytes; 0 means MaxPayload (GitHub's 25 MB).
+	MaxBody int64
+	// Routes map deliveries to targets. Every target the index and badges show is
+	// a Route's Target.
+	Routes []Route
+	// PublicURL is the base URL deployhook is reached at (https://deploy.example.com);
+	// used for the badge snippets on the index page. Empty: relative links.
+	PublicURL string
+	// Badges serves /badge/TARGET.svg and .json; off, they are 404.
+	Badges bool
+	// ShowOutput puts the step output tails on job pages. Off by default: output
+	// may contain what the public must not see.
+	ShowOutput bool
+	// Version is shown on pages.
+	Version string
+	// ResolveTimeout bounds Resolver and Rollbacks calls; 0 means DefaultResolveTimeout.
+	ResolveTimeout time.Duration
+}
+
+// Deps are the Server's collaborators. Queue and Journal are required; Resolver and
+// Rollbacks are required when a route has a DispatchWorkflow; Checker is optional.
+type Deps struct {
+	Queue     Queue
+	Journal   Journal
+	Resolver  Resolver
+	Rollbacks Rollbacks
+	Checker   Checker
+	// Now is the clock for ages on pages and badges; nil means time.Now.
+	Now func() time.Time
+}
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// Server is deployhook's HTTP front: the webhook receiver, health checks, job pages
+// and badges. Its methods are safe for concurrent use.
+type Server struct {
+	lg      *slog.Logger
+	opts    Options
+	deps    Deps
+	targets []string // route targets, unique, in configuration order
+	echo    *echo.Echo
+	tmpl    *template.Template
+	bufs    sync.Pool // *[]byte webhook body buffers
+	closing atomic.Bool
+
+	mu  sync.Mutex
+	srv *http.Server
+}
+
+// New returns a Server. It fails when Options has no webhook secret or an empty one
+// (an unsigned webhook would deploy whatever anyone posts), when a route is
+// incomplete, or when a required dependency is nil.
+func New(lg *slog.Logger, opts Options, deps Deps) (*Server, error) {
+	if lg == nil {
+		return nil, errors.New("server: nil logger")
+	}
+	if len(opts.Secrets) == 0 {
+		return nil, errors.New("server: no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET (deployhook never accepts unsigned webhooks)")
+	}
+	if len(opts.Secrets) > 2 {
+		return nil, fmt.Errorf("server: %d webhook secrets: give one, or two while rotating", len(opts.Secrets))
+	}
+	for i, s := range opts.Secrets {
+		if len(s) == 0 {
+			return nil, fmt.Errorf("server: webhook secret %d is empty", i+1)
+		}
+	}
+	if opts.MaxBody <= 0 {
+		opts.MaxBody = MaxPayload
+	}
+	if opts.ResolveTimeout <= 0 {
+		opts.ResolveTimeout = DefaultResolveTimeout
+	}
+	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
+	if deps.Queue == nil || deps.Journal == nil {
+		return nil, errors.New("server: Queue and Journal are required")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Server{lg: lg, opts: opts, deps: deps}
+	seen := map[string]bool{}
+	for i, r := range opts.Routes {
+		if r.Target == "" || r.Repo == "" || r.Branch == "" {
+			return nil, fmt.Errorf("server: route %d: target, repo and branch are required", i+1)
+		}
+		switch r.DeployOn {
+		case DeployOnPush:
+		case DeployOnWorkflowRun:
+			if len(r.Workflows) == 0 {
+				return nil, fmt.Errorf("server: target %s deploys on workflow_run but lists no workflows", r.Target)
+			}
+		default:
+			return nil, fmt.Errorf("server: target %s: deploy_on is %q, want push or workflow_run", r.Target, r.DeployOn)
+		}
+		if r.DispatchWorkflow != "" && (deps.Resolver == nil || deps.Rollbacks == nil) {
+			return nil, fmt.Errorf("server: target %s has a dispatch workflow: Resolver and Rollbacks are required", r.Target)
+		}
+		if !seen[r.Target] {
+			seen[r.Target] = true
+			s.targets = append(s.targets, r.Target)
+		}
+	}
+	tmpl, err := template.New("").Funcs(s.funcs()).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("server: parse templates: %w", err)
+	}
+	s.tmpl = tmpl
+	s.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	s.echo = s.routes()
+	return s, nil
+}
+
+// routes builds the echo instance with every route and middleware.
+func (s *Server) routes() *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(s.logRequests, s.recoverPanics)
+
+	e.POST("/webhook", s.handleWebhook)
+	e.GET("/healthz", s.handleHealthz)
+	e.GET("/readyz", s.handleReadyz)
+	e.GET("/", s.handleIndex)
+	e.GET("/jobs", s.handleJobs)
+	e.GET("/jobs/:id", s.handleJob)
+	if s.opts.Badges {
+		e.GET("/badge/:file", s.handleBadge)
+	}
+	return e
+}
+
+// Handler returns the HTTP handler serving every route.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Serve accepts connections on ln until Shutdown. It returns nil after Shutdown,
+// and any other error from the listener.
+func (s *Server) Serve(ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.echo,
+		ReadHeaderTimeout: 10 * time.Second,
+		// A 25 MB body on a slow link needs time; the signature check needs all of it.
+		ReadTimeout:  2 * time.Minute,
+		WriteTimeout: 2 * time.Minute,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(s.lg.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return errors.New("serve: server is shut down")
+	}
+	s.srv = srv
+	s.mu.Unlock()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops intake: /readyz turns 503 at once, the listener closes, and
+// requests in flight finish until ctx ends. It is safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("shut down http server: %w", err)
+	}
+	return nil
+}
+
+// JobURL is the address of job id's page under base (Options.PublicURL): the
+// target_url of its commit statuses.
+func JobURL(base, id string) string {
+	return strings.TrimRight(base, "/") + "/jobs/" + id
+}
+
+// known reports whether target is a route's target.
+func (s *Server) known(target string) bool {
+	for _, t := range s.targets {
+		if t == target {
+			return true
+		}
+	}
+	return false
+}
