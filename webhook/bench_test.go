@@ -5,13 +5,12 @@ import (
 	"testing"
 )
 
-// The benchmark bodies: GitHub's new-branch push compacted (7.7 KB, one commit) and
-// the same push grown to 292 KB by adding commits.
-const (
-	smallPushSize = 0
-	largePushSize = 292_000
-)
+// largePushSize is the size of the large benchmark push: GitHub's new-branch push
+// (7,678 bytes compacted, one commit) grown by bigPush to 396 commits, 291,682
+// bytes.
+const largePushSize = 292_000
 
+// benchBodies returns the two benchmark pushes, 7.7 KB and 292 KB.
 func benchBodies(b *testing.B) []struct {
 	name string
 	body []byte
