@@ -3,9 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +21,7 @@ import (
 
 	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/webhook"
 )
 
 func (e *env) deployCmd() *cobra.Command {
@@ -349,8 +348,6 @@ func sampleDelivery(event, repo, branch, sha string) ([]byte, error) {
 }
 
 func (e *env) post(ctx context.Context, url, event, secret string, body []byte) error {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
 	var guid [16]byte
 	_, _ = rand.Read(guid[:])
 	delivery := fmt.Sprintf("%x-%x-%x-%x-%x", guid[0:4], guid[4:6], guid[6:8], guid[8:10], guid[10:])
@@ -362,7 +359,7 @@ func (e *env) post(ctx context.Context, url, event, secret string, body []byte) 
 	req.Header.Set("User-Agent", "GitHub-Hookshot/deployhook-test")
 	req.Header.Set("X-GitHub-Event", event)
 	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set("X-Hub-Signature-256", webhook.Sign(body, []byte(secret)))
 	client := &http.Client{Timeout: 15 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {

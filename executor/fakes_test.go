@@ -32,6 +32,7 @@ func (m *memStore) CreateJob(_ context.Context, j Job) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if d := j.Trigger.Delivery; d != "" {
+		d += "\x00" + j.Target
 		if id, ok := m.deliveries[d]; ok {
 			return id, ErrDuplicate
 		}

@@ -206,8 +206,9 @@ type OwedReport struct {
 // safe for concurrent use.
 type Store interface {
 	// CreateJob records a new job and returns its id. If j.Trigger.Delivery is not
-	// empty and a job was already recorded for it, CreateJob records nothing and
-	// returns that job's id and ErrDuplicate.
+	// empty and a job was already recorded for that delivery and target (one push
+	// may deploy several targets), CreateJob records nothing and returns that
+	// job's id and ErrDuplicate.
 	CreateJob(ctx context.Context, j Job) (existing string, err error)
 	// UpdateJob stores j's state, description, previous SHA and times (not its
 	// steps, not its deployment).

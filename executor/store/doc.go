@@ -11,7 +11,7 @@
 //     Deployment id, and when it was created, started and finished;
 //   - steps: what each step of a job did (exit code, error, the tail of its
 //     output, capped at MaxOutput bytes), keyed by job and sequence number;
-//   - deliveries: each webhook delivery GUID that created a job, and that job.
+//   - deliveries: each webhook delivery GUID and target that created a job, and that job.
 //     Its primary key makes CreateJob's deduplication atomic: of two concurrent
 //     CreateJob calls for one delivery, even from two processes, exactly one
 //     records a job and the other gets executor.ErrDuplicate and the winner's id;

@@ -51,10 +51,10 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job) (existing string,
 	delivery := j.Trigger.Delivery
 	if delivery != "" {
 		var id string
-		err := tx.QueryRowContext(ctx, `SELECT job FROM deliveries WHERE guid = ?`, delivery).Scan(&id)
+		err := tx.QueryRowContext(ctx, `SELECT job FROM deliveries WHERE guid = ? AND target = ?`, delivery, j.Target).Scan(&id)
 		switch {
 		case err == nil:
-			return id, fmt.Errorf("create job %s: delivery %s already created job %s: %w", j.ID, delivery, id, executor.ErrDuplicate)
+			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w", j.ID, delivery, id, executor.ErrDuplicate)
 		case !errors.Is(err, sql.ErrNoRows):
 			return "", fmt.Errorf("create job %s: look up delivery: %w", j.ID, err)
 		}
@@ -72,7 +72,7 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job) (existing string,
 		return "", fmt.Errorf("create job %s: %w", j.ID, err)
 	}
 	if delivery != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (guid, job) VALUES (?, ?)`, delivery, j.ID); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (guid, target, job) VALUES (?, ?, ?)`, delivery, j.Target, j.ID); err != nil {
 			return "", fmt.Errorf("create job %s: record delivery: %w", j.ID, err)
 		}
 	}

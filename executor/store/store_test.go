@@ -735,3 +735,22 @@ func schemaSQL(tb testing.TB, s *Store) string {
 	}
 	return b.String()
 }
+
+// One push may deploy several targets: the delivery deduplicates per target.
+func TestStore_CreateJob_deliveryPerTarget(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	a := queuedJob("a", "production", executor.StateQueued, time.Now())
+	b := queuedJob("b", "staging", executor.StateQueued, time.Now())
+	a.Trigger.Delivery, b.Trigger.Delivery = "guid-1", "guid-1"
+	for _, j := range []executor.Job{a, b} {
+		if _, err := s.CreateJob(ctx, j); err != nil {
+			t.Fatalf("CreateJob %s: %v", j.ID, err)
+		}
+	}
+	again := queuedJob("c", "staging", executor.StateQueued, time.Now())
+	again.Trigger.Delivery = "guid-1"
+	if id, err := s.CreateJob(ctx, again); !errors.Is(err, executor.ErrDuplicate) || id != "b" {
+		t.Errorf("same delivery and target: %q, %v; want b, ErrDuplicate", id, err)
+	}
+}

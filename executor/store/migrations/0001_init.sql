@@ -43,11 +43,14 @@ CREATE TABLE steps (
 	PRIMARY KEY (job, seq)
 ) STRICT;
 
--- One row per webhook delivery GUID that created a job: the primary key is
--- what makes CreateJob's deduplication atomic.
+-- One row per webhook delivery GUID and target that created a job: the
+-- primary key is what makes CreateJob's deduplication atomic. One delivery
+-- (a push) may deploy several targets, each once.
 CREATE TABLE deliveries (
-	guid TEXT NOT NULL PRIMARY KEY,
-	job  TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE
+	guid   TEXT NOT NULL,
+	target TEXT NOT NULL,
+	job    TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+	PRIMARY KEY (guid, target)
 ) STRICT;
 
 CREATE INDEX deliveries_job ON deliveries (job);
