@@ -38,6 +38,12 @@ const (
 // "signal" request, sudo relaying either) is forwarded to the group the same way.
 // "wait" returns early when a trapped signal arrives, hence the loop until $p is
 // really gone.
+//
+// With announce, the wrapper first prints its pid on a line of its own
+// (pidAnnounce), which the SSH transport strips from the output and uses to
+// signal the wrapper through a second session when sshd does not deliver
+// "signal" requests (it does not for root logins, which run without privilege
+// separation).
 const wrapper = `timeout -k "$2" "$1" sh -c "$3" "$4" </dev/null & p=$!
 s=0
 trap 's=1; kill -TERM -$p 2>/dev/null' HUP INT TERM
@@ -45,10 +51,17 @@ while :; do wait $p; r=$?; kill -0 $p 2>/dev/null || break; done
 if [ $s = 1 ] || [ $r = 124 ] || [ $r = 137 ]; then kill -KILL -$p 2>/dev/null; fi
 exit $r`
 
+// pidAnnounce starts the line with which an announcing wrapper gives its pid.
+const pidAnnounce = "@deployhook-pid "
+
+const announce = `echo "` + pidAnnounce + `$$"
+`
+
 var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
 
 // quote returns s as one single-quoted POSIX shell word: inside single quotes
-// nothing is special except the closing quote, which is written as '\''.
+// nothing is special except the single quote itself, which is written by
+// closing the quoted word, adding a backslash-escaped quote and reopening it.
 func quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
@@ -70,7 +83,7 @@ var validUser = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*[$]?$`)
 // then runs cmd.Run. Environment and directory are set inside the sudo'd shell,
 // because sudo resets the environment. The result is meant for "sh -c" (Local) or
 // an SSH exec request (the login shell runs it).
-func commandLine(cmd executor.Command, grace time.Duration) (string, error) {
+func commandLine(cmd executor.Command, grace time.Duration, announcePid bool) (string, error) {
 	if cmd.Timeout <= 0 {
 		return "", fmt.Errorf("step %q: timeout must be positive, got %v", cmd.Name, cmd.Timeout)
 	}
@@ -97,21 +110,28 @@ func commandLine(cmd executor.Command, grace time.Duration) (string, error) {
 	}
 	inner.WriteString(cmd.Run)
 
-	var b strings.Builder
-	b.WriteString("exec ")
-	switch {
-	case cmd.User != "":
-		fmt.Fprintf(&b, "sudo -n -u %s -- ", quote(cmd.User))
-	case cmd.Sudo:
-		b.WriteString("sudo -n -- ")
-	}
 	name := "deployhook"
 	if cmd.Name != "" {
 		name = "deployhook: " + cmd.Name
 	}
-	fmt.Fprintf(&b, "sh -c %s deployhook %s %s %s %s",
-		quote(wrapper), seconds(cmd.Timeout), seconds(grace), quote(inner.String()), quote(name))
-	return b.String(), nil
+	w := wrapper
+	if announcePid {
+		w = announce + wrapper
+	}
+	return fmt.Sprintf("exec %ssh -c %s deployhook %s %s %s %s", sudoPrefix(cmd),
+		quote(w), seconds(cmd.Timeout), seconds(grace), quote(inner.String()), quote(name)), nil
+}
+
+// sudoPrefix is the sudo command, with a trailing space, that runs as cmd's user;
+// empty for the login user. -n: never prompt, fail at once.
+func sudoPrefix(cmd executor.Command) string {
+	switch {
+	case cmd.User != "":
+		return "sudo -n -u " + quote(cmd.User) + " -- "
+	case cmd.Sudo:
+		return "sudo -n -- "
+	}
+	return ""
 }
 
 // timedOut reports whether a step that exited with code after running for elapsed

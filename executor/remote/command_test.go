@@ -84,7 +84,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := commandLine(tt.cmd, 0)
+			got, err := commandLine(tt.cmd, 0, false)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("commandLine() error = %v, want one containing %q", err, tt.wantErr)
@@ -123,7 +123,7 @@ func TestCommandLine_noInjection(t *testing.T) {
 		Env:     map[string]string{"EVIL": evil},
 		Timeout: 10 * time.Second,
 	}
-	line, err := commandLine(cmd, time.Second)
+	line, err := commandLine(cmd, time.Second, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,4 +160,3 @@ func TestTimedOut(t *testing.T) {
 		})
 	}
 }
-

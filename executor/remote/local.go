@@ -123,7 +123,7 @@ func (s *localSession) Run(ctx context.Context, cmd executor.Command, out io.Wri
 	if closed {
 		return -1, fmt.Errorf("target %s: session closed", s.target)
 	}
-	line, err := commandLine(cmd, s.l.opts.KillGrace)
+	line, err := commandLine(cmd, s.l.opts.KillGrace, false)
 	if err != nil {
 		return -1, err
 	}

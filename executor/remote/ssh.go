@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/x509"
@@ -11,7 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
@@ -217,17 +216,7 @@ func (t *SSH) Open(ctx context.Context, target, lock string, lockWait time.Durat
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", target, err)
 	}
-	s := &sshSession{t: t, target: target, client: client, conn: conn, stop: make(chan struct{}), gone: make(chan struct{})}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		_ = client.Wait()
-		close(s.gone)
-	}()
-	if t.opts.KeepAlive > 0 {
-		s.wg.Add(1)
-		go s.keepalive(t.opts.KeepAlive, t.opts.KeepAliveMax)
-	}
+	s := newSSHSession(t, target, client, conn)
 	if lock != "" {
 		if err := s.takeLock(ctx, lock, lockWait); err != nil {
 			s.Close()
@@ -271,261 +260,6 @@ func (t *SSH) connect(ctx context.Context) (*ssh.Client, net.Conn, error) {
 	return ssh.NewClient(c, chans, reqs), conn, nil
 }
 
-type sshSession struct {
-	t      *SSH
-	target string
-	client *ssh.Client
-	conn   net.Conn
-	stop   chan struct{}
-	gone   chan struct{} // closed when the connection is gone
-	wg     sync.WaitGroup // keepalive and step goroutines
-
-	lockSess  *ssh.Session
-	lockStdin io.WriteCloser
-	lockDone  chan error
-
-	mu       sync.Mutex
-	closed   bool
-	deadWhy  string // why the connection was given up, for errors
-	closeErr error
-}
-
-// takeLock starts the lock session and waits until flock holds the lock.
-func (s *sshSession) takeLock(ctx context.Context, lock string, wait time.Duration) error {
-	sess, err := s.client.NewSession()
-	if err != nil {
-		return fmt.Errorf("open lock session: %w", err)
-	}
-	stdin, err := sess.StdinPipe()
-	if err != nil {
-		sess.Close()
-		return err
-	}
-	stdout, err := sess.StdoutPipe()
-	if err != nil {
-		sess.Close()
-		return err
-	}
-	var stderr bytes.Buffer
-	sess.Stderr = &limitedBuffer{buf: &stderr, max: 4096}
-	q := quote(lock)
-	cmd := fmt.Sprintf(`mkdir -p -- "$(dirname -- %s)" && exec flock -E %d -w %s %s sh -c 'echo locked; exec cat >/dev/null'`,
-		q, lockExitCode, strings.TrimSuffix(seconds(wait), "s"), q)
-	if err := sess.Start(cmd); err != nil {
-		sess.Close()
-		return fmt.Errorf("start lock session: %w", err)
-	}
-	s.lockSess, s.lockStdin = sess, stdin
-	locked := make(chan bool, 1)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		line, _ := bufio.NewReader(stdout).ReadString('\n')
-		locked <- line == "locked\n"
-		// Drain: nothing more is written; this returns when the session ends.
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	s.lockDone = make(chan error, 1)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.lockDone <- sess.Wait()
-	}()
-	// flock's own -w bounds the wait; the extra is for the round trips.
-	timer := time.NewTimer(wait + s.t.opts.HandshakeTimeout)
-	defer timer.Stop()
-	select {
-	case ok := <-locked:
-		if ok {
-			s.t.lg.Debug("deploy lock taken", "target", s.target, "lock", lock)
-			return nil
-		}
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return fmt.Errorf("take lock %s: no answer from flock after %v", lock, wait)
-	}
-	// flock ended without taking the lock: why?
-	var err2 error
-	select {
-	case err2 = <-s.lockDone:
-		s.lockDone <- err2
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	var ee *ssh.ExitError
-	if errors.As(err2, &ee) && ee.ExitStatus() == lockExitCode {
-		return fmt.Errorf("%w: %s still held after %v (a manual deploy, or another deployhook?)", executor.ErrLocked, lock, wait)
-	}
-	return fmt.Errorf("take lock %s: %v: %s", lock, err2, strings.TrimSpace(stderr.String()))
-}
-
-// keepalive sends keepalive@openssh.com requests every interval and closes the
-// connection after max intervals without an answer.
-func (s *sshSession) keepalive(interval time.Duration, max int) {
-	defer s.wg.Done()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	replies := make(chan error, 1)
-	inflight, missed := false, 0
-	for {
-		select {
-		case <-s.stop:
-			return
-		case err := <-replies:
-			inflight, missed = false, 0
-			if err != nil {
-				return // the connection is gone
-			}
-		case <-tick.C:
-			if !inflight {
-				inflight = true
-				s.wg.Add(1)
-				go func() {
-					defer s.wg.Done()
-					_, _, err := s.client.SendRequest("keepalive@openssh.com", true, nil)
-					replies <- err
-				}()
-				continue
-			}
-			missed++
-			if missed >= max {
-				why := fmt.Sprintf("no answer to %d keepalives in %v", missed, time.Duration(missed+1)*interval)
-				s.t.lg.Warn("ssh peer stopped answering; closing the connection", "target", s.target, "why", why)
-				s.mu.Lock()
-				s.deadWhy = why
-				s.mu.Unlock()
-				s.client.Close()
-				return
-			}
-		}
-	}
-}
-
-// Run implements executor.Session: one SSH session per step.
-func (s *sshSession) Run(ctx context.Context, cmd executor.Command, out io.Writer) (int, error) {
-	line, err := commandLine(cmd, s.t.opts.KillGrace)
-	if err != nil {
-		return -1, err
-	}
-	s.mu.Lock()
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		return -1, fmt.Errorf("target %s: session closed", s.target)
-	}
-	sess, err := s.client.NewSession()
-	if err != nil {
-		return -1, s.transportError(cmd, "open session", err)
-	}
-	defer sess.Close()
-	w := &syncWriter{w: out}
-	sess.Stdout = w
-	sess.Stderr = w
-	start := time.Now()
-	if err := sess.Start(line); err != nil {
-		return -1, s.transportError(cmd, "start", err)
-	}
-	done := make(chan error, 1)
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		done <- sess.Wait()
-	}()
-	// The wrapper's timeout(1) on the target kills the step; this timer is the
-	// backstop for a wrapper that cannot.
-	backstop := time.NewTimer(cmd.Timeout + 2*s.t.opts.KillGrace + time.Second)
-	defer backstop.Stop()
-	var cause error
-	select {
-	case err := <-done:
-		return s.result(cmd, err, time.Since(start))
-	case <-ctx.Done():
-		cause = ctx.Err()
-	case <-backstop.C:
-		cause = executor.ErrTimeout
-	}
-	// sshd delivers "signal" to the session's process group (OpenSSH 7.9+): the
-	// wrapper, or sudo which relays it to the wrapper; the wrapper kills the step's
-	// group. If the session is still there after the grace, close it; the
-	// timeout(1) on the target still ends the step at its deadline.
-	s.t.lg.Info("killing step", "target", s.target, "step", cmd.Name, "cause", cause)
-	_ = sess.Signal(ssh.SIGTERM)
-	grace := time.NewTimer(s.t.opts.KillGrace + time.Second)
-	defer grace.Stop()
-	select {
-	case <-done:
-	case <-grace.C:
-		s.t.lg.Warn("step still running after SIGTERM and the grace; closing its session", "target", s.target, "step", cmd.Name)
-		sess.Close()
-	}
-	return -1, cause
-}
-
-func (s *sshSession) result(cmd executor.Command, err error, elapsed time.Duration) (int, error) {
-	code := 0
-	var ee *ssh.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitStatus()
-		if sig := ee.Signal(); sig != "" {
-			code = 128 + signalNumber(sig)
-		}
-	default:
-		return -1, s.transportError(cmd, "wait", err)
-	}
-	if timedOut(code, elapsed, cmd.Timeout) {
-		return -1, executor.ErrTimeout
-	}
-	return code, nil
-}
-
-func (s *sshSession) transportError(cmd executor.Command, what string, err error) error {
-	s.mu.Lock()
-	why, closed := s.deadWhy, s.closed
-	s.mu.Unlock()
-	switch {
-	case why != "":
-		return fmt.Errorf("target %s: step %q: %s: connection lost (%s): %w", s.target, cmd.Name, what, why, err)
-	case closed:
-		return fmt.Errorf("target %s: step %q: %s: session closed: %w", s.target, cmd.Name, what, err)
-	}
-	return fmt.Errorf("target %s: step %q: %s: connection lost: %w", s.target, cmd.Name, what, err)
-}
-
-// Close releases the lock (ending the lock session and waiting briefly for flock to
-// exit), closes the connection, which ends a running Run with a transport error, and
-// waits for the session's goroutines. It is safe to call twice.
-func (s *sshSession) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return s.closeErr
-	}
-	s.closed = true
-	s.mu.Unlock()
-	close(s.stop)
-	if s.lockSess != nil {
-		// EOF on cat's stdin ends flock's child and so the lock; wait for it so the
-		// lock is free when Close returns.
-		_ = s.lockStdin.Close()
-		t := time.NewTimer(s.t.opts.HandshakeTimeout)
-		select {
-		case <-s.lockDone:
-		case <-s.gone:
-		case <-t.C:
-		}
-		t.Stop()
-	}
-	err := s.client.Close()
-	s.wg.Wait()
-	if err != nil && !errors.Is(err, net.ErrClosed) {
-		s.closeErr = fmt.Errorf("close connection to %s: %w", s.target, err)
-	}
-	return s.closeErr
-}
-
 // syncWriter serializes the writes of the stdout and stderr copiers.
 type syncWriter struct {
 	mu sync.Mutex
@@ -536,6 +270,60 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.w.Write(p)
+}
+
+// pidWriter passes a step's stdout on, minus the first line when it is the
+// wrapper's pid announcement, whose pid it records.
+type pidWriter struct {
+	w    io.Writer
+	mu   sync.Mutex
+	head []byte // the start of the output while the first line is incomplete
+	done bool   // the first line has been handled
+	p    int
+}
+
+func (w *pidWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done {
+		return w.w.Write(p)
+	}
+	w.head = append(w.head, p...)
+	i := bytes.IndexByte(w.head, '\n')
+	if i < 0 && len(w.head) < len(pidAnnounce)+20 {
+		return len(p), nil
+	}
+	w.done = true
+	rest := w.head
+	if i >= 0 && bytes.HasPrefix(w.head, []byte(pidAnnounce)) {
+		if pid, err := strconv.Atoi(string(w.head[len(pidAnnounce):i])); err == nil {
+			w.p = pid
+			rest = w.head[i+1:]
+		}
+	}
+	w.head = nil
+	if len(rest) > 0 {
+		if _, err := w.w.Write(rest); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// flush passes on a partial first line at the end of the output.
+func (w *pidWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done && len(w.head) > 0 {
+		_, _ = w.w.Write(w.head)
+	}
+	w.done, w.head = true, nil
+}
+
+func (w *pidWriter) pid() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.p
 }
 
 // limitedBuffer keeps the first max bytes and discards the rest.
