@@ -243,7 +243,7 @@ func executorTargets(cfg *config.Config) []executor.Target {
 		et := executor.Target{
 			Name: t.Name, Repo: t.Repo, Branch: t.Branch, Environment: t.Environment,
 			Lock: t.Lock, LockWait: time.Duration(t.LockWait), NotApplied: t.NotApplied,
-			Rollback: *t.Rollback, Dir: t.AppDir,
+			Rollback: *t.Rollback, Dir: t.AppDir, Env: t.Env,
 		}
 		seq := executor.Sequence{
 			AppDir: t.AppDir, AppUser: t.AppUser, Units: t.Units,

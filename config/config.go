@@ -100,7 +100,9 @@ type Target struct {
 	Rollback         *bool    `yaml:"rollback"`
 	NotApplied       []string `yaml:"not_applied"`
 	Reconcile        Duration `yaml:"reconcile_every"`
-	Steps            []Step   `yaml:"steps"`
+	// Env is added to every step's environment (a step's own env wins).
+	Env   map[string]string `yaml:"env"`
+	Steps []Step            `yaml:"steps"`
 }
 
 // VM names a Compute Engine instance.
@@ -461,6 +463,11 @@ func (c *Config) Validate() error {
 		for _, u := range t.Units {
 			if !validUnit(u) {
 				bad("%s: unit %q is not a systemd unit name", where, u)
+			}
+		}
+		for k := range t.Env {
+			if !envKeyRE.MatchString(k) {
+				bad("%s: env name %q is not a valid variable name", where, k)
 			}
 		}
 		for j, s := range t.Steps {

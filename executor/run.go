@@ -250,7 +250,10 @@ func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError 
 
 // command resolves a step into what the transport runs.
 func (d *deploy) command(st Step, sha, prev string) Command {
-	env := make(map[string]string, len(st.Env)+6)
+	env := make(map[string]string, len(d.t.Env)+len(st.Env)+8)
+	for k, v := range d.t.Env {
+		env[k] = v
+	}
 	for k, v := range st.Env {
 		env[k] = v
 	}

@@ -124,6 +124,8 @@ type Target struct {
 	Rollback bool
 	// Dir is the default working directory of steps (app_dir).
 	Dir string
+	// Env is added to every step's environment; a step's own Env wins.
+	Env map[string]string
 }
 
 // Command is what a Transport runs: a step with its environment resolved.
