@@ -201,6 +201,9 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		return fail(err)
 	}
 	opts.Targets = executorTargets(cfg)
+	if a.gh != nil {
+		opts.Heads = a.gh
+	}
 	opts.PublicURL = cfg.PublicURL
 	opts.Grace = time.Duration(cfg.ShutdownGrace)
 	a.ex, err = executor.New(lg, opts, st, a.tr, a.reporter)
@@ -244,6 +247,7 @@ func executorTargets(cfg *config.Config) []executor.Target {
 			Name: t.Name, Repo: t.Repo, Branch: t.Branch, Environment: t.Environment,
 			Lock: t.Lock, LockWait: time.Duration(t.LockWait), NotApplied: t.NotApplied,
 			Rollback: *t.Rollback, Dir: t.AppDir, Env: t.Env,
+			Reconcile: time.Duration(t.Reconcile), DeployOn: t.DeployOn, Workflows: t.Workflows,
 		}
 		seq := executor.Sequence{
 			AppDir: t.AppDir, AppUser: t.AppUser, Units: t.Units,

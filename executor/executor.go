@@ -31,6 +31,9 @@ type Options struct {
 	// Output, when set, also receives every step's output as it runs (the CLI's
 	// deploy command streams it to the terminal).
 	Output io.Writer
+	// Heads reads branch heads and CI results from GitHub for the reconciler;
+	// nil: no reconciling.
+	Heads Heads
 	// NoRecover leaves jobs that the journal shows running or queued alone: for a
 	// command-line deploy that shares the journal with a running service.
 	NoRecover bool
@@ -131,6 +134,11 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 	var sender sync.WaitGroup
 	sender.Go(func() { e.send(sendCtx) })
+	for _, l := range e.lanes {
+		if l.t.Reconcile > 0 && e.opts.Heads != nil {
+			workers.Go(func() { e.reconcileLoop(ctx, l) })
+		}
+	}
 
 	<-ctx.Done()
 	e.mu.Lock()

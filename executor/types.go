@@ -126,6 +126,13 @@ type Target struct {
 	Dir string
 	// Env is added to every step's environment; a step's own Env wins.
 	Env map[string]string
+	// Reconcile, when > 0 and Options.Heads is set, is how often the branch head
+	// on GitHub is compared with what was deployed, so a push whose webhook was
+	// lost is deployed anyway. DeployOn and Workflows apply the trigger rules:
+	// for "workflow_run", only a head on which one of Workflows succeeded.
+	Reconcile time.Duration
+	DeployOn  string
+	Workflows []string
 }
 
 // Command is what a Transport runs: a step with its environment resolved.
