@@ -507,3 +507,59 @@ func TestSSH_Close(t *testing.T) {
 		t.Error("Run() after Close succeeded")
 	}
 }
+
+func TestSSH_certificate(t *testing.T) {
+	dir := t.TempDir()
+	_, caKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ssh.NewSignerFromKey(caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pub")
+	if err := os.WriteFile(caFile, ssh.MarshalAuthorizedKey(ca.PublicKey()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := sshdtest.Start(t, sshdtest.Options{ExtraConfig: []string{"TrustedUserCAKeys " + caFile}})
+
+	// A key that is not in authorized_keys: only its certificate lets it in.
+	_, userKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(userKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	userPub, err := ssh.NewPublicKey(userKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := &ssh.Certificate{
+		Key: userPub, CertType: ssh.UserCert, KeyId: "deployhook-test",
+		ValidPrincipals: []string{srv.User}, ValidBefore: ssh.CertTimeInfinity,
+	}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(dir, "id_ed25519-cert.pub")
+	if err := os.WriteFile(certFile, ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := sshOptions(t, srv)
+	opts.PrivateKey = pem.EncodeToMemory(block)
+	if _, err := newSSH(t, opts).Open(t.Context(), "test-vm", "", 0); err == nil {
+		t.Fatal("Open() without the certificate succeeded: the test proves nothing")
+	}
+	opts.CertificateFile = certFile
+	s := openSSH(t, newSSH(t, opts), "", 0)
+	checkRun(t, s, runCase{name: "echo", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
+
+	opts.CertificateFile = filepath.Join(dir, "ca.pub")
+	if _, err := NewSSH(testLogger(t), opts); err == nil || !strings.Contains(err.Error(), "not a certificate") {
+		t.Errorf("NewSSH() with a plain key as certificate: %v", err)
+	}
+}
