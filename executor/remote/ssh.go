@@ -260,16 +260,27 @@ func (t *SSH) connect(ctx context.Context) (*ssh.Client, net.Conn, error) {
 	return ssh.NewClient(c, chans, reqs), conn, nil
 }
 
-// syncWriter serializes the writes of the stdout and stderr copiers.
+// syncWriter serializes the writes of the stdout and stderr copiers, and drops
+// them once detached.
 type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu       sync.Mutex
+	w        io.Writer
+	detached bool
 }
 
 func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.detached {
+		return len(p), nil
+	}
 	return w.w.Write(p)
+}
+
+func (w *syncWriter) detach() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.detached = true
 }
 
 // pidWriter passes a step's stdout on, minus the first line when it is the

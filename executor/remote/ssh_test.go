@@ -419,6 +419,21 @@ func TestSSH_Open_lock(t *testing.T) {
 		openSSH(t, tr, lock, time.Minute).Close()
 	})
 
+	t.Run("cancelled while waiting", func(t *testing.T) {
+		holdFlock(t, lock)
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			for pgrep(t, "flock -E 75 -w 3600 "+quote(lock)) == "" {
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+		}()
+		_, err := tr.Open(ctx, "test-vm", lock, time.Hour)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Open() error = %v, want context.Canceled", err)
+		}
+	})
+
 	t.Run("a dead connection releases the lock", func(t *testing.T) {
 		s := openSSH(t, tr, lock, time.Second)
 		d.last().Close() // the deployer died, or the tunnel broke
@@ -446,7 +461,7 @@ func TestSSH_Run_connectionCut(t *testing.T) {
 		<-out.seen
 		d.last().Close()
 	}()
-	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: time.Minute}, out)
+	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
 	if err == nil || errors.Is(err, executor.ErrTimeout) || errors.Is(err, context.Canceled) || code != -1 {
 		t.Fatalf("Run() = %d, %v; want -1 and a transport error", code, err)
 	}
@@ -472,11 +487,12 @@ func TestSSH_keepalive(t *testing.T) {
 		<-out.seen
 		d.last().frozen.Store(true)
 	}()
-	// Without keepalives Run would wait for the step's timeout; the ctx deadline
-	// turns that into a failure (a ctx error) instead of a hang.
+	// Without keepalives Run would wait for the step's timeout and return
+	// ErrTimeout, a failure here. (The step itself is not killed by deployhook
+	// when the connection dies: timeout(1) on the target ends it.)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	code, err := s.Run(ctx, executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: time.Hour}, out)
+	code, err := s.Run(ctx, executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
 	killAll(m)
 	if err == nil || errors.Is(err, executor.ErrTimeout) || ctx.Err() != nil || code != -1 {
 		t.Fatalf("Run() = %d, %v; want -1 and a transport error", code, err)
@@ -495,7 +511,7 @@ func TestSSH_Close(t *testing.T) {
 		<-out.seen
 		s.Close()
 	}()
-	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: time.Hour}, out)
+	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
 	killAll(m)
 	if err == nil || errors.Is(err, executor.ErrTimeout) || code != -1 {
 		t.Fatalf("Run() = %d, %v; want -1 and an error", code, err)
