@@ -30,7 +30,6 @@ type sshSession struct {
 	t      *SSH
 	target string
 	client *ssh.Client
-	conn   net.Conn
 	stop   chan struct{}  // closed by Close: stops the keepalive
 	gone   chan struct{}  // closed when the connection is gone
 	wg     sync.WaitGroup // every goroutine of the session
@@ -56,8 +55,8 @@ type openResult struct {
 	err  error
 }
 
-func newSSHSession(t *SSH, target string, client *ssh.Client, conn net.Conn) *sshSession {
-	s := &sshSession{t: t, target: target, client: client, conn: conn,
+func newSSHSession(t *SSH, target string, client *ssh.Client) *sshSession {
+	s := &sshSession{t: t, target: target, client: client,
 		stop: make(chan struct{}), gone: make(chan struct{}), spare: make(chan openResult, 1)}
 	s.spawn(func() {
 		_ = client.Wait()
