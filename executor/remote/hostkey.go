@@ -40,8 +40,8 @@ type pins struct {
 }
 
 // loadPins collects the keys pinned for alias: the explicit keys and the lines of
-// the known_hosts file that match alias (plain or hashed names; markers
-// @cert-authority and @revoked add no pin).
+// the known_hosts file that match alias (plain or hashed names), less revoked
+// keys. @cert-authority lines are not supported: they add no pin.
 func loadPins(alias, knownHostsFile string, keys []ssh.PublicKey) (*pins, error) {
 	p := &pins{alias: alias}
 	for _, k := range keys {
@@ -68,12 +68,16 @@ func loadPins(alias, knownHostsFile string, keys []ssh.PublicKey) (*pins, error)
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			addr = net.JoinHostPort(addr, "22")
 		}
-		err = cb(addr, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 22}, probe)
+		remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 22} // unused: addr has a name
+		err = cb(addr, remote, probe)
 		var ke *knownhosts.KeyError
 		switch {
 		case errors.As(err, &ke):
 			for _, k := range ke.Want {
-				p.keys = append(p.keys, k.Key)
+				// A line for the name whose key is also @revoked is no pin.
+				if cb(addr, remote, k.Key) == nil {
+					p.keys = append(p.keys, k.Key)
+				}
 			}
 		case err != nil:
 			return nil, fmt.Errorf("look up %s in known hosts file: %w", alias, err)

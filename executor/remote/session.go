@@ -30,7 +30,6 @@ type sshSession struct {
 	t      *SSH
 	target string
 	client *ssh.Client
-	conn   net.Conn
 	stop   chan struct{}  // closed by Close: stops the keepalive
 	gone   chan struct{}  // closed when the connection is gone
 	wg     sync.WaitGroup // every goroutine of the session
@@ -41,7 +40,8 @@ type sshSession struct {
 	gmu      sync.Mutex // guards draining and wg.Add
 	draining bool       // Close is waiting for the goroutines: start no more
 
-	lock *proc // the lock session, nil without a lock
+	lock   *proc // the lock session, nil without a lock
+	locked bool  // flock holds the lock
 
 	mu       sync.Mutex
 	closed   bool
@@ -55,8 +55,8 @@ type openResult struct {
 	err  error
 }
 
-func newSSHSession(t *SSH, target string, client *ssh.Client, conn net.Conn) *sshSession {
-	s := &sshSession{t: t, target: target, client: client, conn: conn,
+func newSSHSession(t *SSH, target string, client *ssh.Client) *sshSession {
+	s := &sshSession{t: t, target: target, client: client,
 		stop: make(chan struct{}), gone: make(chan struct{}), spare: make(chan openResult, 1)}
 	s.spawn(func() {
 		_ = client.Wait()
@@ -229,6 +229,7 @@ func (s *sshSession) takeLock(ctx context.Context, lock string, wait time.Durati
 	select {
 	case ok := <-locked:
 		if ok {
+			s.locked = true
 			s.t.lg.Debug("deploy lock taken", "target", s.target, "lock", lock)
 			return nil
 		}
@@ -302,6 +303,9 @@ func (s *sshSession) Run(ctx context.Context, cmd executor.Command, out io.Write
 		return -1, s.transportError(cmd, "open session", err)
 	}
 	w := &syncWriter{w: out}
+	// Output that arrives after Run returned (a step killed on a hung
+	// connection) must not reach out any more.
+	defer w.detach()
 	pw := &pidWriter{w: w}
 	start := time.Now()
 	p, err := s.start(ch, reqs, line, pw, w, false)
@@ -394,9 +398,10 @@ func (s *sshSession) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
-	if s.lock != nil {
+	if s.locked {
 		// EOF on cat's stdin ends flock's child and so the lock; wait for it so
-		// the lock is free when Close returns.
+		// the lock is free when Close returns. (A flock still waiting gives up
+		// when its stdout, closed with the connection, fails.)
 		_ = s.lock.ch.CloseWrite()
 		t := time.NewTimer(s.t.opts.HandshakeTimeout)
 		select {

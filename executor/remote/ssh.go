@@ -212,11 +212,11 @@ func (t *SSH) Open(ctx context.Context, target, lock string, lockWait time.Durat
 	if target == "" {
 		target = t.opts.Target
 	}
-	client, conn, err := t.connect(ctx)
+	client, err := t.connect(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", target, err)
 	}
-	s := newSSHSession(t, target, client, conn)
+	s := newSSHSession(t, target, client)
 	if lock != "" {
 		if err := s.takeLock(ctx, lock, lockWait); err != nil {
 			s.Close()
@@ -226,12 +226,12 @@ func (t *SSH) Open(ctx context.Context, target, lock string, lockWait time.Durat
 	return s, nil
 }
 
-func (t *SSH) connect(ctx context.Context) (*ssh.Client, net.Conn, error) {
+func (t *SSH) connect(ctx context.Context) (*ssh.Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, t.opts.HandshakeTimeout)
 	defer cancel()
 	conn, err := t.opts.Dial(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dial: %w", err)
+		return nil, fmt.Errorf("dial: %w", err)
 	}
 	// ssh.NewClientConn has no timeout of its own: bound it with the conn's deadline,
 	// and close the conn when ctx ends first.
@@ -245,31 +245,42 @@ func (t *SSH) connect(ctx context.Context) (*ssh.Client, net.Conn, error) {
 		}
 		conn.Close()
 		if err == nil || ctx.Err() != nil {
-			return nil, nil, fmt.Errorf("ssh handshake: %w", context.Cause(ctx))
+			return nil, fmt.Errorf("ssh handshake: %w", context.Cause(ctx))
 		}
 	}
 	if err != nil {
 		conn.Close()
 		var hk *HostKeyError
 		if errors.As(err, &hk) {
-			return nil, nil, hk
+			return nil, hk
 		}
-		return nil, nil, fmt.Errorf("ssh handshake: %w", err)
+		return nil, fmt.Errorf("ssh handshake: %w", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return ssh.NewClient(c, chans, reqs), conn, nil
+	return ssh.NewClient(c, chans, reqs), nil
 }
 
-// syncWriter serializes the writes of the stdout and stderr copiers.
+// syncWriter serializes the writes of the stdout and stderr copiers, and drops
+// them once detached.
 type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu       sync.Mutex
+	w        io.Writer
+	detached bool
 }
 
 func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.detached {
+		return len(p), nil
+	}
 	return w.w.Write(p)
+}
+
+func (w *syncWriter) detach() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.detached = true
 }
 
 // pidWriter passes a step's stdout on, minus the first line when it is the

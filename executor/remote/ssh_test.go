@@ -419,6 +419,21 @@ func TestSSH_Open_lock(t *testing.T) {
 		openSSH(t, tr, lock, time.Minute).Close()
 	})
 
+	t.Run("cancelled while waiting", func(t *testing.T) {
+		holdFlock(t, lock)
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() {
+			for pgrep(t, "flock -E 75 -w 3600 "+quote(lock)) == "" {
+				time.Sleep(10 * time.Millisecond)
+			}
+			cancel()
+		}()
+		_, err := tr.Open(ctx, "test-vm", lock, time.Hour)
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Open() error = %v, want context.Canceled", err)
+		}
+	})
+
 	t.Run("a dead connection releases the lock", func(t *testing.T) {
 		s := openSSH(t, tr, lock, time.Second)
 		d.last().Close() // the deployer died, or the tunnel broke
@@ -446,7 +461,7 @@ func TestSSH_Run_connectionCut(t *testing.T) {
 		<-out.seen
 		d.last().Close()
 	}()
-	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: time.Minute}, out)
+	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
 	if err == nil || errors.Is(err, executor.ErrTimeout) || errors.Is(err, context.Canceled) || code != -1 {
 		t.Fatalf("Run() = %d, %v; want -1 and a transport error", code, err)
 	}
@@ -472,11 +487,12 @@ func TestSSH_keepalive(t *testing.T) {
 		<-out.seen
 		d.last().frozen.Store(true)
 	}()
-	// Without keepalives Run would wait for the step's timeout; the ctx deadline
-	// turns that into a failure (a ctx error) instead of a hang.
+	// Without keepalives Run would wait for the step's timeout and return
+	// ErrTimeout, a failure here. (The step itself is not killed by deployhook
+	// when the connection dies: timeout(1) on the target ends it.)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	code, err := s.Run(ctx, executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: time.Hour}, out)
+	code, err := s.Run(ctx, executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
 	killAll(m)
 	if err == nil || errors.Is(err, executor.ErrTimeout) || ctx.Err() != nil || code != -1 {
 		t.Fatalf("Run() = %d, %v; want -1 and a transport error", code, err)
@@ -495,7 +511,7 @@ func TestSSH_Close(t *testing.T) {
 		<-out.seen
 		s.Close()
 	}()
-	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: time.Hour}, out)
+	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
 	killAll(m)
 	if err == nil || errors.Is(err, executor.ErrTimeout) || code != -1 {
 		t.Fatalf("Run() = %d, %v; want -1 and an error", code, err)
@@ -505,5 +521,61 @@ func TestSSH_Close(t *testing.T) {
 	}
 	if _, err := s.Run(t.Context(), executor.Command{Run: "true", Timeout: time.Second}, &strings.Builder{}); err == nil {
 		t.Error("Run() after Close succeeded")
+	}
+}
+
+func TestSSH_certificate(t *testing.T) {
+	dir := t.TempDir()
+	_, caKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ssh.NewSignerFromKey(caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pub")
+	if err := os.WriteFile(caFile, ssh.MarshalAuthorizedKey(ca.PublicKey()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := sshdtest.Start(t, sshdtest.Options{ExtraConfig: []string{"TrustedUserCAKeys " + caFile}})
+
+	// A key that is not in authorized_keys: only its certificate lets it in.
+	_, userKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(userKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	userPub, err := ssh.NewPublicKey(userKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := &ssh.Certificate{
+		Key: userPub, CertType: ssh.UserCert, KeyId: "deployhook-test",
+		ValidPrincipals: []string{srv.User}, ValidBefore: ssh.CertTimeInfinity,
+	}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	certFile := filepath.Join(dir, "id_ed25519-cert.pub")
+	if err := os.WriteFile(certFile, ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := sshOptions(t, srv)
+	opts.PrivateKey = pem.EncodeToMemory(block)
+	if _, err := newSSH(t, opts).Open(t.Context(), "test-vm", "", 0); err == nil {
+		t.Fatal("Open() without the certificate succeeded: the test proves nothing")
+	}
+	opts.CertificateFile = certFile
+	s := openSSH(t, newSSH(t, opts), "", 0)
+	checkRun(t, s, runCase{name: "echo", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
+
+	opts.CertificateFile = filepath.Join(dir, "ca.pub")
+	if _, err := NewSSH(testLogger(t), opts); err == nil || !strings.Contains(err.Error(), "not a certificate") {
+		t.Errorf("NewSSH() with a plain key as certificate: %v", err)
 	}
 }
