@@ -10,6 +10,5 @@ import (
 // pins) and returns the SSH client itself, for an interactive shell. The caller
 // closes it. No deploy lock is taken.
 func (t *SSH) Client(ctx context.Context) (*ssh.Client, error) {
-	c, _, err := t.connect(ctx)
-	return c, err
+	return t.connect(ctx)
 }
