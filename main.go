@@ -193,7 +193,6 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		}
 		a.reporter = a.gh
 	} else {
-		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
 		a.reporter = ghstatus.LogOnly(lg)
 	}
 	a.tr, err = newTransports(ctx, lg, cfg)
@@ -317,6 +316,9 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 		return err
 	}
 	defer a.close()
+	if a.gh == nil {
+		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
+	}
 	var resolver server.Resolver = noResolver{}
 	if a.gh != nil {
 		resolver = a.gh
