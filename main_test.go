@@ -391,10 +391,24 @@ func TestServe_KilledMidDeploy(t *testing.T) {
 	dir := t.TempDir()
 	gh := newFakeGitHub(t)
 	started := filepath.Join(dir, "started")
+	pidFile := filepath.Join(dir, "step.pid")
 	cfg := writeConfig(t, dir, fmt.Sprintf(`      - name: migrate
-        run: if [ "$DEPLOYHOOK_SHA" = %s ]; then touch %s; sleep 300; fi
+        run: if [ "$DEPLOYHOOK_SHA" = %s ]; then echo $$ > %s; touch %s; sleep 300; fi
         timeout: 10m
-`, sha(1), started))
+`, sha(1), pidFile, started))
+	// The killed deployhook cannot end its step: the step runs in a process group
+	// of its own on the "VM", and only its timeout would end it. Do it here.
+	t.Cleanup(func() {
+		b, err := os.ReadFile(pidFile)
+		if err != nil {
+			return
+		}
+		var pid int
+		fmt.Sscan(string(b), &pid)
+		if pgid, err := syscall.Getpgid(pid); err == nil && pid > 0 {
+			syscall.Kill(-pgid, syscall.SIGKILL)
+		}
+	})
 	data := filepath.Join(dir, "data")
 
 	child := exec.Command(os.Args[0], "serve", "--config", cfg, "--listen", "127.0.0.1:0", "--data-dir", data)
