@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -114,9 +115,9 @@ func (ts *transports) googleAPIs(ctx context.Context) (*googleClients, error) {
 	if ts.google != nil {
 		return ts.google, nil
 	}
-	creds, err := google.FindDefaultCredentials(ctx, cloudPlatformScope)
+	creds, err := googleCredentials(ctx, ts.cfg.GoogleCredentials)
 	if err != nil {
-		return nil, fmt.Errorf("google credentials (set GOOGLE_APPLICATION_CREDENTIALS to a service account key, or run on GCP): %w", err)
+		return nil, err
 	}
 	compute, err := gce.New(ctx, ts.lg, gce.Options{
 		Endpoint:      ts.cfg.ComputeURL,
@@ -127,6 +128,41 @@ func (ts *transports) googleAPIs(ctx context.Context) (*googleClients, error) {
 	}
 	ts.google = &googleClients{tokens: creds.TokenSource, compute: compute}
 	return ts.google, nil
+}
+
+// googleCredentials returns Application Default Credentials with the
+// cloud-platform scope: the JSON file GOOGLE_APPLICATION_CREDENTIALS names
+// (whose own token_uri is honoured), else the other ADC sources.
+func googleCredentials(ctx context.Context, file string) (*google.Credentials, error) {
+	if file == "" {
+		creds, err := google.FindDefaultCredentials(ctx, cloudPlatformScope)
+		if err != nil {
+			return nil, fmt.Errorf("google credentials: set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run on Google Cloud: %w", err)
+		}
+		return creds, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read GOOGLE_APPLICATION_CREDENTIALS: %w", err)
+	}
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return nil, fmt.Errorf("GOOGLE_APPLICATION_CREDENTIALS is not a credentials JSON file: %w", err)
+	}
+	// The type is checked against the known kinds, so a file of an unexpected
+	// kind cannot make deployhook fetch or run what it names.
+	switch t := google.CredentialsType(head.Type); t {
+	case google.ServiceAccount, google.ExternalAccount, google.AuthorizedUser, google.ImpersonatedServiceAccount:
+		creds, err := google.CredentialsFromJSONWithType(ctx, b, t, cloudPlatformScope)
+		if err != nil {
+			return nil, fmt.Errorf("GOOGLE_APPLICATION_CREDENTIALS: %w", err)
+		}
+		return creds, nil
+	default:
+		return nil, fmt.Errorf("GOOGLE_APPLICATION_CREDENTIALS: credentials of type %q are not supported (use a service account key)", head.Type)
+	}
 }
 
 // sshOptions are the SSH settings shared by the ssh and iap transports.

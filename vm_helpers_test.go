@@ -337,6 +337,7 @@ type jobPage struct {
 		ExitCode int    `json:"exit_code"`
 		Skipped  string `json:"skipped"`
 		Output   string `json:"output"`
+		Error    string `json:"error"`
 	} `json:"steps"`
 }
 

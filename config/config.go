@@ -58,6 +58,10 @@ type Config struct {
 	// Endpoint overrides, from the environment (tests, private setups).
 	IAPURL     string `yaml:"-"`
 	ComputeURL string `yaml:"-"`
+	// GoogleCredentials is GOOGLE_APPLICATION_CREDENTIALS: a credentials JSON
+	// file. Empty: Application Default Credentials' other sources (the metadata
+	// server on Google Cloud, gcloud's user credentials).
+	GoogleCredentials string `yaml:"-"`
 }
 
 // Log configures logging.
@@ -269,6 +273,7 @@ func (c *Config) readEnv(getenv Getenv) error {
 	}
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
 	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
+	c.GoogleCredentials = getenv("GOOGLE_APPLICATION_CREDENTIALS")
 	if v := getenv("DEPLOYHOOK_GITHUB_API_URL"); v != "" {
 		c.GitHub.APIURL = v
 	}

@@ -46,7 +46,7 @@ func (s *Server) handleReadyz(c echo.Context) error {
 }
 
 // jobView is the public view of a job: what the JSON and the HTML page show. The
-// steps' internal error texts are not in it, and the output only with ShowOutput.
+// steps' output and error texts (which may name hosts) only with ShowOutput.
 type jobView struct {
 	ID          string         `json:"id"`
 	Target      string         `json:"target"`
@@ -82,6 +82,7 @@ type stepView struct {
 	Duration string `json:"duration"`
 	Millis   int64  `json:"duration_ms"`
 	Output   string `json:"output,omitempty"`
+	Error    string `json:"error,omitempty"` // why the step did not finish: timeout, connection, host key
 }
 
 // view turns a job into its public view.
@@ -114,7 +115,7 @@ func (s *Server) view(j executor.Job) jobView {
 		sv := stepView{Seq: st.Seq, Name: st.Name, ExitCode: st.ExitCode, Skipped: st.Skipped,
 			Duration: roundDuration(st.Duration).String(), Millis: st.Duration.Milliseconds()}
 		if s.opts.ShowOutput {
-			sv.Output = st.Output
+			sv.Output, sv.Error = st.Output, st.Error
 		}
 		v.Steps = append(v.Steps, sv)
 	}

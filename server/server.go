@@ -108,8 +108,9 @@ type Options struct {
 	PublicURL string
 	// Badges serves /badge/TARGET.svg and .json; off, they are 404.
 	Badges bool
-	// ShowOutput puts the step output tails on job pages. Off by default: output
-	// may contain what the public must not see.
+	// ShowOutput puts the steps' output tails and error texts (a timeout, a lost
+	// connection, a host key refused) on job pages. Off by default: they may
+	// contain what the public must not see.
 	ShowOutput bool
 	// Version is shown on pages.
 	Version string

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -253,6 +254,11 @@ func (t *SSH) connect(ctx context.Context) (*ssh.Client, error) {
 		var hk *HostKeyError
 		if errors.As(err, &hk) {
 			return nil, hk
+		}
+		if strings.Contains(err.Error(), "no common algorithm for host key") {
+			// Only the pinned key types are offered: the server has none of them.
+			return nil, fmt.Errorf("ssh handshake with %s: the server has no host key of a pinned type (%s); pin its current key: %w",
+				t.opts.HostKeyAlias, strings.Join(t.config.HostKeyAlgorithms, ", "), err)
 		}
 		return nil, fmt.Errorf("ssh handshake: %w", err)
 	}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/deployhook/deployhook/executor/iap/iaptest"
+)
+
+const (
+	iapProject  = "acme-prod"
+	iapZone     = "us-central1-a"
+	iapInstance = "dagster"
+	iapID       = "7394028471928374651"
+	googleToken = "ya29.e2e-access-token"
+)
+
+// fakeGoogle is the token endpoint of a service account key (its token_uri) and
+// the Compute API, on one httptest server. The token endpoint verifies the
+// JWT assertion with the key's public half, as Google's does.
+type fakeGoogle struct {
+	t   *testing.T
+	srv *httptest.Server
+	key *rsa.PrivateKey
+
+	mu       sync.Mutex
+	status   string          // the instance's status
+	hostKey  ssh.PublicKey   // published in the guest attributes
+	requests map[string]int  // path → count
+	scopes   map[string]bool // scopes asked for
+}
+
+func newFakeGoogle(t *testing.T, hostKey ssh.PublicKey) *fakeGoogle {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &fakeGoogle{t: t, key: key, status: "RUNNING", hostKey: hostKey,
+		requests: map[string]int{}, scopes: map[string]bool{}}
+	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+// credentialsFile writes a service account key file whose token_uri is the fake.
+func (g *fakeGoogle) credentialsFile(t *testing.T, dir string) string {
+	der, err := x509.MarshalPKCS8PrivateKey(g.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(map[string]string{
+		"type":           "service_account",
+		"project_id":     iapProject,
+		"private_key_id": "e2e-key-1",
+		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email":   "deployhook@acme-prod.iam.gserviceaccount.com",
+		"client_id":      "1234567890",
+		"token_uri":      g.srv.URL + "/token",
+	})
+	p := filepath.Join(dir, "service-account.json")
+	writeFile(t, p, string(b), 0o600)
+	return p
+}
+
+func (g *fakeGoogle) serve(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.requests[r.URL.Path]++
+	instancePath := fmt.Sprintf("/compute/v1/projects/%s/zones/%s/instances/%s", iapProject, iapZone, iapInstance)
+	switch {
+	case r.URL.Path == "/token" && r.Method == http.MethodPost:
+		if err := r.ParseForm(); err != nil || r.Form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
+			g.t.Errorf("token request: grant_type %q", r.Form.Get("grant_type"))
+			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+			return
+		}
+		claims := jwt.MapClaims{}
+		_, err := jwt.ParseWithClaims(r.Form.Get("assertion"), claims, func(*jwt.Token) (any, error) {
+			return &g.key.PublicKey, nil
+		}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithAudience(g.srv.URL+"/token"))
+		if err != nil {
+			g.t.Errorf("token request: assertion: %v", err)
+			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
+			return
+		}
+		for _, s := range strings.Fields(fmt.Sprint(claims["scope"])) {
+			g.scopes[s] = true
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"access_token": %q, "expires_in": 3600, "token_type": "Bearer"}`, googleToken)
+	case r.Header.Get("Authorization") != "Bearer "+googleToken:
+		g.t.Errorf("%s %s: Authorization %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
+		http.Error(w, `{"error":{"code":401,"message":"Request had invalid authentication credentials."}}`, http.StatusUnauthorized)
+	case r.Method == http.MethodGet && r.URL.Path == instancePath:
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"kind": "compute#instance", "id": %q, "name": %q, "status": %q,
+			"networkInterfaces": [{"name": "nic0", "networkIP": "10.128.0.5"}]}`, iapID, iapInstance, g.status)
+	case r.Method == http.MethodGet && r.URL.Path == instancePath+"/getGuestAttributes":
+		if q := r.URL.Query().Get("queryPath"); q != "hostkeys/" {
+			g.t.Errorf("getGuestAttributes queryPath %q", q)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"kind": "compute#guestAttributes", "queryPath": "hostkeys/", "queryValue": {"items": [
+			{"namespace": "hostkeys", "key": %q, "value": %q}]}}`,
+			g.hostKey.Type(), base64.StdEncoding.EncodeToString(g.hostKey.Marshal()))
+	default:
+		g.t.Errorf("unexpected Google request %s %s", r.Method, r.URL)
+		http.Error(w, `{"error":{"code":404,"message":"not found"}}`, http.StatusNotFound)
+	}
+}
+
+func (g *fakeGoogle) set(f func(g *fakeGoogle)) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f(g)
+}
+
+// iapSetup is a VM reachable only through the fake relay, with the fake Google.
+type iapSetup struct {
+	v      *vm
+	google *fakeGoogle
+	relay  *iaptest.Relay
+	gh     *fakeGitHub
+	p      *program
+}
+
+func startIAP(t *testing.T) *iapSetup {
+	t.Helper()
+	v := newVM(t, vmOptions{})
+	s := &iapSetup{v: v, google: newFakeGoogle(t, v.srv.HostKey.PublicKey()), gh: newFakeGitHub(t)}
+	s.relay = iaptest.NewRelay(t, iaptest.RelayOptions{
+		Tokens: []string{googleToken}, Project: iapProject, Zone: iapZone,
+		Instances: map[string]string{iapInstance: "127.0.0.1"},
+	})
+	port := v.srv.Addr[strings.LastIndexByte(v.srv.Addr, ':')+1:]
+	cfg := fmt.Sprintf(`public_url: https://deploy.example.com
+log: {format: text, level: debug}
+github:
+  deployments: false
+targets:
+  - name: production
+    repo: acme/app
+    branch: main
+    transport: iap
+    vm: {project: %s, zone: %s, instance: %s, port: %s}
+    ssh:
+      user: %s
+      private_key_file: %s
+      timeout: 20s
+    lock: %s
+    env: {PATH: "%s:/usr/local/bin:/usr/bin:/bin"}
+    app_dir: %s
+    app_user: %s
+    units: [dagster-code, dagster]
+    settle: 1s
+`, iapProject, iapZone, iapInstance, port, v.srv.User, v.keyFile, v.lock, v.bin, v.app, v.user)
+	cfgPath := filepath.Join(v.dir, "iap.yaml")
+	writeFile(t, cfgPath, cfg, 0o600)
+	env := map[string]string{
+		"DEPLOYHOOK_WEBHOOK_SECRET":      testSecret,
+		"DEPLOYHOOK_GITHUB_TOKEN":        testToken,
+		"DEPLOYHOOK_GITHUB_API_URL":      s.gh.srv.URL + "/",
+		"DEPLOYHOOK_IAP_URL":             s.relay.URL(),
+		"DEPLOYHOOK_COMPUTE_URL":         s.google.srv.URL,
+		"GOOGLE_APPLICATION_CREDENTIALS": s.google.credentialsFile(t, v.dir),
+	}
+	s.p = startProgram(t, cfgPath, filepath.Join(v.dir, "data"), func(k string) string { return env[k] })
+	return s
+}
+
+// A target with transport iap deploys with nothing but a service account: the
+// token from the key's token_uri, the instance and its host keys from the
+// Compute API, SSH through the relay to a real sshd.
+func TestIAP_DeployThroughTunnel(t *testing.T) {
+	s := startIAP(t)
+	c2 := s.v.commit(t, "app change", map[string]string{"app.py": "print('iap')\n"})
+	push(t, s.p, c2)
+	if st := final(t, s.gh, c2); st.State != "success" || st.Description != "deployed "+c2[:7] {
+		t.Fatalf("status %s %q, want success", st.State, st.Description)
+	}
+	if got := s.v.head(t); got != c2 {
+		t.Errorf("checkout at %s, want %s", got, c2)
+	}
+	if got := cmds(s.v.calls(t, "systemctl restart")); len(got) != 2 {
+		t.Errorf("restarts %q, want both units", got)
+	}
+	stats := s.relay.Stats()
+	if stats.Connects == 0 {
+		t.Error("the relay saw no tunnel: the deploy did not go through IAP")
+	}
+	s.google.mu.Lock()
+	defer s.google.mu.Unlock()
+	if !s.google.scopes["https://www.googleapis.com/auth/cloud-platform"] {
+		t.Errorf("token scopes %v, want cloud-platform", s.google.scopes)
+	}
+	if s.google.requests["/token"] == 0 {
+		t.Error("no token was fetched from the key's token_uri")
+	}
+}
+
+// A VM whose host key is not the one its guest attributes publish is refused.
+func TestIAP_HostKeyDiffersFromGuestAttributes(t *testing.T) {
+	s := startIAP(t)
+	other := newSigner(t)
+	s.google.set(func(g *fakeGoogle) { g.hostKey = other.PublicKey() })
+	c2 := s.v.commit(t, "app change", map[string]string{"app.py": "print('x')\n"})
+	job := push(t, s.p, c2)
+	if st := final(t, s.gh, c2); st.State != "error" {
+		t.Fatalf("status %s %q, want error", st.State, st.Description)
+	}
+	if got := s.v.head(t); got == c2 {
+		t.Error("the deploy ran on a VM whose host key was not pinned")
+	}
+	page := getJob(t, s.p, job)
+	if len(page.Steps) != 1 || page.Steps[0].Name != "connect" ||
+		!strings.Contains(page.Steps[0].Error, ssh.FingerprintSHA256(s.v.srv.HostKey.PublicKey())) {
+		t.Errorf("job page steps %+v: want one connect step naming the seen fingerprint", page.Steps)
+	}
+}
+
+// A VM that is not running fails fast, before any tunnel, with the reason.
+func TestIAP_InstanceNotRunning(t *testing.T) {
+	s := startIAP(t)
+	s.google.set(func(g *fakeGoogle) { g.status = "TERMINATED" })
+	c2 := s.v.commit(t, "app change", map[string]string{"app.py": "print('y')\n"})
+	job := push(t, s.p, c2)
+	if st := final(t, s.gh, c2); st.State != "error" {
+		t.Fatalf("status %s %q, want error", st.State, st.Description)
+	}
+	if n := s.relay.Stats().Connects; n != 0 {
+		t.Errorf("%d tunnels opened to a stopped VM", n)
+	}
+	page := getJob(t, s.p, job)
+	if len(page.Steps) != 1 || !strings.Contains(page.Steps[0].Error, "TERMINATED") {
+		t.Errorf("job page steps %+v: want the connect error naming TERMINATED", page.Steps)
+	}
+}
+
+// newSigner returns a new ed25519 key: the type of the sshd's host key, so the
+// handshake reaches the key comparison.
+func newSigner(t *testing.T) ssh.Signer {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
