@@ -2,7 +2,7 @@
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
-STATICCHECK_VERSION := 2025.1.1
+STATICCHECK_VERSION := v0.8.2
 DEMO_SECRET := local-demo-secret-not-for-production
 
 .PHONY: help run test fuzz lint bench build docker send-test-webhook clean
