@@ -499,3 +499,106 @@ func TestRun_SendTestWebhook(t *testing.T) {
 		t.Errorf("parsed %+v, %v", ev, err)
 	}
 }
+
+// 50 signed pushes arriving while a deploy runs end in at most two more
+// deploys, and every SHA that was marked pending gets a final status.
+func TestServe_PushStorm(t *testing.T) {
+	dir := t.TempDir()
+	gh := newFakeGitHub(t)
+	release := filepath.Join(dir, "release")
+	cfg := writeConfig(t, dir, fmt.Sprintf(`      - name: hold
+        run: while [ ! -e %s ]; do sleep 0.02; done
+        timeout: 1m
+`, release))
+	p := startProgram(t, cfg, filepath.Join(dir, "data"), testEnv(gh))
+	if code, _ := deliver(t, p.url, "push", "storm-0", pushBody(t, sha(100))); code != http.StatusAccepted {
+		t.Fatalf("first push: %d", code)
+	}
+	waitRan(t, filepath.Join(dir, "ran"), "checkout "+sha(100))
+	var wg sync.WaitGroup
+	for i := 1; i <= 50; i++ {
+		wg.Go(func() {
+			if code, body := deliver(t, p.url, "push", fmt.Sprintf("storm-%d", i), pushBody(t, sha(100+i))); code != http.StatusAccepted {
+				t.Errorf("push %d: %d %v", i, code, body)
+			}
+		})
+	}
+	wg.Wait()
+	os.WriteFile(release, nil, 0o600)
+
+	deployed := 0
+	for i := 0; i <= 50; i++ {
+		ss := gh.waitFinal(t, sha(100+i), 30*time.Second)
+		if ss[0].State != "pending" {
+			t.Errorf("sha %d: first status %s", i, ss[0].State)
+		}
+		if last := ss[len(ss)-1]; last.State == "success" {
+			deployed++
+		} else if last.State != "error" || !strings.HasPrefix(last.Description, "superseded by ") {
+			t.Errorf("sha %d ended %s %q, want success or superseded", i, last.State, last.Description)
+		}
+	}
+	ran, _ := os.ReadFile(filepath.Join(dir, "ran"))
+	checkouts := strings.Count(string(ran), "checkout ")
+	if checkouts > 2 || deployed != checkouts {
+		t.Errorf("%d deploys ran (%d reported success) for 51 pushes, want the first and at most one more", checkouts, deployed)
+	}
+}
+
+func waitRan(t *testing.T, file, line string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(file); bytes.Contains(b, []byte(line)) {
+			return
+		}
+	}
+	t.Fatalf("%q never appeared in %s", line, file)
+}
+
+// deployhook deploy streams the steps' output; deployhook rollback goes back to
+// the previous successful deploy; both report to GitHub.
+func TestRun_DeployAndRollback(t *testing.T) {
+	dir := t.TempDir()
+	gh := newFakeGitHub(t)
+	cfg := writeConfig(t, dir, "")
+	data := filepath.Join(dir, "data")
+	cli := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		args = append(args, "--config", cfg, "--data-dir", data, "--target", "production")
+		err := run(context.Background(), args, testEnv(gh), nil, &out, t.Output())
+		return out.String(), err
+	}
+	for _, n := range []int{1, 2} {
+		out, err := cli("deploy", "--sha", sha(n))
+		if err != nil {
+			t.Fatalf("deploy %d: %v\n%s", n, err, out)
+		}
+		if !strings.Contains(out, "manual "+sha(n)+" to production") || !strings.Contains(out, "success: deployed "+sha(n)[:7]) {
+			t.Errorf("deploy output:\n%s", out)
+		}
+	}
+	out, err := cli("rollback")
+	if err != nil {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "rollback "+sha(1)) || !strings.Contains(out, "success: deployed "+sha(1)[:7]) {
+		t.Errorf("rollback output:\n%s", out)
+	}
+	ran, _ := os.ReadFile(filepath.Join(dir, "ran"))
+	if got := strings.Count(string(ran), "checkout "+sha(1)); got != 2 {
+		t.Errorf("%s checked out %d times, want 2 (deploy, then rollback):\n%s", sha(1)[:7], got, ran)
+	}
+	if ss := gh.of(sha(1)); len(ss) < 6 || ss[len(ss)-1].State != "success" {
+		t.Errorf("statuses of the rolled-back-to SHA: %v", states(ss))
+	}
+	out, err = cli("status")
+	if err != nil || !strings.Contains(out, "runs "+sha(1)[:7]) {
+		t.Errorf("status: %v\n%s", err, out)
+	}
+	// A failing deploy makes the command fail; the step's output is streamed.
+	os.WriteFile(filepath.Join(dir, "fail"), []byte(sha(3)), 0o600)
+	if out, err := cli("deploy", "--sha", sha(3)); err == nil || !strings.Contains(out, "[verify] verify failed\n") ||
+		!strings.Contains(out, "failure: verify failed") {
+		t.Errorf("failing deploy: %v\n%s", err, out)
+	}
+}

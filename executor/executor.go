@@ -296,21 +296,18 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 }
 
 // RollbackSHA returns the SHA of the newest successful deploy of target other than
-// the one it runs now: the default target of a rollback.
+// the last one (the one it runs now, unless a later deploy left it unknown): the
+// default target of a rollback. It reads the journal, so it answers before Run.
 func (e *Executor) RollbackSHA(ctx context.Context, target string) (string, error) {
-	l := e.lanes[target]
-	if l == nil {
+	if e.lanes[target] == nil {
 		return "", fmt.Errorf("%w: %q", ErrUnknownTarget, target)
 	}
-	l.mu.Lock()
-	current := l.current
-	l.mu.Unlock()
 	jobs, err := e.store.Jobs(ctx, target, 200, StateSuccess)
 	if err != nil {
 		return "", err
 	}
 	for _, j := range jobs {
-		if j.Trigger.SHA != current {
+		if j.Trigger.SHA != jobs[0].Trigger.SHA {
 			return j.Trigger.SHA, nil
 		}
 	}
