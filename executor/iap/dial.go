@@ -88,6 +88,7 @@ type AckPolicy struct {
 
 const (
 	maxUnacked          = 1 << 20
+	maxOverrun          = 16 << 20 // unread bytes beyond RecvBuffer: the relay ignores withheld ACKs
 	defaultSendBuffer   = 2 << 20
 	defaultRecvBuffer   = 1 << 20
 	defaultConnectWait  = 60 * time.Second
