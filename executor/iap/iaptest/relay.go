@@ -346,6 +346,7 @@ func (r *Relay) connect(ws *websocket.Conn, q url.Values) {
 		r: r, sid: newSID(), backend: backend,
 		wake: make(chan struct{}, 1), window: make(chan struct{}, 1), done: make(chan struct{}),
 		bwake: make(chan struct{}, 1), ackKick: make(chan struct{}, 1),
+		ring: make([]byte, r.opts.Window),
 	}
 	r.mu.Lock()
 	r.sessions[s.sid] = s
@@ -435,17 +436,17 @@ type session struct {
 	mu         sync.Mutex
 	ws         *websocket.Conn // nil while detached
 	gen        int
-	replay     []byte // backend bytes from clientAck to readTotal
+	ring       []byte // Window bytes: backend bytes clientAck..readTotal at offset % Window
 	clientAck  uint64 // last ACK from the client
 	readTotal  uint64 // bytes read from the backend
 	sendOff    uint64 // next offset to send on ws
 	sentMax    uint64 // highest offset ever sent
 	backendEOF bool
-	fromClient uint64   // client DATA bytes received
-	toBackend  [][]byte // received client bytes not yet written to the backend
-	queued     int      // bytes in toBackend
-	written    uint64   // client bytes written to the backend
-	frames     int      // client DATA frames written
+	fromClient uint64    // client DATA bytes received
+	toBackend  []*[]byte // received client bytes not yet written to the backend
+	queued     int       // bytes in toBackend
+	written    uint64    // client bytes written to the backend
+	frames     int       // client DATA frames written
 	bwake      chan struct{}
 	ackKick    chan struct{}
 	ackMu      sync.Mutex
@@ -453,17 +454,17 @@ type session struct {
 }
 
 func (s *session) trimLocked(ack uint64) {
-	s.replay = s.replay[ack-s.clientAck:]
 	s.clientAck = ack
 }
 
 // readBackend moves backend bytes into the replay buffer while the window allows.
 func (s *session) readBackend() {
 	defer s.r.wg.Done()
-	buf := make([]byte, maxData)
+	w := len(s.ring)
 	for {
 		s.mu.Lock()
-		room := s.r.opts.Window - int(s.readTotal-s.clientAck)
+		room := w - int(s.readTotal-s.clientAck)
+		pos := int(s.readTotal % uint64(w))
 		s.mu.Unlock()
 		if room <= 0 {
 			s.r.mu.Lock()
@@ -480,9 +481,10 @@ func (s *session) readBackend() {
 				return
 			}
 		}
-		n, err := s.backend.Read(buf[:min(room, maxData)])
+		// ring[pos:] up to room bytes holds nothing unacknowledged: safe to fill
+		// without the lock.
+		n, err := s.backend.Read(s.ring[pos : pos+min(room, maxData, w-pos)])
 		s.mu.Lock()
-		s.replay = append(s.replay, buf[:n]...)
 		s.readTotal += uint64(n)
 		if err != nil {
 			s.backendEOF = true
@@ -494,6 +496,8 @@ func (s *session) readBackend() {
 		}
 	}
 }
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, maxData); return &b }}
 
 func signal(ch chan struct{}) {
 	select {
@@ -590,10 +594,12 @@ func (s *session) send(ws *websocket.Conn, gen int, stop chan struct{}) {
 			return
 		}
 		n := int(min(uint64(maxData), s.readTotal-s.sendOff))
-		start := s.sendOff - s.clientAck
+		start := int(s.sendOff % uint64(len(s.ring)))
 		binary.BigEndian.PutUint16(frame, tagData)
 		binary.BigEndian.PutUint32(frame[2:], uint32(n))
-		copy(frame[6:], s.replay[start:start+uint64(n)])
+		if k := copy(frame[6:6+n], s.ring[start:]); k < n {
+			copy(frame[6+k:6+n], s.ring)
+		}
 		s.sendOff += uint64(n)
 		s.sentMax = max(s.sentMax, s.sendOff)
 		unacked := int64(s.sentMax - s.clientAck)
@@ -695,13 +701,16 @@ func (s *session) writeBackend() {
 		s.toBackend[0] = nil
 		s.toBackend = s.toBackend[1:]
 		s.mu.Unlock()
-		if _, err := s.backend.Write(b); err != nil {
+		_, err := s.backend.Write(*b)
+		n := len(*b)
+		bufPool.Put(b)
+		if err != nil {
 			s.end(4009, "destination write failed")
 			return
 		}
 		s.mu.Lock()
-		s.queued -= len(b)
-		s.written += uint64(len(b))
+		s.queued -= n
+		s.written += uint64(n)
 		s.frames++
 		frames := s.frames
 		s.mu.Unlock()
@@ -767,7 +776,9 @@ func (s *session) readClient(ws *websocket.Conn, gen int) {
 				s.mu.Unlock()
 				return
 			}
-			s.toBackend = append(s.toBackend, slices.Clone(msg[6:]))
+			b := bufPool.Get().(*[]byte)
+			*b = append((*b)[:0], msg[6:]...)
+			s.toBackend = append(s.toBackend, b)
 			s.queued += int(l)
 			s.fromClient += uint64(l)
 			overrun := s.queued > maxQueued
@@ -776,8 +787,9 @@ func (s *session) readClient(ws *websocket.Conn, gen int) {
 				s.end(4000, "client ignored flow control")
 				return
 			}
+			f := s.r.count(int64(l), 0) // counted before the backend can answer
 			signal(s.bwake)
-			if f := s.r.count(int64(l), 0); f != nil {
+			if f != nil {
 				s.fire(ws, f)
 			}
 		case tagAck:
