@@ -1,0 +1,328 @@
+package iap_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/deployhook/deployhook/executor/iap"
+)
+
+// scriptRelay serves one scripted relay conversation per connection, for protocol
+// corner cases the faithful fake never produces. It returns the endpoint.
+func scriptRelay(t *testing.T, subprotocols []string, script func(ctx context.Context, ws *websocket.Conn)) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, Subprotocols: subprotocols})
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		script(r.Context(), ws)
+	}))
+	t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v4"
+}
+
+func scriptOptions(endpoint string) iap.Options {
+	return iap.Options{
+		Endpoint: endpoint, Project: "p", Zone: "z", Instance: "i",
+		TokenSource:    &tokens{values: []string{"t"}},
+		ConnectTimeout: 5 * time.Second,
+		Reconnect:      iap.ReconnectPolicy{MaxAttempts: -1},
+	}
+}
+
+func send(ctx context.Context, ws *websocket.Conn, msgs ...[]byte) {
+	for _, m := range msgs {
+		if err := ws.Write(ctx, websocket.MessageBinary, m); err != nil {
+			return
+		}
+	}
+}
+
+func sid() []byte { return iap.AppendConnectSuccessSID(nil, "sid-1") }
+
+// waitClose reads until the client goes away.
+func waitClose(ctx context.Context, ws *websocket.Conn) {
+	for {
+		if _, _, err := ws.Read(ctx); err != nil {
+			return
+		}
+	}
+}
+
+func TestDial_protocolViolations(t *testing.T) {
+	tests := []struct {
+		name     string
+		script   func(ctx context.Context, ws *websocket.Conn)
+		wantText string
+	}{
+		{"data before sid", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, iap.AppendData(nil, []byte("x")))
+			waitClose(ctx, ws)
+		}, "before CONNECT_SUCCESS_SID"},
+		{"ack before sid", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, iap.AppendAck(nil, 1))
+			waitClose(ctx, ws)
+		}, "before CONNECT_SUCCESS_SID"},
+		{"reconnect ack instead of sid", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, iap.AppendReconnectSuccessAck(nil, 0))
+			waitClose(ctx, ws)
+		}, "before CONNECT_SUCCESS_SID"},
+		{"truncated sid", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, []byte{0, 1, 0, 0, 0, 9, 'a'})
+			waitClose(ctx, ws)
+		}, "CONNECT_SUCCESS_SID length"},
+		{"text message", func(ctx context.Context, ws *websocket.Conn) {
+			_ = ws.Write(ctx, websocket.MessageText, []byte("hello"))
+			waitClose(ctx, ws)
+		}, "non-binary"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ep := scriptRelay(t, []string{iap.Subprotocol}, tt.script)
+			c, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), scriptOptions(ep))
+			if err == nil {
+				c.Close()
+				t.Fatal("dial succeeded")
+			}
+			if !errors.Is(err, iap.ErrProtocol) || !strings.Contains(err.Error(), tt.wantText) {
+				t.Fatalf("err = %v, want ErrProtocol saying %q", err, tt.wantText)
+			}
+		})
+	}
+}
+
+func TestDial_handshakeFailures(t *testing.T) {
+	t.Run("no subprotocol echo", func(t *testing.T) {
+		ep := scriptRelay(t, nil, func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid())
+			waitClose(ctx, ws)
+		})
+		_, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), scriptOptions(ep))
+		if err == nil || !strings.Contains(err.Error(), "did not echo the subprotocol") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("http 404", func(t *testing.T) {
+		srv := httptest.NewServer(http.NotFoundHandler())
+		t.Cleanup(srv.Close)
+		_, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), scriptOptions(srv.URL+"/v4"))
+		var he *iap.HandshakeError
+		if !errors.As(err, &he) || he.StatusCode != 404 {
+			t.Fatalf("err = %v, want *HandshakeError 404", err)
+		}
+	})
+	t.Run("no sid in time", func(t *testing.T) {
+		ep := scriptRelay(t, []string{iap.Subprotocol}, waitClose)
+		opts := scriptOptions(ep)
+		opts.ConnectTimeout = 50 * time.Millisecond
+		_, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), opts)
+		if err == nil || !strings.Contains(err.Error(), "no CONNECT_SUCCESS_SID") || !strings.Contains(err.Error(), "port 22") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("relay closes before sid", func(t *testing.T) {
+		ep := scriptRelay(t, []string{iap.Subprotocol}, func(ctx context.Context, ws *websocket.Conn) {
+			ws.Close(4047, "Failed to lookup instance")
+		})
+		_, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), scriptOptions(ep))
+		wantCloseCode(t, err, 4047)
+	})
+}
+
+func TestConn_Read_protocol(t *testing.T) {
+	tests := []struct {
+		name     string
+		script   func(ctx context.Context, ws *websocket.Conn)
+		want     string // bytes read before the end
+		wantErr  error  // io.EOF or ErrProtocol
+		wantText string
+	}{
+		{"unknown tags ignored", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, []byte{0x10, 0x00, 1, 2, 3}, sid(), []byte{0, 10, 0, 0, 0, 1, 0, 0, 0, 0}, iap.AppendData(nil, []byte("ok")))
+			ws.Close(1000, "")
+		}, "ok", io.EOF, ""},
+		{"bytes after a frame discarded", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), append(iap.AppendData(nil, []byte("ab")), "zz"...))
+			ws.Close(4010, "")
+		}, "ab", io.EOF, ""},
+		{"second sid", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), iap.AppendData(nil, []byte("a")), sid())
+			waitClose(ctx, ws)
+		}, "a", iap.ErrProtocol, "unexpected tag 1"},
+		{"reconnect ack while connected", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), iap.AppendReconnectSuccessAck(nil, 0))
+			waitClose(ctx, ws)
+		}, "", iap.ErrProtocol, "unexpected tag 2"},
+		{"truncated data", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), []byte{0, 4, 0, 0, 0, 10, 'a', 'b', 'c'})
+			waitClose(ctx, ws)
+		}, "", iap.ErrProtocol, "DATA length 10"},
+		{"zero ack", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), iap.AppendAck(nil, 0))
+			waitClose(ctx, ws)
+		}, "", iap.ErrProtocol, "zero ACK"},
+		{"ack beyond sent", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), iap.AppendAck(nil, 5))
+			waitClose(ctx, ws)
+		}, "", iap.ErrProtocol, "only 0 were sent"},
+		{"text message", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid())
+			_ = ws.Write(ctx, websocket.MessageText, []byte("hi"))
+			waitClose(ctx, ws)
+		}, "", iap.ErrProtocol, "non-binary"},
+		{"final close code", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), iap.AppendData(nil, []byte("x")))
+			ws.Close(4003, "failed to connect to backend")
+		}, "x", nil, "35.235.240.0/20"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ep := scriptRelay(t, []string{iap.Subprotocol}, tt.script)
+			c, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), scriptOptions(ep))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var got []byte
+			buf := make([]byte, 100)
+			for {
+				n, rerr := c.Read(buf)
+				got = append(got, buf[:n]...)
+				if rerr != nil {
+					err = rerr
+					break
+				}
+			}
+			if string(got) != tt.want {
+				t.Errorf("read %q, want %q", got, tt.want)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("err = %v, want %v", err, tt.wantErr)
+			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("err = %v, want it to say %q", err, tt.wantText)
+			}
+		})
+	}
+}
+
+// readFrame reads one client message and decodes it.
+func readFrame(ctx context.Context, t *testing.T, ws *websocket.Conn) iap.Frame {
+	typ, msg, err := ws.Read(ctx)
+	if err != nil {
+		t.Errorf("read client frame: %v", err)
+		return iap.Frame{}
+	}
+	if typ != websocket.MessageBinary {
+		t.Errorf("client sent message type %v", typ)
+	}
+	f, err := iap.DecodeFrame(msg)
+	if err != nil || f.Extra != 0 {
+		t.Errorf("client frame % x: %v", msg, err)
+	}
+	return f
+}
+
+func TestConn_acks(t *testing.T) {
+	t.Run("idle flush", func(t *testing.T) {
+		got := make(chan uint64, 1)
+		ep := scriptRelay(t, []string{iap.Subprotocol}, func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid(), iap.AppendData(nil, make([]byte, 1000)))
+			got <- readFrame(ctx, t, ws).Ack
+			waitClose(ctx, ws)
+		})
+		opts := scriptOptions(ep)
+		opts.Ack.Idle = 10 * time.Millisecond
+		c, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.ReadFull(c, make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+		if a := <-got; a != 1000 {
+			t.Fatalf("idle ACK %d, want 1000", a)
+		}
+	})
+	t.Run("threshold", func(t *testing.T) {
+		got := make(chan uint64, 1)
+		ep := scriptRelay(t, []string{iap.Subprotocol}, func(ctx context.Context, ws *websocket.Conn) {
+			frame := iap.AppendData(nil, make([]byte, iap.MaxDataLen))
+			send(ctx, ws, sid(), frame, frame, frame)
+			got <- readFrame(ctx, t, ws).Ack
+			waitClose(ctx, ws)
+		})
+		opts := scriptOptions(ep)
+		opts.Ack.Idle = time.Second
+		c, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.ReadFull(c, make([]byte, 3*iap.MaxDataLen)); err != nil {
+			t.Fatal(err)
+		}
+		// More than 32 KiB unacknowledged after the third frame: ACK at once.
+		if a := <-got; a != 3*iap.MaxDataLen {
+			t.Fatalf("ACK %d, want %d", a, 3*iap.MaxDataLen)
+		}
+	})
+}
+
+func TestConn_Write_chunks(t *testing.T) {
+	type result struct {
+		lens  []int
+		total int
+	}
+	done := make(chan result, 1)
+	ep := scriptRelay(t, []string{iap.Subprotocol}, func(ctx context.Context, ws *websocket.Conn) {
+		send(ctx, ws, sid())
+		var r result
+		for r.total < 40000 {
+			f := readFrame(ctx, t, ws)
+			if f.Tag != iap.TagData {
+				continue
+			}
+			r.lens = append(r.lens, len(f.Data))
+			r.total += len(f.Data)
+			if len(f.Data) == 0 || len(f.Data) > iap.MaxDataLen {
+				break
+			}
+		}
+		var ack [10]byte
+		binary.BigEndian.PutUint16(ack[:], iap.TagAck)
+		binary.BigEndian.PutUint64(ack[2:], uint64(r.total))
+		send(ctx, ws, ack[:])
+		done <- r
+		waitClose(ctx, ws)
+	})
+	c, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), scriptOptions(ep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n, err := c.Write(make([]byte, 40000)); n != 40000 || err != nil {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	r := <-done
+	if r.total != 40000 {
+		t.Fatalf("relay got %d bytes in frames %v", r.total, r.lens)
+	}
+	for _, l := range r.lens {
+		if l == 0 || l > iap.MaxDataLen {
+			t.Fatalf("frame lengths %v: want 1..%d each", r.lens, iap.MaxDataLen)
+		}
+	}
+}
