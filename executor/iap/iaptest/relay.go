@@ -346,7 +346,7 @@ func (r *Relay) connect(ws *websocket.Conn, q url.Values) {
 		r: r, sid: newSID(), backend: backend,
 		wake: make(chan struct{}, 1), window: make(chan struct{}, 1), done: make(chan struct{}),
 		bwake: make(chan struct{}, 1), ackKick: make(chan struct{}, 1),
-		ring: make([]byte, r.opts.Window),
+		ring: make([]byte, r.opts.Window), busy: true,
 	}
 	r.mu.Lock()
 	r.sessions[s.sid] = s
@@ -377,7 +377,7 @@ func (r *Relay) reconnect(ws *websocket.Conn, q url.Values) {
 	ack, err := strconv.ParseUint(q.Get("ack"), 10, 64)
 	s.mu.Lock()
 	switch {
-	case s.ws != nil:
+	case s.busy:
 		s.mu.Unlock()
 		_ = ws.Close(4002, "sid in use")
 		return
@@ -386,6 +386,7 @@ func (r *Relay) reconnect(ws *websocket.Conn, q url.Values) {
 		_ = ws.Close(4074, "failed to rewind")
 		return
 	}
+	s.busy = true
 	s.trimLocked(ack)
 	s.sendOff = ack
 	got := s.fromClient
@@ -435,6 +436,7 @@ type session struct {
 
 	mu         sync.Mutex
 	ws         *websocket.Conn // nil while detached
+	busy       bool            // a websocket is attached or attaching
 	gen        int
 	ring       []byte // Window bytes: backend bytes clientAck..readTotal at offset % Window
 	clientAck  uint64 // last ACK from the client
@@ -511,6 +513,9 @@ func signal(ch chan struct{}) {
 func (s *session) serve(ws *websocket.Conn, first []byte, acked uint64) {
 	ctx := s.r.ctx
 	if err := ws.Write(ctx, websocket.MessageBinary, first); err != nil {
+		s.mu.Lock()
+		s.busy = false
+		s.mu.Unlock()
 		_ = ws.CloseNow()
 		return
 	}
@@ -541,6 +546,7 @@ func (s *session) detach(ws *websocket.Conn) bool {
 		return false
 	}
 	s.ws = nil
+	s.busy = false
 	s.gen++
 	signal(s.wake)
 	return true
