@@ -192,7 +192,10 @@ func (c *Conn) readLoop(ws *websocket.Conn) {
 func (c *Conn) readWS(ws *websocket.Conn) error {
 	for {
 		rb := rbufPool.Get().(*rbuf)
-		n, err := readMessage(c.ctx, ws, rb.buf)
+		// A context without Done: coder/websocket then skips a per-call
+		// context.AfterFunc (an allocation and a lock per frame). Close and
+		// fail unblock the read by closing ws.
+		n, err := readMessage(context.Background(), ws, rb.buf)
 		if err != nil {
 			rbufPool.Put(rb)
 			return err
@@ -264,7 +267,7 @@ func (c *Conn) sendAck(force bool) {
 		return // reconnecting: the reconnect URL carries the ack
 	}
 	frame := AppendAck(c.ackBuf[:0], c.received)
-	if err := ws.Write(c.ctx, websocket.MessageBinary, frame); err != nil {
+	if err := ws.Write(context.Background(), websocket.MessageBinary, frame); err != nil { // see readWS
 		return // the read loop sees the broken socket
 	}
 	c.lastAck = c.received
@@ -427,7 +430,7 @@ func (c *Conn) writeLoop() {
 		ws, gen := c.ws, c.gen
 		c.mu.Unlock()
 
-		err := ws.Write(c.ctx, websocket.MessageBinary, frame)
+		err := ws.Write(context.Background(), websocket.MessageBinary, frame) // see readWS
 
 		c.mu.Lock()
 		c.inflight = nil

@@ -521,6 +521,14 @@ func (s *session) serve(ws *websocket.Conn, first []byte, acked uint64) {
 	}
 	s.ackMu.Lock() // no ACK below acked may go out on ws
 	s.mu.Lock()
+	select {
+	case <-s.done: // ended meanwhile; end saw no websocket to close
+		s.mu.Unlock()
+		s.ackMu.Unlock()
+		_ = ws.CloseNow()
+		return
+	default:
+	}
 	s.ws = ws
 	s.gen++
 	gen := s.gen
@@ -614,7 +622,7 @@ func (s *session) send(ws *websocket.Conn, gen int, stop chan struct{}) {
 		s.r.stats.MaxUnacked = max(s.r.stats.MaxUnacked, unacked)
 		s.r.mu.Unlock()
 		f := s.r.count(0, int64(n))
-		if err := ws.Write(s.r.ctx, websocket.MessageBinary, frame[:6+n]); err != nil {
+		if err := ws.Write(context.Background(), websocket.MessageBinary, frame[:6+n]); err != nil {
 			return
 		}
 		if f != nil {
@@ -662,7 +670,7 @@ func (s *session) sendAck() {
 	var b [10]byte
 	binary.BigEndian.PutUint16(b[:], tagAck)
 	binary.BigEndian.PutUint64(b[2:], n)
-	if ws.Write(s.r.ctx, websocket.MessageBinary, b[:]) == nil {
+	if ws.Write(context.Background(), websocket.MessageBinary, b[:]) == nil {
 		s.ackedOut = n
 	}
 }
@@ -735,11 +743,13 @@ func (s *session) writeBackend() {
 	}
 }
 
-// readClient handles client frames until the websocket ends.
+// readClient handles client frames until the websocket ends. Reads and writes on an
+// attached websocket use a context without Done (coder/websocket then skips a
+// per-frame context.AfterFunc); end and detach unblock them by closing the socket.
 func (s *session) readClient(ws *websocket.Conn, gen int) {
 	buf := make([]byte, 6+maxData+1)
 	for {
-		typ, rd, err := ws.Reader(s.r.ctx)
+		typ, rd, err := ws.Reader(context.Background())
 		if err != nil {
 			var ce websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.StatusNormalClosure {
