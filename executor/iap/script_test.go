@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -324,5 +325,63 @@ func TestConn_Write_chunks(t *testing.T) {
 		if l == 0 || l > iap.MaxDataLen {
 			t.Fatalf("frame lengths %v: want 1..%d each", r.lens, iap.MaxDataLen)
 		}
+	}
+}
+
+func TestConn_resendAfterPartialAck(t *testing.T) {
+	data := make([]byte, 20000)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	type result struct {
+		lens   []int
+		resent []byte
+	}
+	res := make(chan result, 1)
+	var conns atomic.Int32
+	ep := scriptRelay(t, []string{iap.Subprotocol}, func(ctx context.Context, ws *websocket.Conn) {
+		if conns.Add(1) == 1 {
+			send(ctx, ws, iap.AppendConnectSuccessSID(nil, "s1"))
+			got := 0
+			for got < len(data) {
+				got += len(readFrame(ctx, t, ws).Data)
+			}
+			send(ctx, ws, iap.AppendAck(nil, 100)) // mid-chunk
+			ws.CloseNow()                          // drop without close frame
+			return
+		}
+		var r result
+		send(ctx, ws, iap.AppendReconnectSuccessAck(nil, 200)) // the relay holds 200 bytes
+		for len(r.resent) < len(data)-200 {
+			f := readFrame(ctx, t, ws)
+			r.lens = append(r.lens, len(f.Data))
+			r.resent = append(r.resent, f.Data...)
+		}
+		send(ctx, ws, iap.AppendAck(nil, uint64(len(data))))
+		res <- r
+		ws.Close(1000, "")
+	})
+	opts := scriptOptions(ep)
+	opts.Reconnect = iap.ReconnectPolicy{MaxAttempts: 2, Backoff: time.Millisecond}
+	c, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("Read = %v, want io.EOF after the relay's close 1000", err)
+	}
+	r := <-res
+	if string(r.resent) != string(data[200:]) {
+		t.Fatalf("resent %d bytes in frames %v, want data[200:]", len(r.resent), r.lens)
+	}
+	if r.lens[0] != iap.MaxDataLen-200 {
+		t.Errorf("first resent frame %d bytes, want the trimmed chunk (%d)", r.lens[0], iap.MaxDataLen-200)
+	}
+	if c.Reconnects() != 1 {
+		t.Errorf("reconnects = %d", c.Reconnects())
 	}
 }
