@@ -205,6 +205,9 @@ func (c *Conn) readWS(ws *websocket.Conn) error {
 			rbufPool.Put(rb)
 			return err
 		}
+		if f.Extra > 0 {
+			c.lg.Debug("iap tunnel: discarding bytes after a frame", "tag", f.Tag, "bytes", f.Extra)
+		}
 		switch f.Tag {
 		case TagData:
 			if len(f.Data) == 0 {

@@ -385,3 +385,57 @@ func TestConn_resendAfterPartialAck(t *testing.T) {
 		t.Errorf("reconnects = %d", c.Reconnects())
 	}
 }
+
+func TestConn_reconnectFailures(t *testing.T) {
+	tests := []struct {
+		name      string
+		second    func(ctx context.Context, ws *websocket.Conn) // every reconnect attempt
+		wantConns int32
+		wantCode  int
+		wantText  string
+	}{
+		{"sid unknown", func(ctx context.Context, ws *websocket.Conn) { ws.Close(4001, "sid unknown") }, 2, 4001, "reconnecting the tunnel failed"},
+		{"sid in use", func(ctx context.Context, ws *websocket.Conn) { ws.Close(4002, "sid in use") }, 2, 4002, "reconnecting the tunnel failed"},
+		{"failed to rewind", func(ctx context.Context, ws *websocket.Conn) { ws.Close(4074, "failed to rewind") }, 2, 4074, "reconnecting the tunnel failed"},
+		{"connect answer to a reconnect", func(ctx context.Context, ws *websocket.Conn) {
+			send(ctx, ws, sid())
+			waitClose(ctx, ws)
+		}, 2, 0, "before RECONNECT_SUCCESS_ACK"},
+		{"gives up after max attempts", func(ctx context.Context, ws *websocket.Conn) { ws.CloseNow() }, 1 + 3, 1006, "gave up after 3 attempts"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var conns atomic.Int32
+			ep := scriptRelay(t, []string{iap.Subprotocol}, func(ctx context.Context, ws *websocket.Conn) {
+				if conns.Add(1) == 1 {
+					send(ctx, ws, sid())
+					ws.CloseNow()
+					return
+				}
+				tt.second(ctx, ws)
+			})
+			opts := scriptOptions(ep)
+			opts.Reconnect = iap.ReconnectPolicy{MaxAttempts: 3, Backoff: time.Millisecond}
+			c, err := iap.Dial(t.Context(), testLogger(t, slog.LevelDebug), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, err = c.Read(make([]byte, 1))
+			if tt.wantCode != 0 {
+				wantCloseCode(t, err, tt.wantCode)
+			} else if !errors.Is(err, iap.ErrProtocol) {
+				t.Errorf("err = %v, want ErrProtocol", err)
+			}
+			if !strings.Contains(err.Error(), tt.wantText) {
+				t.Errorf("err = %v, want it to say %q", err, tt.wantText)
+			}
+			if _, werr := c.Write([]byte("x")); werr == nil {
+				t.Error("Write succeeded on a dead tunnel")
+			}
+			if got := conns.Load(); got != tt.wantConns {
+				t.Errorf("relay saw %d connections, want %d", got, tt.wantConns)
+			}
+		})
+	}
+}
