@@ -2,9 +2,12 @@ package iap_test
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -437,5 +440,39 @@ func TestConn_reconnectFailures(t *testing.T) {
 				t.Errorf("relay saw %d connections, want %d", got, tt.wantConns)
 			}
 		})
+	}
+}
+
+func TestDial_TLSConfig(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true, Subprotocols: []string{iap.Subprotocol}})
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		send(r.Context(), ws, sid())
+		waitClose(r.Context(), ws)
+	}))
+	srv.Config.ErrorLog = log.New(t.Output(), "tls server: ", 0)
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	ep := "wss" + strings.TrimPrefix(srv.URL, "https") + "/v4"
+
+	// Without the test CA the certificate is refused.
+	if _, err := iap.Dial(t.Context(), nil, scriptOptions(ep)); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("dial without the CA: %v, want a certificate error", err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	opts := scriptOptions(ep)
+	opts.TLSConfig = &tls.Config{RootCAs: pool}
+	c, err := iap.Dial(t.Context(), nil, opts)
+	if err != nil {
+		t.Fatalf("dial with TLSConfig: %v", err)
+	}
+	c.Close()
+	opts.HTTPClient = http.DefaultClient
+	if _, err := iap.Dial(t.Context(), nil, opts); err == nil {
+		t.Fatal("TLSConfig and HTTPClient together accepted")
 	}
 }
