@@ -51,7 +51,8 @@ type Conn struct {
 
 	sendReady chan struct{} // wakes the writer goroutine
 	sendSpace chan struct{} // wakes Write and Close (confirmations, progress)
-	ackKick   chan struct{} // wakes the idle acker
+	ackKick   chan struct{} // arms the idle acker
+	ackNow    chan struct{} // asks the acker to apply the threshold now
 
 	ackMu    sync.Mutex
 	received uint64 // DATA payload bytes received (bytesReceived)
@@ -59,10 +60,13 @@ type Conn struct {
 	ackBuf   [ackFrameLen]byte
 	lastRecv atomic.Int64 // unix nanos of the last DATA received
 
-	recvq     chan *rbuf
+	rmu       sync.Mutex
+	rq        []*rbuf       // received, not yet read
+	rqBytes   int           // payload bytes in rq
+	withheld  bool          // an ACK was held back because rq was full
+	rqReady   chan struct{} // wakes Read
 	readLock  chan struct{}
 	writeLock chan struct{}
-	rcur      *rbuf // guarded by readLock
 	rdl, wdl  deadline
 
 	stats struct {
@@ -103,7 +107,8 @@ func newConn(lg *slog.Logger, opts Options, base *url.URL) *Conn {
 		sendReady: make(chan struct{}, 1),
 		sendSpace: make(chan struct{}, 1),
 		ackKick:   make(chan struct{}, 1),
-		recvq:     make(chan *rbuf, max(1, opts.RecvBuffer/MaxDataLen)),
+		ackNow:    make(chan struct{}, 1),
+		rqReady:   make(chan struct{}, 1),
 		readLock:  make(chan struct{}, 1),
 		writeLock: make(chan struct{}, 1),
 	}
@@ -187,7 +192,10 @@ func (c *Conn) readLoop(ws *websocket.Conn) {
 func (c *Conn) readWS(ws *websocket.Conn) error {
 	for {
 		rb := rbufPool.Get().(*rbuf)
-		n, err := readMessage(c.ctx, ws, rb.buf)
+		// A context without Done: coder/websocket then skips a per-call
+		// context.AfterFunc (an allocation and a lock per frame). Close and
+		// fail unblock the read by closing ws.
+		n, err := readMessage(context.Background(), ws, rb.buf)
 		if err != nil {
 			rbufPool.Put(rb)
 			return err
@@ -197,6 +205,9 @@ func (c *Conn) readWS(ws *websocket.Conn) error {
 			rbufPool.Put(rb)
 			return err
 		}
+		if f.Extra > 0 {
+			c.lg.Debug("iap tunnel: discarding bytes after a frame", "tag", f.Tag, "bytes", f.Extra)
+		}
 		switch f.Tag {
 		case TagData:
 			if len(f.Data) == 0 {
@@ -204,11 +215,15 @@ func (c *Conn) readWS(ws *websocket.Conn) error {
 				continue
 			}
 			rb.data = f.Data
-			select {
-			case c.recvq <- rb:
-			case <-c.ctx.Done():
-				return c.ctx.Err()
+			c.rmu.Lock()
+			c.rq = append(c.rq, rb)
+			c.rqBytes += len(f.Data)
+			over := c.rqBytes > c.opts.RecvBuffer+maxOverrun
+			c.rmu.Unlock()
+			if over {
+				return fmt.Errorf("%w: relay sent more than %d unacknowledged bytes", ErrProtocol, c.opts.RecvBuffer+maxOverrun)
 			}
+			signal(c.rqReady)
 			c.lastRecv.Store(time.Now().UnixNano())
 			c.ackMu.Lock()
 			c.received += uint64(len(f.Data))
@@ -232,12 +247,20 @@ func (c *Conn) readWS(ws *websocket.Conn) error {
 }
 
 // sendAck sends an ACK when more than Threshold bytes are unacknowledged, or any are
-// and force is set.
+// and force is set. While more than RecvBuffer bytes wait for Read it sends nothing:
+// withholding ACKs is how the tunnel makes the relay stop sending.
 func (c *Conn) sendAck(force bool) {
 	c.ackMu.Lock()
 	defer c.ackMu.Unlock()
 	un := c.received - c.lastAck
 	if un == 0 || (!force && un <= uint64(c.opts.Ack.Threshold)) {
+		return
+	}
+	c.rmu.Lock()
+	full := c.rqBytes > c.opts.RecvBuffer
+	c.withheld = full
+	c.rmu.Unlock()
+	if full {
 		return
 	}
 	c.mu.Lock()
@@ -247,50 +270,41 @@ func (c *Conn) sendAck(force bool) {
 		return // reconnecting: the reconnect URL carries the ack
 	}
 	frame := AppendAck(c.ackBuf[:0], c.received)
-	if err := ws.Write(c.ctx, websocket.MessageBinary, frame); err != nil {
+	if err := ws.Write(context.Background(), websocket.MessageBinary, frame); err != nil { // see readWS
 		return // the read loop sees the broken socket
 	}
 	c.lastAck = c.received
 }
 
-// ackLoop acknowledges received bytes once nothing has arrived for Ack.Idle.
+// ackLoop acknowledges received bytes once nothing has arrived for Ack.Idle, and
+// sends ACKs that Read released (after they were withheld on a full receive queue).
 func (c *Conn) ackLoop() {
 	defer c.wg.Done()
 	idle := c.opts.Ack.Idle
 	t := time.NewTimer(idle)
 	t.Stop()
 	defer t.Stop()
+	var timerC <-chan time.Time
 	for {
 		select {
+		case <-c.ackNow:
+			c.sendAck(false)
 		case <-c.ackKick:
-		case <-c.ctx.Done():
-			return
-		}
-		t.Reset(idle)
-		for waiting := true; waiting; {
-			select {
-			case <-t.C:
-			case <-c.ctx.Done():
-				return
+			if timerC == nil {
+				t.Reset(idle)
+				timerC = t.C
 			}
+		case <-timerC:
+			timerC = nil
 			since := time.Duration(time.Now().UnixNano() - c.lastRecv.Load())
 			if since < idle {
 				t.Reset(idle - since)
+				timerC = t.C
 				continue
 			}
 			c.sendAck(true)
-			waiting = false
-		}
-		// Drain a kick that raced with the flush: it is covered.
-		select {
-		case <-c.ackKick:
-			c.ackMu.Lock()
-			pending := c.received != c.lastAck
-			c.ackMu.Unlock()
-			if pending {
-				signal(c.ackKick)
-			}
-		default:
+		case <-c.ctx.Done():
+			return
 		}
 	}
 }
@@ -419,7 +433,7 @@ func (c *Conn) writeLoop() {
 		ws, gen := c.ws, c.gen
 		c.mu.Unlock()
 
-		err := ws.Write(c.ctx, websocket.MessageBinary, frame)
+		err := ws.Write(context.Background(), websocket.MessageBinary, frame) // see readWS
 
 		c.mu.Lock()
 		c.inflight = nil
@@ -539,38 +553,48 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if c.rcur == nil {
+	for {
+		c.rmu.Lock()
+		if len(c.rq) > 0 {
+			rb := c.rq[0]
+			n := copy(p, rb.data)
+			rb.data = rb.data[n:]
+			if len(rb.data) == 0 {
+				c.rq[0] = nil
+				c.rq = c.rq[1:]
+				rbufPool.Put(rb)
+			}
+			c.rqBytes -= n
+			release := c.withheld && c.rqBytes <= c.opts.RecvBuffer
+			if release {
+				c.withheld = false
+			}
+			c.rmu.Unlock()
+			if release {
+				signal(c.ackNow)
+				signal(c.ackKick)
+			}
+			return n, nil
+		}
+		c.rmu.Unlock()
 		select {
-		case rb := <-c.recvq:
-			c.rcur = rb
-		default:
-			select {
-			case rb := <-c.recvq:
-				c.rcur = rb
-			case <-c.closedCh:
-				return 0, net.ErrClosed
-			case <-c.rdl.wait():
-				return 0, os.ErrDeadlineExceeded
-			case <-c.dead:
-				select {
-				case rb := <-c.recvq:
-					c.rcur = rb
-				default:
-					c.mu.Lock()
-					err := c.err
-					c.mu.Unlock()
-					return 0, err
-				}
+		case <-c.rqReady:
+		case <-c.closedCh:
+			return 0, net.ErrClosed
+		case <-c.rdl.wait():
+			return 0, os.ErrDeadlineExceeded
+		case <-c.dead:
+			c.rmu.Lock()
+			empty := len(c.rq) == 0
+			c.rmu.Unlock()
+			if empty {
+				c.mu.Lock()
+				err := c.err
+				c.mu.Unlock()
+				return 0, err
 			}
 		}
 	}
-	n := copy(p, c.rcur.data)
-	c.rcur.data = c.rcur.data[n:]
-	if len(c.rcur.data) == 0 {
-		rbufPool.Put(c.rcur)
-		c.rcur = nil
-	}
-	return n, nil
 }
 
 // Close hands already-written bytes to the relay (waiting at most

@@ -88,6 +88,7 @@ type AckPolicy struct {
 
 const (
 	maxUnacked          = 1 << 20
+	maxOverrun          = 16 << 20 // unread bytes beyond RecvBuffer: the relay ignores withheld ACKs
 	defaultSendBuffer   = 2 << 20
 	defaultRecvBuffer   = 1 << 20
 	defaultConnectWait  = 60 * time.Second
@@ -159,8 +160,11 @@ func (o *Options) setDefaults() error {
 // by opts.ConnectTimeout. Errors: *CloseError when the relay refuses (4033, 4047, 4003,
 // …, with advice in its text), *HandshakeError for an HTTP status instead of 101,
 // ErrProtocol for a relay breaking the protocol. The access token never appears in
-// errors or logs.
+// errors or logs. A nil lg discards the tunnel's log.
 func Dial(ctx context.Context, lg *slog.Logger, opts Options) (*Conn, error) {
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
 	if err := opts.setDefaults(); err != nil {
 		return nil, fmt.Errorf("iap dial: %w", err)
 	}

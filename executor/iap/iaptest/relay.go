@@ -43,6 +43,7 @@ const (
 	tagAck        = 7
 	maxData       = 16384
 	defaultWindow = 1 << 20
+	maxQueued     = 32 << 20 // client bytes the fake buffers for a backend that does not read
 )
 
 // AckMode is how often the fake acknowledges client data (the real cadence is
@@ -98,7 +99,7 @@ type Handshake struct {
 // Stats are the fake's counters.
 type Stats struct {
 	Connects, Reconnects int   // successful session starts and resumes
-	BytesToBackend       int64 // client DATA payload written to backends
+	BytesToBackend       int64 // client DATA payload received for backends
 	BytesToClient        int64 // DATA payload sent to clients (replays included)
 	MaxUnacked           int64 // most bytes sent to a client and not yet acknowledged
 	ClientAcks           int   // ACK frames received from clients
@@ -344,17 +345,21 @@ func (r *Relay) connect(ws *websocket.Conn, q url.Values) {
 	s := &session{
 		r: r, sid: newSID(), backend: backend,
 		wake: make(chan struct{}, 1), window: make(chan struct{}, 1), done: make(chan struct{}),
+		bwake: make(chan struct{}, 1), ackKick: make(chan struct{}, 1),
+		ring: make([]byte, r.opts.Window), busy: true,
 	}
 	r.mu.Lock()
 	r.sessions[s.sid] = s
 	r.stats.Connects++
 	r.mu.Unlock()
-	r.wg.Add(1)
+	r.wg.Add(3)
 	go s.readBackend()
+	go s.writeBackend()
+	go s.ackLoop()
 	first := binary.BigEndian.AppendUint16(nil, tagSID)
 	first = binary.BigEndian.AppendUint32(first, uint32(len(s.sid)))
 	first = append(first, s.sid...)
-	s.serve(ws, first)
+	s.serve(ws, first, 0)
 }
 
 func (r *Relay) reconnect(ws *websocket.Conn, q url.Values) {
@@ -372,7 +377,7 @@ func (r *Relay) reconnect(ws *websocket.Conn, q url.Values) {
 	ack, err := strconv.ParseUint(q.Get("ack"), 10, 64)
 	s.mu.Lock()
 	switch {
-	case s.ws != nil:
+	case s.busy:
 		s.mu.Unlock()
 		_ = ws.Close(4002, "sid in use")
 		return
@@ -381,16 +386,18 @@ func (r *Relay) reconnect(ws *websocket.Conn, q url.Values) {
 		_ = ws.Close(4074, "failed to rewind")
 		return
 	}
+	s.busy = true
 	s.trimLocked(ack)
 	s.sendOff = ack
 	got := s.fromClient
 	s.mu.Unlock()
+	signal(s.window) // the ack parameter acknowledges, and may reopen the window
 	r.mu.Lock()
 	r.stats.Reconnects++
 	r.mu.Unlock()
 	first := binary.BigEndian.AppendUint16(nil, tagReconnAck)
 	first = binary.BigEndian.AppendUint64(first, got)
-	s.serve(ws, first)
+	s.serve(ws, first, got)
 }
 
 func newSID() string {
@@ -429,30 +436,37 @@ type session struct {
 
 	mu         sync.Mutex
 	ws         *websocket.Conn // nil while detached
+	busy       bool            // a websocket is attached or attaching
 	gen        int
-	replay     []byte // backend bytes from clientAck to readTotal
+	ring       []byte // Window bytes: backend bytes clientAck..readTotal at offset % Window
 	clientAck  uint64 // last ACK from the client
 	readTotal  uint64 // bytes read from the backend
 	sendOff    uint64 // next offset to send on ws
 	sentMax    uint64 // highest offset ever sent
 	backendEOF bool
-	fromClient uint64 // client DATA bytes received
+	fromClient uint64    // client DATA bytes received
+	toBackend  []*[]byte // received client bytes not yet written to the backend
+	queued     int       // bytes in toBackend
+	written    uint64    // client bytes written to the backend
+	frames     int       // client DATA frames written
+	bwake      chan struct{}
+	ackKick    chan struct{}
 	ackMu      sync.Mutex
 	ackedOut   uint64 // last ACK value sent to the client
 }
 
 func (s *session) trimLocked(ack uint64) {
-	s.replay = s.replay[ack-s.clientAck:]
 	s.clientAck = ack
 }
 
 // readBackend moves backend bytes into the replay buffer while the window allows.
 func (s *session) readBackend() {
 	defer s.r.wg.Done()
-	buf := make([]byte, maxData)
+	w := len(s.ring)
 	for {
 		s.mu.Lock()
-		room := s.r.opts.Window - int(s.readTotal-s.clientAck)
+		room := w - int(s.readTotal-s.clientAck)
+		pos := int(s.readTotal % uint64(w))
 		s.mu.Unlock()
 		if room <= 0 {
 			s.r.mu.Lock()
@@ -469,9 +483,10 @@ func (s *session) readBackend() {
 				return
 			}
 		}
-		n, err := s.backend.Read(buf[:min(room, maxData)])
+		// ring[pos:] up to room bytes holds nothing unacknowledged: safe to fill
+		// without the lock.
+		n, err := s.backend.Read(s.ring[pos : pos+min(room, maxData, w-pos)])
 		s.mu.Lock()
-		s.replay = append(s.replay, buf[:n]...)
 		s.readTotal += uint64(n)
 		if err != nil {
 			s.backendEOF = true
@@ -484,6 +499,8 @@ func (s *session) readBackend() {
 	}
 }
 
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, maxData); return &b }}
+
 func signal(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -492,29 +509,39 @@ func signal(ch chan struct{}) {
 }
 
 // serve attaches ws to the session, sends first, then relays until ws ends.
-func (s *session) serve(ws *websocket.Conn, first []byte) {
+// acked is the client byte count the first frame acknowledged.
+func (s *session) serve(ws *websocket.Conn, first []byte, acked uint64) {
 	ctx := s.r.ctx
 	if err := ws.Write(ctx, websocket.MessageBinary, first); err != nil {
+		s.mu.Lock()
+		s.busy = false
+		s.mu.Unlock()
 		_ = ws.CloseNow()
 		return
 	}
+	s.ackMu.Lock() // no ACK below acked may go out on ws
 	s.mu.Lock()
+	select {
+	case <-s.done: // ended meanwhile; end saw no websocket to close
+		s.mu.Unlock()
+		s.ackMu.Unlock()
+		_ = ws.CloseNow()
+		return
+	default:
+	}
 	s.ws = ws
 	s.gen++
 	gen := s.gen
 	s.mu.Unlock()
-	s.ackMu.Lock()
-	s.ackedOut = s.fromClient
+	s.ackedOut = acked
 	s.ackMu.Unlock()
 	signal(s.wake)
 
 	var wg sync.WaitGroup
-	kick := make(chan struct{}, 1)
 	stop := make(chan struct{})
-	wg.Add(2)
+	wg.Add(1)
 	go func() { defer wg.Done(); s.send(ws, gen, stop) }()
-	go func() { defer wg.Done(); s.ackLoop(ws, kick, stop) }()
-	s.readClient(ws, gen, kick)
+	s.readClient(ws, gen)
 	close(stop)
 	s.detach(ws)
 	wg.Wait()
@@ -527,6 +554,7 @@ func (s *session) detach(ws *websocket.Conn) bool {
 		return false
 	}
 	s.ws = nil
+	s.busy = false
 	s.gen++
 	signal(s.wake)
 	return true
@@ -580,10 +608,12 @@ func (s *session) send(ws *websocket.Conn, gen int, stop chan struct{}) {
 			return
 		}
 		n := int(min(uint64(maxData), s.readTotal-s.sendOff))
-		start := s.sendOff - s.clientAck
+		start := int(s.sendOff % uint64(len(s.ring)))
 		binary.BigEndian.PutUint16(frame, tagData)
 		binary.BigEndian.PutUint32(frame[2:], uint32(n))
-		copy(frame[6:], s.replay[start:start+uint64(n)])
+		if k := copy(frame[6:6+n], s.ring[start:]); k < n {
+			copy(frame[6+k:6+n], s.ring)
+		}
 		s.sendOff += uint64(n)
 		s.sentMax = max(s.sentMax, s.sendOff)
 		unacked := int64(s.sentMax - s.clientAck)
@@ -591,10 +621,11 @@ func (s *session) send(ws *websocket.Conn, gen int, stop chan struct{}) {
 		s.r.mu.Lock()
 		s.r.stats.MaxUnacked = max(s.r.stats.MaxUnacked, unacked)
 		s.r.mu.Unlock()
-		if err := ws.Write(s.r.ctx, websocket.MessageBinary, frame[:6+n]); err != nil {
+		f := s.r.count(0, int64(n))
+		if err := ws.Write(context.Background(), websocket.MessageBinary, frame[:6+n]); err != nil {
 			return
 		}
-		if f := s.r.count(0, int64(n)); f != nil {
+		if f != nil {
 			s.fire(ws, f)
 		}
 	}
@@ -624,48 +655,101 @@ func (s *session) fire(ws *websocket.Conn, f *Fault) {
 	}
 }
 
-// sendAck acknowledges everything received from the client so far.
-func (s *session) sendAck(ws *websocket.Conn) {
+// sendAck acknowledges the client bytes written to the backend on the current
+// websocket. After a reconnect, RECONNECT_SUCCESS_ACK counted the queued bytes too, so
+// ACKs never go below that.
+func (s *session) sendAck() {
 	s.ackMu.Lock()
 	defer s.ackMu.Unlock()
 	s.mu.Lock()
-	n := s.fromClient
+	n, ws := s.written, s.ws
 	s.mu.Unlock()
-	if n == s.ackedOut {
+	if ws == nil || n <= s.ackedOut {
 		return
 	}
 	var b [10]byte
 	binary.BigEndian.PutUint16(b[:], tagAck)
 	binary.BigEndian.PutUint64(b[2:], n)
-	if ws.Write(s.r.ctx, websocket.MessageBinary, b[:]) == nil {
+	if ws.Write(context.Background(), websocket.MessageBinary, b[:]) == nil {
 		s.ackedOut = n
 	}
 }
 
-func (s *session) ackLoop(ws *websocket.Conn, kick, stop chan struct{}) {
+// ackLoop sends the delayed ACKs of AckCoalesced and AckDelayed.
+func (s *session) ackLoop() {
+	defer s.r.wg.Done()
 	for {
 		select {
-		case <-kick:
-		case <-stop:
+		case <-s.ackKick:
+		case <-s.done:
 			return
 		}
 		t := time.NewTimer(s.r.opts.AckDelay)
 		select {
 		case <-t.C:
-			s.sendAck(ws)
-		case <-stop:
+			s.sendAck()
+		case <-s.done:
 			t.Stop()
 			return
 		}
 	}
 }
 
-// readClient handles client frames until the websocket ends.
-func (s *session) readClient(ws *websocket.Conn, gen int, kick chan struct{}) {
-	buf := make([]byte, 6+maxData+1)
-	frames := 0
+// writeBackend writes client bytes to the backend, decoupled from reading the
+// websocket so client ACKs are processed while the backend is not reading, and
+// acknowledges them on the configured cadence.
+func (s *session) writeBackend() {
+	defer s.r.wg.Done()
 	for {
-		typ, rd, err := ws.Reader(s.r.ctx)
+		s.mu.Lock()
+		for len(s.toBackend) == 0 {
+			s.mu.Unlock()
+			select {
+			case <-s.bwake:
+			case <-s.done:
+				return
+			}
+			s.mu.Lock()
+		}
+		b := s.toBackend[0]
+		s.toBackend[0] = nil
+		s.toBackend = s.toBackend[1:]
+		s.mu.Unlock()
+		_, err := s.backend.Write(*b)
+		n := len(*b)
+		bufPool.Put(b)
+		if err != nil {
+			s.end(4009, "destination write failed")
+			return
+		}
+		s.mu.Lock()
+		s.queued -= n
+		s.written += uint64(n)
+		s.frames++
+		frames := s.frames
+		s.mu.Unlock()
+		switch s.r.opts.Ack {
+		case AckEveryFrame:
+			s.sendAck()
+		case AckCoalesced:
+			if frames%8 == 0 {
+				s.sendAck()
+			} else {
+				signal(s.ackKick)
+			}
+		case AckDelayed:
+			signal(s.ackKick)
+		}
+	}
+}
+
+// readClient handles client frames until the websocket ends. Reads and writes on an
+// attached websocket use a context without Done (coder/websocket then skips a
+// per-frame context.AfterFunc); end and detach unblock them by closing the socket.
+func (s *session) readClient(ws *websocket.Conn, gen int) {
+	buf := make([]byte, 6+maxData+1)
+	for {
+		typ, rd, err := ws.Reader(context.Background())
 		if err != nil {
 			var ce websocket.CloseError
 			if errors.As(err, &ce) && ce.Code == websocket.StatusNormalClosure {
@@ -701,27 +785,27 @@ func (s *session) readClient(ws *websocket.Conn, gen int, kick chan struct{}) {
 				s.end(4013, "invalid data")
 				return
 			}
-			if _, err := s.backend.Write(msg[6:]); err != nil {
-				s.end(4009, "destination write failed")
+			s.mu.Lock()
+			if s.gen != gen {
+				// Detached (a fault): the client resends what the reconnect
+				// acknowledgement does not cover.
+				s.mu.Unlock()
 				return
 			}
-			s.mu.Lock()
+			b := bufPool.Get().(*[]byte)
+			*b = append((*b)[:0], msg[6:]...)
+			s.toBackend = append(s.toBackend, b)
+			s.queued += int(l)
 			s.fromClient += uint64(l)
+			overrun := s.queued > maxQueued
 			s.mu.Unlock()
-			frames++
-			switch s.r.opts.Ack {
-			case AckEveryFrame:
-				s.sendAck(ws)
-			case AckCoalesced:
-				if frames%8 == 0 {
-					s.sendAck(ws)
-				} else {
-					signal(kick)
-				}
-			case AckDelayed:
-				signal(kick)
+			if overrun {
+				s.end(4000, "client ignored flow control")
+				return
 			}
-			if f := s.r.count(int64(l), 0); f != nil {
+			f := s.r.count(int64(l), 0) // counted before the backend can answer
+			signal(s.bwake)
+			if f != nil {
 				s.fire(ws, f)
 			}
 		case tagAck:
