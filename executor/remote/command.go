@@ -44,7 +44,7 @@ const (
 // signal the wrapper through a second session when sshd does not deliver
 // "signal" requests (it does not for root logins, which run without privilege
 // separation).
-const wrapper = `timeout -k "$2" "$1" sh -c "$3" "$4" </dev/null & p=$!
+const wrapper = `timeout -k "$2" "$1" sh -c "$3" "$4" </dev/null 2>&1 & p=$!
 s=0
 trap 's=1; kill -TERM -$p 2>/dev/null' HUP INT TERM
 while :; do wait $p; r=$?; kill -0 $p 2>/dev/null || break; done
@@ -57,7 +57,7 @@ const pidAnnounce = "@deployhook-pid "
 const announce = `echo "` + pidAnnounce + `$$"
 `
 
-var envName = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*$`)
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // quote returns s as one single-quoted POSIX shell word: inside single quotes
 // nothing is special except the single quote itself, which is written by
@@ -97,7 +97,7 @@ func commandLine(cmd executor.Command, grace time.Duration, announcePid bool) (s
 	names := make([]string, 0, len(cmd.Env))
 	for k := range cmd.Env {
 		if !envName.MatchString(k) {
-			return "", fmt.Errorf("step %q: invalid environment variable name %q (want [A-Z_][A-Z0-9_]*)", cmd.Name, k)
+			return "", fmt.Errorf("step %q: invalid environment variable name %q (want [A-Za-z_][A-Za-z0-9_]*)", cmd.Name, k)
 		}
 		names = append(names, k)
 	}
