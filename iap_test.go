@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
@@ -9,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -137,9 +141,18 @@ type iapSetup struct {
 	relay  *iaptest.Relay
 	gh     *fakeGitHub
 	p      *program
+	cfg    string
+	env    func(string) string
 }
 
 func startIAP(t *testing.T) *iapSetup {
+	s := newIAP(t)
+	s.p = startProgram(t, s.cfg, filepath.Join(s.v.dir, "data"), s.env)
+	return s
+}
+
+// newIAP sets up the VM, the relay and the fakes, and writes the configuration.
+func newIAP(t *testing.T) *iapSetup {
 	t.Helper()
 	v := newVM(t, vmOptions{})
 	s := &iapSetup{v: v, google: newFakeGoogle(t, v.srv.HostKey.PublicKey()), gh: newFakeGitHub(t)}
@@ -179,7 +192,7 @@ targets:
 		"DEPLOYHOOK_COMPUTE_URL":         s.google.srv.URL,
 		"GOOGLE_APPLICATION_CREDENTIALS": s.google.credentialsFile(t, v.dir),
 	}
-	s.p = startProgram(t, cfgPath, filepath.Join(v.dir, "data"), func(k string) string { return env[k] })
+	s.cfg, s.env = cfgPath, func(k string) string { return env[k] }
 	return s
 }
 
@@ -263,4 +276,95 @@ func newSigner(t *testing.T) ssh.Signer {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// deployhook check walks the path a deploy takes and says what works.
+func TestIAP_Check(t *testing.T) {
+	s := newIAP(t)
+	s.gh.head = s.v.first
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"check", "--config", s.cfg, "--data-dir", filepath.Join(s.v.dir, "data")},
+		s.env, nil, &out, t.Output())
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"✓ configuration: 1 target(s)",
+		"✓ production: GitHub: head of acme/app main: " + s.v.first,
+		"✓ production: Google access token obtained",
+		"✓ production: instance dagster: RUNNING",
+		"✓ production: IAP tunnel to port",
+		"✓ production: session (iap)",
+		"✓ production: sudo -n without a password",
+		"✓ production: checkout " + s.v.app + " as " + s.v.user + ": " + s.v.first,
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+	s.google.set(func(g *fakeGoogle) { g.status = "STOPPING" })
+	out.Reset()
+	err = run(t.Context(), []string{"check", "--config", s.cfg, "--data-dir", filepath.Join(s.v.dir, "data")},
+		s.env, nil, &out, t.Output())
+	if err == nil || !strings.Contains(out.String(), "✗ production: instance dagster: ") || !strings.Contains(out.String(), "STOPPING") {
+		t.Errorf("check of a stopping VM: %v\n%s", err, out.String())
+	}
+}
+
+// deployhook ssh runs a command on the VM through the tunnel and passes its
+// exit status on.
+func TestIAP_SSHCommand(t *testing.T) {
+	s := newIAP(t)
+	var out bytes.Buffer
+	args := []string{"ssh", "--config", s.cfg, "--target", "production", "--", "sh", "-c", "echo through iap; exit 3"}
+	err := run(t.Context(), args, s.env, strings.NewReader(""), &out, t.Output())
+	if out.String() != "through iap\n" {
+		t.Errorf("output %q", out.String())
+	}
+	if err == nil || err.Error() != "remote exit 3" {
+		t.Errorf("err = %v, want the remote exit status", err)
+	}
+	if s.relay.Stats().Connects != 1 {
+		t.Errorf("%d tunnels, want 1", s.relay.Stats().Connects)
+	}
+}
+
+// deployhook tunnel forwards a local port to the VM's sshd through IAP.
+func TestIAP_Tunnel(t *testing.T) {
+	s := newIAP(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"tunnel", "--config", s.cfg, "--target", "production", "--listen", "127.0.0.1:0"},
+			s.env, nil, pw, t.Output())
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	addr := strings.Fields(strings.TrimPrefix(line, "forwarding "))[0]
+	client, err := ssh.Dial("tcp", addr, &ssh.ClientConfig{
+		User:            s.v.srv.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(s.v.srv.ClientKey)},
+		HostKeyCallback: ssh.FixedHostKey(s.v.srv.HostKey.PublicKey()),
+	})
+	if err != nil {
+		t.Fatalf("ssh through the tunnel at %s: %v", addr, err)
+	}
+	sess, _ := client.NewSession()
+	got, err := sess.Output("echo forwarded")
+	client.Close()
+	if err != nil || string(got) != "forwarded\n" {
+		t.Errorf("output %q, %v", got, err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("tunnel ended with %v", err)
+	}
+	if s.relay.Stats().Connects != 1 {
+		t.Errorf("%d tunnels, want 1", s.relay.Stats().Connects)
+	}
 }

@@ -51,6 +51,7 @@ type fakeGitHub struct {
 	statuses []status
 	failFor  time.Time // answer 500 until then
 	failures int
+	head     string // the SHA of acme/app's main, for BranchHead
 }
 
 type status struct {
@@ -81,6 +82,10 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	if time.Now().Before(f.failFor) {
 		f.failures++
 		http.Error(w, `{"message":"Server Error"}`, http.StatusInternalServerError)
+		return
+	}
+	if r.Method == http.MethodGet && r.URL.Path == "/repos/acme/app/commits/heads/main" && f.head != "" {
+		io.WriteString(w, f.head) // asked for with Accept: application/vnd.github.sha
 		return
 	}
 	m := statusPath.FindStringSubmatch(r.URL.Path)
