@@ -71,7 +71,8 @@ func (e *env) runOne(ctx context.Context, c *common, kind executor.Kind, sha str
 	if err != nil {
 		return err
 	}
-	a, err := e.assemble(ctx, cfg, lg, executor.Options{Output: e.stdout, NoRecover: true})
+	// Ctrl-C cancels the deploy after a short grace: it is reported as interrupted.
+	a, err := e.assemble(ctx, cfg, lg, executor.Options{Output: e.stdout, NoRecover: true, Grace: 5 * time.Second})
 	if err != nil {
 		return err
 	}
@@ -131,10 +132,7 @@ func (e *env) runOne(ctx context.Context, c *common, kind executor.Kind, sha str
 		select {
 		case <-ctx.Done():
 			fmt.Fprintln(e.stdout, "interrupted: cancelling the deploy")
-			stop()
-			<-done
-			done <- nil
-			return ctx.Err()
+			return ctx.Err() // the deferred stop ends the deploy and reports it
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

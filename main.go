@@ -204,7 +204,9 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		opts.Heads = a.gh
 	}
 	opts.PublicURL = cfg.PublicURL
-	opts.Grace = time.Duration(cfg.ShutdownGrace)
+	if opts.Grace == 0 {
+		opts.Grace = time.Duration(cfg.ShutdownGrace)
+	}
 	a.ex, err = executor.New(lg, opts, st, a.tr, a.reporter)
 	if err != nil {
 		return fail(err)

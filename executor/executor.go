@@ -187,24 +187,7 @@ func (e *Executor) recover(ctx context.Context) error {
 		return err
 	}
 	for _, j := range queued { // newest first
-		l := e.lanes[j.Target]
-		switch {
-		case l != nil && l.pending != nil && l.pending.ID == j.ID:
-			continue // enqueued by this process before Run
-		case l == nil:
-			j.State = StateError
-			j.Description = "target " + j.Target + " is no longer configured"
-		case l.pending == nil:
-			jc := j
-			l.pending = &jc
-			l.signal()
-			continue
-		default:
-			j.State = StateSuperseded
-			j.Description = "superseded by " + short(l.pending.Trigger.SHA)
-		}
-		j.Finished = time.Now()
-		if err := e.finish(ctx, &j); err != nil {
+		if err := e.requeue(ctx, j); err != nil {
 			return err
 		}
 	}
@@ -228,6 +211,32 @@ func (e *Executor) loadCurrent(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// requeue makes j, found queued in the journal at start, its target's pending job,
+// unless a newer one is pending (then j is superseded) or its target is gone.
+func (e *Executor) requeue(ctx context.Context, j Job) error {
+	l := e.lanes[j.Target]
+	if l == nil {
+		j.State = StateError
+		j.Description = "target " + j.Target + " is no longer configured"
+		j.Finished = time.Now()
+		return e.finish(ctx, &j)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.pending != nil && l.pending.ID == j.ID:
+		return nil // enqueued by this process while it recovered
+	case l.pending == nil:
+		l.pending = &j
+		l.signal()
+		return nil
+	}
+	j.State = StateSuperseded
+	j.Description = "superseded by " + short(l.pending.Trigger.SHA)
+	j.Finished = time.Now()
+	return e.finish(ctx, &j)
 }
 
 // Enqueue asks for trigger t to be deployed to target. It returns at once: the job
