@@ -15,13 +15,17 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/sys/unix"
 
 	"github.com/deployhook/deployhook/executor/iap/iaptest"
 )
@@ -367,4 +371,84 @@ func TestIAP_Tunnel(t *testing.T) {
 	if s.relay.Stats().Connects != 1 {
 		t.Errorf("%d tunnels, want 1", s.relay.Stats().Connects)
 	}
+}
+
+// openPty returns a new pseudo-terminal's controlling side and its terminal.
+func openPty(t *testing.T) (ptm, pts *os.File) {
+	t.Helper()
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals here: %v", err)
+	}
+	if err := unix.IoctlSetPointerInt(int(ptm.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pts.Close(); ptm.Close() })
+	return ptm, pts
+}
+
+func setSize(t *testing.T, f *os.File, rows, cols uint16) {
+	t.Helper()
+	if err := unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deployhook ssh on a terminal: the remote shell gets a pty of the local
+// terminal's size, follows a resize, and its exit status comes back.
+func TestIAP_SSHTerminal(t *testing.T) {
+	s := newIAP(t)
+	ptm, pts := openPty(t)
+	setSize(t, pts, 30, 100)
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(t.Context(), []string{"ssh", "--config", s.cfg, "--target", "production"}, s.env, pts, &out, t.Output())
+	}()
+	type2 := func(line string) {
+		if _, err := io.WriteString(ptm, line+"\r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	go io.Copy(io.Discard, ptm) // what the local terminal would show: nothing comes back here
+	waitFor(t, "the remote shell", func() bool { return s.relay.Stats().Connects == 1 })
+	type2("tty >/dev/null && echo size=$(stty size)")
+	waitFor(t, "the first size", func() bool { return strings.Contains(out.String(), "size=30 100") })
+	setSize(t, pts, 40, 120)
+	syscall.Kill(os.Getpid(), syscall.SIGWINCH)
+	waitFor(t, "the resize", func() bool {
+		type2("echo size=$(stty size)")
+		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(out.String(), "size=40 120")
+	})
+	type2("exit 5")
+	if err := <-done; err == nil || err.Error() != "remote exit 5" {
+		t.Errorf("err = %v, want remote exit 5\n%s", err, out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and one reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

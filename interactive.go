@@ -80,7 +80,7 @@ func (e *env) shell(client *ssh.Client, args []string) error {
 		if err != nil {
 			w, h = 80, 24
 		}
-		termType := os.Getenv("TERM")
+		termType := e.getenv("TERM")
 		if termType == "" {
 			termType = "xterm-256color"
 		}
@@ -96,8 +96,10 @@ func (e *env) shell(client *ssh.Client, args []string) error {
 		signal.Notify(winch, syscall.SIGWINCH)
 		defer signal.Stop(winch)
 		done := make(chan struct{})
+		var resizer sync.WaitGroup
+		defer resizer.Wait()
 		defer close(done)
-		go func() {
+		resizer.Go(func() {
 			for {
 				select {
 				case <-done:
@@ -108,7 +110,7 @@ func (e *env) shell(client *ssh.Client, args []string) error {
 					}
 				}
 			}
-		}()
+		})
 	}
 	if len(args) > 0 {
 		err = sess.Run(shellJoin(args))
