@@ -178,7 +178,7 @@ func (e *Executor) recover(ctx context.Context) error {
 		j.State = StateError
 		j.Description = "interrupted: deployhook restarted; target state unknown"
 		j.Finished = time.Now()
-		if err := e.finish(ctx, &j); err != nil {
+		if err := e.update(ctx, &j); err != nil {
 			return err
 		}
 	}
@@ -221,7 +221,7 @@ func (e *Executor) requeue(ctx context.Context, j Job) error {
 		j.State = StateError
 		j.Description = "target " + j.Target + " is no longer configured"
 		j.Finished = time.Now()
-		return e.finish(ctx, &j)
+		return e.update(ctx, &j)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -236,7 +236,7 @@ func (e *Executor) requeue(ctx context.Context, j Job) error {
 	j.State = StateSuperseded
 	j.Description = "superseded by " + short(l.pending.Trigger.SHA)
 	j.Finished = time.Now()
-	return e.finish(ctx, &j)
+	return e.update(ctx, &j)
 }
 
 // Enqueue asks for trigger t to be deployed to target. It returns at once: the job
@@ -276,7 +276,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		Description: "queued: " + t.Reason,
 		Created:     time.Now(),
 	}
-	existing, err := e.store.CreateJob(ctx, j)
+	existing, err := e.store.CreateJob(ctx, j, e.report(l.t, j))
 	if errors.Is(err, ErrDuplicate) {
 		old, err := e.store.Job(ctx, existing)
 		if err != nil {
@@ -291,14 +291,12 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		old.State = StateSuperseded
 		old.Description = "superseded by " + short(t.SHA)
 		old.Finished = time.Now()
-		if err := e.finish(ctx, old); err != nil {
+		if err := e.update(ctx, old); err != nil {
 			e.lg.Error("record superseded job", "job", old.ID, "err", err)
 		}
 	}
 	l.pending = &j
-	if err := e.owe(ctx, l.t, j); err != nil {
-		e.lg.Error("owe report", "job", j.ID, "err", err)
-	}
+	e.wakeSender()
 	l.signal()
 	e.jobLogger(j).Info("job queued", "reason", t.Reason)
 	return Enqueued{Job: j}, nil
@@ -390,9 +388,9 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 	}
 }
 
-// owe records the report of j's current state in the outbox and wakes the sender.
-func (e *Executor) owe(ctx context.Context, t Target, j Job) error {
-	err := e.store.Owe(ctx, Report{
+// report is the report of j's current state.
+func (e *Executor) report(t Target, j Job) Report {
+	return Report{
 		Job:         j.ID,
 		Target:      t.Name,
 		Environment: t.Environment,
@@ -401,26 +399,27 @@ func (e *Executor) owe(ctx context.Context, t Target, j Job) error {
 		State:       j.State,
 		Description: j.Description,
 		URL:         e.JobURL(j.ID),
-	})
+	}
+}
+
+// wakeSender tells the outbox sender that a report is owed.
+func (e *Executor) wakeSender() {
 	select {
 	case e.owed <- struct{}{}:
 	default:
 	}
-	return err
 }
 
-// finish stores j's state and owes its report.
-func (e *Executor) finish(ctx context.Context, j *Job) error {
-	if err := e.store.UpdateJob(ctx, *j); err != nil {
-		return fmt.Errorf("update job %s: %w", j.ID, err)
-	}
+// update stores j's state and owes its report, in one transaction.
+func (e *Executor) update(ctx context.Context, j *Job) error {
 	t := Target{Name: j.Target, Environment: j.Target}
 	if l := e.lanes[j.Target]; l != nil {
 		t = l.t
 	}
-	if err := e.owe(ctx, t, *j); err != nil {
-		return fmt.Errorf("owe report for job %s: %w", j.ID, err)
+	if err := e.store.UpdateJob(ctx, *j, e.report(t, *j)); err != nil {
+		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
+	e.wakeSender()
 	return nil
 }
 

@@ -27,7 +27,18 @@ func newMemStore() *memStore {
 	return &memStore{jobs: map[string]*Job{}, deliveries: map[string]string{}}
 }
 
-func (m *memStore) CreateJob(_ context.Context, j Job) (string, error) {
+func (m *memStore) CreateJob(ctx context.Context, j Job, owe ...Report) (string, error) {
+	id, err := m.createJob(j)
+	if err != nil {
+		return id, err
+	}
+	for _, r := range owe {
+		m.Owe(ctx, r)
+	}
+	return j.ID, nil
+}
+
+func (m *memStore) createJob(j Job) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if d := j.Trigger.Delivery; d != "" {
@@ -43,15 +54,19 @@ func (m *memStore) CreateJob(_ context.Context, j Job) (string, error) {
 	return "", nil
 }
 
-func (m *memStore) UpdateJob(_ context.Context, j Job) error {
+func (m *memStore) UpdateJob(ctx context.Context, j Job, owe ...Report) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	old, ok := m.jobs[j.ID]
 	if !ok {
+		m.mu.Unlock()
 		return ErrNotFound
 	}
 	j.Steps, j.Deployment = old.Steps, old.Deployment
 	*old = j
+	m.mu.Unlock()
+	for _, r := range owe {
+		m.Owe(ctx, r)
+	}
 	return nil
 }
 

@@ -23,11 +23,8 @@ func (e *Executor) run(ctx context.Context, l *lane, j *Job) {
 	j.State = StateRunning
 	j.Started = time.Now()
 	j.Description = "deploying " + short(j.Trigger.SHA)
-	if err := e.store.UpdateJob(bg, *j); err != nil {
+	if err := e.update(bg, j); err != nil {
 		lg.Error("record job start", "err", err)
-	}
-	if err := e.owe(bg, l.t, *j); err != nil {
-		lg.Error("owe report", "err", err)
 	}
 	lg.Info("deploy started")
 
@@ -35,7 +32,7 @@ func (e *Executor) run(ctx context.Context, l *lane, j *Job) {
 	d.execute(ctx)
 
 	j.Finished = time.Now()
-	if err := e.finish(bg, j); err != nil {
+	if err := e.update(bg, j); err != nil {
 		lg.Error("record job end", "err", err)
 	}
 	l.mu.Lock()

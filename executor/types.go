@@ -214,14 +214,16 @@ type OwedReport struct {
 // Store is the journal. Implementation: executor/store (SQLite). All methods are
 // safe for concurrent use.
 type Store interface {
-	// CreateJob records a new job and returns its id. If j.Trigger.Delivery is not
-	// empty and a job was already recorded for that delivery and target (one push
-	// may deploy several targets), CreateJob records nothing and returns that
-	// job's id and ErrDuplicate.
-	CreateJob(ctx context.Context, j Job) (existing string, err error)
+	// CreateJob records a new job and owes the reports in owe, in one
+	// transaction, and returns the job's id. If j.Trigger.Delivery is not empty
+	// and a job was already recorded for that delivery and target (one push may
+	// deploy several targets), CreateJob records nothing and returns that job's
+	// id and ErrDuplicate.
+	CreateJob(ctx context.Context, j Job, owe ...Report) (existing string, err error)
 	// UpdateJob stores j's state, description, previous SHA and times (not its
-	// steps, not its deployment).
-	UpdateJob(ctx context.Context, j Job) error
+	// steps, not its deployment) and owes the reports in owe, in one
+	// transaction: a job never reaches a state whose report is not owed.
+	UpdateJob(ctx context.Context, j Job, owe ...Report) error
 	// SetDeployment records the GitHub Deployment id of a job.
 	SetDeployment(ctx context.Context, job string, deployment int64) error
 	// Job returns the job with its steps, or ErrNotFound.

@@ -29,8 +29,10 @@ const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason
 // executor.ErrDuplicate; the check and the insert are one transaction, so of two
 // concurrent calls for one delivery exactly one records a job. j.ID, j.Target
 // and j.State must not be empty, and no job with j.ID may exist. A zero
-// j.Created is recorded as the time of the call.
-func (s *Store) CreateJob(ctx context.Context, j executor.Job) (existing string, err error) {
+// j.Created is recorded as the time of the call. The reports in owe are added to
+// the outbox in the same transaction: the job and what GitHub is owed about it
+// are recorded together or not at all.
+func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.Report) (existing string, err error) {
 	switch {
 	case j.ID == "":
 		return "", errors.New("create job: empty id")
@@ -82,6 +84,9 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job) (existing string,
 			return "", fmt.Errorf("create job %s: %w", j.ID, err)
 		}
 	}
+	if err := oweTx(ctx, tx, owe); err != nil {
+		return "", fmt.Errorf("create job %s: %w", j.ID, err)
+	}
 	if err := tx.Commit(); err != nil {
 		return "", fmt.Errorf("create job %s: commit: %w", j.ID, err)
 	}
@@ -89,22 +94,38 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job) (existing string,
 }
 
 // UpdateJob stores j's state, description, previous SHA, start and finish
-// times, found by j.ID. It leaves the rest alone: the trigger, the creation time
-// (fixed by CreateJob, it orders Jobs), the steps (AddStep) and the Deployment id
-// (SetDeployment). It returns an error wrapping executor.ErrNotFound if no job
+// times, found by j.ID, and adds the reports in owe to the outbox, in one
+// transaction: a crash never leaves a job final without its final report owed.
+// It leaves the rest alone: the trigger, the creation time (fixed by CreateJob,
+// it orders Jobs), the steps (AddStep) and the Deployment id (SetDeployment). It
+// returns an error wrapping executor.ErrNotFound, and owes nothing, if no job
 // has j.ID.
-func (s *Store) UpdateJob(ctx context.Context, j executor.Job) error {
+func (s *Store) UpdateJob(ctx context.Context, j executor.Job, owe ...executor.Report) error {
 	if j.State == "" {
 		return fmt.Errorf("update job %s: empty state", j.ID)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE jobs
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("update job %s: begin: %w", j.ID, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE jobs
 		SET state = ?, description = ?, previous_sha = ?, started = ?, finished = ?
 		WHERE id = ?`,
 		string(j.State), j.Description, j.PreviousSHA, nanos(j.Started), nanos(j.Finished), j.ID)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
-	return oneRow(res, "update job "+j.ID)
+	if err := oneRow(res, "update job "+j.ID); err != nil {
+		return err
+	}
+	if err := oweTx(ctx, tx, owe); err != nil {
+		return fmt.Errorf("update job %s: %w", j.ID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("update job %s: commit: %w", j.ID, err)
+	}
+	return nil
 }
 
 // SetDeployment records the GitHub Deployment id of a job. It returns an error

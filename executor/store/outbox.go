@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -12,13 +13,31 @@ import (
 // Owe adds r to the outbox, to be sent to GitHub until Settle removes it. The
 // report is kept as JSON, with the time of the call and zero tries.
 func (s *Store) Owe(ctx context.Context, r executor.Report) error {
-	b, err := json.Marshal(r)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+		return fmt.Errorf("owe report of job %s: begin: %w", r.Job, err)
 	}
-	if _, err := s.w.ExecContext(ctx, `INSERT INTO outbox (job, report, created) VALUES (?, ?, ?)`,
-		r.Job, string(b), time.Now().UnixNano()); err != nil {
-		return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+	defer tx.Rollback()
+	if err := oweTx(ctx, tx, []executor.Report{r}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("owe report of job %s: commit: %w", r.Job, err)
+	}
+	return nil
+}
+
+// oweTx adds reports to the outbox inside tx.
+func oweTx(ctx context.Context, tx *sql.Tx, reports []executor.Report) error {
+	for _, r := range reports {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (job, report, created) VALUES (?, ?, ?)`,
+			r.Job, string(b), time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+		}
 	}
 	return nil
 }

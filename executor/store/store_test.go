@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -752,5 +753,42 @@ func TestStore_CreateJob_deliveryPerTarget(t *testing.T) {
 	again.Trigger.Delivery = "guid-1"
 	if id, err := s.CreateJob(ctx, again); !errors.Is(err, executor.ErrDuplicate) || id != "b" {
 		t.Errorf("same delivery and target: %q, %v; want b, ErrDuplicate", id, err)
+	}
+}
+
+// A job's state change and the report it owes GitHub are one transaction.
+func TestStore_oweWithJob(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	r := executor.Report{Job: "a", Target: "production", SHA: sha1, State: executor.StateQueued, Description: "queued"}
+	a := queuedJob("a", "production", executor.StateQueued, time.Now())
+	if _, err := s.CreateJob(ctx, a, r); err != nil {
+		t.Fatal(err)
+	}
+	dup := queuedJob("b", "production", executor.StateQueued, time.Now())
+	dup.Trigger.Delivery = a.Trigger.Delivery
+	if _, err := s.CreateJob(ctx, dup, executor.Report{Job: "b"}); !errors.Is(err, executor.ErrDuplicate) {
+		t.Fatalf("duplicate: %v", err)
+	}
+	a.State, a.Description = executor.StateSuccess, "deployed"
+	final := r
+	final.State, final.Description = executor.StateSuccess, "deployed"
+	if err := s.UpdateJob(ctx, a, final); err != nil {
+		t.Fatal(err)
+	}
+	missing := queuedJob("nope", "production", executor.StateSuccess, time.Now())
+	if err := s.UpdateJob(ctx, missing, executor.Report{Job: "nope"}); !errors.Is(err, executor.ErrNotFound) {
+		t.Fatalf("update of a missing job: %v", err)
+	}
+	owed, err := s.Owed(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range owed {
+		got = append(got, o.Report.Job+":"+string(o.Report.State))
+	}
+	if want := []string{"a:queued", "a:success"}; !slices.Equal(got, want) {
+		t.Errorf("owed %v, want %v (nothing for the duplicate or the missing job)", got, want)
 	}
 }
