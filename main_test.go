@@ -179,7 +179,7 @@ func (p *program) stop() {
 	p.cancel = nil
 }
 
-func readURL(t *testing.T, r io.Reader) string {
+func readURL(t testing.TB, r io.Reader) string {
 	t.Helper()
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
@@ -606,4 +606,63 @@ func TestRun_DeployAndRollback(t *testing.T) {
 		!strings.Contains(out, "failure: verify failed") {
 		t.Errorf("failing deploy: %v\n%s", err, out)
 	}
+}
+
+// BenchmarkServe_Push is a signed 7.7 KB push to the deployed branch through the
+// whole program over loopback HTTP: verify, parse, match, and the journal writes
+// of the enqueue (the job and its owed report; with a deploy running, also the
+// superseded job), until the 202.
+func BenchmarkServe_Push(b *testing.B) {
+	dir := b.TempDir()
+	cfg := `
+log: {format: text, level: error}
+shutdown_grace: 1ms
+github: {report: false}
+targets:
+  - name: production
+    repo: acme/app
+    branch: main
+    transport: local
+    steps:
+      - {name: hold, run: sleep 3600, timeout: 2h}
+`
+	p := filepath.Join(dir, "c.yaml")
+	os.WriteFile(p, []byte(cfg), 0o600)
+	env := map[string]string{"DEPLOYHOOK_WEBHOOK_SECRET": testSecret}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", p, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data")},
+			func(k string) string { return env[k] }, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	url := readURL(b, pr)
+	go io.Copy(io.Discard, pr)
+	bodies := make([][]byte, b.N+1)
+	for i := range bodies {
+		bodies[i], _ = sampleDelivery("push", "acme/app", "main", fmt.Sprintf("%040x", i+1))
+	}
+	client := &http.Client{}
+	b.SetBytes(int64(len(bodies[0])))
+	b.ResetTimer()
+	for i := range b.N {
+		req, _ := http.NewRequest(http.MethodPost, url+"/webhook", bytes.NewReader(bodies[i]))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", fmt.Sprint("bench-", i))
+		req.Header.Set("X-Hub-Signature-256", webhook.Sign(bodies[i], []byte(testSecret)))
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	b.StopTimer()
+	cancel()
+	<-done
 }
