@@ -373,6 +373,9 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 			return
 		case <-l.wake:
 		}
+		if ctx.Err() != nil {
+			return // shutting down: a waiting job stays queued in the journal for the next start
+		}
 		l.mu.Lock()
 		j := l.pending
 		l.pending = nil
