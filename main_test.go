@@ -279,8 +279,10 @@ func TestServe_PushDeploysAndReports(t *testing.T) {
 	}
 	job, _ := body["job"].(string)
 	ss := gh.waitFinal(t, sha(1), 30*time.Second)
-	if got, want := states(ss), []string{"pending", "pending", "success"}; !slices.Equal(got, want) {
-		t.Errorf("statuses %v, want %v", got, want)
+	// queued and running are both "pending"; running may be skipped when the
+	// deploy ended before it was sent (the outbox skips stale reports).
+	if got := states(ss); !slices.Equal(got, []string{"pending", "pending", "success"}) && !slices.Equal(got, []string{"pending", "success"}) {
+		t.Errorf("statuses %v, want pending then success", got)
 	}
 	for _, s := range ss {
 		if s.Context != "deploy/production" || s.TargetURL != "https://deploy.example.com/jobs/"+job {
@@ -533,10 +535,9 @@ func TestServe_PushStorm(t *testing.T) {
 
 	deployed := 0
 	for i := 0; i <= 50; i++ {
+		// Every SHA ends final; one superseded while GitHub was still being sent
+		// the backlog may get only its final status (stale pendings are skipped).
 		ss := gh.waitFinal(t, sha(100+i), 30*time.Second)
-		if ss[0].State != "pending" {
-			t.Errorf("sha %d: first status %s", i, ss[0].State)
-		}
 		if last := ss[len(ss)-1]; last.State == "success" {
 			deployed++
 		} else if last.State != "error" || !strings.HasPrefix(last.Description, "superseded by ") {

@@ -69,9 +69,33 @@ func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
 	if len(owed) == 0 {
 		return true, nil
 	}
+	// A report that a later final one of the same job makes stale is settled
+	// without sending: GitHub limits content-creating requests (about 80 a
+	// minute), and a storm of pushes supersedes many jobs at once. Stale are: the
+	// pending reports of a job that was superseded, and the "running" report of a
+	// job that already ended. A deployed job's "queued" report is always sent, so
+	// its commit shows pending before its final state.
+	final := make(map[string]int, len(owed)) // job → index of its last final report
+	for i, o := range owed {
+		if o.Report.State.Final() {
+			final[o.Report.Job] = i
+		}
+	}
+	stale := func(i int, r Report) bool {
+		last, ok := final[r.Job]
+		return ok && i < last && !r.State.Final() &&
+			(r.State == StateRunning || owed[last].Report.State == StateSuperseded)
+	}
 	deployments := make(map[string]int64)
-	for _, o := range owed {
+	for i, o := range owed {
 		r := o.Report
+		if stale(i, r) {
+			if err := e.store.Settle(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				return false, err
+			}
+			e.lg.Debug("stale report skipped", "job", r.Job, "state", r.State)
+			continue
+		}
 		dep, seen := deployments[r.Job]
 		if !seen {
 			if j, err := e.store.Job(ctx, r.Job); err == nil {
