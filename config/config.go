@@ -58,6 +58,7 @@ type Config struct {
 	// Endpoint overrides, from the environment (tests, private setups).
 	IAPURL     string `yaml:"-"`
 	ComputeURL string `yaml:"-"`
+	OSLoginURL string `yaml:"-"` // DEPLOYHOOK_OSLOGIN_URL: the OS Login API
 	// GoogleCredentials is GOOGLE_APPLICATION_CREDENTIALS: a credentials JSON
 	// file. Empty: Application Default Credentials' other sources (the metadata
 	// server on Google Cloud, gcloud's user credentials).
@@ -131,6 +132,11 @@ type SSH struct {
 	GuestAttributes *bool    `yaml:"host_keys_from_guest_attributes"`
 	Timeout         Duration `yaml:"timeout"`
 	KeepAlive       Duration `yaml:"keepalive"`
+	// OSLogin (transport iap) logs in with a key made for each deploy and
+	// imported into the deployer's OS Login profile with a short expiry, as the
+	// POSIX user OS Login gives the deployer: User, PrivateKeyFile and
+	// CertificateFile are then not used.
+	OSLogin bool `yaml:"oslogin"`
 }
 
 // Step is one command of a deploy.
@@ -273,6 +279,7 @@ func (c *Config) readEnv(getenv Getenv) error {
 	}
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
 	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
+	c.OSLoginURL = getenv("DEPLOYHOOK_OSLOGIN_URL")
 	c.GoogleCredentials = getenv("GOOGLE_APPLICATION_CREDENTIALS")
 	if v := getenv("DEPLOYHOOK_GITHUB_API_URL"); v != "" {
 		c.GitHub.APIURL = v
@@ -503,11 +510,23 @@ func (c *Config) Validate() error {
 }
 
 func (c *Config) validateSSH(where string, t Target, bad func(string, ...any)) {
-	if t.SSH.User == "" {
-		bad("%s: ssh.user is required (the account deployhook logs in as)", where)
-	}
-	if t.SSH.PrivateKeyFile == "" && len(c.SSHKey) == 0 {
-		bad("%s: no SSH key: set ssh.private_key_file, or DEPLOYHOOK_SSH_KEY (or DEPLOYHOOK_SSH_KEY_FILE)", where)
+	switch {
+	case t.SSH.OSLogin && t.Transport != "iap":
+		bad("%s: ssh.oslogin needs transport iap (OS Login is for Compute Engine VMs)", where)
+	case t.SSH.OSLogin:
+		// The key and the user come from OS Login; a setting that would be
+		// ignored is refused, so nobody believes it is used.
+		if t.SSH.User != "" || t.SSH.PrivateKeyFile != "" || t.SSH.CertificateFile != "" {
+			bad("%s: with ssh.oslogin, remove ssh.user, ssh.private_key_file and ssh.certificate_file: the login user and a per-deploy key come from OS Login", where)
+		}
+	default:
+		if t.SSH.User == "" {
+			bad("%s: ssh.user is required (the account deployhook logs in as)", where)
+		}
+		if t.SSH.PrivateKeyFile == "" && len(c.SSHKey) == 0 {
+			bad("%s: no SSH key: set ssh.private_key_file, or DEPLOYHOOK_SSH_KEY (or DEPLOYHOOK_SSH_KEY_FILE)%s", where,
+				map[bool]string{true: ", or ssh.oslogin: true", false: ""}[t.Transport == "iap"])
+		}
 	}
 	if t.SSH.KnownHostsFile == "" && len(t.SSH.HostKeys) == 0 && !*t.SSH.GuestAttributes {
 		bad("%s: no host key pin: set ssh.known_hosts_file or ssh.host_keys%s; deployhook never trusts a host key on first use",

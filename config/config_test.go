@@ -77,6 +77,18 @@ func TestLoad_SecretFiles(t *testing.T) {
 	}
 }
 
+// iapOSLogin is an iap target that logs in through OS Login.
+const iapOSLogin = `
+targets:
+  - name: prod
+    repo: acme/app
+    transport: iap
+    vm: {project: acme-prod, zone: us-central1-a, instance: dagster}
+    ssh: {oslogin: true}
+    app_dir: /srv/app
+    app_user: app
+`
+
 func TestValidate_FailsClosed(t *testing.T) {
 	base := func() string {
 		return `
@@ -111,6 +123,11 @@ targets:
 		{"bad repo", strings.Replace(base(), "acme/app", "acme", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "must be owner/name"},
 		{"report without credentials", "github: {report: true}\n" + base(), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "no credentials"},
 		{"half an app", "github: {app_id: 1}\n" + base(), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "needs app_id, installation_id and private_key_file"},
+		{"oslogin needs no user or key", iapOSLogin, env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), ""},
+		{"oslogin with a user", strings.Replace(iapOSLogin, "oslogin: true", "oslogin: true, user: deploy", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "with ssh.oslogin, remove ssh.user"},
+		{"oslogin with a key file", strings.Replace(iapOSLogin, "oslogin: true", "oslogin: true, private_key_file: /k", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "with ssh.oslogin, remove ssh.user, ssh.private_key_file"},
+		{"oslogin over ssh", strings.Replace(base(), "known_hosts_file: /kh", "known_hosts_file: /kh, oslogin: true", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "ssh.oslogin needs transport iap"},
+		{"iap without key suggests oslogin", strings.Replace(iapOSLogin, "oslogin: true", "user: deploy", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "or ssh.oslogin: true"},
 		{"bad duration", base() + "    settle: soon\n", env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), `"soon" is not a duration`},
 	}
 	for _, tc := range tests {
@@ -128,6 +145,18 @@ targets:
 				t.Errorf("error text contains the secret: %v", err)
 			}
 		})
+	}
+}
+
+func TestLoad_OSLoginURL(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(p, []byte(iapOSLogin), 0o600)
+	c, err := Load(p, env("DEPLOYHOOK_WEBHOOK_SECRET", secret16, "DEPLOYHOOK_OSLOGIN_URL", "http://127.0.0.1:1/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OSLoginURL != "http://127.0.0.1:1/" || !c.Targets[0].SSH.OSLogin {
+		t.Errorf("OSLoginURL %q, oslogin %v", c.OSLoginURL, c.Targets[0].SSH.OSLogin)
 	}
 }
 
