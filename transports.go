@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"cloud.google.com/go/compute/metadata"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/google"
@@ -21,6 +22,7 @@ import (
 	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/executor/gce"
 	"github.com/deployhook/deployhook/executor/iap"
+	"github.com/deployhook/deployhook/executor/oslogin"
 	"github.com/deployhook/deployhook/executor/remote"
 )
 
@@ -36,8 +38,11 @@ type transports struct {
 	byName map[string]executor.Transport
 	iaps   map[string]*iapTransport
 
-	mu     sync.Mutex
-	google *googleClients // made on first use: only iap targets need credentials
+	mu      sync.Mutex
+	google  *googleClients // made on first use: only iap targets need credentials
+	osLogin *osLogin       // made on first use: only oslogin targets need it
+
+	deletes sync.WaitGroup // best-effort deletions of OS Login keys; Close waits
 }
 
 func newTransports(ctx context.Context, lg *slog.Logger, cfg *config.Config) (*transports, error) {
@@ -92,19 +97,90 @@ func (ts *transports) Open(ctx context.Context, target, lock string, wait time.D
 	return tr.Open(ctx, target, lock, wait)
 }
 
-// Close releases the Google clients.
+// Close waits for the deletions of OS Login keys still running, then releases
+// the Google clients.
 func (ts *transports) Close() {
+	ts.deletes.Wait()
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if ts.google != nil {
 		ts.google.compute.Close()
 	}
+	if ts.osLogin != nil {
+		ts.osLogin.client.Close()
+	}
 }
 
 // googleClients are what iap targets need: credentials and the Compute API.
 type googleClients struct {
+	creds   *google.Credentials
 	tokens  oauth2.TokenSource
 	compute *gce.Client
+}
+
+// osLogin is what oslogin targets need: the OS Login API and the account whose
+// profile takes the keys.
+type osLogin struct {
+	client  *oslogin.Client
+	account string
+}
+
+// osLoginAPI returns the OS Login client and the deployer's account, made on
+// first use.
+func (ts *transports) osLoginAPI(ctx context.Context) (*osLogin, error) {
+	g, err := ts.googleAPIs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.osLogin != nil {
+		return ts.osLogin, nil
+	}
+	account, err := serviceAccountEmail(ctx, g.creds)
+	if err != nil {
+		return nil, err
+	}
+	c, err := oslogin.New(ctx, ts.lg, oslogin.Options{
+		Endpoint:      ts.cfg.OSLoginURL,
+		ClientOptions: []option.ClientOption{option.WithTokenSource(g.tokens)},
+	})
+	if err != nil {
+		return nil, err
+	}
+	ts.osLogin = &osLogin{client: c, account: account}
+	return ts.osLogin, nil
+}
+
+// serviceAccountEmail returns the email of the service account creds act as:
+// the client_email of a key file, the account an impersonating credentials file
+// names, or, without a file, the VM's default service account from the
+// metadata server.
+func serviceAccountEmail(ctx context.Context, creds *google.Credentials) (string, error) {
+	if len(creds.JSON) > 0 {
+		var f struct {
+			ClientEmail      string `json:"client_email"`
+			ImpersonationURL string `json:"service_account_impersonation_url"`
+		}
+		_ = json.Unmarshal(creds.JSON, &f) // the credentials were parsed already
+		if f.ClientEmail != "" {
+			return f.ClientEmail, nil
+		}
+		if _, rest, ok := strings.Cut(f.ImpersonationURL, "/serviceAccounts/"); ok {
+			if email, _, ok := strings.Cut(rest, ":generateAccessToken"); ok && email != "" {
+				return email, nil
+			}
+		}
+		return "", errors.New("ssh.oslogin: the Google credentials name no service account (no client_email): set GOOGLE_APPLICATION_CREDENTIALS to a service account key file")
+	}
+	if metadata.OnGCEWithContext(ctx) {
+		email, err := metadata.EmailWithContext(ctx, "default")
+		if err != nil {
+			return "", fmt.Errorf("ssh.oslogin: read the VM's service account from the metadata server: %w", err)
+		}
+		return email, nil
+	}
+	return "", errors.New("ssh.oslogin: no service account to import keys for: set GOOGLE_APPLICATION_CREDENTIALS to a service account key file, or run on Google Cloud with a service account")
 }
 
 // googleAPIs returns the Google clients, made from Application Default
@@ -126,7 +202,7 @@ func (ts *transports) googleAPIs(ctx context.Context) (*googleClients, error) {
 	if err != nil {
 		return nil, err
 	}
-	ts.google = &googleClients{tokens: creds.TokenSource, compute: compute}
+	ts.google = &googleClients{creds: creds, tokens: creds.TokenSource, compute: compute}
 	return ts.google, nil
 }
 
@@ -201,20 +277,82 @@ type iapTransport struct {
 	keys []ssh.PublicKey // ssh.host_keys: pinned whatever the instance ID
 }
 
-// Open implements executor.Transport.
+// osLoginKeyTTL is how long an OS Login key is valid. sshd needs the key only
+// while it authenticates the connection, seconds after the key is made (a
+// session keeps its one connection for the whole deploy, lock wait included),
+// so the expiry only bounds the life of a key whose deletion failed; 10
+// minutes leaves room for a slow import and clock skew.
+const osLoginKeyTTL = 10 * time.Minute
+
+// osLoginDeleteTimeout bounds the deletion of a key after a deploy.
+const osLoginDeleteTimeout = 10 * time.Second
+
+// Open implements executor.Transport. With ssh.oslogin, every session logs in
+// with a key of its own, deleted from the OS Login profile when the session is
+// closed.
 func (x *iapTransport) Open(ctx context.Context, target, lock string, wait time.Duration) (executor.Session, error) {
-	tr, err := x.ssh(ctx)
+	tr, key, err := x.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return tr.Open(ctx, target, lock, wait)
+	sess, err := tr.Open(ctx, target, lock, wait)
+	if key.Fingerprint == "" {
+		return sess, err
+	}
+	del := func() { x.deleteKey(context.WithoutCancel(ctx), key) }
+	if err != nil {
+		del()
+		return nil, err
+	}
+	return &keyedSession{Session: sess, deleteKey: del}, nil
+}
+
+// keyedSession is a session that logged in with an OS Login key of its own.
+type keyedSession struct {
+	executor.Session
+	deleteKey func()
+	once      sync.Once
+}
+
+// Close closes the session and starts the deletion of its key.
+func (s *keyedSession) Close() error {
+	err := s.Session.Close()
+	s.once.Do(s.deleteKey)
+	return err
+}
+
+// deleteKey deletes key from the OS Login profile in the background, so that
+// the deploy's result never waits for it; transports.Close waits. A failure is
+// logged: the key expires anyway.
+func (x *iapTransport) deleteKey(ctx context.Context, key oslogin.Key) {
+	x.ts.mu.Lock()
+	ol := x.ts.osLogin // set: a key was made with it
+	x.ts.mu.Unlock()
+	x.ts.deletes.Go(func() {
+		ctx, cancel := context.WithTimeout(ctx, osLoginDeleteTimeout)
+		defer cancel()
+		if err := ol.client.Delete(ctx, ol.account, key.Fingerprint); err != nil {
+			x.lg.Warn("delete the deploy's os login key; it expires by itself", "err", err, "expires", key.Expires)
+			return
+		}
+		x.lg.Debug("deleted the deploy's os login key", "fingerprint", key.Fingerprint)
+	})
 }
 
 // ssh resolves the VM and returns an SSH transport that dials it through IAP.
+// With ssh.oslogin its key is left in the OS Login profile until it expires.
 func (x *iapTransport) ssh(ctx context.Context) (*remote.SSH, error) {
+	tr, _, err := x.dial(ctx)
+	return tr, err
+}
+
+// dial resolves the VM and returns an SSH transport that dials it through IAP,
+// and with ssh.oslogin the key it logs in with.
+func (x *iapTransport) dial(ctx context.Context) (*remote.SSH, oslogin.Key, error) {
+	var key oslogin.Key
 	g, err := x.ts.googleAPIs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, key, err
 	}
 	vm := x.t.VM
 	var inst gce.Instance
@@ -239,7 +377,7 @@ func (x *iapTransport) ssh(ctx context.Context) (*remote.SSH, error) {
 		}
 	}
 	if err != nil {
-		return nil, err
+		return nil, key, err
 	}
 	nic := vm.Interface
 	if nic == "" {
@@ -247,7 +385,7 @@ func (x *iapTransport) ssh(ctx context.Context) (*remote.SSH, error) {
 	}
 	opts, err := sshOptions(x.ts.cfg, x.t)
 	if err != nil {
-		return nil, err
+		return nil, key, err
 	}
 	opts.KnownHostsFile = "" // known_hosts pins were selected by instance ID above
 	opts.HostKeys = keys
@@ -259,7 +397,31 @@ func (x *iapTransport) ssh(ctx context.Context) (*remote.SSH, error) {
 	opts.Dial = func(ctx context.Context) (net.Conn, error) {
 		return iap.Dial(ctx, x.lg, iopts)
 	}
-	return remote.NewSSH(x.lg, opts)
+	if x.t.SSH.OSLogin {
+		ol, err := x.ts.osLoginAPI(ctx)
+		if err != nil {
+			return nil, key, err
+		}
+		if key, err = ol.client.Key(ctx, ol.account, vm.Project, osLoginKeyTTL, region(vm.Zone)); err != nil {
+			return nil, key, err
+		}
+		opts.User, opts.Signer, opts.PrivateKey = key.User, key.Signer, nil
+		x.lg.Debug("imported an os login key", "user", key.User, "fingerprint", key.Fingerprint, "expires", key.Expires)
+	}
+	tr, err := remote.NewSSH(x.lg, opts)
+	if err != nil && key.Fingerprint != "" {
+		x.deleteKey(context.WithoutCancel(ctx), key)
+		key = oslogin.Key{}
+	}
+	return tr, key, err
+}
+
+// region is the region of a zone: us-central1 of us-central1-a.
+func region(zone string) string {
+	if i := strings.LastIndexByte(zone, '-'); i > 0 {
+		return zone[:i]
+	}
+	return zone
 }
 
 // dialTunnel opens one IAP tunnel to the target's VM port (deployhook tunnel).
