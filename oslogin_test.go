@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/oauth2/google"
 )
 
 const osLoginAccount = "deployhook@acme-prod.iam.gserviceaccount.com" // the key file's client_email
@@ -206,5 +207,28 @@ func TestOSLogin_PermissionDenied(t *testing.T) {
 	}
 	if n := s.relay.Stats().Connects; n != 0 {
 		t.Errorf("%d tunnels opened without a key", n)
+	}
+}
+
+// The OS Login account is the service account the credentials file names.
+func TestServiceAccountEmail(t *testing.T) {
+	for _, tt := range []struct {
+		name, json, want, wantErr string
+	}{
+		{name: "service account key", json: `{"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com"}`,
+			want: "a@p.iam.gserviceaccount.com"},
+		{name: "impersonation", json: `{"type": "impersonated_service_account",
+			"service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/b@p.iam.gserviceaccount.com:generateAccessToken",
+			"source_credentials": {"type": "authorized_user", "client_email": "not-this@example.com"}}`,
+			want: "b@p.iam.gserviceaccount.com"},
+		{name: "user credentials", json: `{"type": "authorized_user", "client_id": "x"}`,
+			wantErr: "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := serviceAccountEmail(t.Context(), &google.Credentials{JSON: []byte(tt.json)})
+			if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("got %q, %v; want %q, error containing %q", got, err, tt.want, tt.wantErr)
+			}
+		})
 	}
 }
