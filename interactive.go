@@ -53,10 +53,16 @@ func (ts *transports) client(ctx context.Context, t *config.Target) (*ssh.Client
 	var tr *remote.SSH
 	switch t.Transport {
 	case "iap":
-		var err error
-		if tr, err = ts.iaps[t.Name].ssh(ctx); err != nil {
+		x := ts.iaps[t.Name]
+		tr, key, err := x.dial(ctx)
+		if err != nil {
 			return nil, err
 		}
+		c, err := tr.Client(ctx)
+		if key.Fingerprint != "" {
+			x.deleteKey(ctx, key) // an OS Login key is needed only to log in
+		}
+		return c, err
 	case "ssh":
 		tr = ts.byName[t.Name].(*remote.SSH)
 	default:

@@ -339,13 +339,6 @@ func (x *iapTransport) deleteKey(ctx context.Context, key oslogin.Key) {
 	})
 }
 
-// ssh resolves the VM and returns an SSH transport that dials it through IAP.
-// With ssh.oslogin its key is left in the OS Login profile until it expires.
-func (x *iapTransport) ssh(ctx context.Context) (*remote.SSH, error) {
-	tr, _, err := x.dial(ctx)
-	return tr, err
-}
-
 // dial resolves the VM and returns an SSH transport that dials it through IAP,
 // and with ssh.oslogin the key it logs in with.
 func (x *iapTransport) dial(ctx context.Context) (*remote.SSH, oslogin.Key, error) {
