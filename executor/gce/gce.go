@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 
 	compute "cloud.google.com/go/compute/apiv1"
 	"cloud.google.com/go/compute/apiv1/computepb"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
 // Options configures a Client.
@@ -47,14 +48,9 @@ func New(ctx context.Context, lg *slog.Logger, opts Options) (*Client, error) {
 	if lg == nil {
 		return nil, errors.New("new compute client: nil logger")
 	}
-	copts := append([]option.ClientOption(nil), opts.ClientOptions...)
-	if opts.Endpoint != "" {
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("new compute client: endpoint %q is not an absolute http(s) URL without query (like https://compute.googleapis.com)", opts.Endpoint)
-		}
-		// The client appends /compute/v1/...; a trailing slash would double it.
-		copts = append(copts, option.WithEndpoint(strings.TrimRight(opts.Endpoint, "/")))
+	copts, err := endpoint.Option(opts.ClientOptions, opts.Endpoint, "https://compute.googleapis.com")
+	if err != nil {
+		return nil, fmt.Errorf("new compute client: %w", err)
 	}
 	ic, err := compute.NewInstancesRESTClient(ctx, copts...)
 	if err != nil {

@@ -35,7 +35,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -45,6 +44,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
 // Options configures a Client.
@@ -72,14 +73,9 @@ func New(ctx context.Context, lg *slog.Logger, opts Options) (*Client, error) {
 	if lg == nil {
 		return nil, errors.New("new os login client: nil logger")
 	}
-	copts := append([]option.ClientOption(nil), opts.ClientOptions...)
-	if opts.Endpoint != "" {
-		u, err := url.Parse(opts.Endpoint)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("new os login client: endpoint %q is not an absolute http(s) URL without query (like https://oslogin.googleapis.com)", opts.Endpoint)
-		}
-		// The client appends /v1/...; a trailing slash would double the slash.
-		copts = append(copts, option.WithEndpoint(strings.TrimRight(opts.Endpoint, "/")))
+	copts, err := endpoint.Option(opts.ClientOptions, opts.Endpoint, "https://oslogin.googleapis.com")
+	if err != nil {
+		return nil, fmt.Errorf("new os login client: %w", err)
 	}
 	c, err := osl.NewRESTClient(ctx, copts...)
 	if err != nil {
