@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -18,6 +17,8 @@ import (
 
 	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor/remote"
+
+	"github.com/deployhook/deployhook/internal/shell"
 )
 
 func (e *env) sshCmd() *cobra.Command {
@@ -119,7 +120,7 @@ func (e *env) shell(client *ssh.Client, args []string) error {
 		})
 	}
 	if len(args) > 0 {
-		err = sess.Run(shellJoin(args))
+		err = sess.Run(shell.Join(args))
 	} else {
 		if err = sess.Shell(); err == nil {
 			err = sess.Wait()
@@ -130,14 +131,6 @@ func (e *env) shell(client *ssh.Client, args []string) error {
 		return exitError{fmt.Errorf("remote exit %d", exit.ExitStatus())}
 	}
 	return err
-}
-
-func shellJoin(args []string) string {
-	quoted := make([]string, len(args))
-	for i, a := range args {
-		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(quoted, " ")
 }
 
 func (e *env) tunnelCmd() *cobra.Command {

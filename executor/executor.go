@@ -332,19 +332,6 @@ func (e *Executor) Current(target string) string {
 	return l.current
 }
 
-// Idle reports whether no job is running or waiting on any target.
-func (e *Executor) Idle() bool {
-	for _, l := range e.lanes {
-		l.mu.Lock()
-		busy := l.running != nil || l.pending != nil
-		l.mu.Unlock()
-		if busy {
-			return false
-		}
-	}
-	return true
-}
-
 // Ready reports whether the queue is accepting work.
 func (e *Executor) Ready(context.Context) error {
 	e.mu.Lock()

@@ -87,7 +87,7 @@ func (h *harness) settle() {
 	h.t.Helper()
 	for range 1000 {
 		synctest.Wait()
-		if h.ex.Idle() && h.store.owedCount() == 0 {
+		if h.ex.idle() && h.store.owedCount() == 0 {
 			return
 		}
 		time.Sleep(time.Second)

@@ -314,3 +314,16 @@ func stepNames(cs []Command) []string {
 	}
 	return out
 }
+
+// idle reports whether no job is running or waiting on any target.
+func (e *Executor) idle() bool {
+	for _, l := range e.lanes {
+		l.mu.Lock()
+		busy := l.running != nil || l.pending != nil
+		l.mu.Unlock()
+		if busy {
+			return false
+		}
+	}
+	return true
+}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // Sequence describes the default deploy of a git checkout run by systemd units:
@@ -82,7 +84,7 @@ echo "at $head"`)
 	for _, u := range s.Units {
 		steps = append(steps, Step{
 			Name: "restart " + u, Sudo: true, Timeout: 5 * time.Minute,
-			Run: "systemctl --no-ask-password restart " + shellQuote(u),
+			Run: "systemctl --no-ask-password restart " + shell.Quote(u),
 		})
 	}
 	if len(s.Units) > 0 {
@@ -105,23 +107,18 @@ func verifyScript(units []string, settle int) string {
 	b.WriteString("fail=0\nstate() { systemctl show --property=ActiveState --value \"$1\"; }\n")
 	b.WriteString("restarts() { systemctl show --property=NRestarts --value \"$1\"; }\n")
 	for i, u := range units {
-		q := shellQuote(u)
+		q := shell.Quote(u)
 		fmt.Fprintf(&b, "s=$(state %s); n%d=$(restarts %s)\n", q, i, q)
 		fmt.Fprintf(&b, "if [ \"$s\" != active ]; then echo \"%s is $s\"; fail=1; fi\n", u)
 	}
 	b.WriteString("[ $fail = 0 ] || exit 1\n")
 	fmt.Fprintf(&b, "sleep %d\n", settle)
 	for i, u := range units {
-		q := shellQuote(u)
+		q := shell.Quote(u)
 		fmt.Fprintf(&b, "s=$(state %s); n=$(restarts %s)\n", q, q)
 		fmt.Fprintf(&b, "if [ \"$s\" != active ]; then echo \"%s is $s after %ds\"; fail=1; fi\n", u, settle)
 		fmt.Fprintf(&b, "if [ \"$n\" != \"$n%d\" ]; then echo \"%s restarted by systemd within %ds (NRestarts $n%d -> $n): crash loop\"; fail=1; fi\n", i, u, settle, i)
 	}
 	fmt.Fprintf(&b, "[ $fail = 0 ] && echo \"%s active for %ds\"\nexit $fail\n", strings.Join(units, ", "), settle)
 	return b.String()
-}
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

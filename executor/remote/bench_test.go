@@ -11,6 +11,8 @@ import (
 
 	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/internal/sshdtest"
+
+	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // deploySteps stands in for the default deploy sequence after the lock (DESIGN.md,
@@ -97,7 +99,7 @@ func BenchmarkOpenSSHOneShot(b *testing.B) {
 	key := srv.ClientKeyFile(b)
 	lock := benchLock(b)
 	host, port, _ := strings.Cut(srv.Addr, ":")
-	script := "flock -w 10 " + quote(lock) + " sh -c " + quote(strings.Join(deploySteps, " && "))
+	script := "flock -w 10 " + shell.Quote(lock) + " sh -c " + shell.Quote(strings.Join(deploySteps, " && "))
 	for _, kex := range []string{"default", "curve25519"} {
 		b.Run(kex, func(b *testing.B) {
 			args := []string{"-i", key, "-o", "UserKnownHostsFile=" + srv.KnownHosts, "-o", "BatchMode=yes",

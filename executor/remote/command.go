@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+
+	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // DefaultKillGrace is how long a timed-out or cancelled step has between SIGTERM and
@@ -59,13 +61,6 @@ const announce = `echo "` + pidAnnounce + `$$"
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// quote returns s as one single-quoted POSIX shell word: inside single quotes
-// nothing is special except the single quote itself, which is written by
-// closing the quoted word, adding a backslash-escaped quote and reopening it.
-func quote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
-}
-
 // seconds formats d for timeout(1) ("1.5s"): fractional seconds are allowed.
 func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
@@ -103,10 +98,10 @@ func commandLine(cmd executor.Command, grace time.Duration, announcePid bool) (s
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		fmt.Fprintf(&inner, "export %s=%s\n", k, quote(cmd.Env[k]))
+		fmt.Fprintf(&inner, "export %s=%s\n", k, shell.Quote(cmd.Env[k]))
 	}
 	if cmd.Dir != "" {
-		fmt.Fprintf(&inner, "cd -- %s || exit 1\n", quote(cmd.Dir))
+		fmt.Fprintf(&inner, "cd -- %s || exit 1\n", shell.Quote(cmd.Dir))
 	}
 	inner.WriteString(cmd.Run)
 
@@ -119,7 +114,7 @@ func commandLine(cmd executor.Command, grace time.Duration, announcePid bool) (s
 		w = announce + wrapper
 	}
 	return fmt.Sprintf("exec %ssh -c %s deployhook %s %s %s %s", sudoPrefix(cmd),
-		quote(w), seconds(cmd.Timeout), seconds(grace), quote(inner.String()), quote(name)), nil
+		shell.Quote(w), seconds(cmd.Timeout), seconds(grace), shell.Quote(inner.String()), shell.Quote(name)), nil
 }
 
 // sudoPrefix is the sudo command, with a trailing space, that runs as cmd's user;
@@ -127,7 +122,7 @@ func commandLine(cmd executor.Command, grace time.Duration, announcePid bool) (s
 func sudoPrefix(cmd executor.Command) string {
 	switch {
 	case cmd.User != "":
-		return "sudo -n -u " + quote(cmd.User) + " -- "
+		return "sudo -n -u " + shell.Quote(cmd.User) + " -- "
 	case cmd.Sudo:
 		return "sudo -n -- "
 	}

@@ -11,33 +11,6 @@ import (
 	"github.com/deployhook/deployhook/executor"
 )
 
-func TestQuote(t *testing.T) {
-	tests := []struct {
-		name, in, want string
-	}{
-		{"plain", "abc", `'abc'`},
-		{"empty", "", `''`},
-		{"single quote", "it's", `'it'\''s'`},
-		{"dollar and backquote", "$(id) `id` $HOME", `'$(id) ` + "`id`" + ` $HOME'`},
-		{"newline", "a\nb", "'a\nb'"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := quote(tt.in); got != tt.want {
-				t.Errorf("quote(%q) = %s, want %s", tt.in, got, tt.want)
-			}
-			// The shell must give back exactly the input.
-			out, err := exec.Command("/bin/sh", "-c", "printf %s "+quote(tt.in)).Output()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(out) != tt.in {
-				t.Errorf("sh read %q back as %q", tt.in, out)
-			}
-		})
-	}
-}
-
 func TestCommandLine(t *testing.T) {
 	tests := []struct {
 		name    string

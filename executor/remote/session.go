@@ -18,6 +18,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/deployhook/deployhook/executor"
+
+	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // sshSession is an open connection to a target: the lock, if any, and the steps.
@@ -202,7 +204,7 @@ func (s *sshSession) takeLock(ctx context.Context, lock string, wait time.Durati
 	}
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
-	q, dir := quote(lock), quote(path.Dir(lock))
+	q, dir := shell.Quote(lock), shell.Quote(path.Dir(lock))
 	// The shell tests for the directory itself, to spare a mkdir process in the
 	// usual case; flock exits lockExitCode when the wait runs out.
 	cmd := fmt.Sprintf(`[ -d %s ] || mkdir -p -- %s || exit 1; exec flock -E %d -w %s %s sh -c 'echo locked; exec cat >/dev/null'`,

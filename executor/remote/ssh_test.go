@@ -20,6 +20,8 @@ import (
 
 	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/internal/sshdtest"
+
+	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // testConn wraps the TCP connection to sshd so a test can cut it or freeze it
@@ -127,7 +129,7 @@ func TestSSH_Run_streams(t *testing.T) {
 		// The step cannot finish before the test has seen "first" and written
 		// to the file the step waits for.
 		_, err := s.Run(t.Context(), executor.Command{Name: "stream",
-			Run:     "echo first; while [ ! -e " + quote(fifo) + " ]; do sleep 0.05; done; echo second",
+			Run:     "echo first; while [ ! -e " + shell.Quote(fifo) + " ]; do sleep 0.05; done; echo second",
 			Timeout: time.Minute}, out)
 		done <- err
 	}()
@@ -394,7 +396,7 @@ func TestSSH_Open_lock(t *testing.T) {
 			opened <- err
 		}()
 		// Wait until the second flock is waiting on the target.
-		for strings.Count(pgrep(t, "flock -E 75 -w 60 "+quote(lock)), "\n") < 1 {
+		for strings.Count(pgrep(t, "flock -E 75 -w 60 "+shell.Quote(lock)), "\n") < 1 {
 			time.Sleep(10 * time.Millisecond)
 		}
 		closed.Store(true)
@@ -423,7 +425,7 @@ func TestSSH_Open_lock(t *testing.T) {
 		holdFlock(t, lock)
 		ctx, cancel := context.WithCancel(t.Context())
 		go func() {
-			for pgrep(t, "flock -E 75 -w 3600 "+quote(lock)) == "" {
+			for pgrep(t, "flock -E 75 -w 3600 "+shell.Quote(lock)) == "" {
 				time.Sleep(10 * time.Millisecond)
 			}
 			cancel()
