@@ -32,6 +32,20 @@ type Trigger struct {
 	// Force deploys even when SHA is the target's last successful deploy
 	// (manual redeploys and rollbacks). Pushes and CI runs never force.
 	Force bool `json:"force,omitempty"`
+	// BodyHash is the hex SHA-256 of the webhook delivery's body; empty for local
+	// triggers. The signature does not cover X-GitHub-Delivery, so an old signed
+	// body replayed under a new GUID is recognised by this hash.
+	BodyHash string `json:"body_hash,omitempty"`
+	// AnyCommit lets a person deploy or roll back to a SHA that is neither on the
+	// target's branch nor deployed successfully before (deployhook deploy
+	// --force). Never set from a webhook.
+	AnyCommit bool `json:"any_commit,omitempty"`
+}
+
+// Automatic reports whether k is a trigger no person asked for (a push, a CI
+// run, the reconciler). Automatic triggers only ever move a target forward.
+func (k Kind) Automatic() bool {
+	return k == KindPush || k == KindWorkflowRun || k == KindReconcile
 }
 
 // State is a job's state in the journal.
@@ -61,6 +75,7 @@ type Job struct {
 	Description string    `json:"description"`            // public, one line, what GitHub was told
 	PreviousSHA string    `json:"previous_sha,omitempty"` // what the target ran before this job
 	Deployment  int64     `json:"deployment,omitempty"`   // GitHub Deployment id, 0 if none
+	Owner       string    `json:"owner,omitempty"`        // the Owner.ID of the process that runs or will run it
 	Created     time.Time `json:"created"`
 	Started     time.Time `json:"started,omitzero"`
 	Finished    time.Time `json:"finished,omitzero"`
@@ -261,6 +276,31 @@ type Enqueued struct {
 	Job       Job    // the new job, or the existing one for a duplicate
 	Duplicate bool   // nothing was added: the delivery or the SHA was already known
 	Reason    string // for a duplicate: why ("delivery seen before", "already running", "already deployed")
+	// Ignored, when not empty, says why an automatic trigger is not deployed and
+	// nothing was recorded: its body was seen before under another delivery GUID,
+	// or the target deployed that SHA before. The server answers 200 with it.
+	Ignored string
+}
+
+// Owner is a deployhook process that owns jobs: the service, or a command-line
+// deploy. Its lease says until when it is alive; it renews the lease while it
+// runs, and any other process may end the jobs of an owner whose lease expired.
+type Owner struct {
+	ID    string    `json:"id"`    // random, new for every process
+	Kind  string    `json:"kind"`  // "serve" or "cli"
+	Host  string    `json:"host"`  // os.Hostname, for people reading the journal
+	PID   int       `json:"pid"`   // for people reading the journal
+	Until time.Time `json:"until"` // the end of the lease
+}
+
+// Commits answers questions about a repository's commit graph on GitHub
+// (implementation: executor/ghstatus, through the compare API). The executor
+// uses it for targets whose steps cannot answer them on the target itself.
+type Commits interface {
+	// Contains reports whether commit sha is reachable from ref (a branch name
+	// or a full SHA): the same commit, or one of its ancestors. An error wrapping
+	// ErrNotFound says GitHub knows no such commit or ref.
+	Contains(ctx context.Context, repo, ref, sha string) (bool, error)
 }
 
 // Queue errors.
