@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
@@ -35,9 +37,11 @@ var _ executor.Store = (*Store)(nil)
 
 // Open opens the journal at path, creating the file (mode 0600) and its
 // directory (mode 0700) if they are missing, and migrates its schema to the
-// version this binary knows. It refuses a file that is not a SQLite database,
-// and a journal whose schema is newer than this binary's (written by a newer
-// deployhook), without modifying either. ctx bounds the opening and the
+// version this binary knows. It refuses, without modifying any: a file that is
+// not a SQLite database, a journal whose schema is newer than this binary's
+// (written by a newer deployhook), and a journal file, or its -wal, -shm or
+// -journal file, that is a symbolic link or not a regular file (the error says
+// what to fix). ctx bounds the opening and the
 // migrations only. The caller must Close the Store.
 func Open(ctx context.Context, lg *slog.Logger, path string) (*Store, error) {
 	if path == "" {
@@ -50,9 +54,16 @@ func Open(ctx context.Context, lg *slog.Logger, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open journal: create directory: %w", err)
 	}
+	if err := checkFiles(path); err != nil {
+		return nil, err
+	}
 	// Create the file ourselves so it is private: SQLite would create it with
-	// 0644 (less the umask), and it gives the same mode to its -wal and -shm files.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// 0644 (less the umask), and it gives the same mode to its -wal and -shm
+	// files. O_NOFOLLOW: a link put there after checkFiles is refused too.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, linkError(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
@@ -88,6 +99,40 @@ func Open(ctx context.Context, lg *slog.Logger, path string) (*Store, error) {
 	}
 	lg.Debug("journal open", "path", path)
 	return s, nil
+}
+
+// journalFiles are the suffixes of the files SQLite keeps next to the
+// database: the write-ahead log, the shared-memory index, and the rollback
+// journal (only while the database is switched to WAL mode).
+var journalFiles = []string{"", "-wal", "-shm", "-journal"}
+
+// checkFiles refuses a journal whose database file, or one of the files SQLite
+// keeps beside it, is a symbolic link or not a regular file. SQLite would
+// follow a link and write wherever it points: to a file of another program, or
+// to one that someone who can change the link chooses. Missing files are fine
+// (Open and SQLite create them). It does not check the directories above.
+func checkFiles(path string) error {
+	for _, suffix := range journalFiles {
+		name := path + suffix
+		fi, err := os.Lstat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return fmt.Errorf("open journal: %w", err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return linkError(name)
+		case !fi.Mode().IsRegular():
+			return fmt.Errorf("open journal: %s is not a regular file (%v): remove it, or point data_dir elsewhere", name, fi.Mode().Type())
+		}
+	}
+	return nil
+}
+
+// linkError is the error for a journal file that is a symbolic link.
+func linkError(name string) error {
+	return fmt.Errorf("open journal: %s is a symbolic link, and deployhook does not follow one to its journal: "+
+		"replace the link with the file it points to (or remove it to start a new journal), or point data_dir at the directory that holds the file", name)
 }
 
 // dsn is the data source name of the journal for modernc.org/sqlite. The
