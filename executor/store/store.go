@@ -35,6 +35,17 @@ type Store struct {
 
 var _ executor.Store = (*Store)(nil)
 
+// Store also has the methods that issue 8 adds to executor.Store: owners and
+// their leases, what a target deployed, retention and a write probe.
+var _ interface {
+	Deployed(ctx context.Context, target, sha string) (executor.Job, error)
+	Beat(ctx context.Context, o executor.Owner) error
+	Orphans(ctx context.Context, now time.Time) ([]executor.Job, error)
+	Adopt(ctx context.Context, id, from, to string) error
+	Prune(ctx context.Context, before time.Time, keep int) (int, error)
+	Check(ctx context.Context) error
+} = (*Store)(nil)
+
 // Open opens the journal at path, creating the file (mode 0600) and its
 // directory (mode 0700) if they are missing, and migrates its schema to the
 // version this binary knows. It refuses, without modifying any: a file that is
@@ -166,10 +177,11 @@ func dsn(path string, readOnly bool) string {
 // Path returns the journal's file name, as given to Open.
 func (s *Store) Path() string { return s.path }
 
-// Ping checks that the journal can still be read and written to (for a
-// readiness endpoint): it runs a query on a read connection and on the write
+// Ping checks that the journal can still be read, and that its write
+// connection answers: it runs a query on a read connection and on the write
 // connection, which waits for a write in progress. It returns an error
-// otherwise, or when ctx ends first.
+// otherwise, or when ctx ends first. Ping writes nothing, so it does not see a
+// full or read-only file system: a readiness probe should call Check.
 func (s *Store) Ping(ctx context.Context) error {
 	var n int
 	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE 0").Scan(&n); err != nil {
