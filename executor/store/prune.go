@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -19,7 +20,7 @@ const pruneBatch = 500
 // deleted: queued and running jobs, each target's newest successful job (what
 // LastSuccess returns, the target's deployed commit), and the outbox: reports
 // owed to GitHub stay until settled. Prune also deletes the owner rows whose
-// lease ended before before.
+// lease ended before before. A zero before deletes nothing by age.
 //
 // It deletes in transactions of at most pruneBatch jobs, until nothing is
 // left to delete or ctx ends; the jobs deleted by the transactions that
@@ -28,9 +29,13 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int, err
 	if keep < 0 {
 		keep = 0
 	}
+	cut := int64(math.MinInt64) // the zero time has no unix nanoseconds
+	if !before.IsZero() {
+		cut = before.UnixNano()
+	}
 	total := 0
 	for {
-		n, err := s.pruneBatch(ctx, before, keep)
+		n, err := s.pruneBatch(ctx, cut, keep)
 		total += n
 		if err != nil {
 			return total, err
@@ -39,17 +44,17 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int, err
 			break
 		}
 	}
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM owners WHERE until < ?`, before.UnixNano()); err != nil {
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM owners WHERE until < ?`, cut); err != nil {
 		return total, fmt.Errorf("prune journal: owners: %w", err)
 	}
 	return total, nil
 }
 
-// pruneBatch deletes at most pruneBatch jobs that Prune would delete, in one
-// transaction. Deleting some of them never saves another: the rank of a job
+// pruneBatch deletes at most pruneBatch jobs that Prune would delete (before
+// in unix nanoseconds), in one transaction. Deleting some of them never saves another: the rank of a job
 // beyond keep only counts newer jobs, and the newer jobs within keep are
 // never deleted by rank, nor by age when the job itself is not old enough.
-func (s *Store) pruneBatch(ctx context.Context, before time.Time, keep int) (int, error) {
+func (s *Store) pruneBatch(ctx context.Context, before int64, keep int) (int, error) {
 	// steps and deliveries go by ON DELETE CASCADE (foreign_keys is on).
 	res, err := s.w.ExecContext(ctx, `DELETE FROM jobs WHERE rowid IN (
 		SELECT rid FROM (
@@ -61,7 +66,7 @@ func (s *Store) pruneBatch(ctx context.Context, before time.Time, keep int) (int
 		WHERE state IN (`+finalStates+`)
 			AND NOT (state = 'success' AND n_state = 1)
 			AND (created < ?1 OR (?2 > 0 AND n > ?2))
-		LIMIT ?3)`, before.UnixNano(), keep, pruneBatch)
+		LIMIT ?3)`, before, keep, pruneBatch)
 	if err != nil {
 		return 0, fmt.Errorf("prune journal: jobs: %w", err)
 	}

@@ -1256,6 +1256,8 @@ func TestStore_Prune(t *testing.T) {
 		{name: "by count", before: t0, keep: 3,
 			// production, newest first: p9 p8 p7 | p6 p5 p4 p3 p2 p1; p5 runs, p3 is the newest success.
 			deleted: []string{"p6", "p4", "p2", "p1"}},
+		{name: "zero before is no age limit", keep: 3,
+			deleted: []string{"p6", "p4", "p2", "p1"}},
 		{name: "keep 1", before: t0, keep: 1,
 			deleted: []string{"p8", "p7", "p6", "p4", "p2", "p1"}},
 		{name: "everything old", before: t0.Add(time.Hour), keep: 0,
