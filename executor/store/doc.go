@@ -3,12 +3,15 @@
 //
 // # What it stores
 //
-// One file holds four tables:
+// One file holds these tables:
 //
 //   - jobs: one row per deploy job: its target, the trigger that asked for it
-//     (kind, repository, branch, SHA, delivery GUID, actor, reason, force), its
-//     state and public description, the SHA the target ran before, the GitHub
-//     Deployment id, and when it was created, started and finished;
+//     (kind, repository, branch, SHA, delivery GUID, the hash of the webhook's
+//     body, actor, reason, force, any-commit), its state and public
+//     description, the SHA the target ran before, the GitHub Deployment id, the
+//     process that owns it, and when it was created, started and finished. A
+//     unique index on (target, body hash) makes the body-hash deduplication
+//     atomic: an old signed body replayed under a new GUID creates no job;
 //   - steps: what each step of a job did (exit code, error, the tail of its
 //     output, capped at MaxOutput bytes), keyed by job and sequence number;
 //   - deliveries: each webhook delivery GUID and target that created a job, and that job.
@@ -16,7 +19,23 @@
 //     CreateJob calls for one delivery, even from two processes, exactly one
 //     records a job and the other gets executor.ErrDuplicate and the winner's id;
 //   - outbox: reports owed to GitHub, oldest first, with their number of failed
-//     tries, until Settle removes them.
+//     tries, until Settle removes them;
+//   - owners: the processes (deployhook serve, a deployhook deploy) that own
+//     jobs, each with the end of its lease, which Beat renews. Orphans lists the
+//     unfinished jobs of owners whose lease ended, and Adopt hands one to a
+//     live process with a compare-and-set, so a job has one owner at a time;
+//   - health: one row whose counter Check bumps, to prove the file takes writes.
+//
+// # Retention
+//
+// Prune deletes old final jobs with their steps and delivery rows, by age and
+// by a count per target, but never a target's newest successful job (its
+// deployed commit), an unfinished job, or a report still owed to GitHub.
+//
+// # Files
+//
+// Open refuses a journal whose file, or its -wal or -shm file, is a symbolic
+// link: SQLite would write wherever the link points.
 //
 // The schema is created and upgraded by numbered migrations embedded in the
 // binary (migrations/NNNN_name.sql). The version is kept in SQLite's

@@ -21,17 +21,36 @@ const MaxOutput = 64 << 10
 
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
-	state, description, previous_sha, deployment, created, started, finished`
+	body_hash, any_commit, state, description, previous_sha, deployment, owner,
+	created, started, finished`
 
-// CreateJob records j, with its steps if it has any, and returns j.ID. If
-// j.Trigger.Delivery is not empty and a job was already recorded for that
-// delivery, it records nothing and returns that job's id and an error wrapping
-// executor.ErrDuplicate; the check and the insert are one transaction, so of two
-// concurrent calls for one delivery exactly one records a job. j.ID, j.Target
-// and j.State must not be empty, and no job with j.ID may exist. A zero
-// j.Created is recorded as the time of the call. The reports in owe are added to
-// the outbox in the same transaction: the job and what GitHub is owed about it
-// are recorded together or not at all.
+// jobValues are the placeholders for jobColumns.
+const jobValues = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
+
+// finalStates are the end states of a job, as SQL string literals, for
+// queries that must know them. executor.StateSkipped is final too.
+const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
+
+// CreateJob records j, with its steps if it has any, its owner and its
+// trigger's body hash, and returns j.ID.
+//
+// It deduplicates deliveries, in this order:
+//   - if j.Trigger.Delivery is not empty and a job of j.Target was already
+//     recorded for that delivery GUID,
+//   - or if j.Trigger.BodyHash is not empty and a job of j.Target was already
+//     recorded with that body hash (an old body replayed under a new GUID),
+//
+// it records nothing and returns that job's id and an error wrapping
+// executor.ErrDuplicate. The deliveries table's primary key and a unique index
+// on (target, body_hash) decide, inside the write transaction, so of any number
+// of concurrent calls for one delivery or body and target, even from several
+// processes, exactly one records a job. The same GUID or body may create one
+// job for each of several targets (a push that deploys two targets).
+//
+// j.ID, j.Target and j.State must not be empty, and no job with j.ID may
+// exist. A zero j.Created is recorded as the time of the call. The reports in
+// owe are added to the outbox in the same transaction: the job and what GitHub
+// is owed about it are recorded together or not at all.
 func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.Report) (existing string, err error) {
 	switch {
 	case j.ID == "":
@@ -52,31 +71,43 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 
 	delivery := j.Trigger.Delivery
 	if delivery != "" {
-		var id string
-		err := tx.QueryRowContext(ctx, `SELECT job FROM deliveries WHERE guid = ? AND target = ?`, delivery, j.Target).Scan(&id)
-		switch {
-		case err == nil:
-			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w", j.ID, delivery, id, executor.ErrDuplicate)
-		case !errors.Is(err, sql.ErrNoRows):
-			return "", fmt.Errorf("create job %s: look up delivery: %w", j.ID, err)
+		// The delivery row goes in before its job, so that its primary key
+		// decides first; the foreign key to the job is checked at commit.
+		// (defer_foreign_keys ends with the transaction.)
+		if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
+			return "", fmt.Errorf("create job %s: %w", j.ID, err)
 		}
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
-		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
-		string(j.State), j.Description, j.PreviousSHA, j.Deployment,
-		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
-	if err != nil {
+		_, err := tx.ExecContext(ctx, `INSERT INTO deliveries (guid, target, job) VALUES (?, ?, ?)`, delivery, j.Target, j.ID)
 		if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY) {
-			return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
+			id, err := existingJob(ctx, tx, `SELECT job FROM deliveries WHERE guid = ? AND target = ?`, delivery, j.Target)
+			if err != nil {
+				return "", fmt.Errorf("create job %s: look up delivery: %w", j.ID, err)
+			}
+			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w", j.ID, delivery, id, executor.ErrDuplicate)
 		}
-		return "", fmt.Errorf("create job %s: %w", j.ID, err)
-	}
-	if delivery != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (guid, target, job) VALUES (?, ?, ?)`, delivery, j.Target, j.ID); err != nil {
+		if err != nil {
 			return "", fmt.Errorf("create job %s: record delivery: %w", j.ID, err)
 		}
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES (`+jobValues+`)`,
+		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
+		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
+		j.Trigger.BodyHash, j.Trigger.AnyCommit,
+		string(j.State), j.Description, j.PreviousSHA, j.Deployment, j.Owner,
+		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
+	switch {
+	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
+		// The only unique index of jobs besides its primary key.
+		id, err := existingJob(ctx, tx, `SELECT id FROM jobs WHERE target = ? AND body_hash = ?`, j.Target, j.Trigger.BodyHash)
+		if err != nil {
+			return "", fmt.Errorf("create job %s: look up body hash: %w", j.ID, err)
+		}
+		return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
+			j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY):
+		return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
+	case err != nil:
+		return "", fmt.Errorf("create job %s: %w", j.ID, err)
 	}
 	for _, st := range j.Steps {
 		st.Job = j.ID
@@ -93,8 +124,18 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	return j.ID, nil
 }
 
-// UpdateJob stores j's state, description, previous SHA, start and finish
-// times, found by j.ID, and adds the reports in owe to the outbox, in one
+// existingJob reads the id of the job that a duplicate CreateJob collided
+// with, inside the transaction that found the collision.
+func existingJob(ctx context.Context, tx *sql.Tx, query string, args ...any) (string, error) {
+	var id string
+	if err := tx.QueryRowContext(ctx, query, args...).Scan(&id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// UpdateJob stores j's state, description, previous SHA, owner, start and
+// finish times, found by j.ID, and adds the reports in owe to the outbox, in one
 // transaction: a crash never leaves a job final without its final report owed.
 // It leaves the rest alone: the trigger, the creation time (fixed by CreateJob,
 // it orders Jobs), the steps (AddStep) and the Deployment id (SetDeployment). It
@@ -110,9 +151,9 @@ func (s *Store) UpdateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	}
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `UPDATE jobs
-		SET state = ?, description = ?, previous_sha = ?, started = ?, finished = ?
+		SET state = ?, description = ?, previous_sha = ?, owner = ?, started = ?, finished = ?
 		WHERE id = ?`,
-		string(j.State), j.Description, j.PreviousSHA, nanos(j.Started), nanos(j.Finished), j.ID)
+		string(j.State), j.Description, j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
@@ -299,7 +340,8 @@ func scanJob(row scanner) (executor.Job, error) {
 	var started, finished sql.NullInt64
 	err := row.Scan(&j.ID, &j.Target, &kind, &j.Trigger.Repo, &j.Trigger.Branch, &j.Trigger.SHA,
 		&j.Trigger.Delivery, &j.Trigger.Actor, &j.Trigger.Reason, &j.Trigger.Force,
-		&state, &j.Description, &j.PreviousSHA, &j.Deployment, &created, &started, &finished)
+		&j.Trigger.BodyHash, &j.Trigger.AnyCommit,
+		&state, &j.Description, &j.PreviousSHA, &j.Deployment, &j.Owner, &created, &started, &finished)
 	if err != nil {
 		return executor.Job{}, err
 	}
@@ -343,4 +385,20 @@ func oneRow(res sql.Result, what string) error {
 func isConstraint(err error, code int) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code() == code
+}
+
+// Deployed returns the newest (by creation) successful job of target that
+// deployed sha, without its steps, or an error wrapping executor.ErrNotFound
+// when target never deployed sha successfully.
+func (s *Store) Deployed(ctx context.Context, target, sha string) (executor.Job, error) {
+	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
+		WHERE target = ? AND sha = ? AND state = ? ORDER BY created DESC, rowid DESC LIMIT 1`,
+		target, sha, string(executor.StateSuccess)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return executor.Job{}, fmt.Errorf("deploy of %s to %s: %w", sha, target, executor.ErrNotFound)
+	}
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("deploy of %s to %s: %w", sha, target, err)
+	}
+	return j, nil
 }

@@ -2,10 +2,16 @@ package store
 
 import (
 	"database/sql"
+	"errors"
+	"io/fs"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
+
+	"github.com/deployhook/deployhook/executor"
 )
 
 // openRaw opens a database file with the writer's settings, without migrating.
@@ -136,9 +142,121 @@ func TestSchema(t *testing.T) {
 	if err := s.r.QueryRowContext(t.Context(), "PRAGMA integrity_check").Scan(&got); err != nil || got != "ok" {
 		t.Errorf("integrity_check = %q, %v; want ok", got, err)
 	}
-	for _, tbl := range []string{"jobs", "steps", "deliveries", "outbox"} {
+	for _, tbl := range []string{"jobs", "steps", "deliveries", "outbox", "owners", "health"} {
 		if !tableExists(t, s.r, tbl) {
 			t.Errorf("table %s missing", tbl)
 		}
+	}
+}
+
+// TestOpen_migrateFrom0001 opens a journal written by a deployhook that knew
+// only migration 0001, with jobs, steps, deliveries and owed reports in it,
+// and checks that everything is still there, that the old jobs read with no
+// owner and no body hash (so recovery may end them), and that the migrated
+// schema is exactly a new journal's.
+func TestOpen_migrateFrom0001(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "journal.db")
+	initSQL, err := fs.ReadFile(schema(), "0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.SetMaxOpenConns(1)
+	if err := migrate(ctx, newLogger(t), old, fstest.MapFS{"0001_init.sql": {Data: initSQL}}); err != nil {
+		t.Fatal(err)
+	}
+	created := t0.UnixNano()
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		// Two jobs of one target with no body (the unique index must take them),
+		// one of them still running when the old deployhook stopped.
+		{`INSERT INTO jobs (id, target, kind, repo, branch, sha, delivery, actor, reason, force,
+			state, description, previous_sha, deployment, created, started, finished)
+			VALUES ('done', 'production', 'push', 'acme/app', 'main', ?, 'guid-1', 'octocat', 'push by octocat', 0,
+			'success', 'deployed 0123456', ?, 7, ?, ?, ?)`,
+			[]any{sha1, sha2, created, created + 1e9, created + 2e9}},
+		{`INSERT INTO jobs (id, target, kind, repo, branch, sha, delivery, actor, reason, force,
+			state, description, previous_sha, deployment, created, started, finished)
+			VALUES ('interrupted', 'production', 'push', 'acme/app', 'main', ?, 'guid-2', 'octocat', 'push by octocat', 0,
+			'running', 'deploying 89abcde', ?, 0, ?, ?, NULL)`,
+			[]any{sha2, sha1, created + 3e9, created + 4e9}},
+		{`INSERT INTO deliveries (guid, target, job) VALUES ('guid-1', 'production', 'done'), ('guid-2', 'production', 'interrupted')`, nil},
+		{`INSERT INTO steps (job, seq, name, exit_code, output, started, duration) VALUES ('done', 1, 'fetch', 0, 'ok', ?, 5)`,
+			[]any{created + 1e9}},
+		{`INSERT INTO outbox (job, report, created) VALUES ('interrupted', '{"job":"interrupted","state":"running"}', ?)`,
+			[]any{created}},
+	} {
+		if _, err := old.ExecContext(ctx, q.sql, q.args...); err != nil {
+			t.Fatalf("%s: %v", q.sql, err)
+		}
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s := mustOpen(t, path)
+	if got, want := userVersion(t, s.r), latestVersion(t); got != want || want < 2 {
+		t.Errorf("user_version = %d, want %d", got, want)
+	}
+	fresh := newStore(t)
+	if got, want := schemaSQL(t, s), schemaSQL(t, fresh); got != want {
+		t.Errorf("migrated schema differs from a new journal's:\n%s\nnew:\n%s", got, want)
+	}
+	want := executor.Job{
+		ID: "done", Target: "production",
+		Trigger: executor.Trigger{Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: sha1,
+			Delivery: "guid-1", Actor: "octocat", Reason: "push by octocat"},
+		State: executor.StateSuccess, Description: "deployed 0123456", PreviousSHA: sha2, Deployment: 7,
+		Created: t0, Started: t0.Add(time.Second), Finished: t0.Add(2 * time.Second),
+		Steps: []executor.StepRun{{Job: "done", Seq: 1, Name: "fetch", Output: "ok", Started: t0.Add(time.Second), Duration: 5}},
+	}
+	diffJob(t, mustJob(t, s, "done"), want)
+	if got, err := s.Deployed(ctx, "production", sha1); err != nil || got.ID != "done" {
+		t.Errorf("Deployed(production, sha1) = %q, %v; want done", got.ID, err)
+	}
+	orphans, err := s.Orphans(ctx, time.Now())
+	if err != nil || !slices.Equal(ids(orphans), []string{"interrupted"}) {
+		t.Errorf("Orphans = %v, %v; want [interrupted] (a job from before owners has none)", ids(orphans), err)
+	}
+	if err := s.Adopt(ctx, "interrupted", "", "new-owner"); err != nil {
+		t.Errorf("Adopt(interrupted from no owner): %v", err)
+	}
+	if owed, err := s.Owed(ctx, 0); err != nil || len(owed) != 1 || owed[0].Report.Job != "interrupted" {
+		t.Errorf("Owed = %+v, %v; want the old report", owed, err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Errorf("Check: %v", err)
+	}
+	// The old delivery still deduplicates; bodies do from now on.
+	dup := queuedJob("dup", "production", executor.StateQueued, time.Now())
+	dup.Trigger.Delivery = "guid-1"
+	if existing, err := s.CreateJob(ctx, dup); !errors.Is(err, executor.ErrDuplicate) || existing != "done" {
+		t.Errorf("CreateJob(old delivery) = %q, %v; want done, ErrDuplicate", existing, err)
+	}
+	for i, id := range []string{"new", "replay"} {
+		j := queuedJob(id, "production", executor.StateQueued, time.Now())
+		j.Trigger.BodyHash = bodyHash1
+		existing, err := s.CreateJob(ctx, j)
+		if i == 0 && err != nil || i == 1 && (!errors.Is(err, executor.ErrDuplicate) || existing != "new") {
+			t.Errorf("CreateJob(%s) = %q, %v", id, existing, err)
+		}
+	}
+	var check string
+	if err := s.r.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+		t.Errorf("integrity_check = %q, %v; want ok", check, err)
+	}
+	rows, err := s.r.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		t.Error("foreign_key_check found dangling rows")
 	}
 }

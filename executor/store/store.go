@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
@@ -33,11 +35,24 @@ type Store struct {
 
 var _ executor.Store = (*Store)(nil)
 
+// Store also has the methods that issue 8 adds to executor.Store: owners and
+// their leases, what a target deployed, retention and a write probe.
+var _ interface {
+	Deployed(ctx context.Context, target, sha string) (executor.Job, error)
+	Beat(ctx context.Context, o executor.Owner) error
+	Orphans(ctx context.Context, now time.Time) ([]executor.Job, error)
+	Adopt(ctx context.Context, id, from, to string) error
+	Prune(ctx context.Context, before time.Time, keep int) (int, error)
+	Check(ctx context.Context) error
+} = (*Store)(nil)
+
 // Open opens the journal at path, creating the file (mode 0600) and its
 // directory (mode 0700) if they are missing, and migrates its schema to the
-// version this binary knows. It refuses a file that is not a SQLite database,
-// and a journal whose schema is newer than this binary's (written by a newer
-// deployhook), without modifying either. ctx bounds the opening and the
+// version this binary knows. It refuses, without modifying any: a file that is
+// not a SQLite database, a journal whose schema is newer than this binary's
+// (written by a newer deployhook), and a journal file, or its -wal, -shm or
+// -journal file, that is a symbolic link or not a regular file (the error says
+// what to fix). ctx bounds the opening and the
 // migrations only. The caller must Close the Store.
 func Open(ctx context.Context, lg *slog.Logger, path string) (*Store, error) {
 	if path == "" {
@@ -50,9 +65,16 @@ func Open(ctx context.Context, lg *slog.Logger, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("open journal: create directory: %w", err)
 	}
+	if err := checkFiles(path); err != nil {
+		return nil, err
+	}
 	// Create the file ourselves so it is private: SQLite would create it with
-	// 0644 (less the umask), and it gives the same mode to its -wal and -shm files.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	// 0644 (less the umask), and it gives the same mode to its -wal and -shm
+	// files. O_NOFOLLOW: a link put there after checkFiles is refused too.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, linkError(path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open journal: %w", err)
 	}
@@ -90,6 +112,40 @@ func Open(ctx context.Context, lg *slog.Logger, path string) (*Store, error) {
 	return s, nil
 }
 
+// journalFiles are the suffixes of the files SQLite keeps next to the
+// database: the write-ahead log, the shared-memory index, and the rollback
+// journal (only while the database is switched to WAL mode).
+var journalFiles = []string{"", "-wal", "-shm", "-journal"}
+
+// checkFiles refuses a journal whose database file, or one of the files SQLite
+// keeps beside it, is a symbolic link or not a regular file. SQLite would
+// follow a link and write wherever it points: to a file of another program, or
+// to one that someone who can change the link chooses. Missing files are fine
+// (Open and SQLite create them). It does not check the directories above.
+func checkFiles(path string) error {
+	for _, suffix := range journalFiles {
+		name := path + suffix
+		fi, err := os.Lstat(name)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue
+		case err != nil:
+			return fmt.Errorf("open journal: %w", err)
+		case fi.Mode()&fs.ModeSymlink != 0:
+			return linkError(name)
+		case !fi.Mode().IsRegular():
+			return fmt.Errorf("open journal: %s is not a regular file (%v): remove it, or point data_dir elsewhere", name, fi.Mode().Type())
+		}
+	}
+	return nil
+}
+
+// linkError is the error for a journal file that is a symbolic link.
+func linkError(name string) error {
+	return fmt.Errorf("open journal: %s is a symbolic link, and deployhook does not follow one to its journal: "+
+		"replace the link with the file it points to (or remove it to start a new journal), or point data_dir at the directory that holds the file", name)
+}
+
 // dsn is the data source name of the journal for modernc.org/sqlite. The
 // pragmas run on every new connection of the pool, busy_timeout first.
 //
@@ -121,10 +177,11 @@ func dsn(path string, readOnly bool) string {
 // Path returns the journal's file name, as given to Open.
 func (s *Store) Path() string { return s.path }
 
-// Ping checks that the journal can still be read and written to (for a
-// readiness endpoint): it runs a query on a read connection and on the write
+// Ping checks that the journal can still be read, and that its write
+// connection answers: it runs a query on a read connection and on the write
 // connection, which waits for a write in progress. It returns an error
-// otherwise, or when ctx ends first.
+// otherwise, or when ctx ends first. Ping writes nothing, so it does not see a
+// full or read-only file system: a readiness probe should call Check.
 func (s *Store) Ping(ctx context.Context) error {
 	var n int
 	if err := s.r.QueryRowContext(ctx, "SELECT count(*) FROM jobs WHERE 0").Scan(&n); err != nil {

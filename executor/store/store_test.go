@@ -51,25 +51,34 @@ var t0 = time.Date(2026, 11, 26, 15, 4, 5, 123456789, paris)
 const sha1 = "0123456789abcdef0123456789abcdef01234567"
 const sha2 = "89abcdef0123456789abcdef0123456789abcdef"
 
+// Hex SHA-256 digests, as the server computes them from webhook bodies.
+const (
+	bodyHash1 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+	bodyHash2 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+)
+
 // fullJob has every field of a job set, steps included.
 func fullJob(id string) executor.Job {
 	return executor.Job{
 		ID:     id,
 		Target: "production",
 		Trigger: executor.Trigger{
-			Kind:     executor.KindWorkflowRun,
-			Repo:     "acme/data-platform",
-			Branch:   "main",
-			SHA:      sha1,
-			Delivery: "delivery-" + id,
-			Actor:    "octocat",
-			Reason:   "CI run 42 passed",
-			Force:    true,
+			Kind:      executor.KindWorkflowRun,
+			Repo:      "acme/data-platform",
+			Branch:    "main",
+			SHA:       sha1,
+			Delivery:  "delivery-" + id,
+			Actor:     "octocat",
+			Reason:    "CI run 42 passed",
+			Force:     true,
+			BodyHash:  bodyHash1,
+			AnyCommit: true,
 		},
 		State:       executor.StateRunning,
 		Description: "deploying 0123456",
 		PreviousSHA: sha2,
 		Deployment:  1234567890123,
+		Owner:       "owner-serve-1",
 		Created:     t0,
 		Started:     t0.Add(time.Second + 7),
 		Finished:    t0.Add(time.Minute + 9),
@@ -241,6 +250,9 @@ func TestStore(t *testing.T) {
 			}
 			upd := queuedJob("j1", "other-target", executor.StateFailure, t0.Add(time.Hour))
 			upd.Description = "failure: rolled back to 89abcde"
+			upd.Owner = "owner-cli-2"
+			upd.Trigger.BodyHash = bodyHash2 // must not change the recorded one
+			upd.Trigger.AnyCommit = false
 			upd.PreviousSHA = sha1
 			upd.Started = t0.Add(5 * time.Second)
 			upd.Finished = time.Time{}
@@ -252,6 +264,7 @@ func TestStore(t *testing.T) {
 			want := orig
 			want.State, want.Description, want.PreviousSHA = upd.State, upd.Description, upd.PreviousSHA
 			want.Started, want.Finished = upd.Started, upd.Finished
+			want.Owner = upd.Owner
 			want.Deployment = 42
 			diffJob(t, mustJob(t, s, "j1"), want)
 		}},
@@ -335,6 +348,40 @@ func TestStore(t *testing.T) {
 			}
 		}},
 		{"Outbox/order, Retry and Settle", testOutbox},
+		{"CreateJob/duplicate body hash", testBodyHash},
+		{"CreateJob/delivery decides before body hash", func(t *testing.T, s *Store) {
+			a := queuedJob("a", "production", executor.StateQueued, t0)
+			a.Trigger.BodyHash = bodyHash1
+			b := queuedJob("b", "production", executor.StateQueued, t0.Add(time.Second))
+			b.Trigger.BodyHash = bodyHash2
+			mustCreate(t, s, a)
+			mustCreate(t, s, b)
+			c := queuedJob("c", "production", executor.StateQueued, t0.Add(2*time.Second))
+			c.Trigger.Delivery, c.Trigger.BodyHash = a.Trigger.Delivery, b.Trigger.BodyHash
+			if existing, err := s.CreateJob(t.Context(), c); !errors.Is(err, executor.ErrDuplicate) || existing != "a" {
+				t.Errorf("CreateJob(a's delivery, b's body) = %q, %v; want a, ErrDuplicate", existing, err)
+			}
+		}},
+		{"Deployed", testDeployed},
+		{"Beat and Orphans", testOrphans},
+		{"Adopt", testAdopt},
+		{"Check", func(t *testing.T, s *Store) {
+			for i := range 3 {
+				if err := s.Check(t.Context()); err != nil {
+					t.Fatalf("Check %d: %v", i, err)
+				}
+			}
+			var n int
+			if err := s.r.QueryRowContext(t.Context(), "SELECT checks FROM health").Scan(&n); err != nil || n != 3 {
+				t.Errorf("health checks = %d, %v; want 3: every Check must commit a write", n, err)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Check(t.Context()); err == nil {
+				t.Error("Check after Close = nil, want an error")
+			}
+		}},
 		{"Ping and Close", func(t *testing.T, s *Store) {
 			if err := s.Ping(t.Context()); err != nil {
 				t.Fatalf("Ping: %v", err)
@@ -791,4 +838,628 @@ func TestStore_oweWithJob(t *testing.T) {
 	if want := []string{"a:queued", "a:success"}; !slices.Equal(got, want) {
 		t.Errorf("owed %v, want %v (nothing for the duplicate or the missing job)", got, want)
 	}
+}
+
+// testBodyHash: an old signed body replayed under a new delivery GUID creates
+// no job for a target that has one for that body (issue 8, item 1: before
+// the body hash was recorded, the replay was a new job).
+func testBodyHash(t *testing.T, s *Store) {
+	ctx := t.Context()
+	first := queuedJob("j1", "production", executor.StateSuccess, t0)
+	first.Trigger.BodyHash = bodyHash1
+	mustCreate(t, s, first)
+	if got := mustJob(t, s, "j1").Trigger.BodyHash; got != bodyHash1 {
+		t.Fatalf("BodyHash = %q, want %q", got, bodyHash1)
+	}
+
+	tests := []struct {
+		name     string
+		target   string
+		delivery string
+		hash     string
+		want     string // the id CreateJob returns
+		wantDup  bool
+	}{
+		{name: "same body, new GUID, same target", target: "production", delivery: "new-guid-1", hash: bodyHash1, want: "j1", wantDup: true},
+		{name: "same body, new GUID again", target: "production", delivery: "new-guid-2", hash: bodyHash1, want: "j1", wantDup: true},
+		{name: "same body, other target", target: "staging", delivery: "new-guid-3", hash: bodyHash1, want: "j-staging"},
+		{name: "other body, same target", target: "production", delivery: "new-guid-4", hash: bodyHash2, want: "j-other"},
+		{name: "the refused GUID with a new body", target: "production", delivery: "new-guid-1",
+			hash: "0000000000000000000000000000000000000000000000000000000000000001", want: "j-reused-guid"},
+		{name: "no body hash never deduplicates", target: "production", delivery: "", hash: "", want: "j-local-1"},
+		{name: "no body hash, again", target: "production", delivery: "", hash: "", want: "j-local-2"},
+	}
+	for i, tt := range tests {
+		id := tt.want
+		if tt.wantDup {
+			id = fmt.Sprintf("dup-%d", i)
+		}
+		j := queuedJob(id, tt.target, executor.StateQueued, t0.Add(time.Duration(i+1)*time.Second))
+		j.Trigger.Delivery, j.Trigger.BodyHash = tt.delivery, tt.hash
+		r := executor.Report{Job: id, Target: tt.target, SHA: sha1, State: executor.StateQueued}
+		got, err := s.CreateJob(ctx, j, r)
+		if got != tt.want || errors.Is(err, executor.ErrDuplicate) != tt.wantDup || (!tt.wantDup && err != nil) {
+			t.Errorf("%s: CreateJob = %q, %v; want %q, duplicate %v", tt.name, got, err, tt.want, tt.wantDup)
+		}
+		_, err = s.Job(ctx, id)
+		if recorded := err == nil; recorded == tt.wantDup {
+			t.Errorf("%s: job %s recorded = %v, want %v", tt.name, id, recorded, !tt.wantDup)
+		}
+	}
+	owed, err := s.Owed(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jobs []string
+	for _, o := range owed {
+		jobs = append(jobs, o.Report.Job)
+	}
+	if want := []string{"j-staging", "j-other", "j-reused-guid", "j-local-1", "j-local-2"}; !slices.Equal(jobs, want) {
+		t.Errorf("owed reports for %v, want %v (nothing for a duplicate)", jobs, want)
+	}
+}
+
+func testDeployed(t *testing.T, s *Store) {
+	for i, j := range []executor.Job{
+		queuedJob("old-ok", "production", executor.StateSuccess, t0.Add(1*time.Minute)),
+		queuedJob("new-ok", "production", executor.StateSuccess, t0.Add(3*time.Minute)),
+		queuedJob("later-running", "production", executor.StateRunning, t0.Add(5*time.Minute)),
+		queuedJob("staging-ok", "staging", executor.StateSuccess, t0.Add(6*time.Minute)),
+		queuedJob("sha2-failed", "production", executor.StateFailure, t0.Add(7*time.Minute)),
+		queuedJob("sha2-skipped", "production", "skipped", t0.Add(8*time.Minute)),
+	} {
+		switch j.ID {
+		case "staging-ok", "sha2-failed", "sha2-skipped":
+			j.Trigger.SHA = sha2
+		}
+		j.Owner = "owner-" + j.ID
+		j.Trigger.BodyHash = fmt.Sprintf("%064x", i+1)
+		mustCreate(t, s, j)
+	}
+	tests := []struct {
+		target, sha string
+		want        string // "" for ErrNotFound
+	}{
+		{"production", sha1, "new-ok"},
+		{"production", sha2, ""}, // failed and skipped jobs are not deploys
+		{"staging", sha2, "staging-ok"},
+		{"staging", sha1, ""},
+		{"dev", sha1, ""},
+	}
+	for _, tt := range tests {
+		got, err := s.Deployed(t.Context(), tt.target, tt.sha)
+		if tt.want == "" {
+			if !errors.Is(err, executor.ErrNotFound) {
+				t.Errorf("Deployed(%s, %.7s) = %q, %v; want ErrNotFound", tt.target, tt.sha, got.ID, err)
+			}
+			continue
+		}
+		if err != nil || got.ID != tt.want {
+			t.Errorf("Deployed(%s, %.7s) = %q, %v; want %s", tt.target, tt.sha, got.ID, err, tt.want)
+			continue
+		}
+		// The whole job, as Job reads it.
+		diffJob(t, got, mustJob(t, s, tt.want))
+		if got.Owner != "owner-"+tt.want || got.Trigger.BodyHash == "" {
+			t.Errorf("Deployed(%s, %.7s) lacks owner or body hash: %+v", tt.target, tt.sha, got)
+		}
+	}
+}
+
+// ownerRow reads an owners row back.
+func ownerRow(tb testing.TB, s *Store, id string) (executor.Owner, bool) {
+	tb.Helper()
+	o := executor.Owner{ID: id}
+	var until int64
+	err := s.r.QueryRowContext(tb.Context(), "SELECT kind, host, pid, until FROM owners WHERE id = ?", id).
+		Scan(&o.Kind, &o.Host, &o.PID, &until)
+	if errors.Is(err, sql.ErrNoRows) {
+		return executor.Owner{}, false
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	o.Until = time.Unix(0, until).UTC()
+	return o, true
+}
+
+func testOrphans(t *testing.T, s *Store) {
+	ctx := t.Context()
+	now := t0.Add(time.Hour)
+	for _, o := range []executor.Owner{
+		{ID: "expired", Kind: "cli", Host: "vm-1", PID: 4242, Until: now.Add(-time.Nanosecond)},
+		{ID: "edge", Kind: "serve", Host: "vm-1", PID: 1, Until: now}, // alive at now itself
+		{ID: "live", Kind: "serve", Host: "vm-1", PID: 1, Until: now.Add(time.Minute)},
+	} {
+		if err := s.Beat(ctx, o); err != nil {
+			t.Fatalf("Beat(%s): %v", o.ID, err)
+		}
+	}
+	jobs := []struct {
+		id     string
+		state  executor.State
+		owner  string
+		orphan bool
+	}{
+		{"legacy", executor.StateRunning, "", true}, // recorded before owners existed
+		{"no-row", executor.StateQueued, "gone", true},
+		{"expired-running", executor.StateRunning, "expired", true},
+		{"expired-queued", executor.StateQueued, "expired", true},
+		{"expired-final", executor.StateError, "expired", false},
+		{"legacy-final", executor.StateSuccess, "", false},
+		{"edge", executor.StateRunning, "edge", false},
+		{"live-running", executor.StateRunning, "live", false},
+		{"live-queued", executor.StateQueued, "live", false},
+	}
+	var want []string
+	for i, jj := range jobs {
+		j := queuedJob(jj.id, "production", jj.state, t0.Add(time.Duration(i)*time.Minute))
+		j.Owner = jj.owner
+		mustCreate(t, s, j)
+		if jj.orphan {
+			want = append([]string{jj.id}, want...) // newest first
+		}
+	}
+	if err := s.AddStep(ctx, executor.StepRun{Job: "legacy", Seq: 1, Name: "fetch"}); err != nil {
+		t.Fatal(err)
+	}
+	orphans, err := s.Orphans(ctx, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(orphans); !slices.Equal(got, want) {
+		t.Errorf("Orphans(now) = %v, want %v", got, want)
+	}
+	for _, j := range orphans {
+		if j.Steps != nil {
+			t.Errorf("orphan %s has steps, want none", j.ID)
+		}
+		if j.Trigger.Repo != "acme/app" || j.Created.IsZero() {
+			t.Errorf("orphan %s not fully read: %+v", j.ID, j)
+		}
+	}
+
+	// A renewed lease (Beat replaces the row) takes its jobs off the list;
+	// the "live" lease ends in a minute, then its jobs are orphans.
+	renewed := executor.Owner{ID: "expired", Kind: "serve", Host: "vm-2", PID: 77, Until: now.Add(time.Hour)}
+	if err := s.Beat(ctx, renewed); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := ownerRow(t, s, "expired"); !ok || got != normalizeOwner(renewed) {
+		t.Errorf("owner row after Beat = %+v, %v; want %+v", got, ok, renewed)
+	}
+	orphans, err = s.Orphans(ctx, now.Add(time.Minute+time.Nanosecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := ids(orphans), []string{"live-queued", "live-running", "edge", "no-row", "legacy"}; !slices.Equal(got, want) {
+		t.Errorf("Orphans(now+1m) = %v, want %v", got, want)
+	}
+
+	for _, o := range []executor.Owner{{ID: "", Until: now}, {ID: "x"}} {
+		if err := s.Beat(ctx, o); err == nil {
+			t.Errorf("Beat(%+v) = nil, want an error", o)
+		}
+	}
+}
+
+// normalizeOwner is o as the journal gives it back.
+func normalizeOwner(o executor.Owner) executor.Owner {
+	o.Until = time.Unix(0, o.Until.UnixNano()).UTC()
+	return o
+}
+
+func testAdopt(t *testing.T, s *Store) {
+	ctx := t.Context()
+	for _, j := range []executor.Job{
+		queuedJob("running", "production", executor.StateRunning, t0),
+		queuedJob("queued", "production", executor.StateQueued, t0.Add(time.Second)),
+		queuedJob("final", "production", executor.StateError, t0.Add(2*time.Second)),
+		queuedJob("legacy", "production", executor.StateRunning, t0.Add(3*time.Second)),
+	} {
+		if j.ID != "legacy" {
+			j.Owner = "dead"
+		}
+		mustCreate(t, s, j)
+	}
+	steps := []struct {
+		name      string
+		id        string
+		from, to  string
+		wantErr   bool   // ErrNotFound
+		wantOwner string // the job's owner afterwards
+	}{
+		{"from another owner", "running", "someone-else", "me", true, "dead"},
+		{"adopt running", "running", "dead", "me", false, "me"},
+		{"twice: the CAS sees the new owner", "running", "dead", "other", true, "me"},
+		{"adopt queued", "queued", "dead", "me", false, "me"},
+		{"final jobs stay as they are", "final", "dead", "me", true, "dead"},
+		{"job recorded before owners", "legacy", "", "me", false, "me"},
+		{"unknown job", "nope", "dead", "me", true, ""},
+	}
+	for _, st := range steps {
+		err := s.Adopt(ctx, st.id, st.from, st.to)
+		if st.wantErr != errors.Is(err, executor.ErrNotFound) || (!st.wantErr && err != nil) {
+			t.Errorf("%s: Adopt(%s, %q, %q) = %v; want ErrNotFound %v", st.name, st.id, st.from, st.to, err, st.wantErr)
+		}
+		if st.wantOwner == "" {
+			continue
+		}
+		if got := mustJob(t, s, st.id).Owner; got != st.wantOwner {
+			t.Errorf("%s: owner of %s = %q, want %q", st.name, st.id, got, st.wantOwner)
+		}
+	}
+	if err := s.Adopt(ctx, "queued", "me", ""); err == nil || errors.Is(err, executor.ErrNotFound) {
+		t.Errorf("Adopt(to \"\") = %v, want a refusal", err)
+	}
+}
+
+// TestStore_CreateJob_concurrentBodyHash races CreateJob calls for one body
+// under distinct delivery GUIDs (replays) from two Store handles on one file:
+// the unique index lets exactly one record a job.
+func TestStore_CreateJob_concurrentBodyHash(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	stores := []*Store{mustOpen(t, path), mustOpen(t, path)}
+	const n = 16
+	type result struct {
+		existing string
+		err      error
+	}
+	results := make([]result, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			j := queuedJob(fmt.Sprintf("j%02d", i), "production", executor.StateQueued, t0)
+			j.Trigger.Delivery = fmt.Sprintf("guid-%02d", i)
+			j.Trigger.BodyHash = bodyHash1
+			<-start
+			existing, err := stores[i%2].CreateJob(t.Context(), j, executor.Report{Job: j.ID, State: executor.StateQueued})
+			results[i] = result{existing, err}
+		})
+	}
+	close(start)
+	wg.Wait()
+
+	var winners []string
+	for i, r := range results {
+		if r.err == nil {
+			winners = append(winners, fmt.Sprintf("j%02d", i))
+		}
+	}
+	if len(winners) != 1 {
+		t.Fatalf("%d calls recorded a job (%v), want exactly 1; results %+v", len(winners), winners, results)
+	}
+	for i, r := range results {
+		if r.err != nil && (!errors.Is(r.err, executor.ErrDuplicate) || r.existing != winners[0]) {
+			t.Errorf("call %d = %q, %v; want %s, ErrDuplicate", i, r.existing, r.err, winners[0])
+		}
+	}
+	jobs, err := stores[0].Jobs(t.Context(), "", 0)
+	if err != nil || !slices.Equal(ids(jobs), winners) {
+		t.Errorf("Jobs = %v, %v; want %v", ids(jobs), err, winners)
+	}
+	var deliveries, owed int
+	if err := stores[0].r.QueryRowContext(t.Context(), "SELECT count(*) FROM deliveries").Scan(&deliveries); err != nil || deliveries != 1 {
+		t.Errorf("delivery rows = %d, %v; want 1 (the losers' GUIDs must not be recorded)", deliveries, err)
+	}
+	if err := stores[0].r.QueryRowContext(t.Context(), "SELECT count(*) FROM outbox").Scan(&owed); err != nil || owed != 1 {
+		t.Errorf("owed reports = %d, %v; want 1", owed, err)
+	}
+}
+
+// TestStore_Adopt_concurrent races Adopt calls for one orphan from two Store
+// handles on one file (two processes recovering at once): exactly one wins,
+// and the job ends up with the winner.
+func TestStore_Adopt_concurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	stores := []*Store{mustOpen(t, path), mustOpen(t, path)}
+	j := queuedJob("orphan", "production", executor.StateRunning, t0)
+	j.Owner = "dead"
+	mustCreate(t, stores[0], j)
+	const n = 16
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = stores[i%2].Adopt(t.Context(), "orphan", "dead", fmt.Sprintf("p%02d", i))
+		})
+	}
+	close(start)
+	wg.Wait()
+	var winners []string
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners = append(winners, fmt.Sprintf("p%02d", i))
+		case !errors.Is(err, executor.ErrNotFound):
+			t.Errorf("Adopt %d: %v, want nil or ErrNotFound", i, err)
+		}
+	}
+	if len(winners) != 1 {
+		t.Fatalf("%d Adopt calls won (%v), want exactly 1", len(winners), winners)
+	}
+	if got := mustJob(t, stores[1], "orphan").Owner; got != winners[0] {
+		t.Errorf("owner = %q, want the winner %q", got, winners[0])
+	}
+}
+
+// pruneFixture records, on s, the jobs TestStore_Prune prunes: production's
+// p1..p9 created a minute apart (p3 its newest success, p5 and p9 not final),
+// staging's s1 (its only success) and s2, each with a step and a delivery
+// row, p1 with a body hash and an owed report.
+func pruneFixture(t *testing.T, s *Store) {
+	ctx := t.Context()
+	jobs := []struct {
+		id     string
+		target string
+		state  executor.State
+		minute int
+	}{
+		{"p1", "production", executor.StateSuccess, 1},
+		{"p2", "production", executor.StateFailure, 2},
+		{"p3", "production", executor.StateSuccess, 3},
+		{"p4", "production", executor.StateFailure, 4},
+		{"p5", "production", executor.StateRunning, 5},
+		{"p6", "production", "skipped", 6},
+		{"p7", "production", executor.StateSuperseded, 7},
+		{"p8", "production", executor.StateError, 8},
+		{"p9", "production", executor.StateQueued, 9},
+		{"s1", "staging", executor.StateSuccess, 1},
+		{"s2", "staging", executor.StateFailure, 2},
+	}
+	for _, jj := range jobs {
+		j := queuedJob(jj.id, jj.target, jj.state, t0.Add(time.Duration(jj.minute)*time.Minute))
+		if jj.id == "p1" {
+			j.Trigger.BodyHash = bodyHash1
+		}
+		var owe []executor.Report
+		if jj.id == "p1" {
+			owe = append(owe, executor.Report{Job: "p1", Target: "production", SHA: sha1, State: executor.StateSuccess})
+		}
+		if _, err := s.CreateJob(ctx, j, owe...); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddStep(ctx, executor.StepRun{Job: jj.id, Seq: 1, Name: "fetch", Output: "ok"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// count returns the result of a count(*) query on the journal.
+func count(tb testing.TB, s *Store, query string, args ...any) int {
+	tb.Helper()
+	var n int
+	if err := s.r.QueryRowContext(tb.Context(), query, args...).Scan(&n); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// TestStore_Prune checks what retention deletes and what it must keep: never
+// an unfinished job, a target's newest success, or an owed report.
+func TestStore_Prune(t *testing.T) {
+	all := []string{"p9", "p8", "p7", "p6", "p5", "p4", "p3", "s2", "p2", "s1", "p1"} // newest first; ties in insertion order, newest first
+	tests := []struct {
+		name    string
+		before  time.Time
+		keep    int
+		deleted []string
+	}{
+		{name: "nothing old, no count", before: t0, keep: 0},
+		{name: "negative keep is no count", before: t0, keep: -3},
+		{name: "by age", before: t0.Add(4*time.Minute + 30*time.Second), keep: 0,
+			// p3 and s1 are their targets' newest successes.
+			deleted: []string{"p4", "p2", "s2", "p1"}},
+		{name: "by count", before: t0, keep: 3,
+			// production, newest first: p9 p8 p7 | p6 p5 p4 p3 p2 p1; p5 runs, p3 is the newest success.
+			deleted: []string{"p6", "p4", "p2", "p1"}},
+		{name: "zero before is no age limit", keep: 3,
+			deleted: []string{"p6", "p4", "p2", "p1"}},
+		{name: "keep 1", before: t0, keep: 1,
+			deleted: []string{"p8", "p7", "p6", "p4", "p2", "p1"}},
+		{name: "everything old", before: t0.Add(time.Hour), keep: 0,
+			deleted: []string{"p8", "p7", "p6", "p4", "p2", "s2", "p1"}},
+		{name: "age and count together", before: t0.Add(2*time.Minute + 30*time.Second), keep: 5,
+			deleted: []string{"p4", "p2", "s2", "p1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			ctx := t.Context()
+			pruneFixture(t, s)
+			n, err := s.Prune(ctx, tt.before, tt.keep)
+			if err != nil || n != len(tt.deleted) {
+				t.Errorf("Prune = %d, %v; want %d, nil", n, err, len(tt.deleted))
+			}
+			var want []string
+			for _, id := range all {
+				if !slices.Contains(tt.deleted, id) {
+					want = append(want, id)
+				}
+			}
+			jobs, err := s.Jobs(ctx, "", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := ids(jobs); !slices.Equal(got, want) {
+				t.Errorf("jobs left = %v, want %v", got, want)
+			}
+			for _, id := range tt.deleted {
+				if n := count(t, s, "SELECT count(*) FROM steps WHERE job = ?", id); n != 0 {
+					t.Errorf("%d steps of deleted job %s left", n, id)
+				}
+				if n := count(t, s, "SELECT count(*) FROM deliveries WHERE job = ?", id); n != 0 {
+					t.Errorf("delivery row of deleted job %s left", id)
+				}
+			}
+			if got := count(t, s, "SELECT count(*) FROM steps"); got != len(want) {
+				t.Errorf("steps left = %d, want %d (one per job left)", got, len(want))
+			}
+			if got := count(t, s, "SELECT count(*) FROM deliveries"); got != len(want) {
+				t.Errorf("delivery rows left = %d, want %d", got, len(want))
+			}
+			// The owed report of p1 stays, deleted or not.
+			if owed, err := s.Owed(ctx, 0); err != nil || len(owed) != 1 || owed[0].Report.Job != "p1" {
+				t.Errorf("Owed after Prune = %+v, %v; want p1's report", owed, err)
+			}
+			rows, err := s.r.QueryContext(ctx, "PRAGMA foreign_key_check")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows.Next() {
+				t.Error("foreign_key_check after Prune found dangling rows")
+			}
+			rows.Close()
+			// A deleted job's delivery and body hash no longer deduplicate.
+			j := queuedJob("again", "production", executor.StateQueued, t0.Add(time.Hour))
+			j.Trigger.Delivery, j.Trigger.BodyHash = "d-p1", bodyHash1
+			_, err = s.CreateJob(ctx, j)
+			if p1Deleted := slices.Contains(tt.deleted, "p1"); p1Deleted != (err == nil) {
+				t.Errorf("CreateJob(p1's delivery and body) = %v; p1 deleted: %v", err, p1Deleted)
+			}
+		})
+	}
+}
+
+// TestStore_Prune_owners: owner rows whose lease ended before the cut-off go.
+func TestStore_Prune_owners(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	for _, o := range []executor.Owner{
+		{ID: "old", Kind: "cli", Until: t0.Add(-time.Nanosecond)},
+		{ID: "edge", Kind: "cli", Until: t0},
+		{ID: "live", Kind: "serve", Until: t0.Add(time.Hour)},
+	} {
+		if err := s.Beat(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.Prune(ctx, t0, 0); err != nil || n != 0 {
+		t.Fatalf("Prune = %d, %v; want 0 jobs", n, err)
+	}
+	for id, want := range map[string]bool{"old": false, "edge": true, "live": true} {
+		if _, ok := ownerRow(t, s, id); ok != want {
+			t.Errorf("owner %s kept = %v, want %v", id, ok, want)
+		}
+	}
+}
+
+// TestStore_Prune_batches: one call deletes more than one batch.
+func TestStore_Prune_batches(t *testing.T) {
+	s := newStore(t)
+	const n = 2*pruneBatch + 7
+	insertJobs(t, s, "production", n, executor.StateFailure)
+	got, err := s.Prune(t.Context(), t0.Add(time.Hour), 0)
+	if err != nil || got != n {
+		t.Errorf("Prune = %d, %v; want %d", got, err, n)
+	}
+	if left := count(t, s, "SELECT count(*) FROM jobs"); left != 0 {
+		t.Errorf("%d jobs left, want 0", left)
+	}
+}
+
+// insertJobs records n jobs of target in state, created a millisecond apart
+// from t0, each with a step and a delivery, in one transaction (fast setup).
+func insertJobs(tb testing.TB, s *Store, target string, n int, state executor.State) {
+	tb.Helper()
+	ctx := tb.Context()
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer tx.Rollback()
+	for i := range n {
+		id := fmt.Sprintf("%s-%07d", target, i)
+		created := t0.Add(time.Duration(i) * time.Millisecond).UnixNano()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES (`+jobValues+`)`,
+			id, target, "push", "acme/app", "main", sha1, "d-"+id, "octocat", "push", false,
+			"", false, string(state), "", "", 0, "", created, nil, nil); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO deliveries (guid, target, job) VALUES (?, ?, ?)`, "d-"+id, target, id); err != nil {
+			tb.Fatal(err)
+		}
+		if err := putStep(ctx, tx, executor.StepRun{Job: id, Seq: 1, Name: "fetch", Output: "ok"}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// TestOpen_symlink: a journal file, or its -wal or -shm, that is a symbolic
+// link is refused, and nothing it points to is created or changed (issue 8,
+// item 10: Open followed the link and wrote where it pointed).
+func TestOpen_symlink(t *testing.T) {
+	tests := []struct {
+		name string
+		link string // which file is the link: "", "-wal", "-shm"
+		real bool   // whether the link's target exists (a journal)
+	}{
+		{name: "journal links to a journal", link: "", real: true},
+		{name: "dangling journal link", link: "", real: false},
+		{name: "wal links elsewhere", link: "-wal", real: true},
+		{name: "shm links elsewhere", link: "-shm", real: true},
+		{name: "dangling wal link", link: "-wal", real: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "journal.db")
+			elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+			var before []byte
+			if tt.real {
+				if err := os.WriteFile(elsewhere, []byte("someone else's file"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				before = []byte("someone else's file")
+			}
+			if tt.link != "" {
+				// A real journal next to the linked -wal or -shm.
+				s := mustOpen(t, path)
+				if err := s.Close(); err != nil {
+					t.Fatal(err)
+				}
+				os.Remove(path + tt.link)
+			}
+			if err := os.Symlink(elsewhere, path+tt.link); err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(t.Context(), newLogger(t), path)
+			if err == nil {
+				s.Close()
+				t.Fatal("Open(symlinked journal) = nil error, want a refusal")
+			}
+			for _, want := range []string{path + tt.link + " is a symbolic link", "replace the link"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Open error = %q, want it to contain %q", err, want)
+				}
+			}
+			got, err := os.ReadFile(elsewhere)
+			switch {
+			case !tt.real && !errors.Is(err, os.ErrNotExist):
+				t.Errorf("the link's target was created (%v)", err)
+			case tt.real && string(got) != string(before):
+				t.Errorf("the link's target changed: %q, %v", got, err)
+			}
+		})
+	}
+	t.Run("directory in the journal's place", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "journal.db")
+		if err := os.Mkdir(path+"-wal", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(t.Context(), newLogger(t), path)
+		if err == nil {
+			s.Close()
+			t.Fatal("Open with a directory as -wal = nil error, want a refusal")
+		}
+		if !strings.Contains(err.Error(), "is not a regular file") {
+			t.Errorf("Open error = %q, want it to say the file is not a regular file", err)
+		}
+	})
 }
