@@ -15,7 +15,7 @@ func validRepo(repo string) error {
 	owner, name, ok := strings.Cut(repo, "/")
 	switch {
 	case !ok || !ownerRE.MatchString(owner) || !repoRE.MatchString(name):
-		return fmt.Errorf("repo %q must be owner/name, in ASCII letters, digits, -, _ and . (as in github.com/OWNER/NAME)", repo)
+		return fmt.Errorf("repo %+q must be owner/name, in ASCII letters, digits, -, _ and . (as in github.com/OWNER/NAME)", repo)
 	case name == "." || name == "..":
 		return fmt.Errorf("repo %q: %q is not a repository name", repo, name)
 	case strings.HasSuffix(asciiLower(name), ".git"):
