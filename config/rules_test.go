@@ -22,9 +22,10 @@ targets:
 
 // TestValidate_Issue8Rules has one row per configuration rule added for issue 8
 // (safe defaults for what is public, endpoint overrides, ASCII repository
-// names, repo_id, retention, app_user, the lock's directory). Every rule is a
-// refusal that did not exist before: each error row failed (the config was
-// accepted) before the change. An error row must produce exactly that one
+// names, repo_id, retention, app_user, the lock's directory). Before the
+// change every error row's configuration was accepted, except "repo kelvin
+// sign" and "repo three parts", which were refused without saying why (so
+// those rows failed on the text). An error row must produce exactly that one
 // problem, so a row cannot pass on another rule's message.
 func TestValidate_Issue8Rules(t *testing.T) {
 	sec := []string{"DEPLOYHOOK_WEBHOOK_SECRET", secret16}
