@@ -24,9 +24,10 @@ targets:
 // (safe defaults for what is public, endpoint overrides, ASCII repository
 // names, repo_id, retention, app_user, the lock's directory). Before the
 // change every error row's configuration was accepted, except "repo kelvin
-// sign" and "repo three parts", which were refused without saying why (so
-// those rows failed on the text). An error row must produce exactly that one
-// problem, so a row cannot pass on another rule's message.
+// sign" (refused, but the message did not say ASCII: the row failed on the
+// text) and "repo three parts" (refused as now: kept to pin the rule). An
+// error row must produce exactly that one problem, so a row cannot pass on
+// another rule's message.
 func TestValidate_Issue8Rules(t *testing.T) {
 	sec := []string{"DEPLOYHOOK_WEBHOOK_SECRET", secret16}
 	envWith := func(kv ...string) Getenv { return env(append(append([]string(nil), sec...), kv...)...) }
