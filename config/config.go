@@ -223,6 +223,14 @@ func parseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
+// days writes d as whole days when it is some ("3d"), else as Go does.
+func days(d time.Duration) string {
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
+}
+
 // ByteSize is a size written as "25MB", "512KB" or a number of bytes.
 type ByteSize int64
 
@@ -366,9 +374,9 @@ const (
 // Bounds of the retention settings.
 const (
 	// MinRetain is the shortest retain accepted: GitHub Enterprise Server lets a
-	// delivery be redelivered for 7 days (github.com for 3; GITHUB-FACTS
-	// "Redelivery"), and the journal must still know a delivery that can come
-	// back, so a redelivery is recognised and never deploys twice.
+	// delivery be redelivered for 7 days, github.com for 3 (GitHub's docs,
+	// "Redelivering webhooks"), and the journal must still know a delivery that
+	// can come back, so a redelivery is recognised and never deploys twice.
 	MinRetain = 7 * 24 * time.Hour
 	// MaxRetain is the longest: ten years.
 	MaxRetain = 3650 * 24 * time.Hour
@@ -514,7 +522,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if r := time.Duration(*c.Retain); r < MinRetain || r > MaxRetain {
-		bad("retain %s: keep the journal between 7d and 3650d (default 90d); GitHub can redeliver a delivery for up to 7 days, and the journal must still know it", r)
+		bad("retain %s: keep the journal between 7d and 3650d (default 90d); GitHub can redeliver a delivery for up to 7 days, and the journal must still know it", days(r))
 	}
 	if n := *c.RetainJobs; n < MinRetainJobs || n > MaxRetainJobs {
 		bad("retain_jobs %d: keep between %d and %d jobs per target (default %d)", n, MinRetainJobs, MaxRetainJobs, DefaultRetainJobs)

@@ -70,9 +70,10 @@ func TestValidate_Issue8Rules(t *testing.T) {
 
 		// Retention.
 		{"retain days", top("retain: 30d\nretain_jobs: 50\n"), envWith(), ""},
-		{"retain too short", top("retain: 3d\n"), envWith(), "retain 72h0m0s: keep the journal between 7d and 3650d"},
+		{"retain too short", top("retain: 3d\n"), envWith(), "retain 3d: keep the journal between 7d and 3650d"},
 		{"retain zero", top("retain: 0s\n"), envWith(), "retain 0s: keep the journal between 7d and 3650d"},
-		{"retain too long", top("retain: 3651d\n"), envWith(), "retain 87624h0m0s: keep the journal between 7d and 3650d"},
+		{"retain hours", top("retain: 36h\n"), envWith(), "retain 36h0m0s: keep the journal between 7d and 3650d"},
+		{"retain too long", top("retain: 3651d\n"), envWith(), "retain 3651d: keep the journal between 7d and 3650d"},
 		{"retain not a duration", top("retain: forever\n"), envWith(), `"forever" is not a duration (write 90s, 10m, 1h or 90d)`},
 		{"retain_jobs too few", top("retain_jobs: 0\n"), envWith(), "retain_jobs 0: keep between 10 and 1000000 jobs per target"},
 		{"retain_jobs too many", top("retain_jobs: 1000001\n"), envWith(), "retain_jobs 1000001: keep between 10 and 1000000 jobs per target"},
