@@ -27,19 +27,24 @@ import (
 func (e *env) deployCmd() *cobra.Command {
 	var c common
 	var sha string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "deploy",
 		Short: "Deploy one commit to a target now, streaming the steps' output",
 		Long: `Deploy runs one deploy in this process, through the same journal, lock and
 reports as the service, and streams the output of every step to the terminal.
-Without --sha it deploys the head of the target's branch (read from GitHub).`,
+Without --sha it deploys the head of the target's branch (read from GitHub).
+
+The commit must be on the target's branch or one the target deployed
+successfully before; --force (with --sha) deploys any other commit, on purpose.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return e.runOne(cmd.Context(), &c, executor.KindManual, sha)
+			return e.runOne(cmd.Context(), &c, cliRequest{kind: executor.KindManual, sha: sha, force: force})
 		},
 	}
 	c.flags(cmd, true)
 	cmd.Flags().StringVar(&sha, "sha", "", "commit to deploy (full SHA; default: the branch head)")
+	cmd.Flags().BoolVar(&force, "force", false, "deploy --sha even when it is neither on the branch nor deployed before")
 	_ = cmd.MarkFlagRequired("target")
 	return cmd
 }
@@ -47,18 +52,72 @@ Without --sha it deploys the head of the target's branch (read from GitHub).`,
 func (e *env) rollbackCmd() *cobra.Command {
 	var c common
 	var to string
+	var force bool
 	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "Deploy an earlier commit (default: the previous successful deploy)",
-		Args:  cobra.NoArgs,
+		Long: `Rollback deploys an earlier commit: the previous successful deploy, or --to.
+The commit must be on the target's branch or one the target deployed
+successfully before; --force (with --to) rolls back to any other commit, on
+purpose.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return e.runOne(cmd.Context(), &c, executor.KindRollback, to)
+			return e.runOne(cmd.Context(), &c, cliRequest{kind: executor.KindRollback, sha: to, force: force})
 		},
 	}
 	c.flags(cmd, true)
 	cmd.Flags().StringVar(&to, "to", "", "commit to roll back to (default: the previous successful deploy)")
+	cmd.Flags().BoolVar(&force, "force", false, "roll back to --to even when it is neither on the branch nor deployed before")
 	_ = cmd.MarkFlagRequired("target")
 	return cmd
+}
+
+// lowerASCII lower-cases the ASCII letters of s only: strings.ToLower would
+// also fold K (U+212A KELVIN SIGN) into k.
+func lowerASCII(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// cliRequest is what deployhook deploy or rollback was asked for.
+type cliRequest struct {
+	kind  executor.Kind // KindManual or KindRollback
+	sha   string        // --sha or --to; empty: the branch head, or the previous deploy
+	force bool          // --force
+}
+
+// check refuses a request that cannot be meant: --force names no commit
+// without --sha (--to), and the default commits need no force.
+func (r cliRequest) check() error {
+	if r.force && r.sha == "" {
+		if r.kind == executor.KindRollback {
+			return errors.New("--force needs --to: name the commit to roll back to")
+		}
+		return errors.New("--force needs --sha: name the commit to deploy")
+	}
+	return nil
+}
+
+// cliTrigger returns the trigger of a command-line deploy or rollback of sha
+// to t by actor. It always forces (a person may redeploy what runs now); only
+// --force lets the commit be one neither on the branch nor deployed before
+// (Trigger.AnyCommit), which no webhook can ask for.
+func cliTrigger(r cliRequest, t *config.Target, sha, actor string) executor.Trigger {
+	reason := "manual deploy by " + actor
+	if r.kind == executor.KindRollback {
+		reason = "rollback by " + actor
+	}
+	if r.force {
+		reason += " (forced)"
+	}
+	return executor.Trigger{
+		Kind: r.kind, Repo: t.Repo, Branch: t.Branch, SHA: lowerASCII(sha),
+		Actor: actor, Reason: reason, Force: true, AnyCommit: r.force,
+	}
 }
 
 // runOne runs one deploy or rollback in this process and waits for its end.
@@ -66,7 +125,11 @@ func (e *env) rollbackCmd() *cobra.Command {
 // It shares the journal with a running service, so it does not recover the
 // journal (that would close the service's running job). The remote lock keeps the
 // two from deploying at once.
-func (e *env) runOne(ctx context.Context, c *common, kind executor.Kind, sha string) error {
+func (e *env) runOne(ctx context.Context, c *common, r cliRequest) error {
+	if err := r.check(); err != nil {
+		return err
+	}
+	kind, sha := r.kind, r.sha
 	cfg, lg, err := e.load(c)
 	if err != nil {
 		return err
@@ -105,14 +168,7 @@ func (e *env) runOne(ctx context.Context, c *common, kind executor.Kind, sha str
 	if u, err := user.Current(); err == nil {
 		actor = u.Username
 	}
-	reason := "manual deploy by " + actor
-	if kind == executor.KindRollback {
-		reason = "rollback by " + actor
-	}
-	en, err := a.ex.Enqueue(ctx, t.Name, executor.Trigger{
-		Kind: kind, Repo: t.Repo, Branch: t.Branch, SHA: strings.ToLower(sha),
-		Actor: actor, Reason: reason, Force: true,
-	})
+	en, err := a.ex.Enqueue(ctx, t.Name, cliTrigger(r, t, sha, actor))
 	if err != nil {
 		return err
 	}
@@ -195,6 +251,9 @@ func (e *env) checkCmd() *cobra.Command {
 				return exitError{err}
 			}
 			fmt.Fprintf(e.stdout, "✓ configuration: %d target(s)\n", len(cfg.Targets))
+			for _, w := range cfg.FileWarnings() {
+				fmt.Fprintf(e.stdout, "! %s\n", w)
+			}
 			if c.dataDir != "" {
 				cfg.DataDir = c.dataDir
 			}

@@ -166,6 +166,7 @@ func newIAP(t *testing.T) *iapSetup {
 	})
 	port := v.srv.Addr[strings.LastIndexByte(v.srv.Addr, ':')+1:]
 	cfg := fmt.Sprintf(`public_url: https://deploy.example.com
+show_output: true # the tests read steps' output and errors from the job pages
 log: {format: text, level: debug}
 github:
   deployments: false

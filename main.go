@@ -109,6 +109,10 @@ func (e *env) load(c *common) (*config.Config, *slog.Logger, error) {
 	if c.dataDir != "" {
 		cfg.DataDir = c.dataDir
 	}
+	lg := e.logger(cfg.Log)
+	for _, w := range cfg.FileWarnings() {
+		lg.Warn(w)
+	}
 	if c.target != "" && cfg.Target(c.target) == nil {
 		var names []string
 		for _, t := range cfg.Targets {
@@ -116,7 +120,7 @@ func (e *env) load(c *common) (*config.Config, *slog.Logger, error) {
 		}
 		return nil, nil, fmt.Errorf("no target %q in the configuration (targets: %s)", c.target, strings.Join(names, ", "))
 	}
-	return cfg, e.logger(cfg.Log), nil
+	return cfg, lg, nil
 }
 
 // logger returns the process's logger: JSON with the field names Cloud Logging
@@ -167,8 +171,8 @@ type app struct {
 // assemble opens the journal and builds the reporter, transports and executor.
 func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options) (*app, error) {
 	a := &app{cfg: cfg, lg: lg}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create data_dir: %w", err)
+	if err := config.PrepareDataDir(cfg.DataDir); err != nil {
+		return nil, err
 	}
 	st, err := store.Open(ctx, lg, filepath.Join(cfg.DataDir, "deployhook.db"))
 	if err != nil {
@@ -204,6 +208,8 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		opts.Heads = a.gh
 	}
 	opts.PublicURL = cfg.PublicURL
+	// TODO(issue 8): opts.Retain, opts.RetainJobs = time.Duration(*cfg.Retain),
+	// *cfg.RetainJobs once the executor prunes the journal.
 	if opts.Grace == 0 {
 		opts.Grace = time.Duration(cfg.ShutdownGrace)
 	}
@@ -279,6 +285,7 @@ func routes(cfg *config.Config) []server.Route {
 		out = append(out, server.Route{
 			Target: t.Name, Repo: t.Repo, Branch: t.Branch, DeployOn: t.DeployOn,
 			Workflows: t.Workflows, DispatchWorkflow: t.DispatchWorkflow, Environment: t.Environment,
+			// TODO(issue 8): RepoID: t.RepoID, once the server pins repository ids.
 		})
 	}
 	return out

@@ -277,6 +277,7 @@ func (v *vm) writeConfig(t *testing.T, c vmConfig) string {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `public_url: https://deploy.example.com
+show_output: true # the tests read steps' output and errors from the job pages
 log: {format: text, level: debug}
 github:
   deployments: false

@@ -45,10 +45,18 @@ type Config struct {
 	MaxBody       ByteSize `yaml:"max_body"`
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
 	Badges        *bool    `yaml:"badges"`
-	ShowOutput    *bool    `yaml:"show_output"`
-	Log           Log      `yaml:"log"`
-	GitHub        GitHub   `yaml:"github"`
-	Targets       []Target `yaml:"targets"`
+	// ShowOutput puts the steps' output tails and error texts on the job pages,
+	// which are linked from GitHub. Default false: output may name hosts or
+	// carry what a step printed, and the pages are public.
+	ShowOutput *bool `yaml:"show_output"`
+	// Retain is how long the journal keeps finished jobs, their steps, deliveries
+	// and settled reports (default 90d, at least 7d); RetainJobs caps the jobs
+	// kept per target (default 1000).
+	Retain     *Duration `yaml:"retain"`
+	RetainJobs *int      `yaml:"retain_jobs"`
+	Log        Log       `yaml:"log"`
+	GitHub     GitHub    `yaml:"github"`
+	Targets    []Target  `yaml:"targets"`
 
 	// Secrets, from the environment only (see Load).
 	WebhookSecrets [][]byte `yaml:"-"`
@@ -63,6 +71,9 @@ type Config struct {
 	// file. Empty: Application Default Credentials' other sources (the metadata
 	// server on Google Cloud, gcloud's user credentials).
 	GoogleCredentials string `yaml:"-"`
+
+	// secretFiles are the NAME_FILE variables that were set, for FileWarnings.
+	secretFiles []namedFile
 }
 
 // Log configures logging.
@@ -85,8 +96,12 @@ type GitHub struct {
 
 // Target is one deploy target.
 type Target struct {
-	Name             string   `yaml:"name"`
-	Repo             string   `yaml:"repo"`
+	Name string `yaml:"name"`
+	Repo string `yaml:"repo"` // owner/name, ASCII
+	// RepoID, when set, pins the repository's numeric id: a delivery for a
+	// repository of the same name but another id (deleted and re-created, or
+	// renamed and the name taken over) is refused.
+	RepoID           int64    `yaml:"repo_id"`
 	Branch           string   `yaml:"branch"`
 	DeployOn         string   `yaml:"deploy_on"` // push | workflow_run
 	Workflows        []string `yaml:"workflows"`
@@ -96,15 +111,20 @@ type Target struct {
 	VM               VM       `yaml:"vm"`
 	SSH              SSH      `yaml:"ssh"`
 	AppDir           string   `yaml:"app_dir"`
-	AppUser          string   `yaml:"app_user"`
-	Units            []string `yaml:"units"`
-	Settle           Duration `yaml:"settle"`
-	AllowDirty       bool     `yaml:"allow_dirty"`
-	Lock             string   `yaml:"lock"`
-	LockWait         Duration `yaml:"lock_wait"`
-	Rollback         *bool    `yaml:"rollback"`
-	NotApplied       []string `yaml:"not_applied"`
-	Reconcile        Duration `yaml:"reconcile_every"`
+	// AppUser owns the checkout in AppDir: git and uv run as it. The default
+	// sequence requires it, so git never runs as the login user, who can sudo.
+	AppUser    string   `yaml:"app_user"`
+	Units      []string `yaml:"units"`
+	Settle     Duration `yaml:"settle"`
+	AllowDirty bool     `yaml:"allow_dirty"`
+	// Lock is the flock file that serializes deploys on the target. Default
+	// for iap and ssh: .deployhook/deploy.lock, relative to the login user's
+	// home, which only that user can write.
+	Lock       string   `yaml:"lock"`
+	LockWait   Duration `yaml:"lock_wait"`
+	Rollback   *bool    `yaml:"rollback"`
+	NotApplied []string `yaml:"not_applied"`
+	Reconcile  Duration `yaml:"reconcile_every"`
 	// Env is added to every step's environment (a step's own env wins).
 	Env   map[string]string `yaml:"env"`
 	Steps []Step            `yaml:"steps"`
@@ -153,21 +173,62 @@ type Step struct {
 	Rollback    *bool             `yaml:"rollback"`
 }
 
-// Duration is a time.Duration written as "10m", "90s".
+// Duration is a time.Duration written as "10m", "90s", or with a leading
+// number of days: "90d", "1d12h".
 type Duration time.Duration
 
-// UnmarshalYAML reads a Go duration string.
+// UnmarshalYAML reads a Go duration string, optionally led by a number of days.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
 		return err
 	}
-	v, err := time.ParseDuration(s)
+	v, err := parseDuration(s)
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (write 90s, 10m, 1h)", n.Line, s)
+		return fmt.Errorf("line %d: %q is not a duration (write 90s, 10m, 1h or 90d)", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// maxDays bounds the days of a Duration far below time.Duration's 292 years.
+const maxDays = 36500
+
+// parseDuration is time.ParseDuration that also takes a leading "Nd" (N whole
+// days of 24 hours): "90d", "1d12h". Go durations have no "d" unit, so a "d"
+// can only be the days.
+func parseDuration(s string) (time.Duration, error) {
+	days, rest, ok := strings.Cut(s, "d")
+	if !ok {
+		return time.ParseDuration(s)
+	}
+	if days == "" || len(days) > 5 || strings.Trim(days, "0123456789") != "" {
+		return 0, fmt.Errorf("%q: days must be a whole number", s)
+	}
+	var n int64
+	for _, c := range days {
+		n = n*10 + int64(c-'0')
+	}
+	if n > maxDays {
+		return 0, fmt.Errorf("%q: more than %d days", s, maxDays)
+	}
+	v := time.Duration(n) * 24 * time.Hour
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || r < 0 {
+			return 0, fmt.Errorf("%q: %q after the days is not a duration", s, rest)
+		}
+		v += r
+	}
+	return v, nil
+}
+
+// days writes d as whole days when it is some ("3d"), else as Go does.
+func days(d time.Duration) string {
+	if d != 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return d.String()
 }
 
 // ByteSize is a size written as "25MB", "512KB" or a number of bytes.
@@ -257,8 +318,14 @@ func secret(getenv Getenv, name string) ([]byte, error) {
 }
 
 func (c *Config) readEnv(getenv Getenv) error {
+	secret := func(name string) ([]byte, error) {
+		if f := getenv(name + "_FILE"); f != "" {
+			c.secretFiles = append(c.secretFiles, namedFile{name + "_FILE", f})
+		}
+		return secret(getenv, name)
+	}
 	for _, name := range []string{"DEPLOYHOOK_WEBHOOK_SECRET", "DEPLOYHOOK_WEBHOOK_SECRET_PREVIOUS"} {
-		s, err := secret(getenv, name)
+		s, err := secret(name)
 		if err != nil {
 			return err
 		}
@@ -266,15 +333,15 @@ func (c *Config) readEnv(getenv Getenv) error {
 			c.WebhookSecrets = append(c.WebhookSecrets, s)
 		}
 	}
-	tok, err := secret(getenv, "DEPLOYHOOK_GITHUB_TOKEN")
+	tok, err := secret("DEPLOYHOOK_GITHUB_TOKEN")
 	if err != nil {
 		return err
 	}
 	c.GitHubToken = string(tok)
-	if c.SSHKey, err = secret(getenv, "DEPLOYHOOK_SSH_KEY"); err != nil {
+	if c.SSHKey, err = secret("DEPLOYHOOK_SSH_KEY"); err != nil {
 		return err
 	}
-	if c.SSHPassphrase, err = secret(getenv, "DEPLOYHOOK_SSH_KEY_PASSPHRASE"); err != nil {
+	if c.SSHPassphrase, err = secret("DEPLOYHOOK_SSH_KEY_PASSPHRASE"); err != nil {
 		return err
 	}
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
@@ -288,6 +355,37 @@ func (c *Config) readEnv(getenv Getenv) error {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// Defaults that other parts of the program name.
+const (
+	// DefaultLock is the deploy lock of iap and ssh targets. The transport
+	// resolves a relative path in the login user's home, a directory only that
+	// user can write. It used to be /run/lock/deployhook.lock, but /run/lock is
+	// writable by every user of the VM: any of them could pre-create the file
+	// (fs.protected_regular then refuses it even to root) or hold it with flock
+	// and block every deploy.
+	DefaultLock = ".deployhook/deploy.lock"
+	// DefaultRetain is how long the journal keeps finished jobs by default.
+	DefaultRetain = 90 * 24 * time.Hour
+	// DefaultRetainJobs is how many jobs per target the journal keeps by default.
+	DefaultRetainJobs = 1000
+)
+
+// Bounds of the retention settings.
+const (
+	// MinRetain is the shortest retain accepted: GitHub Enterprise Server lets a
+	// delivery be redelivered for 7 days, github.com for 3 (GitHub's docs,
+	// "Redelivering webhooks"), and the journal must still know a delivery that
+	// can come back, so a redelivery is recognised and never deploys twice.
+	MinRetain = 7 * 24 * time.Hour
+	// MaxRetain is the longest: ten years.
+	MaxRetain = 3650 * 24 * time.Hour
+	// MinRetainJobs keeps enough history per target for a rollback to a
+	// previous deploy and for knowing the commits the target deployed before.
+	MinRetainJobs = 10
+	// MaxRetainJobs keeps the journal small enough to prune quickly.
+	MaxRetainJobs = 1_000_000
+)
 
 func (c *Config) defaults() {
 	if c.Listen == "" {
@@ -306,7 +404,15 @@ func (c *Config) defaults() {
 		c.Badges = boolPtr(true)
 	}
 	if c.ShowOutput == nil {
-		c.ShowOutput = boolPtr(true)
+		c.ShowOutput = boolPtr(false)
+	}
+	if c.Retain == nil {
+		d := Duration(DefaultRetain)
+		c.Retain = &d
+	}
+	if c.RetainJobs == nil {
+		n := DefaultRetainJobs
+		c.RetainJobs = &n
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "auto"
@@ -344,7 +450,7 @@ func (c *Config) defaults() {
 			t.LockWait = Duration(10 * time.Minute)
 		}
 		if t.Lock == "" && t.Transport != "local" {
-			t.Lock = "/run/lock/deployhook.lock"
+			t.Lock = DefaultLock
 		}
 		if t.NotApplied == nil && t.AppDir != "" {
 			t.NotApplied = []string{"infra/**", "dagster.yaml"}
@@ -369,7 +475,10 @@ func (c *Config) defaults() {
 }
 
 var (
-	repoRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+	// GitHub spells owners with ASCII letters, digits and -, (managed users)
+	// _; repositories also with . and up to 100 characters.
+	ownerRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
+	repoRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
 	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*$`)
 	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -397,6 +506,26 @@ func (c *Config) Validate() error {
 	}
 	if u, err := url.Parse(c.GitHub.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("github.api_url %q must be an absolute URL (GitHub Enterprise: https://HOST/api/v3/)", c.GitHub.APIURL)
+	} else if err := requireSecure("github.api_url (or DEPLOYHOOK_GITHUB_API_URL)", c.GitHub.APIURL); err != nil {
+		bad("%v", err)
+	}
+	for _, o := range []struct{ name, url string }{
+		{"DEPLOYHOOK_IAP_URL", c.IAPURL},
+		{"DEPLOYHOOK_COMPUTE_URL", c.ComputeURL},
+		{"DEPLOYHOOK_OSLOGIN_URL", c.OSLoginURL},
+	} {
+		if o.url == "" {
+			continue
+		}
+		if err := requireSecure(o.name, o.url); err != nil {
+			bad("%v", err)
+		}
+	}
+	if r := time.Duration(*c.Retain); r < MinRetain || r > MaxRetain {
+		bad("retain %s: keep the journal between 7d and 3650d (default 90d); GitHub can redeliver a delivery for up to 7 days, and the journal must still know it", days(r))
+	}
+	if n := *c.RetainJobs; n < MinRetainJobs || n > MaxRetainJobs {
+		bad("retain_jobs %d: keep between %d and %d jobs per target (default %d)", n, MinRetainJobs, MaxRetainJobs, DefaultRetainJobs)
 	}
 	app := c.GitHub.AppID != 0 || c.GitHub.InstallationID != 0 || c.GitHub.PrivateKeyFile != ""
 	if app && (c.GitHub.AppID == 0 || c.GitHub.InstallationID == 0 || c.GitHub.PrivateKeyFile == "") {
@@ -431,8 +560,11 @@ func (c *Config) Validate() error {
 			bad("%s: target name %q is used twice", where, t.Name)
 		}
 		seen[t.Name] = true
-		if !repoRE.MatchString(t.Repo) {
-			bad("%s: repo %q must be owner/name", where, t.Repo)
+		if err := validRepo(t.Repo); err != nil {
+			bad("%s: %v", where, err)
+		}
+		if t.RepoID < 0 {
+			bad("%s: repo_id %d: give the repository's numeric id (gh api repos/%s --jq .id), or leave it out", where, t.RepoID, t.Repo)
 		}
 		switch t.DeployOn {
 		case "push":
@@ -467,7 +599,16 @@ func (c *Config) Validate() error {
 			bad("%s: app_user %q is not a valid user name", where, t.AppUser)
 		}
 		if len(t.Steps) == 0 && t.AppDir == "" {
-			bad("%s: give steps:, or app_dir (and app_user) for the default sequence", where)
+			bad("%s: give steps:, or app_dir and app_user for the default sequence", where)
+		}
+		switch {
+		case len(t.Steps) == 0 && t.AppDir != "" && t.AppUser == "":
+			bad("%s: the default sequence (no steps:) needs app_user: the account that owns the checkout in app_dir, without sudo; git and uv run as it, never as the login user, who can sudo", where)
+		case t.AppUser == "root":
+			bad("%s: app_user root: git and uv would run as root; set app_user to the account that owns the checkout in app_dir", where)
+		}
+		if dir := sharedDir(t.Lock); dir != "" {
+			bad("%s: lock %q is in %s, which every user can write: any of them could create or hold the lock and block deploys; use a directory only the login user can write, e.g. lock: %s (relative to the login user's home)", where, t.Lock, dir, DefaultLock)
 		}
 		if t.AppDir != "" && !filepath.IsAbs(t.AppDir) {
 			bad("%s: app_dir %q must be an absolute path", where, t.AppDir)

@@ -58,6 +58,10 @@ func TestLoad_Example(t *testing.T) {
 	if strings.Join(tg.Units, ",") != "dagster-code,dagster" {
 		t.Errorf("units = %v", tg.Units)
 	}
+	// example.yaml writes every key with its default.
+	if *c.ShowOutput || time.Duration(*c.Retain) != DefaultRetain || *c.RetainJobs != DefaultRetainJobs || tg.Lock != DefaultLock {
+		t.Errorf("show_output %v, retain %v, retain_jobs %d, lock %q: not the defaults", *c.ShowOutput, time.Duration(*c.Retain), *c.RetainJobs, tg.Lock)
+	}
 }
 
 func TestLoad_SecretFiles(t *testing.T) {
