@@ -42,6 +42,12 @@ type harness struct {
 
 func start(t *testing.T, opts Options, store *memStore, tr *fakeTransport, rep *fakeReporter) *harness {
 	t.Helper()
+	return startOn(t, opts, store, store, tr, rep)
+}
+
+// startOn starts an executor on st, a Store that keeps its data in mem.
+func startOn(t *testing.T, opts Options, st Store, store *memStore, tr *fakeTransport, rep *fakeReporter) *harness {
+	t.Helper()
 	if len(opts.Targets) == 0 {
 		opts.Targets = []Target{testTarget()}
 	}
@@ -51,7 +57,7 @@ func start(t *testing.T, opts Options, store *memStore, tr *fakeTransport, rep *
 	if opts.RetryMin == 0 {
 		opts.RetryMin, opts.RetryMax = time.Second, 10*time.Second
 	}
-	ex, err := New(testLogger(t), opts, store, tr, rep)
+	ex, err := New(testLogger(t), opts, st, tr, rep)
 	if err != nil {
 		t.Fatal(err)
 	}

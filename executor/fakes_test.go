@@ -303,9 +303,14 @@ type fakeTransport struct {
 	behave func(ctx context.Context, c Command) (int, error)
 	// changed is what the "changed files" command prints; empty: it fails.
 	changed string
-	calls   []Command
-	opens   int
-	closes  int
+	// contains is the exit code of the "contains" probe for a SHA and the
+	// previous one; nil: linear history (sha(n) contains sha(m) for m <= n).
+	contains func(sha, prev string) int
+	calls    []Command
+	opens    int
+	closes   int
+	live     int // sessions open now
+	maxLive  int // the most sessions open at once
 }
 
 func (f *fakeTransport) Open(ctx context.Context, target, lock string, wait time.Duration) (Session, error) {
@@ -315,7 +320,20 @@ func (f *fakeTransport) Open(ctx context.Context, target, lock string, wait time
 	if f.openErr != nil {
 		return nil, f.openErr
 	}
+	f.live++
+	f.maxLive = max(f.maxLive, f.live)
 	return &fakeSession{f: f}, nil
+}
+
+// deploySteps lists the commands that ran for sha, probes left out.
+func (f *fakeTransport) deploySteps(sha string) []string {
+	var out []string
+	for _, c := range f.commands() {
+		if c.Env["DEPLOYHOOK_SHA"] == sha && c.Name != "contains" && c.Name != "changed files" {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 func (f *fakeTransport) commands() []Command {
@@ -332,8 +350,14 @@ type fakeSession struct {
 func (s *fakeSession) Run(ctx context.Context, c Command, out io.Writer) (int, error) {
 	s.f.mu.Lock()
 	s.f.calls = append(s.f.calls, c)
-	behave, changed := s.f.behave, s.f.changed
+	behave, changed, contains := s.f.behave, s.f.changed, s.f.contains
 	s.f.mu.Unlock()
+	if c.Name == "contains" {
+		if contains == nil {
+			contains = linearContains
+		}
+		return contains(c.Env["DEPLOYHOOK_SHA"], c.Env["DEPLOYHOOK_PREVIOUS_SHA"]), nil
+	}
 	if c.Name == "changed files" {
 		if changed == "" {
 			return 1, nil
@@ -354,6 +378,7 @@ func (s *fakeSession) Close() error {
 	if !s.closed {
 		s.closed = true
 		s.f.closes++
+		s.f.live--
 	}
 	return nil
 }
@@ -439,4 +464,156 @@ func (e *Executor) idle() bool {
 		}
 	}
 	return true
+}
+
+// shaNum is n for sha(n).
+func shaNum(s string) int {
+	var n int
+	fmt.Sscanf(s[7:], "%x", &n)
+	return n
+}
+
+// linearContains is the history sha(1) ← sha(2) ← … ← sha(59) of branch main;
+// sha(60) and later are commits off the branch. It answers like the contains
+// probe: 0 contained, 1 not.
+func linearContains(sha, prev string) int {
+	if n, p := shaNum(sha), shaNum(prev); n <= p && p < 60 {
+		return 0
+	}
+	return 1
+}
+
+// fakeCommits is GitHub's commit graph for the compare API: the history of
+// linearContains, with "main" as the branch head.
+type fakeCommits struct {
+	mu    sync.Mutex
+	err   error // every answer fails with it when set
+	calls []string
+}
+
+func (f *fakeCommits) Contains(_ context.Context, repo, ref, sha string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, repo+" "+ref+" "+sha[:7])
+	switch {
+	case f.err != nil:
+		return false, f.err
+	case repo != "acme/app":
+		return false, fmt.Errorf("repository %s: %w", repo, ErrNotFound)
+	case ref == "main":
+		return shaNum(sha) < 60, nil
+	}
+	return linearContains(sha, ref) == 0, nil
+}
+
+func (f *fakeCommits) asked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// errDiskFull is what faultStore's writes fail with.
+var errDiskFull = errors.New("database or disk is full")
+
+// faultStore is a memStore whose writes (and Check) fail on command, as a
+// journal on a full disk or a read-only file system does. Reads keep working.
+type faultStore struct {
+	*memStore
+	mu      sync.Mutex
+	failing map[string]bool // method name → fails; "*" fails every write
+}
+
+func (f *faultStore) fail(methods ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failing = map[string]bool{}
+	for _, m := range methods {
+		f.failing[m] = true
+	}
+}
+
+func (f *faultStore) err(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing[method] || f.failing["*"] {
+		return fmt.Errorf("%s: %w", method, errDiskFull)
+	}
+	return nil
+}
+
+func (f *faultStore) CreateJob(ctx context.Context, j Job, owe ...Report) (string, error) {
+	if err := f.err("CreateJob"); err != nil {
+		return "", err
+	}
+	return f.memStore.CreateJob(ctx, j, owe...)
+}
+
+func (f *faultStore) UpdateJob(ctx context.Context, j Job, owe ...Report) error {
+	if err := f.err("UpdateJob"); err != nil {
+		return err
+	}
+	return f.memStore.UpdateJob(ctx, j, owe...)
+}
+
+func (f *faultStore) SetDeployment(ctx context.Context, id string, dep int64) error {
+	if err := f.err("SetDeployment"); err != nil {
+		return err
+	}
+	return f.memStore.SetDeployment(ctx, id, dep)
+}
+
+func (f *faultStore) AddStep(ctx context.Context, s StepRun) error {
+	if err := f.err("AddStep"); err != nil {
+		return err
+	}
+	return f.memStore.AddStep(ctx, s)
+}
+
+func (f *faultStore) Beat(ctx context.Context, o Owner) error {
+	if err := f.err("Beat"); err != nil {
+		return err
+	}
+	return f.memStore.Beat(ctx, o)
+}
+
+func (f *faultStore) Adopt(ctx context.Context, id, from, to string) error {
+	if err := f.err("Adopt"); err != nil {
+		return err
+	}
+	return f.memStore.Adopt(ctx, id, from, to)
+}
+
+func (f *faultStore) Prune(ctx context.Context, before time.Time, keep int) (int, error) {
+	if err := f.err("Prune"); err != nil {
+		return 0, err
+	}
+	return f.memStore.Prune(ctx, before, keep)
+}
+
+func (f *faultStore) Check(ctx context.Context) error {
+	if err := f.err("Check"); err != nil {
+		return err
+	}
+	return f.memStore.Check(ctx)
+}
+
+func (f *faultStore) Owe(ctx context.Context, r Report) error {
+	if err := f.err("Owe"); err != nil {
+		return err
+	}
+	return f.memStore.Owe(ctx, r)
+}
+
+func (f *faultStore) Settle(ctx context.Context, id int64) error {
+	if err := f.err("Settle"); err != nil {
+		return err
+	}
+	return f.memStore.Settle(ctx, id)
+}
+
+func (f *faultStore) Retry(ctx context.Context, id int64) error {
+	if err := f.err("Retry"); err != nil {
+		return err
+	}
+	return f.memStore.Retry(ctx, id)
 }
