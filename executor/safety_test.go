@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -495,4 +496,119 @@ func TestExecutor_Prunes(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Issue 8 item 6, invariants 3 and 4, in real time for the race detector:
+// pushes, workflow_runs of the same SHAs and dispatches arrive concurrently
+// while a deploy runs. One deploy runs at a time, at most one waits, and every
+// job ends final with its commit told so. Before this change, Enqueue copied
+// the running job while the worker wrote it (go test -race reported it).
+func TestExecutor_ConcurrentIntake(t *testing.T) {
+	store := newMemStore()
+	gate := make(chan struct{})
+	started := make(chan struct{}, 1)
+	tr := &fakeTransport{behave: func(ctx context.Context, c Command) (int, error) {
+		if c.Name == "verify" && c.Env["DEPLOYHOOK_SHA"] == sha(0) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+			<-gate
+		}
+		time.Sleep(time.Millisecond) // a step takes a while: the worker writes its job meanwhile
+		return 0, nil
+	}}
+	rep := &fakeReporter{}
+	ex, err := New(testLogger(t), Options{Targets: []Target{testTarget()}, PublicURL: "https://deploy.example.com",
+		RetryMin: time.Millisecond, RetryMax: 10 * time.Millisecond}, store, tr, rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ex.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	enqueue := func(kind Kind, n int, delivery string) {
+		_, err := ex.Enqueue(ctx, "production", Trigger{Kind: kind, Repo: "acme/app", Branch: "main", SHA: sha(n),
+			Delivery: delivery, BodyHash: "body-" + delivery, Reason: string(kind), Force: !kind.Automatic()})
+		if err != nil {
+			t.Errorf("Enqueue(%s %d): %v", kind, n, err)
+		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); ex.Ready(ctx) != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the executor did not start")
+		}
+	}
+	enqueue(KindPush, 0, "d-0")
+	select {
+	case <-started:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first deploy did not start")
+	}
+
+	// A storm of triggers: some of the running SHA, most of others, under
+	// fresh delivery ids.
+	storm := func(round, goroutines, n, shas int) *sync.WaitGroup {
+		var wg sync.WaitGroup
+		kinds := []Kind{KindPush, KindWorkflowRun, KindWorkflowDispatch}
+		for g := range goroutines {
+			wg.Go(func() {
+				for i := range n {
+					enqueue(kinds[(g+i)%3], (g*7+i)%shas, fmt.Sprintf("d-%d-%d-%d", round, g, i))
+					_ = ex.Current("production")
+					_ = ex.Ready(ctx)
+				}
+			})
+		}
+		return &wg
+	}
+	storm(1, 6, 25, 13).Wait()
+	if n := len(mustJobs(t, store, StateRunning)); n != 1 {
+		t.Errorf("%d jobs running during the deploy, want 1", n)
+	}
+	if n := len(mustJobs(t, store, StateQueued)); n != 1 {
+		t.Errorf("%d jobs waiting after the storm, want 1", n)
+	}
+
+	// A second storm while the worker finishes the deploy and runs the next.
+	wg := storm(2, 4, 150, 13)
+	close(gate)
+	wg.Wait()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if ex.idle() && store.owedCount() == 0 && len(mustJobs(t, store, StateQueued, StateRunning)) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the executor did not settle")
+		}
+	}
+	tr.mu.Lock()
+	maxLive := tr.maxLive
+	tr.mu.Unlock()
+	if maxLive != 1 {
+		t.Errorf("%d sessions open at once, want 1", maxLive)
+	}
+	for _, j := range mustJobs(t, store) {
+		if !j.State.Final() {
+			t.Errorf("job %s left %s", j.ID, j.State)
+		}
+		if r := rep.last(j.Trigger.SHA); !r.State.Final() {
+			t.Errorf("sha %s was last told %s", j.Trigger.SHA[:7], r.State)
+		}
+	}
+}
+
+func mustJobs(t *testing.T, s Store, states ...State) []Job {
+	t.Helper()
+	js, err := s.Jobs(context.Background(), "production", 0, states...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
