@@ -260,12 +260,13 @@ func executorTargets(cfg *config.Config) []executor.Target {
 			AppDir: t.AppDir, AppUser: t.AppUser, Units: t.Units,
 			Settle: time.Duration(t.Settle), AllowDirty: t.AllowDirty,
 		}
-		steps, current, changed := seq.Steps()
+		steps, current, changed, contains := seq.Steps()
 		if t.AppDir != "" {
 			et.Current, et.Changed = current, changed
 		}
 		if len(t.Steps) == 0 {
-			et.Steps = steps
+			// Custom steps: ancestry and the branch are asked of GitHub instead.
+			et.Steps, et.Contains = steps, contains
 		}
 		for _, s := range t.Steps {
 			et.Steps = append(et.Steps, executor.Step{

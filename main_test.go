@@ -452,10 +452,12 @@ func TestServe_KilledMidDeploy(t *testing.T) {
 	syscall.Kill(-child.Process.Pid, syscall.SIGKILL)
 	child.Wait()
 
+	// The killed process's lease (30 s) must expire before the new one adopts
+	// its jobs: the new one looks at start and every 10 s.
 	startProgram(t, cfg, data, testEnv(gh))
-	ss := gh.waitFinal(t, sha(1), 30*time.Second)
+	ss := gh.waitFinal(t, sha(1), 90*time.Second)
 	last := ss[len(ss)-1]
-	if last.State != "error" || !strings.HasPrefix(last.Description, "interrupted: deployhook restarted") {
+	if last.State != "error" || last.Description != "interrupted: the deployhook that ran it stopped; target state unknown" {
 		t.Errorf("interrupted job: %s %q", last.State, last.Description)
 	}
 	if ss := gh.waitFinal(t, sha(2), 30*time.Second); ss[len(ss)-1].State != "success" {

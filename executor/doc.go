@@ -9,11 +9,47 @@
 // waits: a newer SHA replaces the waiting job, which ends Superseded (on GitHub:
 // commit status "error", "superseded by <sha7>"; its Deployment "inactive"). A
 // delivery GUID seen before, or a SHA already waiting or running for the target,
-// adds nothing and returns the existing job.
+// adds nothing and returns the existing job (Enqueued.Duplicate).
 //
 // Every job that is reported pending is also reported final: success, failure,
-// error or superseded. Reports go through an outbox in the journal, so a GitHub
-// outage never blocks a deploy and unsent reports survive a restart.
+// error, superseded or skipped. Reports go through an outbox in the journal, so a
+// GitHub outage never blocks a deploy and unsent reports survive a restart.
+//
+// # Production moves forward only
+//
+// An automatic trigger (push, workflow_run, the reconciler) of a SHA the target
+// runs or deployed successfully before, or whose webhook body was recorded
+// before under another delivery GUID (a replay: the signature does not cover
+// the GUID), records nothing and is answered Enqueued.Ignored. Before any step
+// of an automatic job, the executor asks whether the deployed commit already
+// contains the SHA (Target.Contains on the target, else Options.Commits on
+// GitHub): if so the job ends Skipped ("already live: contained in deployed
+// def5678") and nothing runs; if that cannot be told, it ends Error and nothing
+// runs. A person (dispatch, rollback, the CLI) may go back, but only to a commit
+// on the branch or one the target deployed successfully before, unless
+// Trigger.AnyCommit. Decisions are pure functions (admit, outcome) applied by
+// the worker, which owns its job; the lane only keeps snapshots of it.
+//
+// # Owners
+//
+// Every process that runs the executor owns the jobs it creates, and holds a
+// lease on them in the journal that it renews every Lease/3. At start and then
+// every Lease/3, it adopts (compare-and-set) the queued and running jobs of
+// owners whose lease expired: running ones end Error ("interrupted: …"),
+// queued ones are run again by a service and ended by a command-line deploy.
+// A live owner's jobs are never touched, so a service restart leaves a running
+// CLI deploy alone, and a CLI killed with -9 has its job ended within about a
+// lease and a third.
+//
+// # Journal faults
+//
+// When the journal refuses writes (disk full, read-only file system), a running
+// deploy still finishes on the target; its outcome is kept in memory and
+// written, with its owed report, as soon as the journal accepts writes again,
+// and the lane starts no new job before. Ready fails meanwhile, naming the
+// cause, and Enqueue returns ErrJournal. Final jobs are pruned after
+// Options.Retain (and beyond Options.RetainJobs per target), at start and
+// hourly, except each target's last successful deploy.
 //
 // # Interfaces
 //

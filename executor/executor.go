@@ -34,9 +34,30 @@ type Options struct {
 	// Heads reads branch heads and CI results from GitHub for the reconciler;
 	// nil: no reconciling.
 	Heads Heads
-	// NoRecover leaves jobs that the journal shows running or queued alone: for a
-	// command-line deploy that shares the journal with a running service.
+	// Commits answers commit-graph questions through GitHub for targets without
+	// a Contains probe (custom steps): whether an automatic trigger's SHA is
+	// older than the deployed one, and whether a SHA is on the target's branch.
+	// Nil: only the journal and the target's own probes are asked.
+	Commits Commits
+	// NoRecover makes this process a command-line deploy that shares the journal
+	// with a running service: of the jobs whose owner's lease expired, it ends the
+	// queued ones as interrupted instead of running them. It never touches the
+	// jobs of an owner whose lease is live.
 	NoRecover bool
+	// Owner is this process as the owner of its jobs in the journal. New fills
+	// in a random ID when it is empty, and Kind ("serve", or "cli" with
+	// NoRecover), Host and PID when they are.
+	Owner Owner
+	// Lease is how long this process's claim on its jobs lasts without renewal;
+	// it is renewed every Lease/3, and jobs of an owner whose lease ended are
+	// adopted by the next deployhook that looks (at start, then every Lease/3).
+	// Default 30 s.
+	Lease time.Duration
+	// Retain is how long final jobs are kept in the journal; RetainJobs is how
+	// many final jobs of each target are kept at most (negative: no count limit).
+	// A target's last successful deploy is always kept. Defaults 90 days and 1000.
+	Retain     time.Duration
+	RetainJobs int
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -49,6 +70,7 @@ type Executor struct {
 
 	lanes map[string]*lane
 	owed  chan struct{} // wakes the outbox sender; capacity 1
+	jr    *journal      // the journal's health and what it refused
 
 	mu      sync.Mutex
 	started bool
@@ -56,15 +78,27 @@ type Executor struct {
 }
 
 // lane is one target's queue: at most one running job and one pending.
+//
+// The worker owns the job it runs; the lane holds only immutable snapshots of
+// it (running is replaced, never written through), so Enqueue never reads
+// memory the worker writes.
 type lane struct {
 	t    Target
 	wake chan struct{} // capacity 1
 
 	mu      sync.Mutex
-	running *Job
-	pending *Job
+	running *Job   // a snapshot of the running job; nil when none runs
+	pending *Job   // the waiting job, owned by the lane until the worker takes it
 	current string // the SHA the target runs, as far as deployhook knows
 	lastJob string // the job that deployed current
+}
+
+// publish replaces the snapshot of the running job with a copy of j.
+func (l *lane) publish(j Job) {
+	j.Steps = nil
+	l.mu.Lock()
+	l.running = &j
+	l.mu.Unlock()
 }
 
 // New returns an Executor for opts.Targets. Target names must be unique and every
@@ -82,11 +116,25 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 	if opts.RetryMax < opts.RetryMin {
 		opts.RetryMax = max(5*time.Minute, opts.RetryMin)
 	}
+	if opts.Lease <= 0 {
+		opts.Lease = 30 * time.Second
+	}
+	if opts.Retain <= 0 {
+		opts.Retain = 90 * 24 * time.Hour
+	}
+	switch {
+	case opts.RetainJobs == 0:
+		opts.RetainJobs = 1000
+	case opts.RetainJobs < 0:
+		opts.RetainJobs = 0 // Store.Prune: no count limit
+	}
+	opts.Owner = fillOwner(opts.Owner, opts.NoRecover)
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
 		lanes: make(map[string]*lane),
 		owed:  make(chan struct{}, 1),
+		jr:    newJournal(),
 	}
 	for _, t := range opts.Targets {
 		if _, dup := e.lanes[t.Name]; dup {
@@ -100,15 +148,25 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		if t.Environment == "" {
 			t.Environment = t.Name
 		}
+		if t.Contains == nil && opts.Commits == nil {
+			lg.Warn("no way to tell whether a commit is older than the deployed one: automatic triggers are checked against the journal only",
+				"target", t.Name)
+		}
 		e.lanes[t.Name] = &lane{t: t, wake: make(chan struct{}, 1)}
 	}
 	return e, nil
 }
 
-// Run recovers the journal, then runs the queue until ctx ends; then it stops
-// intake, lets running deploys finish within the grace period, cancels them after
-// it (reporting them as errors), sends what reports it can, and returns. It returns
-// an error only if the journal cannot be read at start.
+// Owner returns this process as the owner of its jobs (with the ID New chose).
+func (e *Executor) Owner() Owner { return e.opts.Owner }
+
+// Run claims a lease on the journal, ends or adopts the jobs of owners whose
+// lease expired, then runs the queue until ctx ends; then it stops intake, lets
+// running deploys finish within the grace period, cancels them after it
+// (reporting them as errors), writes what the journal could not take yet and
+// sends what reports it can, gives up its lease and returns. While it runs it
+// renews its lease, adopts the jobs of dead owners, prunes the journal and
+// reconciles. It returns an error only if the journal cannot be read at start.
 func (e *Executor) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.started {
@@ -118,7 +176,15 @@ func (e *Executor) Run(ctx context.Context) error {
 	e.started = true
 	e.mu.Unlock()
 
-	if err := e.recover(ctx); err != nil {
+	if err := e.beat(ctx, time.Now().Add(e.opts.Lease)); err != nil {
+		// Nothing of ours is in the journal yet; the lease loop tries again
+		// and Ready says why deployhook is not ready meanwhile.
+		e.lg.Error("record this process's lease", "err", err)
+	}
+	if err := e.sweep(ctx); err != nil {
+		return fmt.Errorf("recover journal: %w", err)
+	}
+	if err := e.loadCurrent(ctx); err != nil {
 		return fmt.Errorf("recover journal: %w", err)
 	}
 
@@ -127,13 +193,19 @@ func (e *Executor) Run(ctx context.Context) error {
 	defer cancelRuns()
 	sendCtx, stopSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSend()
+	// The lease is renewed and the journal repaired until the deploys are over.
+	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopKeep()
 
 	var workers sync.WaitGroup
 	for _, l := range e.lanes {
 		workers.Go(func() { e.work(ctx, runCtx, l) })
 	}
-	var sender sync.WaitGroup
+	var sender, keepers sync.WaitGroup
 	sender.Go(func() { e.send(sendCtx) })
+	keepers.Go(func() { e.leaseLoop(keepCtx, ctx) })
+	keepers.Go(func() { e.repairLoop(keepCtx) })
+	workers.Go(func() { e.pruneLoop(ctx) })
 	for _, l := range e.lanes {
 		if l.t.Reconcile > 0 && e.opts.Heads != nil {
 			workers.Go(func() { e.reconcileLoop(ctx, l) })
@@ -155,46 +227,24 @@ func (e *Executor) Run(ctx context.Context) error {
 		cancelRuns()
 		<-done
 	}
-	// A last attempt to send what is owed, bounded; the rest waits in the journal.
+	stopKeep()
+	keepers.Wait()
+	// Last attempts, bounded: what is left waits in the journal (reports) or is
+	// lost and ended as interrupted by the next deployhook (unwritten outcomes).
 	flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if n := e.repair(flushCtx); n > 0 {
+		e.lg.Error("job outcomes the journal did not take: the next deployhook ends them as interrupted", "jobs", n)
+	}
 	stopSend()
 	sender.Wait()
 	e.flush(flushCtx)
+	// Give up the lease: whatever this process leaves queued may be taken by the
+	// next deployhook at once.
+	if err := e.beat(flushCtx, time.Now()); err != nil {
+		e.lg.Warn("give up this process's lease", "err", err)
+	}
 	return nil
-}
-
-// recover closes jobs a previous process left running and re-queues the newest
-// queued job of each target.
-func (e *Executor) recover(ctx context.Context) error {
-	if e.opts.NoRecover {
-		return e.loadCurrent(ctx)
-	}
-	running, err := e.store.Jobs(ctx, "", 0, StateRunning)
-	if err != nil {
-		return err
-	}
-	for _, j := range running {
-		j.State = StateError
-		j.Description = "interrupted: deployhook restarted; target state unknown"
-		j.Finished = time.Now()
-		if err := e.update(ctx, &j); err != nil {
-			return err
-		}
-	}
-	queued, err := e.store.Jobs(ctx, "", 0, StateQueued)
-	if err != nil {
-		return err
-	}
-	for _, j := range queued { // newest first
-		if err := e.requeue(ctx, j); err != nil {
-			return err
-		}
-	}
-	if len(running) > 0 || len(queued) > 0 {
-		e.lg.Info("journal recovered", "interrupted", len(running), "requeued", len(queued))
-	}
-	return e.loadCurrent(ctx)
 }
 
 // loadCurrent sets each target's current SHA from its last successful deploy.
@@ -213,34 +263,34 @@ func (e *Executor) loadCurrent(ctx context.Context) error {
 	return nil
 }
 
-// requeue makes j, found queued in the journal at start, its target's pending job,
-// unless a newer one is pending (then j is superseded) or its target is gone.
-func (e *Executor) requeue(ctx context.Context, j Job) error {
-	l := e.lanes[j.Target]
-	if l == nil {
-		j.State = StateError
-		j.Description = "target " + j.Target + " is no longer configured"
-		j.Finished = time.Now()
-		return e.update(ctx, &j)
-	}
+// requeue makes j, an orphan adopted from a dead owner, its target's pending job,
+// unless another one is pending (then j is superseded).
+func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.pending != nil && l.pending.ID == j.ID:
-		return nil // enqueued by this process while it recovered
+		return
 	case l.pending == nil:
 		l.pending = &j
 		l.signal()
-		return nil
+		e.jobLogger(j).Info("orphaned job requeued")
+		return
 	}
 	j.State = StateSuperseded
 	j.Description = "superseded by " + short(l.pending.Trigger.SHA)
 	j.Finished = time.Now()
-	return e.update(ctx, &j)
+	e.end(ctx, j)
 }
 
 // Enqueue asks for trigger t to be deployed to target. It returns at once: the job
 // runs on the target's worker. See the package documentation for the rules.
+//
+// An automatic trigger (t.Kind.Automatic) of a SHA the target runs or deployed
+// successfully before, or whose body was recorded before under another delivery
+// GUID, records nothing and returns Enqueued.Ignored. An error wrapping
+// ErrJournal says the journal could not record the job (or be read): nothing was
+// queued, and the trigger may be retried later.
 func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enqueued, error) {
 	l := e.lanes[target]
 	if l == nil {
@@ -264,7 +314,19 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 	if j := l.pending; j != nil && j.Trigger.SHA == t.SHA {
 		return Enqueued{Job: *j, Duplicate: true, Reason: short(t.SHA) + " is already queued"}, nil
 	}
-	if !t.Force && l.running == nil && l.pending == nil && l.current == t.SHA {
+	switch {
+	case t.Kind.Automatic() && l.current == t.SHA:
+		return Enqueued{Job: Job{ID: l.lastJob, Target: target, Trigger: t, State: StateSuccess},
+			Ignored: deployedBefore(t.SHA, l.lastJob)}, nil
+	case t.Kind.Automatic():
+		old, err := e.store.Deployed(ctx, target, t.SHA)
+		switch {
+		case err == nil:
+			return Enqueued{Job: old, Ignored: deployedBefore(t.SHA, old.ID)}, nil
+		case !errors.Is(err, ErrNotFound):
+			return Enqueued{}, fmt.Errorf("%w: look %s up: %w", ErrJournal, short(t.SHA), err)
+		}
+	case !t.Force && l.running == nil && l.pending == nil && l.current == t.SHA:
 		return Enqueued{Job: Job{ID: l.lastJob, Target: target, Trigger: t, State: StateSuccess},
 			Duplicate: true, Reason: short(t.SHA) + " is already deployed"}, nil
 	}
@@ -274,32 +336,41 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		Trigger:     t,
 		State:       StateQueued,
 		Description: "queued: " + t.Reason,
+		Owner:       e.opts.Owner.ID,
 		Created:     time.Now(),
 	}
 	existing, err := e.store.CreateJob(ctx, j, e.report(l.t, j))
 	if errors.Is(err, ErrDuplicate) {
 		old, err := e.store.Job(ctx, existing)
 		if err != nil {
-			return Enqueued{}, fmt.Errorf("read job %s: %w", existing, err)
+			return Enqueued{}, fmt.Errorf("%w: read job %s: %w", ErrJournal, existing, err)
 		}
-		return Enqueued{Job: old, Duplicate: true, Reason: "delivery seen before"}, nil
+		if t.Delivery != "" && old.Trigger.Delivery == t.Delivery {
+			return Enqueued{Job: old, Duplicate: true, Reason: "delivery seen before"}, nil
+		}
+		return Enqueued{Job: old, Ignored: "this delivery's body was seen before as job " + old.ID +
+			" (a replay under a new delivery id?)"}, nil
 	}
-	if err != nil {
-		return Enqueued{}, fmt.Errorf("record job: %w", err)
+	if e.jr.wrote(err) != nil {
+		return Enqueued{}, fmt.Errorf("%w: record job: %w", ErrJournal, err)
 	}
-	if old := l.pending; old != nil {
+	if l.pending != nil {
+		old := *l.pending
 		old.State = StateSuperseded
 		old.Description = "superseded by " + short(t.SHA)
 		old.Finished = time.Now()
-		if err := e.update(ctx, old); err != nil {
-			e.lg.Error("record superseded job", "job", old.ID, "err", err)
-		}
+		e.end(ctx, old)
 	}
 	l.pending = &j
 	e.wakeSender()
 	l.signal()
 	e.jobLogger(j).Info("job queued", "reason", t.Reason)
 	return Enqueued{Job: j}, nil
+}
+
+// deployedBefore is why an automatic trigger of sha, deployed by job, is ignored.
+func deployedBefore(sha, job string) string {
+	return short(sha) + " was deployed before (job " + job + "); automatic triggers never redeploy an older commit"
 }
 
 // RollbackSHA returns the SHA of the newest successful deploy of target other than
@@ -332,15 +403,25 @@ func (e *Executor) Current(target string) string {
 	return l.current
 }
 
-// Ready reports whether the queue is accepting work.
-func (e *Executor) Ready(context.Context) error {
+// Ready reports whether the queue is accepting work: it has started, is not
+// shutting down, and the journal accepts writes (the last write succeeded, no
+// job outcome waits to be written, and Store.Check passes). The error names
+// the cause; it may carry the journal's error text.
+func (e *Executor) Ready(ctx context.Context) error {
 	e.mu.Lock()
-	defer e.mu.Unlock()
+	started, closed := e.started, e.closed
+	e.mu.Unlock()
 	switch {
-	case !e.started:
+	case !started:
 		return errors.New("queue not started")
-	case e.closed:
+	case closed:
 		return ErrClosed
+	}
+	if err := e.jr.health(); err != nil {
+		return fmt.Errorf("journal not writable: %w", err)
+	}
+	if err := e.store.Check(ctx); err != nil {
+		return fmt.Errorf("journal not writable: %w", err)
 	}
 	return nil
 }
@@ -364,17 +445,14 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 			return // shutting down: a waiting job stays queued in the journal for the next start
 		}
 		l.mu.Lock()
-		j := l.pending
-		l.pending = nil
-		l.running = j
-		l.mu.Unlock()
-		if j == nil {
+		if l.pending == nil {
+			l.mu.Unlock()
 			continue
 		}
-		e.run(runCtx, l, j)
-		l.mu.Lock()
-		l.running = nil
+		j := *l.pending // the worker's own copy from now on
+		l.pending = nil
 		l.mu.Unlock()
+		e.run(runCtx, l, j)
 	}
 }
 
@@ -401,16 +479,22 @@ func (e *Executor) wakeSender() {
 }
 
 // update stores j's state and owes its report, in one transaction.
-func (e *Executor) update(ctx context.Context, j *Job) error {
-	t := Target{Name: j.Target, Environment: j.Target}
-	if l := e.lanes[j.Target]; l != nil {
-		t = l.t
-	}
-	if err := e.store.UpdateJob(ctx, *j, e.report(t, *j)); err != nil {
+func (e *Executor) update(ctx context.Context, j Job) error {
+	err := e.store.UpdateJob(ctx, j, e.report(e.target(j.Target), j))
+	if e.jr.wrote(err) != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
 	e.wakeSender()
 	return nil
+}
+
+// target returns the configured target name, or a stand-in for one that is
+// no longer configured.
+func (e *Executor) target(name string) Target {
+	if l := e.lanes[name]; l != nil {
+		return l.t
+	}
+	return Target{Name: name, Environment: name}
 }
 
 // JobURL returns the public URL of a job's page.

@@ -42,6 +42,12 @@ type harness struct {
 
 func start(t *testing.T, opts Options, store *memStore, tr *fakeTransport, rep *fakeReporter) *harness {
 	t.Helper()
+	return startOn(t, opts, store, store, tr, rep)
+}
+
+// startOn starts an executor on st, a Store that keeps its data in mem.
+func startOn(t *testing.T, opts Options, st Store, store *memStore, tr *fakeTransport, rep *fakeReporter) *harness {
+	t.Helper()
 	if len(opts.Targets) == 0 {
 		opts.Targets = []Target{testTarget()}
 	}
@@ -51,7 +57,7 @@ func start(t *testing.T, opts Options, store *memStore, tr *fakeTransport, rep *
 	if opts.RetryMin == 0 {
 		opts.RetryMin, opts.RetryMax = time.Second, 10*time.Second
 	}
-	ex, err := New(testLogger(t), opts, store, tr, rep)
+	ex, err := New(testLogger(t), opts, st, tr, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -366,9 +372,16 @@ func TestExecutor_Duplicates(t *testing.T) {
 		}
 		close(release)
 		h.settle()
+		// A CI re-run of the deployed SHA is an automatic trigger: ignored, and
+		// nothing is recorded (it used to be answered as a duplicate).
+		before, _ := h.store.Jobs(context.Background(), "", 0)
 		en := h.push(2, "d-5")
-		if !en.Duplicate || en.Reason != sha(2)[:7]+" is already deployed" {
-			t.Errorf("re-run of a deployed SHA: %+v", en)
+		want := sha(2)[:7] + " was deployed before (job " + en.Job.ID + "); automatic triggers never redeploy an older commit"
+		if en.Duplicate || en.Ignored != want || en.Job.Trigger.SHA != sha(2) {
+			t.Errorf("re-run of a deployed SHA: %+v, want ignored %q", en, want)
+		}
+		if after, _ := h.store.Jobs(context.Background(), "", 0); len(after) != len(before) {
+			t.Errorf("an ignored trigger recorded %d jobs", len(after)-len(before))
 		}
 		forced, err := h.ex.Enqueue(context.Background(), "production", Trigger{Kind: KindWorkflowDispatch,
 			Repo: "acme/app", Branch: "main", SHA: sha(2), Delivery: "d-6", Force: true, Reason: "manual"})
@@ -400,7 +413,7 @@ func TestExecutor_Recovery(t *testing.T) {
 		h := start(t, Options{}, store, tr, rep)
 		defer h.stop()
 		h.settle()
-		if r := rep.last(sha(2)); r.State != StateError || !strings.HasPrefix(r.Description, "interrupted: deployhook restarted") {
+		if r := rep.last(sha(2)); r.State != StateError || r.Description != "interrupted: the deployhook that ran it stopped; target state unknown" {
 			t.Errorf("interrupted job reported %s %q", r.State, r.Description)
 		}
 		if r := rep.last(sha(3)); r.State != StateSuperseded {

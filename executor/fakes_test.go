@@ -2,9 +2,11 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -12,60 +14,74 @@ import (
 	"time"
 )
 
-// memStore is a hand-written in-memory Store for the executor's tests. The SQLite
-// journal (executor/store) has its own conformance tests.
+// memStore is a hand-written in-memory Store for the executor's tests that keeps
+// the Store contract of types.go to the letter. The SQLite journal
+// (executor/store) has its own conformance tests.
 type memStore struct {
 	mu         sync.Mutex
 	jobs       map[string]*Job
-	order      []string
-	deliveries map[string]string
+	order      []string          // job ids, oldest first
+	deliveries map[string]string // delivery GUID + "\x00" + target → job id
+	bodies     map[string]string // target + "\x00" + body hash → job id
+	owners     map[string]Owner
 	outbox     []OwedReport
 	nextID     int64
 }
 
 func newMemStore() *memStore {
-	return &memStore{jobs: map[string]*Job{}, deliveries: map[string]string{}}
+	return &memStore{jobs: map[string]*Job{}, deliveries: map[string]string{},
+		bodies: map[string]string{}, owners: map[string]Owner{}}
 }
 
-func (m *memStore) CreateJob(ctx context.Context, j Job, owe ...Report) (string, error) {
-	id, err := m.createJob(j)
-	if err != nil {
-		return id, err
-	}
-	for _, r := range owe {
-		m.Owe(ctx, r)
-	}
-	return j.ID, nil
-}
-
-func (m *memStore) createJob(j Job) (string, error) {
+func (m *memStore) CreateJob(_ context.Context, j Job, owe ...Report) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if d := j.Trigger.Delivery; d != "" {
-		d += "\x00" + j.Target
-		if id, ok := m.deliveries[d]; ok {
+	if j.ID == "" || j.Target == "" {
+		return "", errors.New("memstore: job without id or target")
+	}
+	if _, ok := m.jobs[j.ID]; ok {
+		return "", fmt.Errorf("memstore: job %s exists", j.ID)
+	}
+	delivery := j.Trigger.Delivery + "\x00" + j.Target
+	if j.Trigger.Delivery != "" {
+		if id, ok := m.deliveries[delivery]; ok {
 			return id, ErrDuplicate
 		}
-		m.deliveries[d] = j.ID
+	}
+	body := j.Target + "\x00" + j.Trigger.BodyHash
+	if j.Trigger.BodyHash != "" {
+		if id, ok := m.bodies[body]; ok {
+			return id, ErrDuplicate
+		}
+	}
+	if j.Trigger.Delivery != "" {
+		m.deliveries[delivery] = j.ID
+	}
+	if j.Trigger.BodyHash != "" {
+		m.bodies[body] = j.ID
 	}
 	jc := j
+	jc.Steps = nil
 	m.jobs[j.ID] = &jc
 	m.order = append(m.order, j.ID)
+	for _, r := range owe {
+		m.owe(r)
+	}
 	return "", nil
 }
 
-func (m *memStore) UpdateJob(ctx context.Context, j Job, owe ...Report) error {
+func (m *memStore) UpdateJob(_ context.Context, j Job, owe ...Report) error {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	old, ok := m.jobs[j.ID]
 	if !ok {
-		m.mu.Unlock()
 		return ErrNotFound
 	}
-	j.Steps, j.Deployment = old.Steps, old.Deployment
-	*old = j
-	m.mu.Unlock()
+	// Target, trigger, creation time, steps and deployment are not updated.
+	old.State, old.Description, old.PreviousSHA, old.Owner = j.State, j.Description, j.PreviousSHA, j.Owner
+	old.Started, old.Finished = j.Started, j.Finished
 	for _, r := range owe {
-		m.Owe(ctx, r)
+		m.owe(r)
 	}
 	return nil
 }
@@ -96,13 +112,18 @@ func (m *memStore) Job(_ context.Context, id string) (Job, error) {
 func (m *memStore) Jobs(_ context.Context, target string, limit int, states ...State) ([]Job, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.jobsLocked(func(j *Job) bool {
+		return (target == "" || j.Target == target) && (len(states) == 0 || slices.Contains(states, j.State))
+	}, limit), nil
+}
+
+// jobsLocked returns the jobs that keep accepts, newest first, at most limit
+// (0: all), without steps.
+func (m *memStore) jobsLocked(keep func(*Job) bool, limit int) []Job {
 	var out []Job
 	for i := len(m.order) - 1; i >= 0; i-- {
 		j := m.jobs[m.order[i]]
-		if target != "" && j.Target != target {
-			continue
-		}
-		if len(states) > 0 && !slices.Contains(states, j.State) {
+		if !keep(j) {
 			continue
 		}
 		jc := *j
@@ -112,11 +133,23 @@ func (m *memStore) Jobs(_ context.Context, target string, limit int, states ...S
 			break
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (m *memStore) LastSuccess(ctx context.Context, target string) (Job, error) {
 	js, _ := m.Jobs(ctx, target, 1, StateSuccess)
+	if len(js) == 0 {
+		return Job{}, ErrNotFound
+	}
+	return js[0], nil
+}
+
+func (m *memStore) Deployed(_ context.Context, target, sha string) (Job, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	js := m.jobsLocked(func(j *Job) bool {
+		return j.Target == target && j.Trigger.SHA == sha && j.State == StateSuccess
+	}, 1)
 	if len(js) == 0 {
 		return Job{}, ErrNotFound
 	}
@@ -141,36 +174,116 @@ func (m *memStore) AddStep(_ context.Context, s StepRun) error {
 	return nil
 }
 
+func (m *memStore) Beat(_ context.Context, o Owner) error {
+	if o.ID == "" {
+		return errors.New("memstore: owner without id")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.owners[o.ID] = o
+	return nil
+}
+
+func (m *memStore) Orphans(_ context.Context, now time.Time) ([]Job, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.jobsLocked(func(j *Job) bool {
+		if j.State.Final() {
+			return false
+		}
+		o, ok := m.owners[j.Owner]
+		return j.Owner == "" || !ok || o.Until.Before(now)
+	}, 0), nil
+}
+
+func (m *memStore) Adopt(_ context.Context, id, from, to string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jobs[id]
+	if !ok || j.Owner != from || j.State.Final() {
+		return ErrNotFound
+	}
+	j.Owner = to
+	return nil
+}
+
+func (m *memStore) Prune(_ context.Context, before time.Time, keep int) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	newestOK := map[string]string{} // target → its newest successful job
+	finals := map[string]int{}      // target → final jobs seen so far, newest first
+	doomed := map[string]bool{}
+	for i := len(m.order) - 1; i >= 0; i-- {
+		j := m.jobs[m.order[i]]
+		if j.State == StateSuccess {
+			if _, seen := newestOK[j.Target]; !seen {
+				newestOK[j.Target] = j.ID
+			}
+		}
+		if !j.State.Final() {
+			continue
+		}
+		finals[j.Target]++
+		if newestOK[j.Target] == j.ID {
+			continue
+		}
+		if j.Created.Before(before) || (keep > 0 && finals[j.Target] > keep) {
+			doomed[j.ID] = true
+		}
+	}
+	m.order = slices.DeleteFunc(m.order, func(id string) bool { return doomed[id] })
+	for id := range doomed {
+		delete(m.jobs, id)
+	}
+	maps.DeleteFunc(m.deliveries, func(_, id string) bool { return doomed[id] })
+	maps.DeleteFunc(m.bodies, func(_, id string) bool { return doomed[id] })
+	maps.DeleteFunc(m.owners, func(_ string, o Owner) bool { return o.Until.Before(before) })
+	return len(doomed), nil
+}
+
+func (m *memStore) Check(context.Context) error { return nil }
+
 func (m *memStore) Owe(_ context.Context, r Report) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.owe(r)
+	return nil
+}
+
+func (m *memStore) owe(r Report) {
 	m.nextID++
 	m.outbox = append(m.outbox, OwedReport{ID: m.nextID, Report: r, Created: time.Now()})
-	return nil
 }
 
 func (m *memStore) Owed(_ context.Context, limit int) ([]OwedReport, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	n := min(limit, len(m.outbox))
+	n := len(m.outbox)
+	if limit > 0 {
+		n = min(limit, n)
+	}
 	return slices.Clone(m.outbox[:n]), nil
 }
 
 func (m *memStore) Settle(_ context.Context, id int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.outbox = slices.DeleteFunc(m.outbox, func(o OwedReport) bool { return o.ID == id })
+	i := slices.IndexFunc(m.outbox, func(o OwedReport) bool { return o.ID == id })
+	if i < 0 {
+		return ErrNotFound
+	}
+	m.outbox = slices.Delete(m.outbox, i, i+1)
 	return nil
 }
 
 func (m *memStore) Retry(_ context.Context, id int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for i := range m.outbox {
-		if m.outbox[i].ID == id {
-			m.outbox[i].Tries++
-		}
+	i := slices.IndexFunc(m.outbox, func(o OwedReport) bool { return o.ID == id })
+	if i < 0 {
+		return ErrNotFound
 	}
+	m.outbox[i].Tries++
 	return nil
 }
 
@@ -190,9 +303,14 @@ type fakeTransport struct {
 	behave func(ctx context.Context, c Command) (int, error)
 	// changed is what the "changed files" command prints; empty: it fails.
 	changed string
-	calls   []Command
-	opens   int
-	closes  int
+	// contains is the exit code of the "contains" probe for a SHA and the
+	// previous one; nil: linear history (sha(n) contains sha(m) for m <= n).
+	contains func(sha, prev string) int
+	calls    []Command
+	opens    int
+	closes   int
+	live     int // sessions open now
+	maxLive  int // the most sessions open at once
 }
 
 func (f *fakeTransport) Open(ctx context.Context, target, lock string, wait time.Duration) (Session, error) {
@@ -202,7 +320,20 @@ func (f *fakeTransport) Open(ctx context.Context, target, lock string, wait time
 	if f.openErr != nil {
 		return nil, f.openErr
 	}
+	f.live++
+	f.maxLive = max(f.maxLive, f.live)
 	return &fakeSession{f: f}, nil
+}
+
+// deploySteps lists the commands that ran for sha, probes left out.
+func (f *fakeTransport) deploySteps(sha string) []string {
+	var out []string
+	for _, c := range f.commands() {
+		if c.Env["DEPLOYHOOK_SHA"] == sha && c.Name != "contains" && c.Name != "changed files" {
+			out = append(out, c.Name)
+		}
+	}
+	return out
 }
 
 func (f *fakeTransport) commands() []Command {
@@ -219,8 +350,14 @@ type fakeSession struct {
 func (s *fakeSession) Run(ctx context.Context, c Command, out io.Writer) (int, error) {
 	s.f.mu.Lock()
 	s.f.calls = append(s.f.calls, c)
-	behave, changed := s.f.behave, s.f.changed
+	behave, changed, contains := s.f.behave, s.f.changed, s.f.contains
 	s.f.mu.Unlock()
+	if c.Name == "contains" {
+		if contains == nil {
+			contains = linearContains
+		}
+		return contains(c.Env["DEPLOYHOOK_SHA"], c.Env["DEPLOYHOOK_PREVIOUS_SHA"]), nil
+	}
 	if c.Name == "changed files" {
 		if changed == "" {
 			return 1, nil
@@ -241,6 +378,7 @@ func (s *fakeSession) Close() error {
 	if !s.closed {
 		s.closed = true
 		s.f.closes++
+		s.f.live--
 	}
 	return nil
 }
@@ -326,4 +464,156 @@ func (e *Executor) idle() bool {
 		}
 	}
 	return true
+}
+
+// shaNum is n for sha(n).
+func shaNum(s string) int {
+	var n int
+	fmt.Sscanf(s[7:], "%x", &n)
+	return n
+}
+
+// linearContains is the history sha(1) ← sha(2) ← … ← sha(59) of branch main;
+// sha(60) and later are commits off the branch. It answers like the contains
+// probe: 0 contained, 1 not.
+func linearContains(sha, prev string) int {
+	if n, p := shaNum(sha), shaNum(prev); n <= p && p < 60 {
+		return 0
+	}
+	return 1
+}
+
+// fakeCommits is GitHub's commit graph for the compare API: the history of
+// linearContains, with "main" as the branch head.
+type fakeCommits struct {
+	mu    sync.Mutex
+	err   error // every answer fails with it when set
+	calls []string
+}
+
+func (f *fakeCommits) Contains(_ context.Context, repo, ref, sha string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, repo+" "+ref+" "+sha[:7])
+	switch {
+	case f.err != nil:
+		return false, f.err
+	case repo != "acme/app":
+		return false, fmt.Errorf("repository %s: %w", repo, ErrNotFound)
+	case ref == "main":
+		return shaNum(sha) < 60, nil
+	}
+	return linearContains(sha, ref) == 0, nil
+}
+
+func (f *fakeCommits) asked() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.calls)
+}
+
+// errDiskFull is what faultStore's writes fail with.
+var errDiskFull = errors.New("database or disk is full")
+
+// faultStore is a memStore whose writes (and Check) fail on command, as a
+// journal on a full disk or a read-only file system does. Reads keep working.
+type faultStore struct {
+	*memStore
+	mu      sync.Mutex
+	failing map[string]bool // method name → fails; "*" fails every write
+}
+
+func (f *faultStore) fail(methods ...string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failing = map[string]bool{}
+	for _, m := range methods {
+		f.failing[m] = true
+	}
+}
+
+func (f *faultStore) err(method string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing[method] || f.failing["*"] {
+		return fmt.Errorf("%s: %w", method, errDiskFull)
+	}
+	return nil
+}
+
+func (f *faultStore) CreateJob(ctx context.Context, j Job, owe ...Report) (string, error) {
+	if err := f.err("CreateJob"); err != nil {
+		return "", err
+	}
+	return f.memStore.CreateJob(ctx, j, owe...)
+}
+
+func (f *faultStore) UpdateJob(ctx context.Context, j Job, owe ...Report) error {
+	if err := f.err("UpdateJob"); err != nil {
+		return err
+	}
+	return f.memStore.UpdateJob(ctx, j, owe...)
+}
+
+func (f *faultStore) SetDeployment(ctx context.Context, id string, dep int64) error {
+	if err := f.err("SetDeployment"); err != nil {
+		return err
+	}
+	return f.memStore.SetDeployment(ctx, id, dep)
+}
+
+func (f *faultStore) AddStep(ctx context.Context, s StepRun) error {
+	if err := f.err("AddStep"); err != nil {
+		return err
+	}
+	return f.memStore.AddStep(ctx, s)
+}
+
+func (f *faultStore) Beat(ctx context.Context, o Owner) error {
+	if err := f.err("Beat"); err != nil {
+		return err
+	}
+	return f.memStore.Beat(ctx, o)
+}
+
+func (f *faultStore) Adopt(ctx context.Context, id, from, to string) error {
+	if err := f.err("Adopt"); err != nil {
+		return err
+	}
+	return f.memStore.Adopt(ctx, id, from, to)
+}
+
+func (f *faultStore) Prune(ctx context.Context, before time.Time, keep int) (int, error) {
+	if err := f.err("Prune"); err != nil {
+		return 0, err
+	}
+	return f.memStore.Prune(ctx, before, keep)
+}
+
+func (f *faultStore) Check(ctx context.Context) error {
+	if err := f.err("Check"); err != nil {
+		return err
+	}
+	return f.memStore.Check(ctx)
+}
+
+func (f *faultStore) Owe(ctx context.Context, r Report) error {
+	if err := f.err("Owe"); err != nil {
+		return err
+	}
+	return f.memStore.Owe(ctx, r)
+}
+
+func (f *faultStore) Settle(ctx context.Context, id int64) error {
+	if err := f.err("Settle"); err != nil {
+		return err
+	}
+	return f.memStore.Settle(ctx, id)
+}
+
+func (f *faultStore) Retry(ctx context.Context, id int64) error {
+	if err := f.err("Retry"); err != nil {
+		return err
+	}
+	return f.memStore.Retry(ctx, id)
 }

@@ -80,6 +80,10 @@ func (e *Executor) reconcile(ctx context.Context, l *lane) error {
 	if err != nil {
 		return err
 	}
+	if en.Ignored != "" {
+		e.lg.Info("reconcile: the head is not deployed", "target", t.Name, "sha", head, "why", en.Ignored)
+		return nil
+	}
 	if !en.Duplicate {
 		e.lg.Warn("reconcile: a push was missed, deploying the branch head", "target", t.Name, "sha", head, "job", en.Job.ID)
 	}

@@ -14,35 +14,40 @@ import (
 	"time"
 )
 
-// run deploys j to l's target and records and reports the outcome. ctx ends when
-// the grace period of a shutdown is over.
-func (e *Executor) run(ctx context.Context, l *lane, j *Job) {
-	lg := e.jobLogger(*j)
+// run deploys j to l's target, decides the outcome, applies it to the lane under
+// its lock and records and reports it. ctx ends when the grace period of a
+// shutdown is over. It returns once the journal took the outcome (or ctx ended):
+// the lane starts no new job before.
+func (e *Executor) run(ctx context.Context, l *lane, j Job) {
+	lg := e.jobLogger(j)
 	// Journal writes and reports must still happen after ctx is cancelled.
 	bg := context.WithoutCancel(ctx)
 	j.State = StateRunning
+	j.Owner = e.opts.Owner.ID
 	j.Started = time.Now()
 	j.Description = "deploying " + short(j.Trigger.SHA)
+	l.publish(j)
 	if err := e.update(bg, j); err != nil {
 		lg.Error("record job start", "err", err)
 	}
 	lg.Info("deploy started")
 
-	d := &deploy{e: e, lg: lg, t: l.t, j: j}
-	d.execute(ctx)
+	d := &deploy{e: e, lg: lg, t: l.t, j: &j, unsaved: map[int]StepRun{}}
+	res := d.execute(ctx)
+	state, desc, now := outcome(res)
 
-	j.Finished = time.Now()
-	if err := e.update(bg, j); err != nil {
-		lg.Error("record job end", "err", err)
-	}
 	l.mu.Lock()
-	if d.now != "" {
-		l.current = d.now
-		l.lastJob = j.ID
+	j.State, j.Description, j.Finished = state, desc, time.Now()
+	if now != "" {
+		l.current, l.lastJob = now, j.ID
 	}
+	l.running = nil
 	l.mu.Unlock()
+
+	e.end(bg, j, d.unsavedSteps()...)
 	lg.Info("deploy finished", "state", j.State, "description", j.Description,
 		"duration", j.Finished.Sub(j.Started).Round(time.Millisecond))
+	e.jr.waitWritten(ctx, j.ID)
 }
 
 // deploy is one run of a target's steps.
@@ -50,10 +55,12 @@ type deploy struct {
 	e    *Executor
 	lg   *slog.Logger
 	t    Target
-	j    *Job
+	j    *Job // the worker's own copy
 	sess Session
 	seq  int
-	now  string // the SHA the target runs after the deploy, when known for sure
+
+	deployedBefore bool            // a person asked for a SHA this target deployed successfully before
+	unsaved        map[int]StepRun // step records the journal refused, by seq
 
 	changed      []string // files changed between previous and new SHA
 	changedKnown bool
@@ -95,79 +102,279 @@ func (s *stepError) public() string {
 	return fmt.Sprintf("%s failed (exit %d)", s.step, s.exitCode)
 }
 
-func (d *deploy) execute(ctx context.Context) {
+// runResult is what happened during one run, as the worker saw it; outcome
+// turns it into the job's final state.
+type runResult struct {
+	sha, prev  string // the SHA deployed, and the one the target ran before ("" unknown)
+	open       error  // the session could not be opened
+	cancelled  bool   // the run's context had ended when open failed (shutdown)
+	current    error  // the target's current SHA could not be read
+	verdict    verdict
+	failed     *stepError // the first step that failed; nil: all passed
+	checkpoint bool       // a checkpoint step had started before failed
+	rollbackOn bool       // the target rolls back after a failure past the checkpoint
+	rolledBack bool       // the rollback ran
+	rollback   *stepError // the rollback step that failed; nil: the rollback worked
+	notApplied string     // "; not applied: …" for a success
+}
+
+// needsRollback reports whether r's failure calls for the automatic rollback:
+// a step failed (not the connection, not a shutdown) after the checkpoint, the
+// target rolls back, and the previous SHA is known.
+func needsRollback(r runResult) bool {
+	f := r.failed
+	return f != nil && !f.transport && !errors.Is(f.err, context.Canceled) &&
+		r.checkpoint && r.rollbackOn && r.prev != ""
+}
+
+// outcome decides a run's final state and public description, and the SHA the
+// target runs for sure afterwards ("" when unchanged or unknown).
+func outcome(r runResult) (st State, description, now string) {
+	if r.open != nil {
+		switch {
+		case errors.Is(r.open, ErrLocked):
+			return StateError, "another deploy holds the target's lock; nothing ran", ""
+		case r.cancelled:
+			return StateError, "interrupted: deployhook shutting down; nothing ran", ""
+		}
+		return StateError, "could not reach the target; nothing ran (see the job page)", ""
+	}
+	if r.current != nil {
+		return StateError, "could not read the target's current commit; nothing ran", ""
+	}
+	if r.verdict.state != "" {
+		return r.verdict.state, r.verdict.description, ""
+	}
+	f := r.failed
+	if f == nil {
+		return StateSuccess, "deployed " + short(r.sha) + r.notApplied, r.sha
+	}
+	cause := f.public()
+	switch {
+	case f.transport || errors.Is(f.err, context.Canceled):
+		if r.checkpoint {
+			cause += "; target state unknown"
+		}
+		return StateError, cause, ""
+	case !r.checkpoint:
+		return StateFailure, cause + "; nothing was changed", ""
+	case !r.rollbackOn:
+		return StateFailure, cause + "; rollback is off, target state unknown", ""
+	case r.prev == "":
+		return StateFailure, cause + "; no previous commit to roll back to", ""
+	case !r.rolledBack:
+		return StateError, cause + "; rollback did not run: target state unknown", ""
+	case r.rollback != nil:
+		return StateError, fmt.Sprintf("%s; rollback to %s failed at %s: target state unknown",
+			cause, short(r.prev), r.rollback.step), ""
+	}
+	return StateFailure, cause + "; rolled back to " + short(r.prev), r.prev
+}
+
+// answer is what a question about the commit graph got.
+type answer uint8
+
+const (
+	answerUnasked answer = iota // not asked, or no one to ask
+	answerYes
+	answerNo
+	answerUnknown // asked, but the answer could not be had
+)
+
+// facts is what the executor learnt before any step of a job, to decide
+// whether it may run.
+type facts struct {
+	automatic      bool   // no person asked for it
+	sha, prev      string // the SHA to deploy; the one the target runs ("" unknown)
+	branch, target string
+	contained      answer // sha is prev or one of its ancestors
+	onBranch       answer // sha is on the branch (asked through GitHub, for custom steps)
+	deployedBefore bool   // the target deployed sha successfully before
+	anyCommit      bool   // a person allowed any commit
+}
+
+// verdict is admit's decision: the final state of a job that must not run, or
+// the zero verdict to go ahead.
+type verdict struct {
+	state       State
+	description string
+}
+
+// admit decides whether a job may run its steps. Production moves forward only:
+// an automatic trigger never deploys a commit the target's deployed one
+// contains (it ends Skipped: its code is live), nor one off the branch; a
+// person may go back, but only to a commit on the branch or one deployed
+// before, unless they allowed any commit. When unsure, nothing runs.
+func admit(f facts) verdict {
+	sha7, prev7 := short(f.sha), short(f.prev)
+	if f.automatic && f.prev != "" {
+		switch f.contained {
+		case answerYes:
+			return verdict{StateSkipped, "already live: contained in deployed " + prev7}
+		case answerUnknown:
+			return verdict{StateError, "could not tell whether " + sha7 + " is older than the deployed " + prev7 + "; nothing ran"}
+		}
+	}
+	if !f.automatic && (f.anyCommit || f.deployedBefore) {
+		return verdict{}
+	}
+	switch f.onBranch {
+	case answerNo:
+		if f.automatic {
+			return verdict{StateFailure, sha7 + " is not on branch " + f.branch + "; nothing ran"}
+		}
+		return verdict{StateFailure, sha7 + " is neither on branch " + f.branch + " nor deployed to " + f.target + " before; nothing ran"}
+	case answerUnknown:
+		return verdict{StateError, "could not tell whether " + sha7 + " is on branch " + f.branch + "; nothing ran"}
+	}
+	return verdict{}
+}
+
+// commitsTimeout bounds one question to GitHub about the commit graph.
+const commitsTimeout = 30 * time.Second
+
+// facts learns what admit needs, asking only what it needs: the target's
+// Contains probe or GitHub for the ancestry of an automatic trigger's SHA, the
+// journal for a person's, and GitHub for the branch when the target's steps
+// do not check it themselves (no Contains probe).
+func (d *deploy) facts(ctx context.Context, prev string) facts {
+	j, t := d.j, d.t
+	f := facts{
+		automatic: j.Trigger.Kind.Automatic(), sha: j.Trigger.SHA, prev: prev,
+		branch: t.Branch, target: t.Name, anyCommit: j.Trigger.AnyCommit,
+	}
+	customSteps := t.Contains == nil && d.e.opts.Commits != nil
+	if f.automatic {
+		if prev != "" {
+			f.contained = d.contained(ctx, f.sha, prev)
+		}
+		if f.contained != answerYes && customSteps {
+			f.onBranch = d.onBranch(ctx)
+		}
+		return f
+	}
+	old, err := d.e.store.Deployed(ctx, t.Name, f.sha)
+	switch {
+	case err == nil:
+		f.deployedBefore = true
+		d.lg.Info("deployed successfully before", "by_job", old.ID)
+	case !errors.Is(err, ErrNotFound):
+		d.lg.Warn("could not read the journal: treating the SHA as never deployed", "err", err)
+	}
+	if !f.deployedBefore && !f.anyCommit && customSteps {
+		f.onBranch = d.onBranch(ctx)
+	}
+	return f
+}
+
+// contained asks whether sha is prev or one of its ancestors: the target's
+// Contains probe, else GitHub.
+func (d *deploy) contained(ctx context.Context, sha, prev string) answer {
+	if sha == prev {
+		return answerYes
+	}
+	if p := d.t.Contains; p != nil {
+		var out bytes.Buffer
+		code, err := d.sess.Run(ctx, d.command(*p, sha, prev), &out)
+		switch {
+		case err == nil && code == 0:
+			return answerYes
+		case err == nil && code == 1:
+			return answerNo
+		}
+		d.lg.Error("ancestry unknown", "probe", p.Name, "exit", code, "err", err, "output", tail(out.String(), 200))
+		return answerUnknown
+	}
+	if d.e.opts.Commits == nil {
+		d.lg.Warn("ancestry not checked: no contains probe and no GitHub to ask")
+		return answerUnasked
+	}
+	cctx, cancel := context.WithTimeout(ctx, commitsTimeout)
+	defer cancel()
+	in, err := d.e.opts.Commits.Contains(cctx, d.repo(), prev, sha)
+	switch {
+	case err != nil:
+		d.lg.Error("ancestry unknown", "err", err)
+		return answerUnknown
+	case in:
+		return answerYes
+	}
+	return answerNo
+}
+
+// onBranch asks GitHub whether the job's SHA is on the target's branch.
+func (d *deploy) onBranch(ctx context.Context) answer {
+	cctx, cancel := context.WithTimeout(ctx, commitsTimeout)
+	defer cancel()
+	in, err := d.e.opts.Commits.Contains(cctx, d.repo(), d.t.Branch, d.j.Trigger.SHA)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return answerNo // GitHub knows no such commit
+	case err != nil:
+		d.lg.Error("branch membership unknown", "err", err)
+		return answerUnknown
+	case in:
+		return answerYes
+	}
+	return answerNo
+}
+
+// repo is the repository as GitHub spells it.
+func (d *deploy) repo() string {
+	if d.j.Trigger.Repo != "" {
+		return d.j.Trigger.Repo
+	}
+	return d.t.Repo
+}
+
+// execute opens the session, learns what admit needs, runs the steps and, when
+// needed, the rollback. It writes nothing but step records and the previous SHA.
+func (d *deploy) execute(ctx context.Context) (r runResult) {
 	j := d.j
+	r.sha, r.rollbackOn = j.Trigger.SHA, d.t.Rollback
 	sess, err := d.e.tr.Open(ctx, d.t.Name, d.t.Lock, d.t.LockWait)
 	if err != nil {
 		d.record(StepRun{Name: "connect", ExitCode: -1, Error: err.Error()})
-		j.State = StateError
-		switch {
-		case errors.Is(err, ErrLocked):
-			j.Description = "another deploy holds the target's lock; nothing ran"
-		case ctx.Err() != nil:
-			j.Description = "interrupted: deployhook shutting down; nothing ran"
-		default:
-			j.Description = "could not reach the target; nothing ran (see the job page)"
-		}
+		r.open, r.cancelled = err, ctx.Err() != nil
 		d.lg.Error("open session", "err", err)
-		return
+		return r
 	}
 	d.sess = sess
 	defer sess.Close()
 
 	prev, err := d.previous(ctx)
 	if err != nil {
-		j.State = StateError
-		j.Description = "could not read the target's current commit; nothing ran"
+		r.current = err
 		d.lg.Error("read current SHA", "err", err)
-		return
+		return r
 	}
+	r.prev = prev
 	j.PreviousSHA = prev
-	if err := d.e.store.UpdateJob(context.WithoutCancel(ctx), *j); err != nil {
+	if err := d.e.jr.wrote(d.e.store.UpdateJob(context.WithoutCancel(ctx), *j)); err != nil {
 		d.lg.Error("record previous SHA", "err", err)
 	}
 
-	failed, checkpoint := d.steps(ctx, j.Trigger.SHA, prev, "")
-	if failed == nil {
-		j.State = StateSuccess
-		d.now = j.Trigger.SHA
-		j.Description = "deployed " + short(j.Trigger.SHA) + d.notApplied(ctx)
-		return
+	f := d.facts(ctx, prev)
+	if r.verdict = admit(f); r.verdict.state != "" {
+		d.lg.Warn("nothing ran", "state", r.verdict.state, "why", r.verdict.description)
+		return r
 	}
-	d.lg.Warn("deploy failed", "err", failed)
-	cause := failed.public()
-	switch {
-	case failed.transport || errors.Is(failed.err, context.Canceled):
-		j.State = StateError
-		j.Description = cause
-		if checkpoint {
-			j.Description += "; target state unknown"
+	d.deployedBefore = f.deployedBefore
+
+	r.failed, r.checkpoint = d.steps(ctx, j.Trigger.SHA, prev, "")
+	if r.failed == nil {
+		r.notApplied = d.notApplied(ctx)
+		return r
+	}
+	d.lg.Warn("deploy failed", "err", r.failed)
+	if needsRollback(r) {
+		r.rolledBack = true
+		r.rollback, _ = d.steps(ctx, prev, j.Trigger.SHA, "rollback: ")
+		if r.rollback != nil {
+			d.lg.Error("rollback failed", "err", r.rollback)
 		}
-		return
-	case !checkpoint:
-		j.State = StateFailure
-		j.Description = cause + "; nothing was changed"
-		return
-	case !d.t.Rollback:
-		j.State = StateFailure
-		j.Description = cause + "; rollback is off, target state unknown"
-		return
-	case prev == "":
-		j.State = StateFailure
-		j.Description = cause + "; no previous commit to roll back to"
-		return
 	}
-	rbFailed, _ := d.steps(ctx, prev, j.Trigger.SHA, "rollback: ")
-	if rbFailed != nil {
-		d.lg.Error("rollback failed", "err", rbFailed)
-		j.State = StateError
-		j.Description = fmt.Sprintf("%s; rollback to %s failed at %s: target state unknown",
-			cause, short(prev), rbFailed.step)
-		return
-	}
-	j.State = StateFailure
-	d.now = prev
-	j.Description = cause + "; rolled back to " + short(prev)
+	return r
 }
 
 // previous returns the SHA the target runs before the deploy.
@@ -261,8 +468,18 @@ func (d *deploy) command(st Step, sha, prev string) Command {
 	env["DEPLOYHOOK_BRANCH"] = d.t.Branch
 	env["DEPLOYHOOK_REPO"] = d.t.Repo
 	env["DEPLOYHOOK_KIND"] = string(d.j.Trigger.Kind)
+	// Only the executor says these: never the target's or the step's env.
+	delete(env, "DEPLOYHOOK_ROLLBACK")
+	delete(env, "DEPLOYHOOK_DEPLOYED_BEFORE")
+	delete(env, "DEPLOYHOOK_ANY_COMMIT")
 	if sha != d.j.Trigger.SHA {
 		env["DEPLOYHOOK_ROLLBACK"] = "true" // the automatic rollback to the previous SHA
+	}
+	if d.deployedBefore {
+		env["DEPLOYHOOK_DEPLOYED_BEFORE"] = "true" // a person's redeploy of a SHA deployed before
+	}
+	if d.j.Trigger.AnyCommit {
+		env["DEPLOYHOOK_ANY_COMMIT"] = "true" // a person allowed a SHA off the branch
 	}
 	dir := st.Dir
 	if dir == "" {
@@ -330,11 +547,26 @@ func (d *deploy) record(s StepRun) int {
 	return s.Seq
 }
 
+// update records s; a record the journal refuses is kept to be written with
+// the job's outcome.
 func (d *deploy) update(s StepRun) {
 	s.Job = d.j.ID
-	if err := d.e.store.AddStep(context.Background(), s); err != nil {
+	if err := d.e.jr.wrote(d.e.store.AddStep(context.Background(), s)); err != nil {
 		d.lg.Error("record step", "step", s.Name, "err", err)
+		d.unsaved[s.Seq] = s
+		return
 	}
+	delete(d.unsaved, s.Seq)
+}
+
+// unsavedSteps returns the step records the journal refused, in order.
+func (d *deploy) unsavedSteps() []StepRun {
+	out := make([]StepRun, 0, len(d.unsaved))
+	for _, s := range d.unsaved {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Seq < out[b].Seq })
+	return out
 }
 
 // matchAny reports whether any file matches any glob. A glob matches a path

@@ -11,6 +11,9 @@ import (
 // Sequence describes the default deploy of a git checkout run by systemd units:
 // the user's manual procedure (git pull, uv sync, restart both units, look at
 // systemctl status), done safely.
+//
+// AppDir and AppUser are required (Validate; the configuration enforces it):
+// git runs as the checkout's owner, never as the login user who may use sudo.
 type Sequence struct {
 	AppDir     string        // the checkout on the target (/home/dagster/data-platform)
 	AppUser    string        // owner of the checkout; git and uv run as this user
@@ -21,10 +24,37 @@ type Sequence struct {
 	SyncWhen   []string      // files whose change makes Sync run; default uv.lock, pyproject.toml
 }
 
+// Validate reports what the sequence lacks to run safely.
+func (s Sequence) Validate() error {
+	var missing []string
+	if s.AppDir == "" {
+		missing = append(missing, "app_dir (the checkout on the target)")
+	}
+	if s.AppUser == "" {
+		missing = append(missing, "app_user (the checkout's owner: git never runs as the login user)")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the default deploy sequence needs %s", strings.Join(missing, " and "))
+	}
+	return nil
+}
+
+// safeGit starts every script that runs git: git ignores the repository's own
+// hooks and file-system monitor, which anyone who can write the checkout's
+// .git could otherwise make run arbitrary code (a post-checkout hook that
+// swaps the code after deployhook checked the SHA).
+const safeGit = `git() { command git -c core.hooksPath=/dev/null -c core.fsmonitor=false "$@"; }
+`
+
 // Steps returns the default sequence:
 //
-//  1. preflight: refuse a work tree with local changes (unless AllowDirty);
-//  2. fetch: fetch the branch and check that the SHA is on it (except rollbacks);
+//  1. preflight: refuse files marked assume-unchanged or skip-worktree (their
+//     local changes are hidden from git status), and a work tree with local
+//     changes (unless AllowDirty);
+//  2. fetch: fetch the branch and check that the SHA is on it, except for the
+//     automatic rollback (DEPLOYHOOK_ROLLBACK), a SHA the target deployed
+//     before (DEPLOYHOOK_DEPLOYED_BEFORE=true) and a person's explicit
+//     override (DEPLOYHOOK_ANY_COMMIT=true);
 //  3. checkout (the checkpoint): check out exactly the SHA, detached, and verify
 //     git rev-parse HEAD;
 //  4. sync: uv sync --frozen, only when uv.lock or pyproject.toml changed;
@@ -32,9 +62,12 @@ type Sequence struct {
 //  6. verify: every unit active, and still active with an unchanged NRestarts
 //     after Settle.
 //
-// It also returns the probes: current (git rev-parse HEAD) and changed (git diff
-// --name-only between the previous and the new SHA).
-func (s Sequence) Steps() (steps []Step, current, changed *Step) {
+// It also returns the probes: current (git rev-parse HEAD), changed (git diff
+// --name-only between the previous and the new SHA) and contains (exit 0 when
+// $DEPLOYHOOK_SHA is $DEPLOYHOOK_PREVIOUS_SHA or one of its ancestors, 1 when
+// not, or not in the clone at all, anything else when git cannot tell).
+// Every git command runs without the repository's hooks and fsmonitor.
+func (s Sequence) Steps() (steps []Step, current, changed, contains *Step) {
 	sync, when := s.Sync, s.SyncWhen
 	if sync == "" {
 		sync = "uv sync --frozen"
@@ -45,26 +78,45 @@ func (s Sequence) Steps() (steps []Step, current, changed *Step) {
 	settle := int(s.Settle.Round(time.Second) / time.Second)
 	git := Step{User: s.AppUser, Dir: s.AppDir, Timeout: 2 * time.Minute}
 	with := func(st Step, name, run string) Step {
-		st.Name, st.Run = name, run
+		st.Name, st.Run = name, safeGit+run
 		return st
 	}
+	preflight := `flags=$(git ls-files -v) || exit 1
+hidden=$(printf '%s\n' "$flags" | sed -n 's/^[a-z] //p')
+skipped=$(printf '%s\n' "$flags" | sed -n 's/^S //p')
+bad=0
+if [ -n "$hidden" ]; then
+  echo "refusing to deploy: files in $PWD are marked assume-unchanged, so git hides their local changes:"
+  echo "$hidden"
+  echo "clear it with: git update-index --no-assume-unchanged FILE"
+  bad=1
+fi
+if [ -n "$skipped" ]; then
+  echo "refusing to deploy: files in $PWD are marked skip-worktree, so git does not check them out:"
+  echo "$skipped"
+  echo "clear it with: git update-index --no-skip-worktree FILE"
+  bad=1
+fi
+[ $bad = 0 ] || exit 1`
 	if !s.AllowDirty {
-		steps = append(steps, with(git, "preflight",
-			`changes=$(git status --porcelain --untracked-files=no) || exit 1
+		preflight += `
+changes=$(git status --porcelain --untracked-files=no) || exit 1
 if [ -n "$changes" ]; then
   echo "refusing to deploy: the work tree in $PWD has local changes:"
   echo "$changes"
   echo "commit or discard them (or set allow_dirty: true for this target)"
   exit 1
-fi`))
+fi`
 	}
+	steps = append(steps, with(git, "preflight", preflight))
 	steps = append(steps, with(git, "fetch",
 		`git fetch --quiet origin "+refs/heads/$DEPLOYHOOK_BRANCH:refs/remotes/origin/$DEPLOYHOOK_BRANCH" || exit 1
 if ! git cat-file -e "$DEPLOYHOOK_SHA^{commit}" 2>/dev/null; then
   echo "commit $DEPLOYHOOK_SHA is not in origin"; exit 1
 fi
-case "$DEPLOYHOOK_KIND" in rollback) exit 0;; esac
-[ -n "$DEPLOYHOOK_ROLLBACK" ] && exit 0
+if [ -n "$DEPLOYHOOK_ROLLBACK" ] || [ "$DEPLOYHOOK_DEPLOYED_BEFORE" = true ] || [ "$DEPLOYHOOK_ANY_COMMIT" = true ]; then
+  exit 0
+fi
 if ! git merge-base --is-ancestor "$DEPLOYHOOK_SHA" "origin/$DEPLOYHOOK_BRANCH"; then
   echo "commit $DEPLOYHOOK_SHA is not on branch $DEPLOYHOOK_BRANCH"; exit 1
 fi`))
@@ -93,10 +145,13 @@ echo "at $head"`)
 			Run: verifyScript(s.Units, settle),
 		})
 	}
-	current = &Step{Name: "current", User: s.AppUser, Dir: s.AppDir, Timeout: time.Minute, Run: "git rev-parse HEAD"}
-	changed = &Step{Name: "changed files", User: s.AppUser, Dir: s.AppDir, Timeout: time.Minute,
-		Run: `git diff --name-only "$DEPLOYHOOK_PREVIOUS_SHA" "$DEPLOYHOOK_SHA"`}
-	return steps, current, changed
+	probe := Step{User: s.AppUser, Dir: s.AppDir, Timeout: time.Minute}
+	c := with(probe, "current", "git rev-parse HEAD")
+	ch := with(probe, "changed files", `git diff --name-only "$DEPLOYHOOK_PREVIOUS_SHA" "$DEPLOYHOOK_SHA"`)
+	in := with(probe, "contains", `[ -n "$DEPLOYHOOK_PREVIOUS_SHA" ] || exit 2
+git cat-file -e "$DEPLOYHOOK_SHA^{commit}" 2>/dev/null || exit 1
+git merge-base --is-ancestor "$DEPLOYHOOK_SHA" "$DEPLOYHOOK_PREVIOUS_SHA"`)
+	return steps, &c, &ch, &in
 }
 
 // verifyScript checks that each unit is active, waits settle seconds, and checks

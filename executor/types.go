@@ -59,6 +59,12 @@ const (
 	StateFailure    State = "failure"    // a step failed; rolled back, or nothing had changed
 	StateError      State = "error"      // the deployer could not finish: transport, rollback, restart
 	StateSuperseded State = "superseded" // replaced in the queue by a newer SHA before it ran
+	// StateSkipped ends an automatic job whose SHA the target's deployed commit
+	// already contains (the same commit or an ancestor): no step ran, and the
+	// code of that SHA is live. On GitHub: commit status "success" (its code is
+	// live), Deployment "inactive". It is not a successful deploy: it changes
+	// neither LastSuccess nor Deployed nor what the target runs.
+	StateSkipped State = "skipped"
 )
 
 // Final reports whether s is an end state.
@@ -128,6 +134,13 @@ type Target struct {
 	// Current, when set, prints the SHA the target runs now (git rev-parse HEAD as
 	// the app user). Nil: the last successful deploy in the journal.
 	Current *Step
+	// Contains, when set, is a probe that tells whether $DEPLOYHOOK_SHA is
+	// contained in $DEPLOYHOOK_PREVIOUS_SHA (the same commit or an ancestor of
+	// it): exit 0 contained, exit 1 not contained, anything else unknown. The
+	// default sequence sets it and checks the branch in its fetch step. Nil (custom
+	// steps): the executor asks Options.Commits instead, and also checks there
+	// that the SHA is on Branch before any step runs.
+	Contains *Step
 	// Changed, when set, prints the files changed between $DEPLOYHOOK_PREVIOUS_SHA
 	// and $DEPLOYHOOK_SHA, one per line. Nil: the change is unknown and every
 	// when_changed step runs.
@@ -197,7 +210,7 @@ type Report struct {
 	Environment string `json:"environment"` // Deployment environment
 	Repo        string `json:"repo"`        // owner/name
 	SHA         string `json:"sha"`
-	State       State  `json:"state"`       // queued/running map to pending; superseded to error (status) and inactive (Deployment)
+	State       State  `json:"state"`       // queued/running map to pending; superseded to error (status) and inactive (Deployment); skipped to success and inactive
 	Description string `json:"description"` // public text, at most 140 characters
 	URL         string `json:"url"`         // the job's page (target_url, log_url)
 	Deployment  int64  `json:"deployment"`  // the job's GitHub Deployment id, 0 if none was created yet
@@ -229,15 +242,19 @@ type OwedReport struct {
 // Store is the journal. Implementation: executor/store (SQLite). All methods are
 // safe for concurrent use.
 type Store interface {
-	// CreateJob records a new job and owes the reports in owe, in one
-	// transaction, and returns the job's id. If j.Trigger.Delivery is not empty
-	// and a job was already recorded for that delivery and target (one push may
-	// deploy several targets), CreateJob records nothing and returns that job's
-	// id and ErrDuplicate.
+	// CreateJob records a new job, with its owner (j.Owner) and body hash
+	// (j.Trigger.BodyHash), and owes the reports in owe, in one transaction, and
+	// returns the job's id. It records nothing and returns an existing job's id
+	// and ErrDuplicate if j.Trigger.Delivery is not empty and a job was already
+	// recorded for that delivery and target (one push may deploy several
+	// targets), or if j.Trigger.BodyHash is not empty and a job of the same
+	// target was recorded with the same body hash (a signed body replayed under
+	// a new delivery GUID).
 	CreateJob(ctx context.Context, j Job, owe ...Report) (existing string, err error)
-	// UpdateJob stores j's state, description, previous SHA and times (not its
-	// steps, not its deployment) and owes the reports in owe, in one
+	// UpdateJob stores j's state, description, previous SHA, owner and times
+	// (not its steps, not its deployment) and owes the reports in owe, in one
 	// transaction: a job never reaches a state whose report is not owed.
+	// ErrNotFound if there is no such job.
 	UpdateJob(ctx context.Context, j Job, owe ...Report) error
 	// SetDeployment records the GitHub Deployment id of a job.
 	SetDeployment(ctx context.Context, job string, deployment int64) error
@@ -247,9 +264,33 @@ type Store interface {
 	// given states (all if none), at most limit (0: no limit); without steps.
 	Jobs(ctx context.Context, target string, limit int, states ...State) ([]Job, error)
 	// LastSuccess returns the newest successful job of target, or ErrNotFound.
+	// Only StateSuccess counts (not StateSkipped).
 	LastSuccess(ctx context.Context, target string) (Job, error)
+	// Deployed returns the newest successful job of target whose SHA is sha, or
+	// ErrNotFound. Only StateSuccess counts.
+	Deployed(ctx context.Context, target, sha string) (Job, error)
 	// AddStep records a step run (insert or replace by job+seq).
 	AddStep(ctx context.Context, s StepRun) error
+
+	// Beat records owner o and its lease (insert or replace by o.ID).
+	Beat(ctx context.Context, o Owner) error
+	// Orphans returns the queued and running jobs whose owner's lease ended
+	// before now: owner empty, no row for it, or its Until before now. Newest
+	// first, without steps.
+	Orphans(ctx context.Context, now time.Time) ([]Job, error)
+	// Adopt makes to the owner of job id if its owner is still from and the job
+	// is not final (compare-and-set); ErrNotFound otherwise, so two processes
+	// never both end or requeue one orphan.
+	Adopt(ctx context.Context, id, from, to string) error
+	// Prune deletes final jobs created before before, and final jobs beyond the
+	// newest keep of each target (keep <= 0: no count limit), with their steps
+	// and delivery rows, but never a target's newest successful job; and owner
+	// rows whose lease ended before before. It returns how many jobs it deleted.
+	// Owed reports are never deleted.
+	Prune(ctx context.Context, before time.Time, keep int) (int, error)
+	// Check reports whether the journal accepts writes (a small write
+	// transaction).
+	Check(ctx context.Context) error
 
 	// Owe adds a report to the outbox.
 	Owe(ctx context.Context, r Report) error
@@ -258,7 +299,7 @@ type Store interface {
 	// Settle removes a sent (or permanently refused) report from the outbox;
 	// ErrNotFound if it is not there (another process settled it).
 	Settle(ctx context.Context, id int64) error
-	// Retry counts a failed attempt of a report.
+	// Retry counts a failed attempt of a report; ErrNotFound if it is not there.
 	Retry(ctx context.Context, id int64) error
 
 	// Close closes the journal.
@@ -307,4 +348,8 @@ type Commits interface {
 var (
 	ErrUnknownTarget = errors.New("unknown target")
 	ErrClosed        = errors.New("deployhook is shutting down")
+	// ErrJournal says the journal could not record a new job (disk full,
+	// read-only file system): nothing was queued; the delivery should be answered
+	// 503 so that it can be redelivered later.
+	ErrJournal = errors.New("journal not writable")
 )
