@@ -208,8 +208,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		opts.Heads = a.gh
 	}
 	opts.PublicURL = cfg.PublicURL
-	// TODO(issue 8): opts.Retain, opts.RetainJobs = time.Duration(*cfg.Retain),
-	// *cfg.RetainJobs once the executor prunes the journal.
+	opts.Retain, opts.RetainJobs = time.Duration(*cfg.Retain), *cfg.RetainJobs
 	if opts.Grace == 0 {
 		opts.Grace = time.Duration(cfg.ShutdownGrace)
 	}
@@ -386,12 +385,22 @@ func shutdown(lg *slog.Logger, srv *server.Server) {
 // readiness is /readyz: the journal answers and the queue runs.
 type readiness struct{ a *app }
 
+//
+// Its answer is public: the journal's own errors (which may name files) go to
+// the log only.
 func (r readiness) Ready(ctx context.Context) error {
-	if err := r.a.store.Ping(ctx); err != nil {
-		r.a.lg.Error("journal not ready", "err", err)
-		return errors.New("journal unavailable")
+	err := r.a.ex.Ready(ctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, executor.ErrJournal):
+		r.a.lg.Error("journal not writable", "err", err)
+		return errors.New("journal not writable (disk full or read-only?): deliveries are answered 503 until it accepts writes; see the log")
+	case errors.Is(err, executor.ErrClosed):
+		return err
 	}
-	return r.a.ex.Ready(ctx)
+	r.a.lg.Error("not ready", "err", err)
+	return errors.New("queue not running")
 }
 
 // noResolver answers workflow_dispatch without a sha when GitHub is not configured.

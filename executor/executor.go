@@ -418,10 +418,10 @@ func (e *Executor) Ready(ctx context.Context) error {
 		return ErrClosed
 	}
 	if err := e.jr.health(); err != nil {
-		return fmt.Errorf("journal not writable: %w", err)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	if err := e.store.Check(ctx); err != nil {
-		return fmt.Errorf("journal not writable: %w", err)
+		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	return nil
 }
