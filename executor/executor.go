@@ -286,9 +286,10 @@ func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 // Enqueue asks for trigger t to be deployed to target. It returns at once: the job
 // runs on the target's worker. See the package documentation for the rules.
 //
-// An automatic trigger (t.Kind.Automatic) of a SHA the target runs or deployed
-// successfully before, or whose body was recorded before under another delivery
-// GUID, records nothing and returns Enqueued.Ignored. An error wrapping
+// An automatic trigger (t.Kind.Automatic) of the SHA the target runs is a
+// duplicate; one of a SHA the target deployed successfully before, or whose body
+// was recorded before under another delivery GUID, records nothing and returns
+// Enqueued.Ignored. An error wrapping
 // ErrJournal says the journal could not record the job (or be read): nothing was
 // queued, and the trigger may be retried later.
 func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enqueued, error) {
@@ -316,8 +317,10 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 	}
 	switch {
 	case t.Kind.Automatic() && l.current == t.SHA:
+		// The live commit again (a redelivery, a CI re-run): nothing to do, and
+		// nothing older either, so the answer is the plain duplicate.
 		return Enqueued{Job: Job{ID: l.lastJob, Target: target, Trigger: t, State: StateSuccess},
-			Ignored: deployedBefore(t.SHA, l.lastJob)}, nil
+			Duplicate: true, Reason: short(t.SHA) + " is already deployed"}, nil
 	case t.Kind.Automatic():
 		old, err := e.store.Deployed(ctx, target, t.SHA)
 		switch {

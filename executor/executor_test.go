@@ -372,13 +372,13 @@ func TestExecutor_Duplicates(t *testing.T) {
 		}
 		close(release)
 		h.settle()
-		// A CI re-run of the deployed SHA is an automatic trigger: ignored, and
-		// nothing is recorded (it used to be answered as a duplicate).
+		// A CI re-run of the live SHA is answered as a duplicate, and nothing is
+		// recorded.
 		before, _ := h.store.Jobs(context.Background(), "", 0)
 		en := h.push(2, "d-5")
-		want := sha(2)[:7] + " was deployed before (job " + en.Job.ID + "); automatic triggers never redeploy an older commit"
-		if en.Duplicate || en.Ignored != want || en.Job.Trigger.SHA != sha(2) {
-			t.Errorf("re-run of a deployed SHA: %+v, want ignored %q", en, want)
+		want := sha(2)[:7] + " is already deployed"
+		if !en.Duplicate || en.Reason != want || en.Ignored != "" || en.Job.Trigger.SHA != sha(2) {
+			t.Errorf("re-run of the deployed SHA: %+v, want duplicate %q", en, want)
 		}
 		if after, _ := h.store.Jobs(context.Background(), "", 0); len(after) != len(before) {
 			t.Errorf("an ignored trigger recorded %d jobs", len(after)-len(before))
