@@ -48,7 +48,7 @@ func New(ctx context.Context, lg *slog.Logger, opts Options) (*Client, error) {
 	if lg == nil {
 		return nil, errors.New("new compute client: nil logger")
 	}
-	copts, err := endpoint.Option(opts.ClientOptions, opts.Endpoint, "https://compute.googleapis.com")
+	copts, err := endpoint.Option(opts.ClientOptions, "DEPLOYHOOK_COMPUTE_URL", opts.Endpoint, "https://compute.googleapis.com")
 	if err != nil {
 		return nil, fmt.Errorf("new compute client: %w", err)
 	}

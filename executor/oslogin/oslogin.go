@@ -73,7 +73,7 @@ func New(ctx context.Context, lg *slog.Logger, opts Options) (*Client, error) {
 	if lg == nil {
 		return nil, errors.New("new os login client: nil logger")
 	}
-	copts, err := endpoint.Option(opts.ClientOptions, opts.Endpoint, "https://oslogin.googleapis.com")
+	copts, err := endpoint.Option(opts.ClientOptions, "DEPLOYHOOK_OSLOGIN_URL", opts.Endpoint, "https://oslogin.googleapis.com")
 	if err != nil {
 		return nil, fmt.Errorf("new os login client: %w", err)
 	}
