@@ -109,6 +109,17 @@
 // A classic token needs repo:status and repo_deployment for a public repository,
 // repo for a private one.
 //
+// # Redirects, answer sizes and plain http
+//
+// Requests, the App's token exchange included, go only to the origin (scheme,
+// host and port) of the API root: a redirect elsewhere, or from https to http,
+// is refused before anything is sent there, so neither the token nor the JWT
+// nor a request body ever leaves for another host (a 307 or 308 would re-send
+// the body). A redirect within the origin is followed. Every answer is read up
+// to MaxBody (8 MiB): a longer one fails the call with an error wrapping
+// safehttp.ErrBodyTooLarge, at a bounded cost in memory. The API root must be
+// https; http is accepted only for a loopback host (tests, a local proxy).
+//
 // # GitHub Enterprise Server
 //
 // Set Options.BaseURL to https://HOST/api/v3/. Any other base URL is used as is.
