@@ -190,14 +190,18 @@ func Truncate(s string) string {
 	return strings.TrimRight(string(r), " ") + "…"
 }
 
-// splitRepo splits "owner/name".
+// splitRepo splits "owner/name". Both parts must be GitHub names (letters,
+// digits, '-', '_', '.'; not "." or ".."), which also keeps them from changing
+// a request's path.
 func splitRepo(repo string) (owner, name string, err error) {
 	owner, name, ok := strings.Cut(repo, "/")
-	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+	if !ok || !repoNameRE.MatchString(owner) || !repoNameRE.MatchString(name) || name == "." || name == ".." || owner == "." || owner == ".." {
 		return "", "", fmt.Errorf("repository %q is not owner/name: %w", repo, executor.ErrPermanent)
 	}
 	return owner, name, nil
 }
+
+var repoNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
