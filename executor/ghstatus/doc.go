@@ -1,6 +1,7 @@
 // Package ghstatus is everything deployhook says to, or asks of, the GitHub REST
 // API: commit statuses and Deployments for the jobs it runs, the head SHA of a
-// branch, and whether a CI workflow passed on a SHA. It implements
+// branch, whether a CI workflow passed on a SHA, and whether a branch contains
+// a commit (executor.Commits, through the compare API). It implements
 // executor.Reporter on top of go-github v60 and golang.org/x/oauth2.
 //
 // # What it sends
@@ -43,9 +44,13 @@
 //	failure          failure         failure
 //	error            error           error
 //	superseded       error           inactive
+//	skipped          success         inactive
 //
-// A superseded job that never got a Deployment does not get one created just to
-// mark it inactive.
+// A skipped job ran no step because the target's deployed commit already
+// contains its SHA: the commit's code is live, so its status is success, while
+// its own Deployment is inactive (the environment runs the newer one). A
+// superseded or skipped job that never got a Deployment does not get one
+// created just to mark it inactive.
 //
 // # Partial failure and idempotence
 //
@@ -101,7 +106,7 @@
 //   - Commit statuses: read and write (commit statuses);
 //   - Deployments: read and write (Deployments and their statuses, only with
 //     Options.Deployments);
-//   - Contents: read (BranchHead);
+//   - Contents: read (BranchHead, Contains);
 //   - Actions: read (WorkflowSucceeded; an App also needs it to receive
 //     workflow_run webhooks);
 //   - Metadata: read (always granted).

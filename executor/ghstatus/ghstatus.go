@@ -143,12 +143,19 @@ func newGitHub(hc *http.Client, src oauth2.TokenSource, baseURL string) (*github
 	return gh, nil
 }
 
+// stateSkipped is the final state of a job that ran no step because the
+// target's deployed commit already contains its SHA (issue 8: production only
+// moves forward). It is spelled out here until executor.StateSkipped lands;
+// the value is the same.
+const stateSkipped = executor.State("skipped")
+
 // statusState maps a job state to a commit status state.
 func statusState(s executor.State) (string, error) {
 	switch s {
 	case executor.StateQueued, executor.StateRunning:
 		return "pending", nil
-	case executor.StateSuccess:
+	case executor.StateSuccess, stateSkipped:
+		// Skipped: the commit's code is live, contained in the deployed commit.
 		return "success", nil
 	case executor.StateFailure:
 		return "failure", nil
@@ -167,7 +174,8 @@ func deploymentState(s executor.State) (string, error) {
 		return "in_progress", nil
 	case executor.StateSuccess, executor.StateFailure, executor.StateError:
 		return string(s), nil
-	case executor.StateSuperseded:
+	case executor.StateSuperseded, stateSkipped:
+		// This job's Deployment never ran: the environment runs another one.
 		return "inactive", nil
 	}
 	return "", fmt.Errorf("unknown job state %q: %w", s, executor.ErrPermanent)
@@ -264,7 +272,7 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 			return 0, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
 		}
 	}
-	if id == 0 && r.State == executor.StateSuperseded {
+	if id == 0 && (r.State == executor.StateSuperseded || r.State == stateSkipped) {
 		// Never ran and never had a Deployment: do not create one to retire it.
 		return 0, nil
 	}
