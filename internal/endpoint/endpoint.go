@@ -1,6 +1,7 @@
 // Package endpoint checks endpoint overrides (DEPLOYHOOK_COMPUTE_URL,
 // DEPLOYHOOK_OSLOGIN_URL, DEPLOYHOOK_IAP_URL, github.api_url) the same way
-// everywhere, and turns a Google API override into a client option.
+// everywhere, turns a Google API override into a client option, and gives the
+// Google API clients an HTTP client with a cap on answers (WithLimits).
 //
 // Every request to these endpoints carries a bearer token (a Google access
 // token, a GitHub token or App JWT), so an override must use TLS: https:// or
@@ -10,12 +11,18 @@
 package endpoint
 
 import (
+	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 
 	"google.golang.org/api/option"
+	"google.golang.org/api/option/internaloption"
+	htransport "google.golang.org/api/transport/http"
+
+	"github.com/deployhook/deployhook/internal/safehttp"
 )
 
 // RequireSecure returns nil when rawURL is an absolute https:// or wss:// URL
@@ -77,4 +84,28 @@ func Option(opts []option.ClientOption, name, endpoint, example string) ([]optio
 	}
 	// The clients append /compute/v1/... or /v1/...: a trailing slash would double it.
 	return append(out, option.WithEndpoint(strings.TrimRight(endpoint, "/"))), nil
+}
+
+// cloudPlatformScope is the scope used when opts carry credentials without
+// their own scopes (Application Default Credentials).
+const cloudPlatformScope = "https://www.googleapis.com/auth/cloud-platform"
+
+// WithLimits returns opts with an option.WithHTTPClient appended: a client
+// whose transport authenticates as opts say (a token source, or
+// option.WithoutAuthentication in tests; default credentials get the
+// cloud-platform scope), reads at most maxBody bytes of any answer, failing
+// past it with an error wrapping safehttp.ErrBodyTooLarge, and follows a
+// redirect only within the origin of the request, so the token never leaves
+// for another host. The Google client libraries read answers whole, with no
+// limit of their own. opts must not already hold an option.WithHTTPClient.
+// The client certificate of GOOGLE_API_USE_CLIENT_CERTIFICATE (mTLS) is not
+// supported on this client.
+func WithLimits(ctx context.Context, opts []option.ClientOption, maxBody int64) ([]option.ClientOption, error) {
+	topts := append([]option.ClientOption{internaloption.WithDefaultScopes(cloudPlatformScope)}, opts...)
+	rt, err := htransport.NewTransport(ctx, safehttp.LimitBody(http.DefaultTransport, maxBody), topts...)
+	if err != nil {
+		return nil, fmt.Errorf("google api transport: %w", err)
+	}
+	hc := &http.Client{Transport: rt, CheckRedirect: safehttp.CheckRedirect}
+	return append(append([]option.ClientOption(nil), opts...), option.WithHTTPClient(hc)), nil
 }
