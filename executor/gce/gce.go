@@ -16,18 +16,27 @@ import (
 	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
+// MaxBody caps every answer read from the Compute Engine API: a longer one
+// fails the call with an error wrapping safehttp.ErrBodyTooLarge instead of
+// growing the heap without bound. The largest answer read is an instance
+// resource, whose biggest part, its metadata, is limited to 512 KB in all;
+// the hostkeys/ guest attributes are three short keys. 4 MiB leaves ample room.
+const MaxBody = 4 << 20
+
 // Options configures a Client.
 type Options struct {
 	// Endpoint overrides the Compute Engine API base URL
 	// (https://compute.googleapis.com): an httptest server in tests, a private
 	// endpoint otherwise. main reads it from DEPLOYHOOK_COMPUTE_URL. It must be an
-	// absolute http or https URL; request paths (/compute/v1/...) are appended to
-	// it. Empty: the default endpoint.
+	// absolute https URL (http only for a loopback host); request paths
+	// (/compute/v1/...) are appended to it. Empty: the default endpoint.
 	Endpoint string
 	// ClientOptions are passed to the Google API client: the credentials
 	// (main passes Application Default Credentials; tests pass
 	// option.WithoutAuthentication or option.WithTokenSource). Endpoint, when
 	// set, is applied after them and wins over an option.WithEndpoint here.
+	// They must not hold option.WithHTTPClient: New builds the HTTP client,
+	// with a cap on answers (MaxBody) and redirects kept on the API's origin.
 	ClientOptions []option.ClientOption
 }
 
@@ -48,8 +57,11 @@ func New(ctx context.Context, lg *slog.Logger, opts Options) (*Client, error) {
 	if lg == nil {
 		return nil, errors.New("new compute client: nil logger")
 	}
-	copts, err := endpoint.Option(opts.ClientOptions, opts.Endpoint, "https://compute.googleapis.com")
+	copts, err := endpoint.Option(opts.ClientOptions, "DEPLOYHOOK_COMPUTE_URL", opts.Endpoint, "https://compute.googleapis.com")
 	if err != nil {
+		return nil, fmt.Errorf("new compute client: %w", err)
+	}
+	if copts, err = endpoint.WithLimits(ctx, copts, MaxBody); err != nil {
 		return nil, fmt.Errorf("new compute client: %w", err)
 	}
 	ic, err := compute.NewInstancesRESTClient(ctx, copts...)

@@ -338,6 +338,8 @@ func TestNew_badEndpoint(t *testing.T) {
 		{"ftp", "ftp://compute.example.com"},
 		{"query", "https://compute.example.com/?x=1"},
 		{"no host", "https://"},
+		// Issue 8, item 8: the token went in cleartext to any http host.
+		{"http elsewhere", "http://compute.example.com"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -347,8 +349,8 @@ func TestNew_badEndpoint(t *testing.T) {
 				c.Close()
 				t.Fatalf("New(%q) = nil error", tt.endpoint)
 			}
-			if !strings.Contains(err.Error(), "endpoint") {
-				t.Errorf("error %q does not name the endpoint", err)
+			if !strings.Contains(err.Error(), "DEPLOYHOOK_COMPUTE_URL") {
+				t.Errorf("error %q does not name the setting", err)
 			}
 		})
 	}

@@ -44,7 +44,8 @@ type AppOptions struct {
 	// BaseURL is the REST API root, as Options.BaseURL (default github.com).
 	BaseURL string
 	// HTTPClient carries the token exchange (default: a new client on
-	// http.DefaultTransport).
+	// http.DefaultTransport), with the same origin pinning, redirect policy and
+	// answer cap as Options.HTTPClient.
 	HTTPClient *http.Client
 	// Now is the clock for the JWT's iat and exp (default time.Now).
 	Now func() time.Time
@@ -66,16 +67,11 @@ func NewAppTokenSource(opts AppOptions) (oauth2.TokenSource, error) {
 		// jwt's parse errors never quote the key.
 		return nil, fmt.Errorf("github app %d: read private key (want the PEM file GitHub generated): %w", opts.AppID, err)
 	}
-	var hc http.Client
-	if opts.HTTPClient != nil {
-		hc = *opts.HTTPClient
-	}
 	src := &appSource{opts: opts, now: opts.Now}
 	if src.now == nil {
 		src.now = time.Now
 	}
-	hc.Transport = &oauth2.Transport{Source: jwtSource{src}, Base: hc.Transport}
-	src.gh, err = newGitHub(&hc, opts.BaseURL)
+	src.gh, err = newGitHub(opts.HTTPClient, jwtSource{src}, opts.BaseURL)
 	if err != nil {
 		return nil, err
 	}

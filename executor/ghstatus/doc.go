@@ -1,6 +1,7 @@
 // Package ghstatus is everything deployhook says to, or asks of, the GitHub REST
 // API: commit statuses and Deployments for the jobs it runs, the head SHA of a
-// branch, and whether a CI workflow passed on a SHA. It implements
+// branch, whether a CI workflow passed on a SHA, and whether a branch contains
+// a commit (executor.Commits, through the compare API). It implements
 // executor.Reporter on top of go-github v60 and golang.org/x/oauth2.
 //
 // # What it sends
@@ -43,9 +44,13 @@
 //	failure          failure         failure
 //	error            error           error
 //	superseded       error           inactive
+//	skipped          success         inactive
 //
-// A superseded job that never got a Deployment does not get one created just to
-// mark it inactive.
+// A skipped job ran no step because the target's deployed commit already
+// contains its SHA: the commit's code is live, so its status is success, while
+// its own Deployment is inactive (the environment runs the newer one). A
+// superseded or skipped job that never got a Deployment does not get one
+// created just to mark it inactive.
 //
 // # Partial failure and idempotence
 //
@@ -101,13 +106,24 @@
 //   - Commit statuses: read and write (commit statuses);
 //   - Deployments: read and write (Deployments and their statuses, only with
 //     Options.Deployments);
-//   - Contents: read (BranchHead);
+//   - Contents: read (BranchHead, Contains);
 //   - Actions: read (WorkflowSucceeded; an App also needs it to receive
 //     workflow_run webhooks);
 //   - Metadata: read (always granted).
 //
 // A classic token needs repo:status and repo_deployment for a public repository,
 // repo for a private one.
+//
+// # Redirects, answer sizes and plain http
+//
+// Requests, the App's token exchange included, go only to the origin (scheme,
+// host and port) of the API root: a redirect elsewhere, or from https to http,
+// is refused before anything is sent there, so neither the token nor the JWT
+// nor a request body ever leaves for another host (a 307 or 308 would re-send
+// the body). A redirect within the origin is followed. Every answer is read up
+// to MaxBody (8 MiB): a longer one fails the call with an error wrapping
+// safehttp.ErrBodyTooLarge, at a bounded cost in memory. The API root must be
+// https; http is accepted only for a loopback host (tests, a local proxy).
 //
 // # GitHub Enterprise Server
 //

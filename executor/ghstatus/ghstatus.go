@@ -19,6 +19,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/internal/endpoint"
+	"github.com/deployhook/deployhook/internal/safehttp"
 )
 
 // DefaultBaseURL is the REST API of github.com.
@@ -42,7 +44,8 @@ type Options struct {
 	// deployment statuses beside the commit statuses.
 	Deployments bool
 	// HTTPClient is the client whose Transport carries the requests (default: a
-	// new client on http.DefaultTransport). Its Timeout, if any, also applies.
+	// new client on http.DefaultTransport). Its Timeout, if any, also applies;
+	// its CheckRedirect is replaced by one that stays on BaseURL's origin.
 	HTTPClient *http.Client
 	// UserAgent is sent with every request (default "deployhook").
 	UserAgent string
@@ -71,7 +74,7 @@ type Client struct {
 var _ executor.Reporter = (*Client)(nil)
 
 // New returns a Client. It fails when opts.TokenSource is nil or opts.BaseURL
-// is not an http(s) URL. It does no I/O.
+// is not an https URL (http only for a loopback host). It does no I/O.
 func New(lg *slog.Logger, opts Options) (*Client, error) {
 	if opts.TokenSource == nil {
 		return nil, errors.New("ghstatus: no GitHub credentials: set DEPLOYHOOK_GITHUB_TOKEN or configure a GitHub App")
@@ -82,12 +85,7 @@ func New(lg *slog.Logger, opts Options) (*Client, error) {
 	opts.Backoff = cmp.Or(opts.Backoff, time.Second)
 	opts.MaxWait = cmp.Or(opts.MaxWait, time.Minute)
 
-	var base http.Client
-	if opts.HTTPClient != nil {
-		base = *opts.HTTPClient
-	}
-	base.Transport = &oauth2.Transport{Source: opts.TokenSource, Base: base.Transport}
-	gh, err := newGitHub(&base, opts.BaseURL)
+	gh, err := newGitHub(opts.HTTPClient, opts.TokenSource, opts.BaseURL)
 	if err != nil {
 		return nil, err
 	}
@@ -95,12 +93,26 @@ func New(lg *slog.Logger, opts Options) (*Client, error) {
 	return &Client{lg: lg, opts: opts, gh: gh}, nil
 }
 
-// newGitHub returns a go-github client on hc for the API root baseURL: empty
-// for github.com, HOST/api/v3/ for GitHub Enterprise Server (uploads then go to
-// HOST/api/uploads/), anything else as it is.
-func newGitHub(hc *http.Client, baseURL string) (*github.Client, error) {
-	gh := github.NewClient(hc)
-	gh.UserAgent = "deployhook"
+// MaxBody caps every answer read from GitHub (safehttp.LimitBody): a longer
+// one fails with an error wrapping safehttp.ErrBodyTooLarge instead of growing
+// the heap without bound. The largest legitimate answers are a page of 100
+// workflow runs (each carries two repository objects and its head commit,
+// about 15 KB: 1.5 MB a page), a page of 100 deployments (about 300 KB), and
+// the first page of a compare, which lists up to 300 changed files with
+// patches GitHub cuts off at about 20,000 lines in all (a few MB; Contains
+// stops reading at "status", which comes before them). 8 MiB leaves room
+// above each.
+const MaxBody = 8 << 20
+
+// newGitHub returns a go-github client for the API root baseURL: empty for
+// github.com, HOST/api/v3/ for GitHub Enterprise Server (uploads then go to
+// HOST/api/uploads/), anything else as it is. Its requests go through a copy
+// of hc (a new client when nil) that adds src's token, talks only to
+// baseURL's origin (scheme, host, port), follows redirects only within it, and
+// reads at most MaxBody of an answer: neither the token nor a request body is
+// ever sent to another host or over http after https. baseURL must be https
+// unless its host is loopback.
+func newGitHub(hc *http.Client, src oauth2.TokenSource, baseURL string) (*github.Client, error) {
 	if baseURL == "" {
 		baseURL = DefaultBaseURL
 	}
@@ -108,6 +120,17 @@ func newGitHub(hc *http.Client, baseURL string) (*github.Client, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("ghstatus: GitHub API URL %q is not an http(s) URL (github.com: %s, GitHub Enterprise: https://HOST/api/v3/)", baseURL, DefaultBaseURL)
 	}
+	if err := endpoint.RequireSecure("github.api_url (DEPLOYHOOK_GITHUB_API_URL)", baseURL); err != nil {
+		return nil, fmt.Errorf("ghstatus: %w", err)
+	}
+	var c http.Client
+	if hc != nil {
+		c = *hc
+	}
+	c.Transport = safehttp.LimitBody(safehttp.PinOrigin(&oauth2.Transport{Source: src, Base: c.Transport}, u), MaxBody)
+	c.CheckRedirect = safehttp.CheckRedirect
+	gh := github.NewClient(&c)
+	gh.UserAgent = "deployhook"
 	if !strings.HasSuffix(u.Path, "/") {
 		u.Path += "/"
 	}
@@ -120,12 +143,19 @@ func newGitHub(hc *http.Client, baseURL string) (*github.Client, error) {
 	return gh, nil
 }
 
+// stateSkipped is the final state of a job that ran no step because the
+// target's deployed commit already contains its SHA (issue 8: production only
+// moves forward). It is spelled out here until executor.StateSkipped lands;
+// the value is the same.
+const stateSkipped = executor.State("skipped")
+
 // statusState maps a job state to a commit status state.
 func statusState(s executor.State) (string, error) {
 	switch s {
 	case executor.StateQueued, executor.StateRunning:
 		return "pending", nil
-	case executor.StateSuccess:
+	case executor.StateSuccess, stateSkipped:
+		// Skipped: the commit's code is live, contained in the deployed commit.
 		return "success", nil
 	case executor.StateFailure:
 		return "failure", nil
@@ -144,7 +174,8 @@ func deploymentState(s executor.State) (string, error) {
 		return "in_progress", nil
 	case executor.StateSuccess, executor.StateFailure, executor.StateError:
 		return string(s), nil
-	case executor.StateSuperseded:
+	case executor.StateSuperseded, stateSkipped:
+		// This job's Deployment never ran: the environment runs another one.
 		return "inactive", nil
 	}
 	return "", fmt.Errorf("unknown job state %q: %w", s, executor.ErrPermanent)
@@ -167,14 +198,18 @@ func Truncate(s string) string {
 	return strings.TrimRight(string(r), " ") + "…"
 }
 
-// splitRepo splits "owner/name".
+// splitRepo splits "owner/name". Both parts must be GitHub names (letters,
+// digits, '-', '_', '.'; not "." or ".."), which also keeps them from changing
+// a request's path.
 func splitRepo(repo string) (owner, name string, err error) {
 	owner, name, ok := strings.Cut(repo, "/")
-	if !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+	if !ok || !repoNameRE.MatchString(owner) || !repoNameRE.MatchString(name) || name == "." || name == ".." || owner == "." || owner == ".." {
 		return "", "", fmt.Errorf("repository %q is not owner/name: %w", repo, executor.ErrPermanent)
 	}
 	return owner, name, nil
 }
+
+var repoNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
@@ -237,7 +272,7 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 			return 0, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
 		}
 	}
-	if id == 0 && r.State == executor.StateSuperseded {
+	if id == 0 && (r.State == executor.StateSuperseded || r.State == stateSkipped) {
 		// Never ran and never had a Deployment: do not create one to retire it.
 		return 0, nil
 	}

@@ -154,6 +154,7 @@ func TestClient_Report_states(t *testing.T) {
 		{"failure", executor.StateFailure, "failure", "failure"},
 		{"error", executor.StateError, "error", "error"},
 		{"superseded", executor.StateSuperseded, "error", "inactive"},
+		{"skipped", executor.State("skipped"), "success", "inactive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"/deployments off", func(t *testing.T) {
@@ -175,8 +176,8 @@ func TestClient_Report_states(t *testing.T) {
 				t.Fatalf("Report = %d, %v; want 42, nil", id, err)
 			}
 		})
-		if tt.state == executor.StateSuperseded {
-			continue // see TestClient_Report_supersededWithoutDeployment
+		if tt.state == executor.StateSuperseded || tt.state == "skipped" {
+			continue // see TestClient_Report_retiredWithoutDeployment
 		}
 		t.Run(tt.name+"/deployment created", func(t *testing.T) {
 			f := newFake(t, bearer,
@@ -193,13 +194,24 @@ func TestClient_Report_states(t *testing.T) {
 	}
 }
 
-func TestClient_Report_supersededWithoutDeployment(t *testing.T) {
+func TestClient_Report_retiredWithoutDeployment(t *testing.T) {
 	const desc = "deploy of 0123456 by octocat"
-	f := newFake(t, bearer, statusCall("error", desc), listCall("production"))
-	c, _ := newTestClient(t, serve(t, f), nil, true)
-	id, err := c.Report(t.Context(), report(executor.StateSuperseded))
-	if err != nil || id != 0 {
-		t.Fatalf("Report = %d, %v; want 0, nil (no deployment created to retire it)", id, err)
+	tests := []struct {
+		state      executor.State
+		wantStatus string
+	}{
+		{executor.StateSuperseded, "error"},
+		{executor.State("skipped"), "success"},
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.state), func(t *testing.T) {
+			f := newFake(t, bearer, statusCall(tt.wantStatus, desc), listCall("production"))
+			c, _ := newTestClient(t, serve(t, f), nil, true)
+			id, err := c.Report(t.Context(), report(tt.state))
+			if err != nil || id != 0 {
+				t.Fatalf("Report = %d, %v; want 0, nil (no deployment created to retire it)", id, err)
+			}
+		})
 	}
 }
 

@@ -62,7 +62,7 @@ type Conn struct {
 
 	rmu       sync.Mutex
 	rq        []*rbuf       // received, not yet read
-	rqBytes   int           // payload bytes in rq
+	rqMem     int           // bytes of buffer memory held by rq (len(buf) each), not payload
 	withheld  bool          // an ACK was held back because rq was full
 	rqReady   chan struct{} // wakes Read
 	readLock  chan struct{}
@@ -72,6 +72,42 @@ type Conn struct {
 	stats struct {
 		reconnects atomic.Int64
 	}
+
+	// Used by the read loop only (reconnect runs there).
+	rc reconnectState
+}
+
+// stableAfter is how long a resumed websocket must hold before the next drop is
+// treated as a new incident (immediate first attempt, backoff from the start)
+// rather than the relay dropping the tunnel again.
+const stableAfter = time.Minute
+
+// reconnectState is the session-wide reconnect budget and backoff.
+type reconnectState struct {
+	recent  []time.Time   // attempts in the last minute
+	total   int           // attempts in the session
+	backoff time.Duration // the next wait
+	lastOK  time.Time     // when the last reconnect succeeded
+}
+
+// take counts one reconnect attempt at now, or refuses it past the budget.
+func (r *reconnectState) take(now time.Time, p ReconnectPolicy) error {
+	if r.total >= p.Total {
+		return fmt.Errorf("%w: %d reconnects in this tunnel's life, at most %d", ErrReconnectBudget, r.total, p.Total)
+	}
+	keep := r.recent[:0]
+	for _, t := range r.recent {
+		if now.Sub(t) < time.Minute {
+			keep = append(keep, t)
+		}
+	}
+	r.recent = keep
+	if len(r.recent) >= p.PerMinute {
+		return fmt.Errorf("%w: %d reconnects within a minute, at most %d: the relay keeps dropping the tunnel", ErrReconnectBudget, len(r.recent), p.PerMinute)
+	}
+	r.recent = append(r.recent, now)
+	r.total++
+	return nil
 }
 
 // chunk is up to MaxDataLen bytes of the outgoing stream, stored after room for the
@@ -83,9 +119,11 @@ type chunk struct {
 	fresh bool // never handed to a websocket: Write may still append to it
 }
 
+// rbuf holds received payload not yet read: one DATA frame read in place, and any
+// small frames that followed it copied into its spare room (see queue).
 type rbuf struct {
-	buf  []byte
-	data []byte
+	buf  []byte // len maxDataFrame
+	data []byte // unread payload, a slice of buf whose capacity runs to buf's end
 }
 
 var (
@@ -214,14 +252,8 @@ func (c *Conn) readWS(ws *websocket.Conn) error {
 				rbufPool.Put(rb)
 				continue
 			}
-			rb.data = f.Data
-			c.rmu.Lock()
-			c.rq = append(c.rq, rb)
-			c.rqBytes += len(f.Data)
-			over := c.rqBytes > c.opts.RecvBuffer+maxOverrun
-			c.rmu.Unlock()
-			if over {
-				return fmt.Errorf("%w: relay sent more than %d unacknowledged bytes", ErrProtocol, c.opts.RecvBuffer+maxOverrun)
+			if over := c.queue(rb, f.Data); over {
+				return fmt.Errorf("%w: relay sent more than %d bytes past the receive buffer without acknowledgement", ErrProtocol, maxOverrun)
 			}
 			signal(c.rqReady)
 			c.lastRecv.Store(time.Now().UnixNano())
@@ -246,9 +278,40 @@ func (c *Conn) readWS(ws *websocket.Conn) error {
 	}
 }
 
+// queue adds payload, read into rb, to the receive queue, and reports whether the
+// queue's memory went past RecvBuffer+maxOverrun (the relay ignores withheld ACKs).
+// Memory is what counts, not payload: a relay sending 1-byte frames would otherwise
+// pin a 16 KiB buffer per byte. So a payload that fits in the room left after the
+// last queued buffer's data is copied there and rb goes back to the pool; only a
+// payload that does not fit keeps its own buffer. Any two neighbouring buffers then
+// hold more than one buffer's worth of payload, so memory stays under twice the
+// payload plus one buffer, and full-size frames are never copied.
+func (c *Conn) queue(rb *rbuf, payload []byte) (over bool) {
+	c.rmu.Lock()
+	merged := false
+	if k := len(c.rq); k > 0 {
+		if last := c.rq[k-1]; cap(last.data)-len(last.data) >= len(payload) {
+			last.data = append(last.data, payload...) // within buf: no allocation
+			merged = true
+		}
+	}
+	if !merged {
+		rb.data = payload
+		c.rq = append(c.rq, rb)
+		c.rqMem += len(rb.buf)
+	}
+	over = c.rqMem > c.opts.RecvBuffer+maxOverrun
+	c.rmu.Unlock()
+	if merged {
+		rbufPool.Put(rb)
+	}
+	return over
+}
+
 // sendAck sends an ACK when more than Threshold bytes are unacknowledged, or any are
-// and force is set. While more than RecvBuffer bytes wait for Read it sends nothing:
-// withholding ACKs is how the tunnel makes the relay stop sending.
+// and force is set. While the receive queue holds more than RecvBuffer bytes of
+// buffer memory it sends nothing: withholding ACKs is how the tunnel makes the relay
+// stop sending.
 func (c *Conn) sendAck(force bool) {
 	c.ackMu.Lock()
 	defer c.ackMu.Unlock()
@@ -257,7 +320,7 @@ func (c *Conn) sendAck(force bool) {
 		return
 	}
 	c.rmu.Lock()
-	full := c.rqBytes > c.opts.RecvBuffer
+	full := c.rqMem > c.opts.RecvBuffer
 	c.withheld = full
 	c.rmu.Unlock()
 	if full {
@@ -352,18 +415,35 @@ func (c *Conn) reconnect(old *websocket.Conn) (*websocket.Conn, error) {
 	c.gen++
 	c.mu.Unlock()
 	p := c.opts.Reconnect
-	backoff := p.Backoff
+	rc := &c.rc
+	// The first attempt is immediate, unless the last reconnect did not hold:
+	// then the backoff goes on from where it was.
+	wait := time.Duration(0)
+	if !rc.lastOK.IsZero() && time.Since(rc.lastOK) < stableAfter {
+		wait = rc.backoff
+	} else {
+		rc.backoff = p.Backoff
+	}
 	var last error
 	for attempt := 0; attempt < p.MaxAttempts; attempt++ {
 		if attempt > 0 {
-			t := time.NewTimer(backoff)
+			wait = rc.backoff
+		}
+		if wait > 0 {
+			t := time.NewTimer(wait)
 			select {
 			case <-t.C:
 			case <-c.ctx.Done():
 				t.Stop()
 				return nil, c.ctx.Err()
 			}
-			backoff = min(2*backoff, p.MaxBackoff)
+			rc.backoff = min(2*rc.backoff, p.MaxBackoff)
+		}
+		if err := rc.take(time.Now(), p); err != nil {
+			if last != nil {
+				return nil, fmt.Errorf("reconnect: %w (last attempt: %w)", err, last)
+			}
+			return nil, fmt.Errorf("reconnect: %w", err)
 		}
 		c.ackMu.Lock()
 		ack := c.received
@@ -393,6 +473,7 @@ func (c *Conn) reconnect(old *websocket.Conn) (*websocket.Conn, error) {
 		c.gen++
 		c.mu.Unlock()
 		c.stats.reconnects.Add(1)
+		rc.lastOK = time.Now()
 		signal(c.sendReady)
 		c.lg.Info("iap tunnel: reconnected", "target", c.raddr.String(), "attempt", attempt+1)
 		return ws, nil
@@ -562,10 +643,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 			if len(rb.data) == 0 {
 				c.rq[0] = nil
 				c.rq = c.rq[1:]
+				c.rqMem -= len(rb.buf)
 				rbufPool.Put(rb)
 			}
-			c.rqBytes -= n
-			release := c.withheld && c.rqBytes <= c.opts.RecvBuffer
+			release := c.withheld && c.rqMem <= c.opts.RecvBuffer
 			if release {
 				c.withheld = false
 			}

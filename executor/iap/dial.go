@@ -13,6 +13,8 @@ import (
 
 	"github.com/coder/websocket"
 	"golang.org/x/oauth2"
+
+	"github.com/deployhook/deployhook/internal/safehttp"
 )
 
 // Options says which VM port to reach and how. Project, Zone, Instance and TokenSource
@@ -21,11 +23,14 @@ type Options struct {
 	// Endpoint is the relay base URL, scheme + host + path root, like gcloud's
 	// --iap-tunnel-url-override: DefaultEndpoint when empty; MTLSEndpoint with a
 	// TLSConfig carrying a device certificate; ws://127.0.0.1:PORT/v4 in tests.
+	// ws:// is accepted only for a loopback host: the handshake carries the token.
 	Endpoint string
 	// TLSConfig is used for wss endpoints when HTTPClient is nil (e.g. the client
 	// certificate for MTLSEndpoint). Setting both is an error.
 	TLSConfig *tls.Config
-	// HTTPClient performs the WebSocket handshakes; http.DefaultClient when nil.
+	// HTTPClient performs the WebSocket handshakes; when nil, a client on
+	// http.DefaultTransport that follows no redirect (the upgrade request carries
+	// the access token).
 	HTTPClient *http.Client
 
 	Project  string // project ID
@@ -53,8 +58,10 @@ type Options struct {
 	// (they are kept for resending after a reconnect); Write blocks when it is full.
 	// 2 MiB when zero.
 	SendBuffer int
-	// RecvBuffer bounds received bytes not yet consumed by Read; the tunnel stops
-	// reading from the relay when it is full. 1 MiB when zero.
+	// RecvBuffer bounds the memory holding received bytes not yet consumed by Read
+	// (buffer memory, not payload: small frames are packed together); past it the
+	// tunnel withholds ACKs so the relay stops sending, and a relay that goes on
+	// regardless for 16 MiB more is a protocol violation. 1 MiB when zero.
 	RecvBuffer int
 	// CloseTimeout bounds how long Close waits to hand written data to the relay;
 	// 5 s when zero.
@@ -63,14 +70,30 @@ type Options struct {
 
 // ReconnectPolicy bounds how the tunnel resumes its session after the WebSocket drops
 // without a close frame (1006) or the relay asks for re-authentication (4004).
+//
+// Every reconnect attempt, successful or not, counts against a budget for the whole
+// session: at most PerMinute in any minute and Total in all. A relay that accepts
+// every reconnect and drops it again therefore ends the tunnel with an error wrapping
+// ErrReconnectBudget instead of being dialled in a loop. The backoff is
+// session-wide too: it starts again from Backoff only once the last resumed
+// websocket has held for a minute.
 type ReconnectPolicy struct {
 	// MaxAttempts per drop; 5 when zero; negative disables reconnecting.
 	MaxAttempts int
-	// Backoff is the sleep before the second attempt (the first is immediate); it
-	// doubles per attempt up to MaxBackoff. 1 s and 20 s when zero.
+	// Backoff is the sleep before the second attempt (the first is immediate
+	// unless the last reconnect was less than a minute ago); it doubles per
+	// attempt up to MaxBackoff. 1 s and 20 s when zero.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// PerMinute bounds the reconnect attempts in any minute; 12 when zero.
+	PerMinute int
+	// Total bounds the reconnect attempts over the tunnel's life; 120 when zero.
+	Total int
 }
+
+// ErrReconnectBudget is wrapped by the error that ends a tunnel whose session used
+// up its reconnect budget (ReconnectPolicy.PerMinute or Total).
+var ErrReconnectBudget = errors.New("iap tunnel reconnect budget exhausted")
 
 // AckPolicy sets when the tunnel acknowledges received bytes. The relay stops sending
 // when about 1 MiB is unacknowledged, so acknowledgements are never disabled outside
@@ -116,10 +139,10 @@ func (o *Options) setDefaults() error {
 		return errors.New("set TLSConfig or HTTPClient, not both")
 	}
 	if o.HTTPClient == nil {
+		// The upgrade carries the access token: never follow a redirect with it.
+		o.HTTPClient = &http.Client{CheckRedirect: safehttp.NoRedirects}
 		if o.TLSConfig != nil {
-			o.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: o.TLSConfig, Proxy: http.ProxyFromEnvironment}}
-		} else {
-			o.HTTPClient = http.DefaultClient
+			o.HTTPClient.Transport = &http.Transport{TLSClientConfig: o.TLSConfig, Proxy: http.ProxyFromEnvironment}
 		}
 	}
 	if o.ConnectTimeout <= 0 {
@@ -133,6 +156,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Reconnect.MaxBackoff <= 0 {
 		o.Reconnect.MaxBackoff = 20 * time.Second
+	}
+	if o.Reconnect.PerMinute <= 0 {
+		o.Reconnect.PerMinute = 12
+	}
+	if o.Reconnect.Total <= 0 {
+		o.Reconnect.Total = 120
 	}
 	if o.Ack.Threshold <= 0 {
 		o.Ack.Threshold = defaultAckThreshold
@@ -216,7 +245,9 @@ func (c *Conn) handshake(ctx context.Context, u string, reconnect bool) (*websoc
 		_ = ws.CloseNow()
 		return nil, Frame{}, errNoSubprotocol
 	}
-	ws.SetReadLimit(1 << 20)
+	// One relay frame per message: a longer message is a protocol error
+	// (readMessage); the limit keeps coder/websocket from buffering past it.
+	ws.SetReadLimit(maxDataFrame)
 	buf := make([]byte, maxDataFrame)
 	want, wantName := TagConnectSuccessSID, "CONNECT_SUCCESS_SID"
 	if reconnect {
@@ -254,12 +285,17 @@ func (c *Conn) handshake(ctx context.Context, u string, reconnect bool) (*websoc
 	}
 }
 
-// readMessage reads one binary message into buf and returns its length; bytes beyond
-// len(buf) are discarded (the protocol discards bytes after the frame). A non-binary
-// message is a protocol error.
+// readMessage reads one binary message into buf (maxDataFrame bytes, the largest
+// frame) and returns its length. Bytes after the frame within the message are the
+// caller's to discard (the protocol says so); a message longer than buf, which no
+// frame needs, and a non-binary message are protocol errors that end the tunnel:
+// retrying on a new websocket would only invite the same message again.
 func readMessage(ctx context.Context, ws *websocket.Conn, buf []byte) (int, error) {
 	typ, r, err := ws.Reader(ctx)
 	if err != nil {
+		if errors.Is(err, websocket.ErrMessageTooBig) {
+			return 0, fmt.Errorf("%w: relay sent a message longer than %d bytes", ErrProtocol, len(buf))
+		}
 		return 0, err
 	}
 	if typ != websocket.MessageBinary {
@@ -276,10 +312,20 @@ func readMessage(ctx context.Context, ws *websocket.Conn, buf []byte) (int, erro
 			return n, err
 		}
 	}
-	if _, err := io.Copy(io.Discard, r); err != nil {
-		return n, err
+	// buf is full: the message must end here.
+	var one [1]byte
+	for {
+		m, err := r.Read(one[:])
+		if m > 0 || errors.Is(err, websocket.ErrMessageTooBig) {
+			return n, fmt.Errorf("%w: relay sent a message longer than %d bytes (the largest frame)", ErrProtocol, len(buf))
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
 	}
-	return n, nil
 }
 
 // classify turns a WebSocket read error into io.EOF (1000, 4009, 4010) or a *CloseError

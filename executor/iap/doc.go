@@ -7,7 +7,8 @@
 // # Protocol
 //
 // Dial opens a WebSocket to ENDPOINT/connect?project=…&port=…&newWebsocket=True&zone=…
-// &instance=…&interface=nic0 with "Authorization: Bearer <access token>",
+// &instance=…&interface=nic0 (ENDPOINT must be wss://, ws:// only for a loopback host;
+// no redirect is followed) with "Authorization: Bearer <access token>",
 // "Origin: bot:iap-tunneler" and the subprotocol relay.tunnel.cloudproxy.app, which the
 // relay must echo. Every WebSocket binary message carries exactly one relay frame: a
 // big-endian uint16 tag and a body. The relay first sends CONNECT_SUCCESS_SID (tag 1,
@@ -16,17 +17,21 @@
 // payload bytes; larger writes are split, empty ones never sent) and ACK (tag 7, the
 // uint64 cumulative count of payload bytes received). Unknown tags are ignored; bytes
 // after a frame in the same message are discarded; a truncated frame, DATA or ACK
-// before the SID, a second SID, a non-binary message, or an ACK that is zero, goes
-// backwards or covers more than was sent are protocol violations (ErrProtocol) that
-// end the tunnel.
+// before the SID, a second SID, a non-binary message, a message longer than the
+// largest frame (16390 bytes), or an ACK that is zero, goes backwards or covers more
+// than was sent are protocol violations (ErrProtocol) that end the tunnel, without a
+// reconnect.
 //
 // # Acknowledgements
 //
 // The relay stops sending once about 1 MiB is unacknowledged. The tunnel ACKs as soon
 // as more than Ack.Threshold (32 KiB) received bytes are unacknowledged, and flushes
 // any unacknowledged bytes after Ack.Idle (500 ms, at most 1 s) without new data, so
-// at most 1 MiB is ever unacknowledged. While more than RecvBuffer bytes wait for
-// Read, it withholds ACKs: that is its backpressure on the relay. Relay ACKs release
+// at most 1 MiB is ever unacknowledged. While received bytes waiting for Read hold
+// more than RecvBuffer bytes of memory, it withholds ACKs: that is its backpressure
+// on the relay. Memory, not payload, is counted, and small frames are packed into
+// the room left in the buffer before them, so a relay sending 1-byte frames costs
+// about a byte per byte, not a 16 KiB buffer each. Relay ACKs release
 // data from the send buffer (partially acknowledged chunks are kept and trimmed on
 // resend); Write blocks while SendBuffer bytes are unacknowledged.
 //
@@ -41,7 +46,11 @@
 // the tunnel did not receive. The first attempt is immediate, later ones back off from
 // Reconnect.Backoff (1 s) doubling to Reconnect.MaxBackoff (20 s), for at most
 // Reconnect.MaxAttempts (5). Reads and writes just wait meanwhile (deadlines apply).
-// 4001, 4002 and 4074 during a reconnect, or any final code, end the tunnel.
+// 4001, 4002 and 4074 during a reconnect, or any final code, end the tunnel. The
+// session has a reconnect budget: at most Reconnect.PerMinute (12) attempts in any
+// minute and Reconnect.Total (120) in all, and the backoff starts over only after a
+// resumed websocket held for a minute; a relay that accepts every reconnect and drops
+// it again ends the tunnel with ErrReconnectBudget.
 //
 // # Close codes
 //

@@ -147,6 +147,9 @@ func TestEndpointURLs(t *testing.T) {
 		},
 		{name: "bad scheme", endpoint: "ftp://x/v4", wantErr: true},
 		{name: "no host", endpoint: "ws:///v4", wantErr: true},
+		// Issue 8, item 8: the bearer token went in cleartext to any ws:// host.
+		{name: "ws elsewhere", endpoint: "ws://relay.example.com/v4", wantErr: true},
+		{name: "http elsewhere", endpoint: "http://relay.example.com", wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

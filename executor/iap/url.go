@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
 // Endpoints of the relay (IAP-PROTOCOL.md §2.1).
@@ -25,11 +27,12 @@ const Origin = "bot:iap-tunneler"
 // endpointBase parses an endpoint the way gcloud's --iap-tunnel-url-override does:
 // scheme and host are taken as given; an empty or "/" path means /v4, any other path
 // replaces /v4. It returns the base URL to which /connect or /reconnect is appended.
-func endpointBase(endpoint string) (*url.URL, error) {
-	if endpoint == "" {
-		endpoint = DefaultEndpoint
+// ws:// (or http://) is refused unless the host is loopback.
+func endpointBase(raw string) (*url.URL, error) {
+	if raw == "" {
+		raw = DefaultEndpoint
 	}
-	u, err := url.Parse(endpoint)
+	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parse endpoint: %w", err)
 	}
@@ -40,10 +43,14 @@ func endpointBase(endpoint string) (*url.URL, error) {
 	case "http":
 		u.Scheme = "ws"
 	default:
-		return nil, fmt.Errorf("endpoint %q: scheme must be wss or ws", endpoint)
+		return nil, fmt.Errorf("endpoint %q: scheme must be wss or ws", raw)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("endpoint %q has no host", endpoint)
+		return nil, fmt.Errorf("endpoint %q has no host", raw)
+	}
+	// The handshake carries the access token: no cleartext off this machine.
+	if err := endpoint.RequireSecure("DEPLOYHOOK_IAP_URL", u.String()); err != nil {
+		return nil, err
 	}
 	p := strings.TrimRight(u.Path, "/")
 	if p == "" {

@@ -48,14 +48,25 @@ import (
 	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
+// MaxBody caps every answer read from the OS Login API: a longer one fails
+// the call with an error wrapping safehttp.ErrBodyTooLarge instead of growing
+// the heap without bound. The largest answer read is the account's login
+// profile, a few hundred bytes per SSH key and POSIX account (deployhook's
+// keys expire within minutes and are deleted after each deploy); 4 MiB leaves
+// room for thousands.
+const MaxBody = 4 << 20
+
 // Options configures a Client.
 type Options struct {
 	// Endpoint overrides the OS Login API base URL
 	// (https://oslogin.googleapis.com): an httptest server in tests. main reads
-	// it from DEPLOYHOOK_OSLOGIN_URL. Empty: the default endpoint.
+	// it from DEPLOYHOOK_OSLOGIN_URL. It must be https (http only for a
+	// loopback host). Empty: the default endpoint.
 	Endpoint string
 	// ClientOptions are passed to the Google API client (the credentials).
-	// Endpoint, when set, wins over an option.WithEndpoint here.
+	// Endpoint, when set, wins over an option.WithEndpoint here. They must not
+	// hold option.WithHTTPClient: New builds the HTTP client, with a cap on
+	// answers (MaxBody) and redirects kept on the API's origin.
 	ClientOptions []option.ClientOption
 }
 
@@ -73,8 +84,11 @@ func New(ctx context.Context, lg *slog.Logger, opts Options) (*Client, error) {
 	if lg == nil {
 		return nil, errors.New("new os login client: nil logger")
 	}
-	copts, err := endpoint.Option(opts.ClientOptions, opts.Endpoint, "https://oslogin.googleapis.com")
+	copts, err := endpoint.Option(opts.ClientOptions, "DEPLOYHOOK_OSLOGIN_URL", opts.Endpoint, "https://oslogin.googleapis.com")
 	if err != nil {
+		return nil, fmt.Errorf("new os login client: %w", err)
+	}
+	if copts, err = endpoint.WithLimits(ctx, copts, MaxBody); err != nil {
 		return nil, fmt.Errorf("new os login client: %w", err)
 	}
 	c, err := osl.NewRESTClient(ctx, copts...)

@@ -4,6 +4,11 @@
 // flow-control window, reconnect with replay, close codes and fault injection, in front
 // of real backends (e.g. an OpenSSH sshd) on 127.0.0.1.
 //
+// Faults a test can inject (Relay.Inject): a dropped websocket (once, or every time
+// with Fault.Repeat), a close code, an impossible ACK, a message longer than any
+// frame; RelayOptions.FrameSize makes it cut its DATA into frames as small as one
+// byte, as a relay may.
+//
 // A test starts one with NewRelay and points the client's endpoint at Relay.URL:
 //
 //	r := iaptest.NewRelay(t, iaptest.RelayOptions{Instances: map[string]string{"vm-1": "127.0.0.1"}})
@@ -84,6 +89,10 @@ type RelayOptions struct {
 	// EOFCode is the close code sent once the backend closed and everything was
 	// sent: 1000 or 4010 (the default).
 	EOFCode int
+	// FrameSize is the largest DATA payload the fake sends a client, 16384 (the
+	// protocol's maximum) when zero. 1 makes it send one byte per frame, as a relay
+	// may within its window.
+	FrameSize int
 	// Logger receives the fake's log; discarded when nil.
 	Logger *slog.Logger
 }
@@ -118,6 +127,10 @@ const (
 	FaultClose
 	// FaultBadAck sends the client an ACK for more bytes than it sent.
 	FaultBadAck
+	// FaultOversized sends the client one binary message of Fault.Size bytes (2 MiB
+	// when zero): a DATA header for 16384 bytes followed by more bytes than any frame
+	// holds.
+	FaultOversized
 )
 
 // Fault is a fault injected into the next session traffic.
@@ -127,6 +140,12 @@ type Fault struct {
 	// AfterBytes: trigger once this many payload bytes (both directions) were relayed
 	// after Inject.
 	AfterBytes int64
+	// Repeat re-arms the fault each time it fires, to fire again AfterBytes later:
+	// FaultDrop with Repeat drops every websocket the session gets, however often
+	// the client reconnects.
+	Repeat bool
+	// Size is the length of the FaultOversized message.
+	Size int
 }
 
 // Relay is a running fake relay. Its methods are safe for concurrent use.
@@ -178,6 +197,9 @@ func NewRelay(tb testing.TB, opts RelayOptions) *Relay {
 	}
 	if opts.EOFCode == 0 {
 		opts.EOFCode = 4010
+	}
+	if opts.FrameSize <= 0 || opts.FrameSize > maxData {
+		opts.FrameSize = maxData
 	}
 	lg := opts.Logger
 	if lg == nil {
@@ -419,9 +441,13 @@ func (r *Relay) count(toBackend, toClient int64) *Fault {
 	if r.faultBytes < r.fault.AfterBytes {
 		return nil
 	}
-	f := r.fault
-	r.fault = nil
-	return f
+	f := *r.fault
+	if f.Repeat {
+		r.faultBytes = 0
+	} else {
+		r.fault = nil
+	}
+	return &f
 }
 
 // session is one tunnel, kept by SID across websockets.
@@ -607,7 +633,7 @@ func (s *session) send(ws *websocket.Conn, gen int, stop chan struct{}) {
 			s.end(s.r.opts.EOFCode, "")
 			return
 		}
-		n := int(min(uint64(maxData), s.readTotal-s.sendOff))
+		n := int(min(uint64(s.r.opts.FrameSize), s.readTotal-s.sendOff))
 		start := int(s.sendOff % uint64(len(s.ring)))
 		binary.BigEndian.PutUint16(frame, tagData)
 		binary.BigEndian.PutUint32(frame[2:], uint32(n))
@@ -645,6 +671,15 @@ func (s *session) fire(ws *websocket.Conn, f *Fault) {
 			return
 		}
 		s.end(f.Code, "injected")
+	case FaultOversized:
+		size := f.Size
+		if size <= 0 {
+			size = 2 << 20
+		}
+		msg := make([]byte, max(size, 6))
+		binary.BigEndian.PutUint16(msg, tagData)
+		binary.BigEndian.PutUint32(msg[2:], maxData)
+		_ = ws.Write(s.r.ctx, websocket.MessageBinary, msg)
 	case FaultBadAck:
 		s.mu.Lock()
 		bad := s.fromClient + 1000

@@ -18,6 +18,12 @@ import (
 // start returns a fake relay in front of an echo backend, and the backend port.
 func start(t *testing.T) (*iaptest.Relay, int) {
 	t.Helper()
+	return startWith(t, iaptest.RelayOptions{})
+}
+
+// startWith is start with more options.
+func startWith(t *testing.T, opts iaptest.RelayOptions) (*iaptest.Relay, int) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -37,11 +43,10 @@ func start(t *testing.T) (*iaptest.Relay, int) {
 	}()
 	// Runs after the relay's cleanup, which closes the backend connections.
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	r := iaptest.NewRelay(t, iaptest.RelayOptions{
-		Instances: map[string]string{"vm-1": "127.0.0.1"},
-		Ack:       iaptest.AckEveryFrame,
-		Logger:    slog.New(slog.NewTextHandler(t.Output(), nil)),
-	})
+	opts.Instances = map[string]string{"vm-1": "127.0.0.1"}
+	opts.Ack = iaptest.AckEveryFrame
+	opts.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	r := iaptest.NewRelay(t, opts)
 	return r, ln.Addr().(*net.TCPAddr).Port
 }
 
@@ -203,6 +208,55 @@ func TestRelay_dataAndAcks(t *testing.T) {
 			gotAck = binary.BigEndian.Uint64(msg[2:])
 		default:
 			t.Fatalf("unexpected frame % x", msg)
+		}
+	}
+}
+
+// TestRelay_frameSize: with FrameSize the fake cuts what it sends into DATA
+// frames of at most that many bytes, one per message, never empty.
+func TestRelay_frameSize(t *testing.T) {
+	r, port := startWith(t, iaptest.RelayOptions{FrameSize: 2})
+	ws, _ := connected(t, r, port)
+	if err := ws.Write(t.Context(), websocket.MessageBinary, bin(uint16(4), uint32(5), "hello")); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	for got != "hello" {
+		_, msg, err := ws.Read(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if binary.BigEndian.Uint16(msg) != 4 {
+			continue // an ACK
+		}
+		n := binary.BigEndian.Uint32(msg[2:])
+		if n == 0 || n > 2 || int(n) != len(msg)-6 {
+			t.Fatalf("DATA frame % x: want 1 or 2 bytes, alone in its message", msg)
+		}
+		got += string(msg[6:])
+	}
+}
+
+// TestRelay_oversizedFault: FaultOversized sends one message longer than any
+// frame, starting like a DATA frame.
+func TestRelay_oversizedFault(t *testing.T) {
+	r, port := start(t)
+	r.Inject(iaptest.Fault{Kind: iaptest.FaultOversized, Size: 20000})
+	ws, _ := connected(t, r, port)
+	ws.SetReadLimit(1 << 20)
+	if err := ws.Write(t.Context(), websocket.MessageBinary, bin(uint16(4), uint32(1), "x")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, msg, err := ws.Read(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msg) == 20000 {
+			if binary.BigEndian.Uint16(msg) != 4 || binary.BigEndian.Uint32(msg[2:]) != 16384 {
+				t.Fatalf("oversized message starts % x, want a DATA header for 16384 bytes", msg[:6])
+			}
+			return
 		}
 	}
 }
