@@ -205,7 +205,9 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	}
 	opts.Targets = executorTargets(cfg)
 	if a.gh != nil {
-		opts.Heads = a.gh
+		// Targets with custom steps ask GitHub whether a commit is older than the
+		// deployed one, or on the branch; the default sequence asks the VM's clone.
+		opts.Heads, opts.Commits = a.gh, a.gh
 	}
 	opts.PublicURL = cfg.PublicURL
 	opts.Retain, opts.RetainJobs = time.Duration(*cfg.Retain), *cfg.RetainJobs

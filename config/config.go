@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
 //go:embed local.yaml example.yaml
@@ -506,7 +508,7 @@ func (c *Config) Validate() error {
 	}
 	if u, err := url.Parse(c.GitHub.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("github.api_url %q must be an absolute URL (GitHub Enterprise: https://HOST/api/v3/)", c.GitHub.APIURL)
-	} else if err := requireSecure("github.api_url (or DEPLOYHOOK_GITHUB_API_URL)", c.GitHub.APIURL); err != nil {
+	} else if err := endpoint.RequireSecure("github.api_url (or DEPLOYHOOK_GITHUB_API_URL)", c.GitHub.APIURL); err != nil {
 		bad("%v", err)
 	}
 	for _, o := range []struct{ name, url string }{
@@ -517,7 +519,7 @@ func (c *Config) Validate() error {
 		if o.url == "" {
 			continue
 		}
-		if err := requireSecure(o.name, o.url); err != nil {
+		if err := endpoint.RequireSecure(o.name, o.url); err != nil {
 			bad("%v", err)
 		}
 	}

@@ -2,8 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net/netip"
-	"net/url"
 	"path"
 	"strings"
 )
@@ -34,37 +32,6 @@ func asciiLower(s string) string {
 		}
 	}
 	return string(b)
-}
-
-// requireSecure checks an endpoint override that receives credentials (a
-// bearer token, an access token): https or wss for any host; plain http or ws
-// only when the host is loopback (127.0.0.0/8, ::1 or localhost), for tests
-// and local fakes. name says which setting it is.
-func requireSecure(name, rawURL string) error {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%s %q is not an absolute URL", name, rawURL)
-	}
-	switch asciiLower(u.Scheme) {
-	case "https", "wss":
-		return nil
-	case "http", "ws":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("%s %q: %s sends credentials in cleartext; use https (or wss), or a loopback host (127.0.0.1, ::1, localhost)", name, rawURL, u.Scheme)
-	}
-	return fmt.Errorf("%s %q: the scheme must be https (or wss)", name, rawURL)
-}
-
-// isLoopback reports whether host names this machine without a lookup: an
-// address in 127.0.0.0/8 or ::1, or the name localhost.
-func isLoopback(host string) bool {
-	if asciiLower(host) == "localhost" {
-		return true
-	}
-	a, err := netip.ParseAddr(host)
-	return err == nil && a.Unmap().IsLoopback()
 }
 
 // sharedDirs are the directories every user of a Linux machine may write to.

@@ -143,18 +143,12 @@ func newGitHub(hc *http.Client, src oauth2.TokenSource, baseURL string) (*github
 	return gh, nil
 }
 
-// stateSkipped is the final state of a job that ran no step because the
-// target's deployed commit already contains its SHA (issue 8: production only
-// moves forward). It is spelled out here until executor.StateSkipped lands;
-// the value is the same.
-const stateSkipped = executor.State("skipped")
-
 // statusState maps a job state to a commit status state.
 func statusState(s executor.State) (string, error) {
 	switch s {
 	case executor.StateQueued, executor.StateRunning:
 		return "pending", nil
-	case executor.StateSuccess, stateSkipped:
+	case executor.StateSuccess, executor.StateSkipped:
 		// Skipped: the commit's code is live, contained in the deployed commit.
 		return "success", nil
 	case executor.StateFailure:
@@ -174,7 +168,7 @@ func deploymentState(s executor.State) (string, error) {
 		return "in_progress", nil
 	case executor.StateSuccess, executor.StateFailure, executor.StateError:
 		return string(s), nil
-	case executor.StateSuperseded, stateSkipped:
+	case executor.StateSuperseded, executor.StateSkipped:
 		// This job's Deployment never ran: the environment runs another one.
 		return "inactive", nil
 	}
@@ -272,7 +266,7 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 			return 0, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
 		}
 	}
-	if id == 0 && (r.State == executor.StateSuperseded || r.State == stateSkipped) {
+	if id == 0 && (r.State == executor.StateSuperseded || r.State == executor.StateSkipped) {
 		// Never ran and never had a Deployment: do not create one to retire it.
 		return 0, nil
 	}

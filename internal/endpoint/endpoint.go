@@ -36,7 +36,7 @@ func RequireSecure(name, rawURL string) error {
 	if err != nil || u.Host == "" || u.Opaque != "" {
 		return fmt.Errorf("%s %q is not an absolute URL: set it to https://HOST[/PATH]", name, rawURL)
 	}
-	switch strings.ToLower(u.Scheme) {
+	switch asciiLower(u.Scheme) {
 	case "https", "wss":
 		return nil
 	case "http", "ws":
@@ -44,11 +44,11 @@ func RequireSecure(name, rawURL string) error {
 			return nil
 		}
 		secure := "https"
-		if strings.EqualFold(u.Scheme, "ws") {
+		if asciiLower(u.Scheme) == "ws" {
 			secure = "wss"
 		}
 		return fmt.Errorf("%s %q sends credentials in cleartext: use %s://%s%s (plain %s:// is allowed only for localhost, 127.0.0.0/8 and ::1)",
-			name, rawURL, secure, u.Host, u.EscapedPath(), strings.ToLower(u.Scheme))
+			name, rawURL, secure, u.Host, u.EscapedPath(), asciiLower(u.Scheme))
 	}
 	return fmt.Errorf("%s %q: the scheme must be https (or wss for a websocket endpoint)", name, rawURL)
 }
@@ -56,9 +56,11 @@ func RequireSecure(name, rawURL string) error {
 // Loopback reports whether host (a host name or an IP address, without port or
 // brackets) names the local machine: "localhost" in any case, an IPv4 address
 // in 127.0.0.0/8, or ::1 (also IPv4-mapped loopback addresses). Other names
-// that may resolve to a loopback address are not trusted to.
+// that may resolve to a loopback address are not trusted to. The name is
+// compared with ASCII case folding only: Unicode folding would take
+// "localhoſt" (U+017F) for localhost, and a resolver would not.
 func Loopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
+	if asciiLower(host) == "localhost" {
 		return true
 	}
 	ip := net.ParseIP(host)
@@ -108,4 +110,15 @@ func WithLimits(ctx context.Context, opts []option.ClientOption, maxBody int64) 
 	}
 	hc := &http.Client{Transport: rt, CheckRedirect: safehttp.CheckRedirect}
 	return append(append([]option.ClientOption(nil), opts...), option.WithHTTPClient(hc)), nil
+}
+
+// asciiLower lower-cases the ASCII letters of s and nothing else.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
