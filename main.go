@@ -387,7 +387,7 @@ func shutdown(lg *slog.Logger, srv *server.Server) {
 // readiness is /readyz: the journal answers and the queue runs.
 type readiness struct{ a *app }
 
-// Its answer is public: the journal's own errors (which may name files) go to
+// Ready implements server.Checker. Its answer is public: the journal's own errors (which may name files) go to
 // the log only.
 func (r readiness) Ready(ctx context.Context) error {
 	err := r.a.ex.Ready(ctx)
