@@ -159,7 +159,7 @@ func startIAP(t *testing.T) *iapSetup {
 func newIAP(t *testing.T) *iapSetup {
 	t.Helper()
 	v := newVM(t, vmOptions{})
-	s := &iapSetup{v: v, google: newFakeGoogle(t, v.srv.HostKey.PublicKey()), gh: newFakeGitHub(t)}
+	s := &iapSetup{v: v, google: newFakeGoogle(t, v.srv.HostKey.PublicKey()), gh: v.github(t)}
 	s.relay = iaptest.NewRelay(t, iaptest.RelayOptions{
 		Tokens: []string{googleToken}, Project: iapProject, Zone: iapZone,
 		Instances: map[string]string{iapInstance: "127.0.0.1"},

@@ -211,6 +211,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	}
 	opts.PublicURL = cfg.PublicURL
 	opts.Retain, opts.RetainJobs = time.Duration(*cfg.Retain), *cfg.RetainJobs
+	opts.Lease = time.Duration(cfg.Lease)
 	if opts.Grace == 0 {
 		opts.Grace = time.Duration(cfg.ShutdownGrace)
 	}

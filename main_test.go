@@ -52,6 +52,9 @@ type fakeGitHub struct {
 	failFor  time.Time // answer 500 until then
 	failures int
 	head     string // the SHA of acme/app's main, for BranchHead
+	// graph, when set, answers the compare API from a real repository (the
+	// TestVM_ origin): git merge-base --is-ancestor's exit code for base, head.
+	graph func(base, head string) (int, error)
 }
 
 type status struct {
@@ -62,7 +65,48 @@ type status struct {
 	Context     string `json:"context"`
 }
 
-var statusPath = regexp.MustCompile(`^/repos/([^/]+)/([^/]+)/statuses/([0-9a-f]{40})$`)
+var (
+	statusPath  = regexp.MustCompile(`^/repos/([^/]+)/([^/]+)/statuses/([0-9a-f]{40})$`)
+	comparePath = regexp.MustCompile(`^/repos/acme/app/compare/([0-9a-f]{40})\.\.\.([0-9a-f]{40}|main)$`)
+)
+
+// compare answers GitHub's compare API (only "does head contain base" is
+// read). Without graph, for the commits sha(n): each is the parent of the
+// next, and all are on main, so head contains base when base's n is at most
+// head's. With graph, from the real repository.
+func (f *fakeGitHub) compare(w http.ResponseWriter, r *http.Request, base, head string) {
+	if got := r.URL.Query().Get("per_page"); got != "1" {
+		f.t.Errorf("compare %s...%s: per_page %q, want 1", base, head, got)
+	}
+	status := "ahead"
+	switch {
+	case base == head:
+		status = "identical"
+	case f.graph != nil:
+		code, err := f.graph(base, head)
+		switch {
+		case err != nil:
+			f.t.Errorf("compare %s...%s: %v", base, head, err)
+			http.Error(w, `{"message":"Server Error"}`, http.StatusInternalServerError)
+			return
+		case code == 1:
+			status = "diverged" // or behind: deployhook reads both as "not contained"
+		case code != 0:
+			http.Error(w, `{"message":"Not Found"}`, http.StatusNotFound)
+			return
+		}
+	case head != "main" && shaNumber(base) > shaNumber(head):
+		status = "behind"
+	}
+	fmt.Fprintf(w, `{"status": %q, "ahead_by": 0, "behind_by": 0, "total_commits": 0}`, status)
+}
+
+// shaNumber returns n of sha(n).
+func shaNumber(s string) int {
+	var n int
+	fmt.Sscanf(s[7:], "%x", &n)
+	return n
+}
 
 func newFakeGitHub(t *testing.T) *fakeGitHub {
 	f := &fakeGitHub{t: t}
@@ -86,6 +130,10 @@ func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Method == http.MethodGet && r.URL.Path == "/repos/acme/app/commits/heads/main" && f.head != "" {
 		io.WriteString(w, f.head) // asked for with Accept: application/vnd.github.sha
+		return
+	}
+	if m := comparePath.FindStringSubmatch(r.URL.Path); r.Method == http.MethodGet && m != nil {
+		f.compare(w, r, m[1], m[2])
 		return
 	}
 	m := statusPath.FindStringSubmatch(r.URL.Path)
@@ -206,6 +254,7 @@ func writeConfig(t *testing.T, dir string, extraStep string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`
 public_url: https://deploy.example.com
+lease: 2s
 log: {format: text, level: debug}
 github:
   deployments: false
@@ -452,10 +501,10 @@ func TestServe_KilledMidDeploy(t *testing.T) {
 	syscall.Kill(-child.Process.Pid, syscall.SIGKILL)
 	child.Wait()
 
-	// The killed process's lease (30 s) must expire before the new one adopts
-	// its jobs: the new one looks at start and every 10 s.
+	// The killed process's lease (2 s here) must expire before the new one
+	// adopts its jobs: the new one looks at start and every third of a lease.
 	startProgram(t, cfg, data, testEnv(gh))
-	ss := gh.waitFinal(t, sha(1), 90*time.Second)
+	ss := gh.waitFinal(t, sha(1), 30*time.Second)
 	last := ss[len(ss)-1]
 	if last.State != "error" || last.Description != "interrupted: the deployhook that ran it stopped; target state unknown" {
 		t.Errorf("interrupted job: %s %q", last.State, last.Description)

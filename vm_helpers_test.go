@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -207,6 +208,23 @@ func (v *vm) commit(t *testing.T, msg string, files map[string]string) string {
 	v.run(t, v.work, "commit", "--quiet", "-m", msg)
 	v.run(t, v.work, "push", "--quiet", v.origin, "HEAD:refs/heads/main")
 	return v.run(t, v.work, "rev-parse", "HEAD")
+}
+
+// github returns a fake GitHub whose compare API answers from the origin.
+func (v *vm) github(t *testing.T) *fakeGitHub {
+	gh := newFakeGitHub(t)
+	gh.graph = func(base, head string) (int, error) {
+		if head == "main" {
+			head = "refs/heads/main"
+		}
+		err := v.gitCmd(v.origin, "merge-base", "--is-ancestor", base, head).Run()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), nil
+		}
+		return 0, err
+	}
+	return gh
 }
 
 func (v *vm) gitCmd(dir string, args ...string) *exec.Cmd {

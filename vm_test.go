@@ -27,7 +27,7 @@ import (
 // changed, restarts both units in order and reports success.
 func TestVM_PushDeploysExactSHA(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	p := startProgram(t, v.writeConfig(t, vmConfig{app: true}), filepath.Join(v.dir, "data"), testEnv(gh))
 
 	// An app change: no uv sync.
@@ -96,7 +96,7 @@ func TestVM_PushDeploysExactSHA(t *testing.T) {
 // A host key that is not the pinned one: nothing runs on the VM.
 func TestVM_ChangedHostKeyRefused(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	_, other, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +135,7 @@ func TestVM_ChangedHostKeyRefused(t *testing.T) {
 // status names it, and the rollback checks the previous commit out again.
 func TestVM_StepTimeoutKilledAndRolledBack(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	mark := "300." + randomMarker(t)
 	steps := fmt.Sprintf(`      - name: checkout
         user: %[1]s
@@ -188,7 +188,7 @@ func TestVM_StepTimeoutKilledAndRolledBack(t *testing.T) {
 // deploy rolls back to the previous commit, which runs.
 func TestVM_CrashLoopRollsBack(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	p := startProgram(t, v.writeConfig(t, vmConfig{app: true}), filepath.Join(v.dir, "data"), testEnv(gh))
 
 	c2 := v.commit(t, "crashes", map[string]string{"app.py": "raise SystemExit('CRASH')\n"})
@@ -220,7 +220,7 @@ func TestVM_CrashLoopRollsBack(t *testing.T) {
 // A work tree with local changes is refused with the reason, and left alone.
 func TestVM_DirtyTreeRefused(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	p := startProgram(t, v.writeConfig(t, vmConfig{app: true}), filepath.Join(v.dir, "data"), testEnv(gh))
 	const local = "print('hotfix on the VM')\n"
 	if err := os.WriteFile(filepath.Join(v.app, "app.py"), []byte(local), 0o644); err != nil {
@@ -282,7 +282,7 @@ func TestVM_SudoNeverPrompts(t *testing.T) {
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			gh := newFakeGitHub(t)
+			gh := v.github(t)
 			cfg := v.writeConfig(t, vmConfig{loginUser: login, steps: fmt.Sprintf(`      - name: restart dagster
         %s
         run: systemctl restart dagster
@@ -310,7 +310,7 @@ func TestVM_SudoNeverPrompts(t *testing.T) {
 // while the first holds it, and the steps of the two never interleave.
 func TestVM_RacingDeploysSerialized(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	cfg := v.writeConfig(t, vmConfig{app: true})
 	a := startProgram(t, cfg, filepath.Join(v.dir, "data-a"), testEnv(gh))
 	b := startProgram(t, cfg, filepath.Join(v.dir, "data-b"), testEnv(gh))
@@ -361,7 +361,7 @@ func TestVM_RacingDeploysSerialized(t *testing.T) {
 // state is unknown) and the next deploy reconnects and works.
 func TestVM_ConnectionCutMidStep(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	p := startProgram(t, v.writeConfig(t, vmConfig{app: true}), filepath.Join(v.dir, "data"), testEnv(gh))
 	c2 := v.commit(t, "two", map[string]string{"app.py": "print('two')\n"})
 	hold := filepath.Join(v.ctl, "hold-"+c2)
@@ -394,7 +394,7 @@ func TestVM_ConnectionCutMidStep(t *testing.T) {
 // Changes the deploy does not apply are named in the status.
 func TestVM_NotAppliedNamed(t *testing.T) {
 	v := newVM(t, vmOptions{})
-	gh := newFakeGitHub(t)
+	gh := v.github(t)
 	p := startProgram(t, v.writeConfig(t, vmConfig{app: true}), filepath.Join(v.dir, "data"), testEnv(gh))
 	c2 := v.commit(t, "config", map[string]string{
 		"dagster.yaml":                     "telemetry: {enabled: true}\n",

@@ -56,9 +56,14 @@ type Config struct {
 	// kept per target (default 1000).
 	Retain     *Duration `yaml:"retain"`
 	RetainJobs *int      `yaml:"retain_jobs"`
-	Log        Log       `yaml:"log"`
-	GitHub     GitHub    `yaml:"github"`
-	Targets    []Target  `yaml:"targets"`
+	// Lease is how long a deployhook process owns its jobs without renewing
+	// (it renews every third of it): when a process dies, another one ends its
+	// running jobs as interrupted, and runs its queued ones, once the lease
+	// is over. Default 30s.
+	Lease   Duration `yaml:"lease"`
+	Log     Log      `yaml:"log"`
+	GitHub  GitHub   `yaml:"github"`
+	Targets []Target `yaml:"targets"`
 
 	// Secrets, from the environment only (see Load).
 	WebhookSecrets [][]byte `yaml:"-"`
@@ -371,6 +376,8 @@ const (
 	DefaultRetain = 90 * 24 * time.Hour
 	// DefaultRetainJobs is how many jobs per target the journal keeps by default.
 	DefaultRetainJobs = 1000
+	// DefaultLease is how long a process owns its jobs without renewing.
+	DefaultLease = 30 * time.Second
 )
 
 // Bounds of the retention settings.
@@ -415,6 +422,9 @@ func (c *Config) defaults() {
 	if c.RetainJobs == nil {
 		n := DefaultRetainJobs
 		c.RetainJobs = &n
+	}
+	if c.Lease == 0 {
+		c.Lease = Duration(DefaultLease)
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "auto"
@@ -525,6 +535,9 @@ func (c *Config) Validate() error {
 	}
 	if r := time.Duration(*c.Retain); r < MinRetain || r > MaxRetain {
 		bad("retain %s: keep the journal between 7d and 3650d (default 90d); GitHub can redeliver a delivery for up to 7 days, and the journal must still know it", days(r))
+	}
+	if l := time.Duration(c.Lease); l < time.Second || l > 10*time.Minute {
+		bad("lease %s: between 1s and 10m (default 30s); a killed deployhook's jobs are ended this long after it stopped renewing", l)
 	}
 	if n := *c.RetainJobs; n < MinRetainJobs || n > MaxRetainJobs {
 		bad("retain_jobs %d: keep between %d and %d jobs per target (default %d)", n, MinRetainJobs, MaxRetainJobs, DefaultRetainJobs)

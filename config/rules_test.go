@@ -76,6 +76,9 @@ func TestValidate_Issue8Rules(t *testing.T) {
 		{"retain too long", top("retain: 3651d\n"), envWith(), "retain 3651d: keep the journal between 7d and 3650d"},
 		{"retain not a duration", top("retain: forever\n"), envWith(), `"forever" is not a duration (write 90s, 10m, 1h or 90d)`},
 		{"retain_jobs too few", top("retain_jobs: 0\n"), envWith(), "retain_jobs 0: keep between 10 and 1000000 jobs per target"},
+		{"lease short", top("lease: 5s\n"), envWith(), ""},
+		{"lease too short", top("lease: 500ms\n"), envWith(), "lease 500ms: between 1s and 10m"},
+		{"lease too long", top("lease: 1h\n"), envWith(), "lease 1h0m0s: between 1s and 10m"},
 		{"retain_jobs too many", top("retain_jobs: 1000001\n"), envWith(), "retain_jobs 1000001: keep between 10 and 1000000 jobs per target"},
 
 		// app_user: the default sequence needs it, and it is never root.
