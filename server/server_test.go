@@ -953,7 +953,8 @@ func TestServer_Job(t *testing.T) {
 		{
 			name: "JSON by Accept", path: "/jobs/j1", accept: "application/json", wantCode: http.StatusOK,
 			want: []string{`"state":"failure"`, `"actor":"octocat"`, `"exit_code":2`, `"skipped":"an earlier step failed"`,
-				`"duration":"1.5s"`, `"sha":"` + shaA + `"`, `"age":"2h ago"`, `"reason":"push by octocat"`},
+				`"duration":"1.5s"`, `"sha":"` + shaA + `"`, `"age":"2h ago"`, `"reason":"push by octocat"`,
+				`"error":"connection lost"`},
 			notWant: []string{"10.0.0.5", "internal detail", "boom", "HEAD is now"},
 		},
 		{
