@@ -418,3 +418,92 @@ func TestBudget_TryAcquire(t *testing.T) {
 		t.Errorf("%d of 50 acquired, %d in use; want 10 and 10", got, b.InUse())
 	}
 }
+
+// TestServer_intake_chunkedUploads sends 20 chunked uploads of 24 MiB at once,
+// each with a signature that does not match (issue 8, item 10: they left the
+// service at 870 MB RSS after they closed). The body budget lets only a few be
+// read at once: the rest are refused, none is accepted, and once they have closed
+// the heap holds no more than the pool's small buffers.
+func TestServer_intake_chunkedUploads(t *testing.T) {
+	const uploads, size = 20, 24 << 20
+	f := newFixture(t, nil)
+	addr := serveTCP(t, f)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+
+	chunk := bytes.Repeat([]byte("x"), 64<<10)
+	var wg, started sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[int]int{} // status → count; 0: the connection failed
+	started.Add(uploads)
+	for i := range uploads {
+		wg.Go(func() {
+			pr, pw := io.Pipe()
+			go func() {
+				// All uploads are under way before any sends more than a chunk.
+				_, err := pw.Write(chunk)
+				started.Done()
+				started.Wait()
+				for sent := len(chunk); err == nil && sent < size; sent += len(chunk) {
+					_, err = pw.Write(chunk)
+				}
+				pw.Close()
+			}()
+			defer pr.Close()
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/webhook", pr)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			req.Header.Set(hdrSignature256, "sha256="+strings.Repeat("0", 64))
+			req.Header.Set(hdrEvent, "push")
+			req.Header.Set(hdrDelivery, "d-"+strconv.Itoa(i))
+			client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 60 * time.Second}
+			code := 0
+			if resp, err := client.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				code = resp.StatusCode
+			}
+			mu.Lock()
+			codes[code]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	t.Logf("answers by status (0: connection cut): %v", codes)
+	if codes[http.StatusUnauthorized] == 0 || codes[http.StatusUnauthorized] == uploads {
+		t.Errorf("%d of %d uploads read whole and refused 401; want some, not all", codes[http.StatusUnauthorized], uploads)
+	}
+	if n := codes[http.StatusUnauthorized] + codes[http.StatusServiceUnavailable] + codes[0]; n != uploads {
+		t.Errorf("answers %v: want only 401, 503 or a cut connection", codes)
+	}
+	waitFor(t, "every upload to give its budget back", func() bool {
+		return f.srv.intake.bytes.InUse() == 0 && f.srv.intake.readers.InUse() == 0
+	})
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 8<<20 {
+		t.Errorf("heap grew by %d bytes after the uploads closed, want under 8 MiB", grew)
+	}
+}
+
+// TestServer_maxHeaderBytes sends a request whose headers pass 64 KiB: it is
+// refused with 431 before any handler runs (before, net/http's 1 MiB applied).
+func TestServer_maxHeaderBytes(t *testing.T) {
+	f := newFixture(t, nil)
+	addr := serveTCP(t, f)
+	c := dialRaw(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("b", 100<<10)+"\r\n\r\n")
+	// The server answers and closes with part of the headers unread, so the
+	// connection may be reset under the answer's body: only the status counts.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("read answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("100 KiB of headers: %d, want 431", resp.StatusCode)
+	}
+}
