@@ -109,6 +109,7 @@ type body struct {
 	buf  *[]byte // from the pool; nil until the first byte arrives
 	held int64   // bytes of budget held: cap(*buf), and the old buffer while growing
 	slot bool    // holds one of the readers
+	one  [1]byte // the first byte, read before a buffer is taken
 }
 
 // Bytes returns the body read so far.
@@ -193,9 +194,8 @@ func (in *intake) read(w http.ResponseWriter, req *http.Request) (*body, error) 
 
 	// The first byte is read before any buffer is taken: a connection that
 	// announces a body and sends nothing holds no memory of ours.
-	var first [1]byte
 	for {
-		n, err := r.Read(first[:])
+		n, err := r.Read(b.one[:])
 		if n == 1 {
 			break
 		}
@@ -209,7 +209,7 @@ func (in *intake) read(w http.ResponseWriter, req *http.Request) (*body, error) 
 	if !b.grow(limit) {
 		return b, busy(w, errors.New("body budget exhausted"))
 	}
-	*b.buf = append(*b.buf, first[0]) // grow made room
+	*b.buf = append(*b.buf, b.one[0]) // grow made room
 	for {
 		buf := *b.buf
 		if len(buf) == cap(buf) {

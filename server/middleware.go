@@ -14,18 +14,19 @@ import (
 // authentication, and are as long as the client likes (up to MaxHeaderBytes).
 const maxLogValue = 100
 
-// logKey is the echo.Context key of the attributes a handler adds to its
-// request's log line (see note).
-const logKey = "deployhook.log"
+// logContext is the echo.Context that logRequests hands down: it gathers what
+// the handler notes for the request's log line. They are pooled (Server.logs).
+type logContext struct {
+	echo.Context
+	attrs []slog.Attr
+	buf   [8]slog.Attr
+}
 
 // note adds attrs to the request's one log line, written by logRequests.
 func note(c echo.Context, attrs ...slog.Attr) {
-	if p, ok := c.Get(logKey).(*[]slog.Attr); ok {
-		*p = append(*p, attrs...)
-		return
+	if lc, ok := c.(*logContext); ok {
+		lc.attrs = append(lc.attrs, attrs...)
 	}
-	a := append(make([]slog.Attr, 0, len(attrs)+2), attrs...)
-	c.Set(logKey, &a)
 }
 
 // logRequests logs one line per request, and only one: method, path, status,
@@ -36,7 +37,14 @@ func note(c echo.Context, attrs ...slog.Attr) {
 func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
-		err := next(c)
+		lc := s.logs.Get().(*logContext)
+		lc.Context, lc.attrs = c, lc.buf[:0]
+		defer func() {
+			clear(lc.buf[:])
+			lc.Context, lc.attrs = nil, nil
+			s.logs.Put(lc)
+		}()
+		err := next(lc)
 		if err != nil {
 			c.Error(err)
 		}
@@ -63,9 +71,7 @@ func (s *Server) logRequests(next echo.HandlerFunc) echo.HandlerFunc {
 				attrs = append(attrs, slog.String(h.key, truncate(v, maxLogValue)))
 			}
 		}
-		if p, ok := c.Get(logKey).(*[]slog.Attr); ok {
-			attrs = append(attrs, *p...)
-		}
+		attrs = append(attrs, lc.attrs...)
 		if err != nil {
 			attrs = append(attrs, slog.Any("err", err))
 		}

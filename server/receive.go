@@ -126,23 +126,26 @@ func (s *Server) ignore(c echo.Context, ev webhook.Event, reason string) error {
 
 // match returns the routes ev deploys, or none and a reason a person can act on.
 func (s *Server) match(ev webhook.Event) ([]Route, string) {
-	var sameName, sameRepo []Route
-	for _, r := range s.opts.Routes {
+	var sameRepo []Route
+	var named *Route // the first route with the repository's name
+	for i, r := range s.opts.Routes {
 		if !equalFoldASCII(r.Repo, ev.Repo) {
 			continue
 		}
-		sameName = append(sameName, r)
+		if named == nil {
+			named = &s.opts.Routes[i]
+		}
 		if r.RepoID == 0 || r.RepoID == ev.RepoID {
 			sameRepo = append(sameRepo, r)
 		}
 	}
 	switch {
-	case len(sameName) == 0:
+	case named == nil:
 		return nil, fmt.Sprintf("repository %s is not configured", ev.Repo)
 	case len(sameRepo) == 0:
 		// The name matches, the pinned id does not: a repository deleted and
 		// re-created, or renamed onto the old name.
-		r := sameName[0]
+		r := named
 		if ev.RepoID == 0 {
 			return nil, fmt.Sprintf("payload has no repository.id; target %s pins repository id %d", r.Target, r.RepoID)
 		}

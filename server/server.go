@@ -165,6 +165,7 @@ type Server struct {
 	echo    *echo.Echo
 	tmpl    *template.Template
 	intake  *intake
+	logs    sync.Pool // *logContext
 	closing atomic.Bool
 
 	mu    sync.Mutex
@@ -248,6 +249,7 @@ func New(lg *slog.Logger, opts Options, deps Deps) (*Server, error) {
 	}
 	s.tmpl = tmpl
 	s.intake = newIntake(opts)
+	s.logs.New = func() any { return new(logContext) }
 	s.echo = s.routes()
 	return s, nil
 }
