@@ -33,9 +33,13 @@ const DefaultResolveTimeout = 5 * time.Second
 // Queue accepts deploy requests. Implementation: the executor's queue.
 type Queue interface {
 	// Enqueue queues t for target and returns the job, or the existing job and
-	// Duplicate when the delivery or SHA is already known. It returns an error
-	// wrapping executor.ErrUnknownTarget or executor.ErrClosed (shutting down).
-	// It must not run the deploy: it returns in milliseconds.
+	// Duplicate when the delivery or SHA is already known, or Ignored (nothing
+	// recorded) when it refuses an automatic trigger: t.BodyHash seen before
+	// under another delivery, or a SHA the target deployed before. It returns an
+	// error wrapping executor.ErrUnknownTarget or executor.ErrClosed (shutting
+	// down); any other error means the journal could not record the job, and the
+	// delivery is answered 503. It must not run the deploy: it returns in
+	// milliseconds.
 	Enqueue(ctx context.Context, target string, t executor.Trigger) (executor.Enqueued, error)
 }
 
