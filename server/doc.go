@@ -18,7 +18,27 @@
 //	                           (Options.Badges; 404 when off or for an unknown target)
 //
 // Every error is answered as JSON {"error": "public reason"}; the internal detail
-// goes to the log only. Requests are logged without the signature header or body.
+// goes to the log only. Each request is logged in one line, with its outcome (job,
+// ignore reason, internal error), the delivery, event and user agent headers cut
+// to 100 bytes, and never the signature header or the body.
+//
+// Job pages and the job JSON show a step's output and error text only with
+// Options.ShowOutput (off in the zero Options); without, a step that did not
+// finish shows a public summary ("timed out", "connection lost", "could not
+// connect to the target"), never the error text, which may name hosts and
+// addresses.
+//
+// # Before authentication
+//
+// A body must be read whole before its signature can be checked, so what reading
+// costs is bounded (safety invariant 6): nothing is allocated from a client's
+// Content-Length; a buffer is taken when the first byte arrives and grows as bytes
+// arrive, each growth taken first from a byte budget shared by all requests
+// (Options.BodyBudget, 64 MiB); at most Options.MaxReading bodies are read at once;
+// a body must arrive within Options.BodyTimeout (10 s, as GitHub gives up after
+// 10 s); Serve keeps at most Options.MaxConns connections open and answers one
+// past the cap with a minimal 503 before closing it, without stalling the others;
+// headers must arrive within 10 s and hold at most 64 KiB.
 //
 // # POST /webhook, in order
 //
@@ -26,6 +46,9 @@
 //	     required); the body is not read
 //	415  form-encoded delivery: the webhook's content type must be application/json
 //	413  body larger than Options.MaxBody (default 25 MB, GitHub's own cap)
+//	503  busy: the body budget or the readers are exhausted; at once, with a reason
+//	     to redeliver
+//	408  the body did not arrive within Options.BodyTimeout
 //	401  malformed signature, or no secret matches (no MAC in the answer)
 //	400  missing X-GitHub-Event or X-GitHub-Delivery; malformed payload;
 //	     a workflow_dispatch input that is not valid
@@ -35,17 +58,28 @@
 //	     miss ("repository a/b is not configured", "push to refs/heads/dev: no target
 //	     deploys acme/x branch dev", "target production deploys on workflow_run, not
 //	     push", "workflow .github/workflows/lint.yml is not in target production's
-//	     workflows"), so GitHub's Recent Deliveries explains itself
-//	202  {"job", "target", "sha"}: queued; {"jobs": [...]} when several targets match
+//	     workflows", "repository a/b has id 2; target production pins id 1"), so
+//	     GitHub's Recent Deliveries explains itself; also when the queue refuses an
+//	     automatic trigger (Enqueued.Ignored: the body was delivered before under
+//	     another GUID, or the target deployed that SHA before)
+//	202  {"job", "target", "sha"}: queued; {"jobs": [...]} when several targets
+//	     match, each with "job", "duplicate" or "ignored"
 //	200  {"duplicate": JOB, "target", "sha", "reason"}: nothing new was queued
 //	409  a rollback with no previous deploy to return to
-//	503  the branch head or rollback SHA could not be looked up, or deployhook is
-//	     shutting down; GitHub does not redeliver by itself, so the reason says to
-//	     redeliver from the webhook's Recent Deliveries
+//	503  the branch head or rollback SHA could not be looked up, deployhook is
+//	     shutting down, or the journal cannot record the delivery; GitHub does not
+//	     redeliver by itself, so the reason says to redeliver from the webhook's
+//	     Recent Deliveries
+//
+// Every trigger queued carries Trigger.BodyHash, the SHA-256 of the signed body:
+// the signature does not cover X-GitHub-Delivery, so the queue recognises an old
+// body replayed under a new GUID by it.
 //
 // # Matching deliveries to routes
 //
-// The repository is compared case-insensitively, the branch exactly.
+// The repository name is compared ignoring ASCII case only (a Unicode look-alike
+// such as U+212A KELVIN SIGN for k does not match), the branch exactly. A route
+// with a RepoID also needs the payload's repository.id to be that id.
 //
 //   - push: routes with DeployOn "push" and that branch.
 //   - workflow_run (a completed, successful run on a push, from the repository

@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 
@@ -43,8 +42,8 @@ type errorBody struct {
 }
 
 // handleError is the one HTTP error handler: a publicError's message, echo's own
-// errors (404, 405) by their status text, anything else a bare 500; the detail goes
-// to the log.
+// errors (404, 405) by their status text, anything else a bare 500. It does not
+// log: logRequests puts the internal error on the request's one log line.
 func (s *Server) handleError(err error, c echo.Context) {
 	code, msg := http.StatusInternalServerError, "internal error"
 	var pe *publicError
@@ -60,12 +59,6 @@ func (s *Server) handleError(err error, c echo.Context) {
 		}
 	}
 	req := c.Request()
-	level := slog.LevelInfo
-	if code >= 500 {
-		level = slog.LevelError
-	}
-	s.lg.Log(req.Context(), level, "request failed", "method", req.Method, "path", req.URL.Path,
-		"status", code, "err", err, "delivery", req.Header.Get(hdrDelivery))
 	if c.Response().Committed {
 		return
 	}

@@ -46,7 +46,8 @@ func (s *Server) handleReadyz(c echo.Context) error {
 }
 
 // jobView is the public view of a job: what the JSON and the HTML page show. The
-// steps' output and error texts (which may name hosts) only with ShowOutput.
+// steps' output and error texts (which may name hosts) only with ShowOutput;
+// without, a step's error is its public summary (stepSummary).
 type jobView struct {
 	ID          string         `json:"id"`
 	Target      string         `json:"target"`
@@ -82,7 +83,7 @@ type stepView struct {
 	Duration string `json:"duration"`
 	Millis   int64  `json:"duration_ms"`
 	Output   string `json:"output,omitempty"`
-	Error    string `json:"error,omitempty"` // why the step did not finish: timeout, connection, host key
+	Error    string `json:"error,omitempty"` // why the step did not finish: a public summary unless ShowOutput
 }
 
 // view turns a job into its public view.
@@ -116,6 +117,8 @@ func (s *Server) view(j executor.Job) jobView {
 			Duration: roundDuration(st.Duration).String(), Millis: st.Duration.Milliseconds()}
 		if s.opts.ShowOutput {
 			sv.Output, sv.Error = st.Output, st.Error
+		} else {
+			sv.Error = stepSummary(st)
 		}
 		v.Steps = append(v.Steps, sv)
 	}
@@ -312,4 +315,26 @@ func roundDuration(d time.Duration) time.Duration {
 		return d.Round(100 * time.Millisecond)
 	}
 	return d.Round(time.Millisecond)
+}
+
+// stepSummary is the public summary of why a step did not finish, from its
+// internal error text (StepRun.Error): transport errors name hosts and addresses
+// ("dial tcp 10.1.2.3:22: ..."), so only the kind of failure is shown, matched on
+// the executor's own error texts. Empty when the step has no error: its exit code
+// says the rest.
+func stepSummary(st executor.StepRun) string {
+	e := st.Error
+	switch {
+	case e == "":
+		return ""
+	case strings.HasSuffix(e, executor.ErrTimeout.Error()), strings.HasSuffix(e, context.DeadlineExceeded.Error()):
+		return "timed out"
+	case strings.HasSuffix(e, context.Canceled.Error()):
+		return "interrupted"
+	case strings.Contains(e, executor.ErrLocked.Error()):
+		return "the deploy lock is held by another deploy"
+	case st.Name == "connect":
+		return "could not connect to the target"
+	}
+	return "connection lost"
 }

@@ -2,13 +2,16 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -24,10 +27,6 @@ const (
 	hdrDelivery     = "X-GitHub-Delivery"
 )
 
-// keepBuffer is the largest body buffer returned to the pool: most pushes are a few
-// KB; a rare 25 MB one should not stay in memory.
-const keepBuffer = 4 << 20
-
 // The answers of POST /webhook that are not errors.
 type (
 	ignoredBody struct {
@@ -42,7 +41,8 @@ type (
 		Duplicate string `json:"duplicate,omitempty"` // the existing job's id
 		Target    string `json:"target"`
 		SHA       string `json:"sha"`
-		Reason    string `json:"reason,omitempty"` // for a duplicate: why
+		Reason    string `json:"reason,omitempty"`  // for a duplicate: why
+		Ignored   string `json:"ignored,omitempty"` // the queue refused an automatic trigger: why
 	}
 	jobsBody struct {
 		Jobs []jobBody `json:"jobs"`
@@ -65,17 +65,12 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		return publicf(http.StatusUnsupportedMediaType, "content type %s: set the webhook's content type to application/json", echo.MIMEApplicationForm)
 	}
 
-	bp := s.bufs.Get().(*[]byte)
-	defer func() {
-		if cap(*bp) <= keepBuffer {
-			s.bufs.Put(bp)
-		}
-	}()
-	body, err := s.readBody(c.Response().Writer, req, *bp)
-	*bp = body[:0]
+	b, err := s.intake.read(c.Response(), req)
+	defer b.Release()
 	if err != nil {
 		return err
 	}
+	body := b.Bytes()
 
 	if err := webhook.Verify(body, sig, s.opts.Secrets...); err != nil {
 		switch {
@@ -101,7 +96,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		return public(http.StatusBadRequest, "malformed payload: "+err.Error(), nil)
 	}
 	if ev.Name == "ping" {
-		s.lg.Info("ping", "delivery", delivery)
+		note(c, slog.Bool("pong", true))
 		return c.JSON(http.StatusOK, pongBody{Pong: true})
 	}
 
@@ -113,62 +108,48 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	// Only now, for a delivery that may deploy: the executor recognises a signed
+	// body replayed under a new delivery GUID by this hash.
+	sum := sha256.Sum256(body)
+	hash := hex.EncodeToString(sum[:])
+	for i := range triggers {
+		triggers[i].BodyHash = hash
+	}
 	return s.enqueue(c, ev, routes, triggers)
-}
-
-// readBody reads the whole body into buf (grown as needed), at most MaxBody bytes.
-func (s *Server) readBody(w http.ResponseWriter, req *http.Request, buf []byte) ([]byte, error) {
-	max := s.opts.MaxBody
-	if req.ContentLength > max {
-		return buf, s.tooLarge(nil)
-	}
-	if n := int(req.ContentLength) + 1; req.ContentLength > 0 && cap(buf) < n {
-		// +1: the last Read that sees EOF needs room, or it would grow the buffer.
-		buf = make([]byte, 0, n)
-	}
-	r := http.MaxBytesReader(w, req.Body, max)
-	buf = buf[:0]
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				return buf, s.tooLarge(err)
-			}
-			return buf, public(http.StatusBadRequest, "cannot read the request body", err)
-		}
-	}
-}
-
-func (s *Server) tooLarge(err error) error {
-	return public(http.StatusRequestEntityTooLarge,
-		fmt.Sprintf("payload larger than %d bytes (GitHub caps payloads at 25 MB)", s.opts.MaxBody), err)
 }
 
 // ignore answers 200 with the reason, so GitHub's delivery log explains itself.
 func (s *Server) ignore(c echo.Context, ev webhook.Event, reason string) error {
-	s.lg.Info("delivery ignored", "delivery", c.Request().Header.Get(hdrDelivery),
-		"event", c.Request().Header.Get(hdrEvent), "repo", ev.Repo, "reason", reason)
+	note(c, slog.String("repo", ev.Repo), slog.String("ignored", reason))
 	return c.JSON(http.StatusOK, ignoredBody{Ignored: reason})
 }
 
 // match returns the routes ev deploys, or none and a reason a person can act on.
 func (s *Server) match(ev webhook.Event) ([]Route, string) {
 	var sameRepo []Route
-	for _, r := range s.opts.Routes {
-		if strings.EqualFold(r.Repo, ev.Repo) {
+	var named *Route // the first route with the repository's name
+	for i, r := range s.opts.Routes {
+		if !equalFoldASCII(r.Repo, ev.Repo) {
+			continue
+		}
+		if named == nil {
+			named = &s.opts.Routes[i]
+		}
+		if r.RepoID == 0 || r.RepoID == ev.RepoID {
 			sameRepo = append(sameRepo, r)
 		}
 	}
-	if len(sameRepo) == 0 {
+	switch {
+	case named == nil:
 		return nil, fmt.Sprintf("repository %s is not configured", ev.Repo)
+	case len(sameRepo) == 0:
+		// The name matches, the pinned id does not: a repository deleted and
+		// re-created, or renamed onto the old name.
+		r := named
+		if ev.RepoID == 0 {
+			return nil, fmt.Sprintf("payload has no repository.id; target %s pins repository id %d", r.Target, r.RepoID)
+		}
+		return nil, fmt.Sprintf("repository %s has id %d; target %s pins id %d", ev.Repo, ev.RepoID, r.Target, r.RepoID)
 	}
 	var matched, sameBranch []Route
 	for _, r := range sameRepo {
@@ -312,7 +293,8 @@ func (s *Server) dispatchTriggers(ctx context.Context, ev webhook.Event, base ex
 	return out, nil
 }
 
-// enqueue queues one job per route and answers 202 (or 200 for duplicates only).
+// enqueue queues one job per route and answers 202, or 200 when nothing new was
+// queued (duplicates, or triggers the queue ignores).
 func (s *Server) enqueue(c echo.Context, ev webhook.Event, routes []Route, triggers []executor.Trigger) error {
 	ctx := c.Request().Context()
 	answers := make([]jobBody, len(routes))
@@ -320,36 +302,80 @@ func (s *Server) enqueue(c echo.Context, ev webhook.Event, routes []Route, trigg
 	for i, r := range routes {
 		t := triggers[i]
 		q, err := s.deps.Queue.Enqueue(ctx, r.Target, t)
-		switch {
-		case errors.Is(err, executor.ErrClosed):
-			return public(http.StatusServiceUnavailable, "deployhook is shutting down; redeliver from the webhook's Recent Deliveries once it is back", err)
-		case errors.Is(err, executor.ErrUnknownTarget):
-			return public(http.StatusInternalServerError, fmt.Sprintf("target %s is configured for routing but unknown to the queue", r.Target), err)
-		case err != nil:
-			return public(http.StatusInternalServerError, "cannot queue the deploy; redeliver from the webhook's Recent Deliveries", err)
+		if err != nil {
+			return enqueueError(r.Target, err)
 		}
-		a := jobBody{Target: r.Target, SHA: t.SHA}
-		if q.Duplicate {
-			a.Duplicate, a.Reason = q.Job.ID, q.Reason
-			if q.Job.Trigger.SHA != "" {
-				a.SHA = q.Job.Trigger.SHA
-			}
-		} else {
-			a.Job = q.Job.ID
+		answers[i] = answer(r.Target, t, q)
+		if answers[i].Job != "" {
 			fresh++
 		}
-		answers[i] = a
-		s.lg.Info("delivery queued", "delivery", ev.Delivery, "event", ev.Name, "repo", ev.Repo,
-			"target", r.Target, "sha", a.SHA, "job", q.Job.ID, "duplicate", q.Duplicate, "kind", string(t.Kind))
 	}
+	s.noteJobs(c, ev, triggers[0].Kind, answers)
 	code := http.StatusAccepted
 	if fresh == 0 {
 		code = http.StatusOK
 	}
 	if len(answers) == 1 {
+		if a := answers[0]; a.Ignored != "" {
+			return c.JSON(code, ignoredBody{Ignored: a.Ignored})
+		}
 		return c.JSON(code, answers[0])
 	}
 	return c.JSON(code, jobsBody{Jobs: answers})
+}
+
+// answer is the public answer for one route's Enqueue.
+func answer(target string, t executor.Trigger, q executor.Enqueued) jobBody {
+	a := jobBody{Target: target, SHA: t.SHA}
+	switch {
+	case q.Ignored != "":
+		a.Ignored = q.Ignored
+	case q.Duplicate:
+		a.Duplicate, a.Reason = q.Job.ID, q.Reason
+		if q.Job.Trigger.SHA != "" {
+			a.SHA = q.Job.Trigger.SHA
+		}
+	default:
+		a.Job = q.Job.ID
+	}
+	return a
+}
+
+// enqueueError is the public error for a failed Enqueue. Any failure other than
+// shutting down or a target the queue does not know is the journal's (it could
+// not record the delivery: disk full, read-only): 503, so that GitHub's delivery
+// log shows it and a person redelivers once deployhook can write again. Never
+// 202: a delivery that was not recorded would be lost on a restart.
+func enqueueError(target string, err error) error {
+	switch {
+	case errors.Is(err, executor.ErrClosed):
+		return public(http.StatusServiceUnavailable, "deployhook is shutting down; redeliver from the webhook's Recent Deliveries once it is back", err)
+	case errors.Is(err, executor.ErrUnknownTarget):
+		return public(http.StatusInternalServerError, fmt.Sprintf("target %s is configured for routing but unknown to the queue", target), err)
+	}
+	return public(http.StatusServiceUnavailable, "deployhook cannot record deliveries right now; redeliver later from the webhook's Recent Deliveries", err)
+}
+
+// noteJobs adds what was queued to the request's log line: with one route, its
+// target, SHA and job (the fields every job line carries); with several, the
+// answers.
+func (s *Server) noteJobs(c echo.Context, ev webhook.Event, kind executor.Kind, answers []jobBody) {
+	if len(answers) != 1 {
+		note(c, slog.String("repo", ev.Repo), slog.String("kind", string(kind)), slog.Any("jobs", answers))
+		return
+	}
+	a := answers[0]
+	attrs := []slog.Attr{slog.String("repo", ev.Repo), slog.String("kind", string(kind)),
+		slog.String("target", a.Target), slog.String("sha", a.SHA)}
+	switch {
+	case a.Ignored != "":
+		attrs = append(attrs, slog.String("ignored", a.Ignored))
+	case a.Duplicate != "":
+		attrs = append(attrs, slog.String("job", a.Duplicate), slog.String("duplicate", a.Reason))
+	default:
+		attrs = append(attrs, slog.String("job", a.Job))
+	}
+	note(c, attrs...)
 }
 
 // by is " by ACTOR", or nothing when the actor is unknown.
@@ -374,10 +400,36 @@ func isSHA(s string) bool {
 	return true
 }
 
-// truncate shortens public echoes of untrusted input.
+// truncate shortens public echoes and logged values of untrusted input to at
+// most n bytes and an ellipsis, cutting on a UTF-8 character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n] + "…"
+}
+
+// equalFoldASCII reports whether a and b are equal ignoring the case of ASCII
+// letters only. GitHub's names are ASCII; strings.EqualFold would also fold
+// Unicode (U+212A KELVIN SIGN equals "k"), letting a look-alike name match.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range len(a) {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

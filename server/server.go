@@ -33,9 +33,13 @@ const DefaultResolveTimeout = 5 * time.Second
 // Queue accepts deploy requests. Implementation: the executor's queue.
 type Queue interface {
 	// Enqueue queues t for target and returns the job, or the existing job and
-	// Duplicate when the delivery or SHA is already known. It returns an error
-	// wrapping executor.ErrUnknownTarget or executor.ErrClosed (shutting down).
-	// It must not run the deploy: it returns in milliseconds.
+	// Duplicate when the delivery or SHA is already known, or Ignored (nothing
+	// recorded) when it refuses an automatic trigger: t.BodyHash seen before
+	// under another delivery, or a SHA the target deployed before. It returns an
+	// error wrapping executor.ErrUnknownTarget or executor.ErrClosed (shutting
+	// down); any other error means the journal could not record the job, and the
+	// delivery is answered 503. It must not run the deploy: it returns in
+	// milliseconds.
 	Enqueue(ctx context.Context, target string, t executor.Trigger) (executor.Enqueued, error)
 }
 
@@ -72,7 +76,11 @@ type Checker interface {
 // Route says which deliveries deploy a target.
 type Route struct {
 	Target string // the target's name, as the Queue knows it
-	Repo   string // owner/name; compared case-insensitively, as GitHub does
+	Repo   string // owner/name; compared ignoring ASCII case, as GitHub does
+	// RepoID, when not 0, pins the repository's numeric id (repository.id, which
+	// survives renames and transfers): a delivery for Repo with another id, or
+	// none, is ignored with a reason.
+	RepoID int64
 	Branch string // branch name without refs/heads/; compared exactly
 	// DeployOn is "push" (every push to Branch deploys) or "workflow_run" (a
 	// successful run of one of Workflows on a push to Branch deploys).
@@ -100,6 +108,23 @@ type Options struct {
 	Secrets [][]byte
 	// MaxBody caps a webhook body in bytes; 0 means MaxPayload (GitHub's 25 MB).
 	MaxBody int64
+	// BodyBudget caps the bytes of webhook body buffers held at once, across all
+	// requests. Buffers grow as bytes arrive, never from the Content-Length a
+	// client announces, and each growth is taken from the budget first: a
+	// delivery whose buffer cannot grow is answered 503 at once. 0 means
+	// DefaultBodyBudget, or twice MaxBody+1 when that is larger; New refuses a
+	// budget smaller than that, which could not hold one delivery of MaxBody.
+	BodyBudget int64
+	// MaxReading caps the webhook bodies being read at once; past it a delivery
+	// is answered 503 at once. 0 means DefaultMaxReading.
+	MaxReading int
+	// BodyTimeout bounds reading one webhook body, from the end of its headers;
+	// a slower client is answered 408. 0 means DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxConns caps the connections Serve keeps open; a connection past the cap
+	// is answered a minimal 503 and closed at once, without slowing the others.
+	// 0 means DefaultMaxConns.
+	MaxConns int
 	// Routes map deliveries to targets. Every target the index and badges show is
 	// a Route's Target.
 	Routes []Route
@@ -108,9 +133,10 @@ type Options struct {
 	PublicURL string
 	// Badges serves /badge/TARGET.svg and .json; off, they are 404.
 	Badges bool
-	// ShowOutput puts the steps' output tails and error texts (a timeout, a lost
-	// connection, a host key refused) on job pages. Off by default: they may
-	// contain what the public must not see.
+	// ShowOutput puts the steps' output tails and their error texts (which may
+	// name hosts and addresses) on job pages and in the job JSON. Off (the zero
+	// value): a step that did not finish shows only a public summary ("timed
+	// out", "connection lost"), and no output.
 	ShowOutput bool
 	// Version is shown on pages.
 	Version string
@@ -142,11 +168,13 @@ type Server struct {
 	targets []string // route targets, unique, in configuration order
 	echo    *echo.Echo
 	tmpl    *template.Template
-	bufs    sync.Pool // *[]byte webhook body buffers
+	intake  *intake
+	logs    sync.Pool // *logContext
 	closing atomic.Bool
 
-	mu  sync.Mutex
-	srv *http.Server
+	mu    sync.Mutex
+	srv   *http.Server
+	conns *capListener // set by Serve
 }
 
 // New returns a Server. It fails when Options has no webhook secret or an empty one
@@ -172,6 +200,22 @@ func New(lg *slog.Logger, opts Options, deps Deps) (*Server, error) {
 	}
 	if opts.ResolveTimeout <= 0 {
 		opts.ResolveTimeout = DefaultResolveTimeout
+	}
+	minBudget := 2 * (opts.MaxBody + 1) // one maximal body, its buffer growing
+	switch {
+	case opts.BodyBudget == 0:
+		opts.BodyBudget = max(DefaultBodyBudget, minBudget)
+	case opts.BodyBudget < minBudget:
+		return nil, fmt.Errorf("server: body budget %d bytes cannot hold one delivery of %d bytes: give at least %d", opts.BodyBudget, opts.MaxBody, minBudget)
+	}
+	if opts.MaxReading <= 0 {
+		opts.MaxReading = DefaultMaxReading
+	}
+	if opts.BodyTimeout <= 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
 	}
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	if deps.Queue == nil || deps.Journal == nil {
@@ -208,7 +252,8 @@ func New(lg *slog.Logger, opts Options, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("server: parse templates: %w", err)
 	}
 	s.tmpl = tmpl
-	s.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	s.intake = newIntake(opts)
+	s.logs.New = func() any { return new(logContext) }
 	s.echo = s.routes()
 	return s, nil
 }
@@ -236,26 +281,41 @@ func (s *Server) routes() *echo.Echo {
 // Handler returns the HTTP handler serving every route.
 func (s *Server) Handler() http.Handler { return s.echo }
 
-// Serve accepts connections on ln until Shutdown. It returns nil after Shutdown,
-// and any other error from the listener.
+// Limits of the HTTP server that Serve runs. GitHub's requests have a few
+// headers of a few hundred bytes and are sent at once.
+const (
+	readHeaderTimeout = 10 * time.Second
+	maxHeaderBytes    = 64 << 10
+	idleTimeout       = time.Minute
+	writeTimeout      = time.Minute
+)
+
+// Serve accepts connections on ln until Shutdown, at most Options.MaxConns open
+// at once (one past the cap is answered a minimal 503 and closed, without
+// stalling the accept of others). Headers must arrive within 10 seconds and hold
+// at most 64 KiB; an idle connection is closed after a minute. It returns nil
+// after Shutdown, and any other error from the listener.
 func (s *Server) Serve(ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.echo,
-		ReadHeaderTimeout: 10 * time.Second,
-		// A 25 MB body on a slow link needs time; the signature check needs all of it.
-		ReadTimeout:  2 * time.Minute,
-		WriteTimeout: 2 * time.Minute,
-		IdleTimeout:  2 * time.Minute,
-		ErrorLog:     slog.NewLogLogger(s.lg.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: readHeaderTimeout,
+		// A backstop: the webhook handler bounds its own body read (BodyTimeout);
+		// this bounds any other request's, headers included.
+		ReadTimeout:    readHeaderTimeout + s.opts.BodyTimeout,
+		WriteTimeout:   writeTimeout,
+		IdleTimeout:    idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(s.lg.Handler(), slog.LevelWarn),
 	}
+	conns := limitConns(s.lg, ln, s.opts.MaxConns)
 	s.mu.Lock()
 	if s.closing.Load() {
 		s.mu.Unlock()
 		return errors.New("serve: server is shut down")
 	}
-	s.srv = srv
+	s.srv, s.conns = srv, conns
 	s.mu.Unlock()
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil

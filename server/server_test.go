@@ -45,13 +45,16 @@ type enqueued struct {
 	Trigger executor.Trigger
 }
 
-// fakeQueue records what it is given; it knows deliveries it has seen.
+// fakeQueue records what it is given; it knows deliveries it has seen and, as
+// the Queue contract says, ignores an automatic trigger whose body it has seen
+// under another delivery GUID.
 type fakeQueue struct {
-	mu    sync.Mutex
-	got   []enqueued
-	err   error
-	seen  map[string]string // delivery+target → job id
-	known map[string]bool   // targets; nil: all
+	mu     sync.Mutex
+	got    []enqueued
+	err    error
+	seen   map[string]string // delivery+target → job id
+	bodies map[string]string // body hash+target → the delivery it came in
+	known  map[string]bool   // targets; nil: all
 }
 
 func (q *fakeQueue) Enqueue(ctx context.Context, target string, t executor.Trigger) (executor.Enqueued, error) {
@@ -69,6 +72,16 @@ func (q *fakeQueue) Enqueue(ctx context.Context, target string, t executor.Trigg
 	key := t.Delivery + "/" + target
 	if id, ok := q.seen[key]; ok {
 		return executor.Enqueued{Job: executor.Job{ID: id, Target: target, Trigger: t}, Duplicate: true, Reason: "delivery seen before"}, nil
+	}
+	if q.bodies == nil {
+		q.bodies = map[string]string{}
+	}
+	if t.BodyHash != "" {
+		bkey := t.BodyHash + "/" + target
+		if d, ok := q.bodies[bkey]; ok && t.Kind.Automatic() {
+			return executor.Enqueued{Ignored: "replay: this body was delivered before as " + d}, nil
+		}
+		q.bodies[bkey] = t.Delivery
 	}
 	q.got = append(q.got, enqueued{target, t})
 	id := fmt.Sprintf("job-%d", len(q.got))
@@ -208,6 +221,12 @@ func newFixture(tb testing.TB, edit func(*Options)) *fixture {
 	}
 	f.srv, f.h = srv, srv.Handler()
 	return f
+}
+
+// bodyHash is the hex SHA-256 of body: Trigger.BodyHash.
+func bodyHash(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
 }
 
 // sign returns the X-Hub-Signature-256 value of body under secret.
@@ -785,9 +804,13 @@ func TestServer_Webhook(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(f)
 			}
-			rec := serve(t, f.h, tt.d(t).request())
+			d := tt.d(t)
+			rec := serve(t, f.h, d.request())
 			if rec.Code != tt.wantCode {
 				t.Errorf("status %d, want %d: %s", rec.Code, tt.wantCode, rec.Body)
+			}
+			for i := range tt.wantQueue { // every trigger carries the hash of the body it came in
+				tt.wantQueue[i].Trigger.BodyHash = bodyHash(d.body)
 			}
 			if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 				t.Errorf("Content-Type %q, want JSON", ct)
@@ -930,7 +953,8 @@ func TestServer_Job(t *testing.T) {
 		{
 			name: "JSON by Accept", path: "/jobs/j1", accept: "application/json", wantCode: http.StatusOK,
 			want: []string{`"state":"failure"`, `"actor":"octocat"`, `"exit_code":2`, `"skipped":"an earlier step failed"`,
-				`"duration":"1.5s"`, `"sha":"` + shaA + `"`, `"age":"2h ago"`, `"reason":"push by octocat"`},
+				`"duration":"1.5s"`, `"sha":"` + shaA + `"`, `"age":"2h ago"`, `"reason":"push by octocat"`,
+				`"error":"connection lost"`},
 			notWant: []string{"10.0.0.5", "internal detail", "boom", "HEAD is now"},
 		},
 		{

@@ -71,6 +71,7 @@ type Event struct {
 	Name       string            // X-GitHub-Event: push, workflow_run, workflow_dispatch, ping
 	Delivery   string            // X-GitHub-Delivery GUID
 	Repo       string            // repository.full_name
+	RepoID     int64             // repository.id: GitHub's numeric id, stable across renames; 0 when absent
 	Branch     string            // branch name, without refs/heads/
 	SHA        string            // push: after; workflow_run: head_sha; workflow_dispatch: empty
 	Actor      string            // who caused it: pusher / triggering_actor / sender login
@@ -210,6 +211,9 @@ func unhex(c byte) (byte, bool) {
 //     inputs' members as strings: a JSON string as its text, null as "", any other
 //     value as its JSON text; null or absent inputs give an empty map. SHA is
 //     empty: the caller resolves the branch. Actor is sender.login.
+//   - for push, workflow_run and workflow_dispatch, RepoID is repository.id, the
+//     repository's numeric id (it survives a rename or a transfer, a name does not):
+//     0 when absent or null, a plain error when it is not a 64-bit integer.
 //   - ping: only the body's syntax is checked.
 //   - any other event: ignored, "event NAME is not a deploy trigger"; the body is
 //     not read.
@@ -343,6 +347,13 @@ func (d *decoder) inputs(raw []byte) map[string]string {
 	return in
 }
 
+// repository returns the full_name and id members of the repository object raw.
+// An absent or null id is 0; one that is not a 64-bit integer is an error.
+func (d *decoder) repository(raw []byte) (string, int64) {
+	r := d.object(raw, "repository", "full_name id")
+	return d.str(r[0], "repository.full_name"), d.integer(r[1], "repository.id", 64)
+}
+
 // login returns the login member of the user object raw.
 func (d *decoder) login(raw []byte, field string) string {
 	return d.str(d.object(raw, field, "login")[0], field+".login")
@@ -356,7 +367,7 @@ func (d *decoder) push(body []byte) (Event, error) {
 	ref := d.str(v[0], "ref")
 	after := d.str(v[1], "after")
 	deleted := d.boolean(v[2], "deleted")
-	repo := d.str(d.object(v[3], "repository", "full_name")[0], "repository.full_name")
+	repo, repoID := d.repository(v[3])
 	pusher := d.str(d.object(v[4], "pusher", "name")[0], "pusher.name")
 	sender := d.login(v[5], "sender")
 	if d.err != nil {
@@ -391,7 +402,7 @@ func (d *decoder) push(body []byte) (Event, error) {
 	if actor == "" {
 		actor = sender
 	}
-	return Event{Repo: repo, Branch: branch, SHA: after, Actor: actor}, nil
+	return Event{Repo: repo, RepoID: repoID, Branch: branch, SHA: after, Actor: actor}, nil
 }
 
 // Members read from a workflow_run body, its workflow_run object and its workflow.
@@ -404,7 +415,7 @@ const (
 func (d *decoder) workflowRun(body []byte) (Event, error) {
 	v := d.top(body, runFields)
 	action := d.str(v[0], "action")
-	repo := d.str(d.object(v[1], "repository", "full_name")[0], "repository.full_name")
+	repo, repoID := d.repository(v[1])
 	r := d.object(v[2], "workflow_run", runRunFields)
 	conclusion := d.str(r[0], "workflow_run.conclusion")
 	trigger := d.str(r[1], "workflow_run.event")
@@ -457,7 +468,7 @@ func (d *decoder) workflowRun(body []byte) (Event, error) {
 		return Event{}, errors.New("missing workflow.path and workflow_run.path")
 	}
 	return Event{
-		Repo: repo, Branch: branch, SHA: sha, Actor: actor, Workflow: path,
+		Repo: repo, RepoID: repoID, Branch: branch, SHA: sha, Actor: actor, Workflow: path,
 		RunID: id, RunNumber: int(number), RunAttempt: int(attempt),
 	}, nil
 }
@@ -470,7 +481,7 @@ func (d *decoder) workflowDispatch(body []byte) (Event, error) {
 	ref := d.str(v[0], "ref")
 	workflow := d.str(v[1], "workflow")
 	inputs := d.inputs(v[2])
-	repo := d.str(d.object(v[3], "repository", "full_name")[0], "repository.full_name")
+	repo, repoID := d.repository(v[3])
 	sender := d.login(v[4], "sender")
 	if d.err != nil {
 		return Event{}, d.err
@@ -490,7 +501,7 @@ func (d *decoder) workflowDispatch(body []byte) (Event, error) {
 	case workflow == "":
 		return Event{}, errors.New("missing workflow")
 	}
-	return Event{Repo: repo, Branch: branch, Workflow: workflow, Inputs: inputs, Actor: sender}, nil
+	return Event{Repo: repo, RepoID: repoID, Branch: branch, Workflow: workflow, Inputs: inputs, Actor: sender}, nil
 }
 
 // zeroSHA is the after of a push that deletes a branch.

@@ -117,7 +117,7 @@ type wantPayload struct {
 
 func TestParse_payloads(t *testing.T) {
 	newBranch := &Event{
-		Name: "push", Delivery: "guid-1", Repo: "Codertocat/Hello-World", Branch: "master",
+		Name: "push", Delivery: "guid-1", Repo: "Codertocat/Hello-World", RepoID: 186853002, Branch: "master",
 		SHA: "6113728f27ae82c7b1a177c8d03f9e96e0adf246", Actor: "Codertocat",
 	}
 	ping := &Event{Name: "ping", Delivery: "guid-1"}
@@ -134,7 +134,7 @@ func TestParse_payloads(t *testing.T) {
 		"workflow_run/requested.payload.json":                    {reason: "workflow run requested"},
 		"workflow_run/requested.with-conclusion.payload.json":    {reason: "workflow run requested"},
 		"workflow_dispatch/payload.json": {event: &Event{
-			Name: "workflow_dispatch", Delivery: "guid-1", Repo: "octo-org/octo-repo", Branch: "master",
+			Name: "workflow_dispatch", Delivery: "guid-1", Repo: "octo-org/octo-repo", RepoID: 17273051, Branch: "master",
 			Workflow: ".github/workflows/hello-world-workflow.yml", Actor: "Codertocat",
 			Inputs: map[string]string{"name": "Mona the Octocat"},
 		}},
@@ -161,7 +161,7 @@ func TestParse_pushVariants(t *testing.T) {
 	base := readPayload(t, "push/with-new-branch.payload.json")
 	sha := "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
 	ev := func(branch, actor string) *Event {
-		return &Event{Name: "push", Delivery: "d", Repo: "Codertocat/Hello-World", Branch: branch, SHA: sha, Actor: actor}
+		return &Event{Name: "push", Delivery: "d", Repo: "Codertocat/Hello-World", RepoID: 186853002, Branch: branch, SHA: sha, Actor: actor}
 	}
 	tests := []struct {
 		name string
@@ -197,6 +197,12 @@ func TestParse_pushVariants(t *testing.T) {
 		{name: "deleted a string", sets: []any{"deleted", "false"}},
 		{name: "pusher an array", sets: []any{"pusher", []any{}}},
 		{name: "sender login a number", sets: []any{"sender.login", 1}},
+		{name: "repository id null", sets: []any{"repository.id", nil}, want: wantPayload{event: noID(ev("master", "Codertocat"))}},
+		{name: "repository id absent", sets: []any{"repository.id-", nil}, want: wantPayload{event: noID(ev("master", "Codertocat"))}},
+		{name: "repository id large", sets: []any{"repository.id", json.Number("9007199254740993")}, want: wantPayload{event: withID(ev("master", "Codertocat"), 9007199254740993)}},
+		{name: "repository id a string", sets: []any{"repository.id", "186853002"}},
+		{name: "repository id fractional", sets: []any{"repository.id", 1.5}},
+		{name: "repository id overflows", sets: []any{"repository.id", json.Number("9223372036854775808")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,7 +217,7 @@ func TestParse_workflowRunVariants(t *testing.T) {
 	base = edit(t, base, "workflow_run.event", "push")
 	run := func(mod func(*Event)) *Event {
 		e := &Event{
-			Name: "workflow_run", Delivery: "d", Repo: "octo-org/octo-repo", Branch: "master",
+			Name: "workflow_run", Delivery: "d", Repo: "octo-org/octo-repo", RepoID: 300029405, Branch: "master",
 			SHA: "3484a3fb816e0859fd6e1cea078d76385ff50625", Actor: "Codertocat",
 			Workflow: ".github/workflows/test.yml", RunID: 289782451, RunNumber: 163, RunAttempt: 1,
 		}
@@ -263,6 +269,9 @@ func TestParse_workflowRunVariants(t *testing.T) {
 		{name: "workflow_run an array", sets: []any{"workflow_run", []any{1}}},
 		{name: "action a number, even if requested", sets: []any{"action", 1}},
 		{name: "conclusion a bool", sets: []any{"workflow_run.conclusion", true}},
+		{name: "repository id absent", sets: []any{"repository.id-", nil}, want: wantPayload{event: run(func(e *Event) { e.RepoID = 0 })}},
+		{name: "repository id other", sets: []any{"repository.id", 7}, want: wantPayload{event: run(func(e *Event) { e.RepoID = 7 })}},
+		{name: "repository id a string", sets: []any{"repository.id", "300029405"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,7 +285,7 @@ func TestParse_workflowDispatchVariants(t *testing.T) {
 	base := readPayload(t, "workflow_dispatch/payload.json")
 	dispatch := func(branch string, inputs map[string]string) *Event {
 		return &Event{
-			Name: "workflow_dispatch", Delivery: "d", Repo: "octo-org/octo-repo", Branch: branch,
+			Name: "workflow_dispatch", Delivery: "d", Repo: "octo-org/octo-repo", RepoID: 17273051, Branch: branch,
 			Workflow: ".github/workflows/hello-world-workflow.yml", Actor: "Codertocat", Inputs: inputs,
 		}
 	}
@@ -298,6 +307,9 @@ func TestParse_workflowDispatchVariants(t *testing.T) {
 		{name: "missing workflow", sets: []any{"workflow-", nil}},
 		{name: "missing ref", sets: []any{"ref-", nil}},
 		{name: "missing repository", sets: []any{"repository", nil}},
+		{name: "repository id absent", sets: []any{"repository.id-", nil, "ref", "refs/heads/main"},
+			want: wantPayload{event: noID(dispatch("main", map[string]string{"name": "Mona the Octocat"}))}},
+		{name: "repository id an object", sets: []any{"repository.id", map[string]any{}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -499,3 +511,12 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// withID returns e with RepoID id.
+func withID(e *Event, id int64) *Event {
+	e.RepoID = id
+	return e
+}
+
+// noID returns e without a RepoID.
+func noID(e *Event) *Event { return withID(e, 0) }
