@@ -288,7 +288,7 @@ func routes(cfg *config.Config) []server.Route {
 		out = append(out, server.Route{
 			Target: t.Name, Repo: t.Repo, Branch: t.Branch, DeployOn: t.DeployOn,
 			Workflows: t.Workflows, DispatchWorkflow: t.DispatchWorkflow, Environment: t.Environment,
-			// TODO(issue 8): RepoID: t.RepoID, once the server pins repository ids.
+			RepoID: t.RepoID,
 		})
 	}
 	return out
