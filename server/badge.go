@@ -59,7 +59,8 @@ func stateColor(st executor.State) string {
 }
 
 // handleBadge is GET /badge/:target.svg and GET /badge/:target.json: the target's
-// last job as a shields.io-style badge (state, short SHA, age; nothing else).
+// last job that ran (or runs, or waits to) as a shields.io-style badge (state,
+// short SHA, age; nothing else).
 func (s *Server) handleBadge(c echo.Context) error {
 	file := c.Param("file")
 	target, isSVG := strings.CutSuffix(file, ".svg")
@@ -75,7 +76,10 @@ func (s *Server) handleBadge(c echo.Context) error {
 		code = http.StatusNotFound
 		b.Message, b.Color, b.IsError = "unknown target", "lightgrey", true
 	} else {
-		jobs, err := s.deps.Journal.Jobs(c.Request().Context(), target, 1)
+		// Superseded and skipped jobs ran nothing: the badge shows the newest
+		// job that did, or does.
+		jobs, err := s.deps.Journal.Jobs(c.Request().Context(), target, 1, executor.StateQueued,
+			executor.StateRunning, executor.StateSuccess, executor.StateFailure, executor.StateError)
 		if err != nil {
 			return public(http.StatusInternalServerError, "cannot read the journal", err)
 		}

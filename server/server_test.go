@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -124,6 +125,9 @@ func (j *fakeJournal) Jobs(ctx context.Context, target string, limit int, states
 	var out []executor.Job
 	for _, job := range j.jobs {
 		if target != "" && job.Target != target {
+			continue
+		}
+		if len(states) > 0 && !slices.Contains(states, job.State) {
 			continue
 		}
 		if limit > 0 && len(out) == limit {
@@ -1128,6 +1132,11 @@ func TestServer_Badge(t *testing.T) {
 		{name: "running", jobs: job(executor.StateRunning), target: "production", wantCode: 200, wantMsg: "running · 0123456 · 2h ago", wantColor: "blue"},
 		{name: "queued", jobs: job(executor.StateQueued), target: "production", wantCode: 200, wantMsg: "queued · 0123456 · 2h ago", wantColor: "yellow"},
 		{name: "none", target: "staging", wantCode: 200, wantMsg: "no deploys", wantColor: "lightgrey"},
+		// Superseded and skipped jobs changed nothing on the target: the badge
+		// shows the job before them.
+		{name: "skipped after success", jobs: append(job(executor.StateSkipped), job(executor.StateSuccess)...), target: "production", wantCode: 200, wantMsg: "success · 0123456 · 2h ago", wantColor: "brightgreen"},
+		{name: "superseded after failure", jobs: append(job(executor.StateSuperseded), job(executor.StateFailure)...), target: "production", wantCode: 200, wantMsg: "failure · 0123456 · 2h ago", wantColor: "red"},
+		{name: "only skipped", jobs: job(executor.StateSkipped), target: "production", wantCode: 200, wantMsg: "no deploys", wantColor: "lightgrey"},
 		{name: "unknown target", target: "nope", wantCode: 404, wantMsg: "unknown target", wantColor: "lightgrey"},
 	}
 	for _, tt := range tests {
