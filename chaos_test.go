@@ -147,7 +147,7 @@ type chaosRun struct {
 	off         string   // the commit that is not on the branch
 	runs        map[string]int64
 	attempts    map[string]int
-	sent        []delivery
+	sent        []*delivery
 	jobs        map[string]*jobRecord
 	nDelivery   int
 
@@ -172,6 +172,8 @@ type delivery struct {
 	sig         string
 	what        string // push, ci-run, dispatch-deploy, ...
 	sha         string
+	explicit    bool // a person's dispatch
+	jobs        int  // jobs made by this body, under any GUID
 }
 
 // jobRecord is what the test knows of a job it caused.
@@ -297,10 +299,13 @@ func (c *chaosRun) event() {
 // newCommit commits to the branch and pushes it to the origin. Some commits
 // crash the app (the deploy fails verification and rolls back), some change
 // uv.lock (sync runs); each restart of the app takes a random time.
-func (c *chaosRun) newCommit() string {
+func (c *chaosRun) newCommit() string { return c.commit(true) }
+
+// commit commits to the branch; crash allows a commit that crashes the app.
+func (c *chaosRun) commit(crash bool) string {
 	n := len(c.commits)
 	files := map[string]string{"app.py": fmt.Sprintf("print(%d)\n", n)}
-	if c.rng.IntN(8) == 0 {
+	if c.rng.IntN(8) == 0 && crash {
 		files["app.py"] = fmt.Sprintf("raise SystemExit('CRASH %d')\n", n)
 	}
 	if c.rng.IntN(6) == 0 {
@@ -398,13 +403,15 @@ func (c *chaosRun) resend(replay bool) bool {
 		return false
 	}
 	d := c.sent[c.rng.IntN(len(c.sent))]
-	what := "redelivery of " + d.guid[:8]
+	guid, what := d.guid, "redelivery of "+d.guid[:8]
 	if replay {
-		d.guid = c.guid()
-		what = "replay of " + d.guid[:8]
+		guid, what = c.guid(), "replay of "+d.guid[:8]
 	}
 	what += " (" + d.what + ")"
-	c.post(d, what, false)
+	// A person's dispatch that made no job yet (answered 503, say) is still
+	// that person's request when it arrives again; once it made a job, any
+	// copy is a replay, which no person asked for.
+	c.post(d, guid, what, d.explicit && d.jobs == 0)
 	return true
 }
 
@@ -428,15 +435,33 @@ func (c *chaosRun) dispatch(action, sha string) bool {
 	return true
 }
 
-// cut cuts every connection between deployhook and sshd, often while a step runs.
+// cut cuts every connection between deployhook and sshd: often while the
+// app restarts (the longest step), and then often with a new commit to deploy
+// right away, so the next deploy starts while the cut one may still run.
 func (c *chaosRun) cut() bool {
-	mid := c.rng.IntN(3) > 0 && c.waitStep()
+	mid := c.rng.IntN(3) > 0 && c.waitStep(true)
 	if mid {
 		c.sleep(c.rng.IntN(150))
 	}
+	hit := jobsOf(stepProcesses(c.token))
 	n := c.proxy.cut()
-	c.logf("cut %d connections (mid-step: %v)", n/2, mid)
+	c.logf("cut %d connections (mid-restart: %v; steps of jobs %v running)", n/2, mid, hit)
+	if mid && c.rng.IntN(2) == 0 {
+		c.deployNew()
+	}
 	return true
+}
+
+// deployNew commits and delivers what deploys it under the current deploy_on.
+func (c *chaosRun) deployNew() string { return c.deploy(c.newCommit()) }
+
+func (c *chaosRun) deploy(sha string) string {
+	if c.mode == "push" {
+		c.deliverPush(sha)
+	} else {
+		c.runOf(sha, "main")
+	}
+	return sha
 }
 
 // outage makes GitHub answer 500 for a few seconds.
@@ -449,11 +474,14 @@ func (c *chaosRun) outage() bool {
 	return true
 }
 
-// waitStep waits (a little) until a step runs on the VM.
-func (c *chaosRun) waitStep() bool {
-	for deadline := time.Now().Add(1500 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if len(stepProcesses(c.token)) > 0 {
-			return true
+// waitStep waits (a little) until a step runs on the VM; with restart, until
+// the app restarts.
+func (c *chaosRun) waitStep(restart bool) bool {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, p := range stepProcesses(c.token) {
+			if !restart || strings.Contains(p.args, "systemctl --no-ask-password restart") {
+				return true
+			}
 		}
 	}
 	return false
@@ -463,12 +491,14 @@ func (c *chaosRun) waitStep() bool {
 // mid-step) or a SIGTERM; half the restarts switch deploy_on.
 func (c *chaosRun) restart(kill bool, what string) {
 	mid := false
+	var hit []string
 	if c.prog != nil {
 		if kill {
-			mid = c.rng.IntN(3) > 0 && c.waitStep()
+			mid = c.rng.IntN(3) > 0 && c.waitStep(c.rng.IntN(2) == 0)
 			if mid {
 				c.sleep(c.rng.IntN(150))
 			}
+			hit = jobsOf(stepProcesses(c.token))
 			c.prog.kill()
 		} else {
 			c.prog.stop()
@@ -489,7 +519,10 @@ func (c *chaosRun) restart(kill bool, what string) {
 		c.fatal("deployhook does not start again: %v\n%s", err, tailFile(c.logFile, 40))
 	}
 	c.prog = p
-	c.logf("%s (mid-step: %v), deploy_on %s", what, mid, c.mode)
+	c.logf("%s (mid-step: %v; steps of jobs %v running), deploy_on %s", what, mid, hit, c.mode)
+	if mid && c.rng.IntN(2) == 0 {
+		c.deployNew()
+	}
 }
 
 // writeConfig writes the target's configuration for the current mode.
@@ -538,31 +571,33 @@ func (c *chaosRun) guid() string {
 // send signs and delivers a new delivery.
 func (c *chaosRun) send(event, what string, body []byte, explicit bool, sha string) {
 	c.nDelivery++
-	d := delivery{event: event, guid: c.guid(), body: body, sig: sign(body), what: what, sha: sha}
+	d := &delivery{event: event, guid: c.guid(), body: body, sig: sign(body), what: what, sha: sha, explicit: explicit}
 	c.sent = append(c.sent, d)
 	desc := what
 	if sha != "" {
 		desc += " " + c.label(sha)
 	}
-	c.post(d, desc, explicit)
+	c.post(d, d.guid, desc, explicit)
 }
 
-// post delivers d, records the job it made and logs the answer. A signed,
-// well-formed delivery must be answered 200 or 202, or 409/503 with a reason.
-func (c *chaosRun) post(d delivery, desc string, explicit bool) {
-	a, err := post(c.prog.url, d.event, d.guid, d.body, d.sig)
+// post delivers d under guid, records the job it made and logs the answer. A
+// signed, well-formed delivery must be answered 200 or 202, or 409, 422 or 503
+// with a reason.
+func (c *chaosRun) post(d *delivery, guid, desc string, explicit bool) {
+	a, err := post(c.prog.url, d.event, guid, d.body, d.sig)
 	if err != nil {
 		if c.prog.exited() {
 			c.fatal("deployhook exited on its own (%v) while the test delivered %s\n%s", c.prog.err, desc, tailFile(c.logFile, 40))
 		}
-		c.logf("%s (delivery %s): %v", desc, d.guid[:8], err)
-		c.violate(0, fmt.Sprintf("delivery %s (%s) got no answer: %v", d.guid[:8], desc, err))
+		c.logf("%s (delivery %s): %v", desc, guid[:8], err)
+		c.violate(0, fmt.Sprintf("delivery %s (%s) got no answer: %v", guid[:8], desc, err))
 		return
 	}
 	out := strconv.Itoa(a.code)
 	switch {
 	case a.job != "":
 		out += " job " + a.job
+		d.jobs++
 		c.jobs[a.job] = &jobRecord{id: a.job, what: desc, sha: a.sha, explicit: explicit, event: c.ev}
 	case a.duplicate != "":
 		out += " duplicate of " + a.duplicate
@@ -574,11 +609,11 @@ func (c *chaosRun) post(d delivery, desc string, explicit bool) {
 	if a.sha != "" && a.job != "" && a.sha != d.sha {
 		out += " for " + c.label(a.sha)
 	}
-	c.logf("%s (delivery %s) → %s", desc, d.guid[:8], out)
+	c.logf("%s (delivery %s) → %s", desc, guid[:8], out)
 	switch a.code {
-	case 200, 202, 409, 503:
+	case 200, 202, 409, 422, 503:
 	default:
-		c.violate(0, fmt.Sprintf("delivery %s (%s) answered %d %s", d.guid[:8], desc, a.code, a.text))
+		c.violate(0, fmt.Sprintf("delivery %s (%s) answered %d %s", guid[:8], desc, a.code, a.text))
 	}
 }
 
@@ -777,12 +812,7 @@ func (c *chaosRun) finish() {
 	}
 
 	// A fresh commit deploys, and the VM, GitHub and the journal agree on it.
-	sha := c.newCommit()
-	if c.mode == "push" {
-		c.deliverPush(sha)
-	} else {
-		c.runOf(sha, "main")
-	}
+	sha := c.deploy(c.commit(false))
 	ss := c.waitFinal(sha, time.Minute)
 	head, err = c.head()
 	if err != nil {
@@ -950,7 +980,7 @@ func (c *chaosRun) logf(format string, args ...any) {
 
 // invariants names what each check holds (0: intake, 6: liveness).
 var invariants = map[int]string{
-	0: "a signed, well-formed delivery is answered 200 or 202 (409 or 503 with a reason)",
+	0: "a signed, well-formed delivery is answered 200 or 202 (409, 422 or 503 with a reason)",
 	1: "at most one deploy's processes are alive on the VM at any moment",
 	2: "the VM's commit moves backwards only through an explicit rollback or dispatch; automatic triggers never redeploy a commit deployed before",
 	3: "the VM never runs a commit that is not on the branch",
