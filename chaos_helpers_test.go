@@ -53,7 +53,7 @@ case " $* " in
 *" checkout "*)
   "$real" "$@"; r=$?
   if [ $r = 0 ]; then mark co "$("$real" rev-parse HEAD) ${DEPLOYHOOK_KIND:--} ${DEPLOYHOOK_ROLLBACK:-no}"; fi ;;
-" rev-parse HEAD ")
+*" rev-parse HEAD ")
   out=$("$real" "$@"); r=$?
   [ -n "$out" ] && echo "$out"
   [ $r = 0 ] && mark cur "$out" ;;
@@ -427,6 +427,7 @@ type checkout struct {
 	head     string
 	kind     string
 	rollback bool // DEPLOYHOOK_ROLLBACK: the automatic rollback after a failure
+	back     bool // it moved the VM backwards on the branch
 	event    int  // the test's event during which it was seen
 }
 

@@ -48,19 +48,22 @@ import (
 //
 // The run is reproducible in its events, not in their timing: the seed comes
 // from DEPLOYHOOK_CHAOS_SEED, else a fixed default under CI (a random one
-// elsewhere), and every failure prints it. DEPLOYHOOK_CHAOS_EVENTS and
-// DEPLOYHOOK_CHAOS_DURATION make a longer run (defaults: 300 events, at most
-// 90 s of events, which keeps the test at about two minutes).
+// elsewhere), and every failure prints it with the events before it.
+// DEPLOYHOOK_CHAOS_EVENTS and DEPLOYHOOK_CHAOS_DURATION make a longer run
+// (defaults: 300 events, at most 90 s of events, which keeps the test at about
+// two minutes); DEPLOYHOOK_CHAOS_KINDS (comma-separated names of
+// chaosEvents) runs only some kinds of event.
 //
 // On main before issue 8, it fails: replays and late CI runs move the VM
 // backwards (2), a dispatch rollback deploys the commit off the branch (3), and
 // a cut or a kill leaves a step running while the next deploy starts (1).
 func TestChaos_Invariants(t *testing.T) {
-	seed, events, budget := chaosSettings(t)
-	t.Logf("chaos seed %d, at most %d events in %v (DEPLOYHOOK_CHAOS_SEED, DEPLOYHOOK_CHAOS_EVENTS, DEPLOYHOOK_CHAOS_DURATION)", seed, events, budget)
+	seed, events, budget, kinds := chaosSettings(t)
+	t.Logf("chaos seed %d, at most %d events in %v (DEPLOYHOOK_CHAOS_SEED, DEPLOYHOOK_CHAOS_EVENTS, DEPLOYHOOK_CHAOS_DURATION, DEPLOYHOOK_CHAOS_KINDS)", seed, events, budget)
 	v := newVM(t, vmOptions{})
 	gh := newFakeGitHub(t)
 	c := newChaosRun(t, seed, v, gh)
+	c.kinds = kinds
 	c.restart(false, "start")
 	for i := 1; i <= events && time.Since(c.begin) < budget; i++ {
 		c.ev = i
@@ -70,15 +73,38 @@ func TestChaos_Invariants(t *testing.T) {
 	}
 	c.ev++
 	c.finish()
-	t.Logf("chaos seed %d: %d events, %d deliveries, %d jobs, %d checkouts, %d restarts in %v",
-		seed, c.ev-1, c.nDelivery, len(c.jobs), len(c.checkouts), c.starts-1, time.Since(c.begin).Round(time.Second))
+	backwards, restores := 0, 0
+	for _, co := range c.checkouts {
+		if co.rollback {
+			restores++
+		} else if co.back {
+			backwards++
+		}
+	}
+	t.Logf("chaos seed %d: %d events, %d deliveries, %d jobs, %d checkouts (%d backwards, %d automatic rollbacks), %d restarts of deployhook in %v",
+		seed, c.ev-1, c.nDelivery, len(c.jobs), len(c.checkouts), backwards, restores, c.starts-1, time.Since(c.begin).Round(time.Second))
 }
 
 // chaosDefaultSeed is the seed under CI when DEPLOYHOOK_CHAOS_SEED is not set.
 const chaosDefaultSeed = 8
 
-func chaosSettings(t *testing.T) (seed uint64, events int, budget time.Duration) {
+func chaosSettings(t *testing.T) (seed uint64, events int, budget time.Duration, kinds []chaosEvent) {
 	t.Helper()
+	kinds = chaosEvents
+	if s := os.Getenv("DEPLOYHOOK_CHAOS_KINDS"); s != "" {
+		kinds = nil
+		for _, name := range strings.Split(s, ",") {
+			i := slices.IndexFunc(chaosEvents, func(e chaosEvent) bool { return e.name == strings.TrimSpace(name) })
+			if i < 0 {
+				var names []string
+				for _, e := range chaosEvents {
+					names = append(names, e.name)
+				}
+				t.Fatalf("DEPLOYHOOK_CHAOS_KINDS: no event kind %q (kinds: %s)", name, strings.Join(names, ","))
+			}
+			kinds = append(kinds, chaosEvents[i])
+		}
+	}
 	events, budget = 300, 90*time.Second
 	if testing.Short() {
 		events, budget = 60, 20*time.Second
@@ -110,7 +136,7 @@ func chaosSettings(t *testing.T) (seed uint64, events int, budget time.Duration)
 		}
 		budget = d
 	}
-	return seed, events, budget
+	return seed, events, budget, kinds
 }
 
 // chaosRun is one run of TestChaos_Invariants: the VM, the fake GitHub, the
@@ -134,6 +160,8 @@ type chaosRun struct {
 	knownHosts string
 	lock       string
 	env        []string
+
+	kinds []chaosEvent // the kinds of event enabled
 
 	prog   *chaosProgram
 	cfg    string // the running program's configuration
@@ -252,42 +280,52 @@ func newChaosRun(t *testing.T, seed uint64, v *vm, gh *fakeGitHub) *chaosRun {
 	return c
 }
 
-// event picks the next event at random and does it.
+// chaosEvent is one kind of event of the run.
+type chaosEvent struct {
+	name   string
+	weight int
+	do     func(c *chaosRun) bool // false: not possible now, pick another
+}
+
+// chaosEvents are the kinds of event and how often each happens.
+var chaosEvents = []chaosEvent{
+	{"push", 14, func(c *chaosRun) bool { c.deliverPush(c.newCommit()); return true }},
+	{"commit", 5, func(c *chaosRun) bool { c.undelivered = append(c.undelivered, c.newCommit()); return true }},
+	{"late-push", 8, (*chaosRun).deliverLatePush},
+	{"ci-run", 10, func(c *chaosRun) bool { return c.ciRun(false) }},
+	{"ci-rerun", 6, func(c *chaosRun) bool { return c.ciRun(true) }},
+	{"off-branch-run", 3, func(c *chaosRun) bool { return c.runOf(c.off, "main") }},
+	{"replay", 10, func(c *chaosRun) bool { return c.resend(true) }},
+	{"redelivery", 3, func(c *chaosRun) bool { return c.resend(false) }},
+	{"dispatch-deploy", 4, func(c *chaosRun) bool { return c.dispatch("deploy", c.anyCommit()) }},
+	{"dispatch-head", 2, func(c *chaosRun) bool { return c.dispatch("deploy", "") }},
+	{"dispatch-rollback", 4, func(c *chaosRun) bool { return c.dispatch("rollback", c.anyCommit()) }},
+	{"dispatch-rollback-previous", 2, func(c *chaosRun) bool { return c.dispatch("rollback", "") }},
+	{"dispatch-rollback-off-branch", 3, func(c *chaosRun) bool { return c.dispatch("rollback", c.off) }},
+	{"dispatch-deploy-off-branch", 1, func(c *chaosRun) bool { return c.dispatch("deploy", c.off) }},
+	{"cut", 8, (*chaosRun).cut},
+	{"kill", 5, func(c *chaosRun) bool { c.restart(true, "kill -9"); return true }},
+	{"restart", 1, func(c *chaosRun) bool { c.restart(false, "restart"); return true }},
+	{"outage", 4, (*chaosRun).outage},
+	{"pause", 7, func(c *chaosRun) bool {
+		d := 200 + c.rng.IntN(800)
+		c.logf("pause %dms", d)
+		c.sleep(d)
+		return true
+	}},
+}
+
+// event picks the next event at random among the enabled kinds and does it.
 func (c *chaosRun) event() {
-	type ev struct {
-		weight int
-		do     func() bool // false: not possible now, pick another
-	}
-	evs := []ev{
-		{14, func() bool { c.deliverPush(c.newCommit()); return true }},
-		{5, func() bool { c.undelivered = append(c.undelivered, c.newCommit()); return true }},
-		{8, c.deliverLatePush},
-		{10, func() bool { return c.ciRun(false) }},
-		{6, func() bool { return c.ciRun(true) }},
-		{3, c.offBranchRun},
-		{10, func() bool { return c.resend(true) }},
-		{3, func() bool { return c.resend(false) }},
-		{4, func() bool { return c.dispatch("deploy", c.anyCommit()) }},
-		{2, func() bool { return c.dispatch("deploy", "") }},
-		{4, func() bool { return c.dispatch("rollback", c.anyCommit()) }},
-		{2, func() bool { return c.dispatch("rollback", "") }},
-		{3, func() bool { return c.dispatch("rollback", c.off) }},
-		{1, func() bool { return c.dispatch("deploy", c.off) }},
-		{8, c.cut},
-		{5, func() bool { c.restart(true, "kill -9"); return true }},
-		{1, func() bool { c.restart(false, "restart"); return true }},
-		{4, c.outage},
-		{7, func() bool { d := 200 + c.rng.IntN(800); c.logf("pause %dms", d); c.sleep(d); return true }},
-	}
 	total := 0
-	for _, e := range evs {
+	for _, e := range c.kinds {
 		total += e.weight
 	}
 	for {
 		n := c.rng.IntN(total)
-		for _, e := range evs {
+		for _, e := range c.kinds {
 			if n -= e.weight; n < 0 {
-				if e.do() {
+				if e.do(c) {
 					return
 				}
 				break
@@ -390,10 +428,6 @@ func (c *chaosRun) runOf(sha, branch string) bool {
 	c.send("workflow_run", what, chaosRunBody(c.t, sha, branch, c.runs[sha], c.attempts[sha], c.nDelivery), false, sha)
 	return true
 }
-
-// offBranchRun delivers a CI run for the commit that is not on the branch, run
-// for the tag named like the branch: head_branch is "main".
-func (c *chaosRun) offBranchRun() bool { return c.runOf(c.off, "main") }
 
 // resend sends an earlier delivery again: a replay under a new GUID (anyone
 // holding an old signed delivery can), or a redelivery with the same GUID (as
@@ -706,6 +740,7 @@ func (c *chaosRun) moved(co checkout) {
 	if _, ok := c.before[co.job]; !ok {
 		c.before[co.job] = from
 	}
+	co.back = co.head != from && c.onBranch[from] && c.onBranch[co.head] && !c.isAncestor(from, co.head)
 	c.checkouts = append(c.checkouts, co)
 	c.cur = co.head
 	how := fmt.Sprintf("job %s (%s) checked out %s", co.job, c.jobText(co.job), c.label(co.head))
@@ -715,8 +750,8 @@ func (c *chaosRun) moved(co checkout) {
 	switch {
 	case !c.onBranch[co.head]:
 		c.violate(3, how+": a commit that is not on main", co.job)
-	case co.head == from || !c.onBranch[from] || c.isAncestor(from, co.head):
-		// Forward (or from a commit off the branch, already reported).
+	case !co.back:
+		// Forward, the same commit, or away from a commit off the branch (reported).
 	case co.rollback && co.head == c.before[co.job]:
 		// The automatic rollback of a failed deploy restores what ran before it.
 	case c.jobs[co.job] != nil && c.jobs[co.job].explicit && c.jobs[co.job].sha == co.head:
@@ -819,6 +854,12 @@ func (c *chaosRun) finish() {
 		c.t.Fatal(err)
 	}
 	c.readMarkers()
+	// The checks above are only as good as the markers: the last deploy must
+	// have left its checkout and its restart there.
+	if !slices.ContainsFunc(c.checkouts, func(co checkout) bool { return co.head == sha && !co.rollback }) ||
+		!slices.ContainsFunc(c.invs, func(i *invocation) bool { return strings.HasPrefix(i.tool, "restart-") && i.ended }) {
+		c.fatal("the VM's stand-ins left no checkout or restart marker for the last deploy of %s: the checks saw nothing (does the deploy still run git and systemctl through PATH?)", c.label(sha))
+	}
 	switch {
 	case len(ss) == 0 || ss[len(ss)-1].State != "success":
 		c.violate(6, fmt.Sprintf("after the chaos, a fresh %s of %s did not deploy: statuses %v", c.mode, c.label(sha), ss))
