@@ -180,7 +180,7 @@ type chaosRun struct {
 	nDelivery   int
 
 	log      []logEntry
-	violated map[int]bool
+	violated map[string]bool // the invariants (and parts) reported
 
 	// The model, from the markers.
 	markerOff int64
@@ -226,7 +226,7 @@ func newChaosRun(t *testing.T, seed uint64, v *vm, gh *fakeGitHub) *chaosRun {
 		v: v, gh: gh, dir: t.TempDir(),
 		labels: map[string]string{}, onBranch: map[string]bool{},
 		runs: map[string]int64{}, attempts: map[string]int{}, jobs: map[string]*jobRecord{},
-		violated: map[int]bool{}, live: map[int]*invocation{}, before: map[string]string{},
+		violated: map[string]bool{}, live: map[int]*invocation{}, before: map[string]string{},
 		ancestors: map[[2]string]bool{},
 	}
 	var tok [6]byte
@@ -814,14 +814,15 @@ func (c *chaosRun) finish() {
 	c.waitStatuses()
 
 	states := c.jobStates()
-	// Invariant 2, second half: no automatic trigger deploys a commit that an
-	// earlier job deployed successfully.
+	// Invariant 2, second half: no job that no person asked for deploys a
+	// commit that an earlier job deployed successfully (moving forward to it,
+	// or staying: a move backwards was reported above).
 	deployed := map[string]string{} // sha → the job that deployed it
 	for _, co := range c.checkouts {
 		r := c.jobs[co.job]
-		if !co.rollback && (r == nil || !r.explicit) {
+		if !co.rollback && !co.back && (r == nil || !r.explicit) {
 			if k, ok := deployed[co.head]; ok && k != co.job {
-				c.violate(2, fmt.Sprintf("automatic job %s (%s) deployed %s again, which job %s had deployed (%s)",
+				c.violatePart(2, "redeploy", fmt.Sprintf("job %s (%s), which no person asked for, deployed %s again, which job %s had deployed (%s)",
 					co.job, c.jobText(co.job), c.label(co.head), k, states[k]), co.job, k)
 			}
 		}
@@ -1036,10 +1037,17 @@ var invariants = map[int]string{
 // every invariant it breaks.
 func (c *chaosRun) violate(n int, what string, jobs ...string) {
 	c.t.Helper()
-	if c.violated[n] {
+	c.violatePart(n, "", what, jobs...)
+}
+
+// violatePart is violate for one part of an invariant, reported apart.
+func (c *chaosRun) violatePart(n int, part, what string, jobs ...string) {
+	c.t.Helper()
+	if key := fmt.Sprint(n, part); c.violated[key] {
 		return
+	} else {
+		c.violated[key] = true
 	}
-	c.violated[n] = true
 	c.logf("VIOLATION of invariant %d: %s", n, what)
 	var b strings.Builder
 	fmt.Fprintf(&b, "chaos seed %d, event #%d (+%.1fs): invariant %d violated: %s\n  %s\n",
