@@ -472,15 +472,19 @@ func (c *chaosRun) dispatch(action, sha string) bool {
 // cut cuts every connection between deployhook and sshd: often while the
 // app restarts (the longest step), and then often with a new commit to deploy
 // right away, so the next deploy starts while the cut one may still run.
+//
+// Every random choice is drawn whatever the timing, so the events that follow
+// depend on the seed alone.
 func (c *chaosRun) cut() bool {
-	mid := c.rng.IntN(3) > 0 && c.waitStep(true)
+	wantMid, delay, follow := c.rng.IntN(3) > 0, c.rng.IntN(150), c.rng.IntN(2) == 0
+	mid := wantMid && c.waitStep(true)
 	if mid {
-		c.sleep(c.rng.IntN(150))
+		c.sleep(delay)
 	}
 	hit := jobsOf(stepProcesses(c.token))
 	n := c.proxy.cut()
 	c.logf("cut %d connections (mid-restart: %v; steps of jobs %v running)", n/2, mid, hit)
-	if mid && c.rng.IntN(2) == 0 {
+	if wantMid && follow {
 		c.deployNew()
 	}
 	return true
@@ -526,11 +530,12 @@ func (c *chaosRun) waitStep(restart bool) bool {
 func (c *chaosRun) restart(kill bool, what string) {
 	mid := false
 	var hit []string
+	wantMid, restartOnly, delay, follow := c.rng.IntN(3) > 0, c.rng.IntN(2) == 0, c.rng.IntN(150), c.rng.IntN(2) == 0
 	if c.prog != nil {
 		if kill {
-			mid = c.rng.IntN(3) > 0 && c.waitStep(c.rng.IntN(2) == 0)
+			mid = wantMid && c.waitStep(restartOnly)
 			if mid {
-				c.sleep(c.rng.IntN(150))
+				c.sleep(delay)
 			}
 			hit = jobsOf(stepProcesses(c.token))
 			c.prog.kill()
@@ -554,7 +559,7 @@ func (c *chaosRun) restart(kill bool, what string) {
 	}
 	c.prog = p
 	c.logf("%s (mid-step: %v; steps of jobs %v running), deploy_on %s", what, mid, hit, c.mode)
-	if mid && c.rng.IntN(2) == 0 {
+	if kill && wantMid && follow {
 		c.deployNew()
 	}
 }
