@@ -323,7 +323,7 @@ func chaosPushBody(t *testing.T, sha, before string, stamp int) []byte {
 	m["ref"], m["before"], m["after"] = "refs/heads/main", before, sha
 	m["created"], m["deleted"], m["forced"], m["base_ref"] = false, false, false, nil
 	m["compare"] = "https://github.com/acme/app/compare/" + before[:12] + "..." + sha[:12]
-	m["head_commit"] = map[string]any{"id": sha, "tree_id": sha, "distinct": true, "message": "chaos",
+	m["head_commit"] = map[string]any{"id": sha, "distinct": true, "message": "chaos",
 		"timestamp": "2026-06-01T00:00:00Z", "url": "https://github.com/acme/app/commit/" + sha,
 		"author":    map[string]any{"name": "Dev", "email": "dev@example.com", "username": "dev"},
 		"committer": map[string]any{"name": "Dev", "email": "dev@example.com", "username": "dev"},
@@ -553,7 +553,7 @@ func fetchJob(url, id string) (jobView, error) {
 
 func finalState(s string) bool { return s != "" && s != "queued" && s != "running" }
 
-// tail returns the last n lines of a file, for a failure message.
+// tailFile returns the last n lines of a file, for a failure message.
 func tailFile(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
