@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 DEMO_SECRET := local-demo-secret-not-for-production
 
-.PHONY: help run test fuzz lint bench build docker send-test-webhook clean
+.PHONY: help run test fuzz chaos lint bench build docker send-test-webhook clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -24,6 +24,10 @@ test: ## vet, the whole test suite with the race detector, and a short fuzz of t
 
 fuzz: ## fuzz the webhook parser for a minute
 	$(GO) test -run=NONE -fuzz=FuzzParse -fuzztime=60s ./webhook/
+
+chaos: ## the chaos test of the safety invariants, long: 3000 events, 20 minutes (SEED=N to pick one)
+	DEPLOYHOOK_CHAOS_SEED=$(SEED) DEPLOYHOOK_CHAOS_EVENTS=3000 DEPLOYHOOK_CHAOS_DURATION=20m \
+		$(GO) test -race -count=1 -timeout 30m -run 'TestChaos_Invariants$$' -v .
 
 lint: ## go vet and staticcheck (pinned)
 	$(GO) vet ./...
