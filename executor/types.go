@@ -32,9 +32,11 @@ type Trigger struct {
 	// Force deploys even when SHA is the target's last successful deploy
 	// (manual redeploys and rollbacks). Pushes and CI runs never force.
 	Force bool `json:"force,omitempty"`
-	// BodyHash is the hex SHA-256 of the webhook delivery's body; empty for local
-	// triggers. The signature does not cover X-GitHub-Delivery, so an old signed
-	// body replayed under a new GUID is recognised by this hash.
+	// BodyHash identifies the webhook delivery's signed body (the server uses a
+	// hash of its verified HMAC-SHA256 signature: identical bodies signed with
+	// one secret share it); empty for local triggers. The signature does not
+	// cover X-GitHub-Delivery, so an old signed body replayed under a new GUID is
+	// recognised by it.
 	BodyHash string `json:"body_hash,omitempty"`
 	// AnyCommit lets a person deploy or roll back to a SHA that is neither on the
 	// target's branch nor deployed successfully before (deployhook deploy

@@ -71,9 +71,10 @@
 //	     redeliver by itself, so the reason says to redeliver from the webhook's
 //	     Recent Deliveries
 //
-// Every trigger queued carries Trigger.BodyHash, the SHA-256 of the signed body:
-// the signature does not cover X-GitHub-Delivery, so the queue recognises an old
-// body replayed under a new GUID by it.
+// Every trigger queued carries Trigger.BodyHash, an id of the signed body (a
+// hash of its verified signature, see bodyID): the signature does not cover
+// X-GitHub-Delivery, so the queue recognises an old body replayed under a new
+// GUID by it.
 //
 // # Matching deliveries to routes
 //

@@ -109,13 +109,26 @@ func (s *Server) handleWebhook(c echo.Context) error {
 		return err
 	}
 	// Only now, for a delivery that may deploy: the executor recognises a signed
-	// body replayed under a new delivery GUID by this hash.
-	sum := sha256.Sum256(body)
-	hash := hex.EncodeToString(sum[:])
+	// body replayed under a new delivery GUID by this id.
+	hash := bodyID(sig)
 	for i := range triggers {
 		triggers[i].BodyHash = hash
 	}
 	return s.enqueue(c, ev, routes, triggers)
+}
+
+// bodyID identifies a verified delivery's body for Trigger.BodyHash: the
+// SHA-256 of its X-Hub-Signature-256 value. The signature is the HMAC-SHA256 of
+// the body, already computed and checked, so identical bodies signed with the
+// same secret share an id at no cost proportional to the body (hashing a
+// 292 KB body again cost more than verifying it), and a replay, which must
+// carry the original signature, always has the original's id. Hashing it again
+// keeps the MAC itself out of the journal. Verify accepts only the canonical
+// form (sha256= and 64 lower-case hex digits), so the same MAC is always the
+// same string.
+func bodyID(sig string) string {
+	sum := sha256.Sum256([]byte("deployhook delivery body\x00" + sig))
+	return hex.EncodeToString(sum[:])
 }
 
 // ignore answers 200 with the reason, so GitHub's delivery log explains itself.
