@@ -173,25 +173,19 @@ func (e *env) runOne(ctx context.Context, c *common, r cliRequest) error {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "job %s: %s %s to %s\n", en.Job.ID, kind, sha, t.Name)
-	for {
-		j, err := a.store.Job(ctx, en.Job.ID)
-		if err != nil {
-			return err
-		}
-		if j.State.Final() {
-			fmt.Fprintf(e.stdout, "%s: %s\n", j.State, j.Description)
-			if j.State != executor.StateSuccess {
-				return exitError{fmt.Errorf("deploy %s", j.State)}
-			}
-			return nil
-		}
-		select {
-		case <-ctx.Done():
+	j, err := a.ex.Wait(ctx, en.Job.ID)
+	if err != nil {
+		if ctx.Err() != nil {
 			fmt.Fprintln(e.stdout, "interrupted: cancelling the deploy")
 			return ctx.Err() // the deferred stop ends the deploy and reports it
-		case <-time.After(200 * time.Millisecond):
 		}
+		return err
 	}
+	fmt.Fprintf(e.stdout, "%s: %s\n", j.State, j.Description)
+	if j.State != executor.StateSuccess {
+		return exitError{fmt.Errorf("deploy %s", j.State)}
+	}
+	return nil
 }
 
 func (e *env) statusCmd() *cobra.Command {
@@ -202,7 +196,8 @@ func (e *env) statusCmd() *cobra.Command {
 		Short: "Show the last deploys and the commit each target runs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, lg, err := e.load(&c)
+			// It reads the journal: no webhook secret, no GitHub.
+			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
 			if err != nil {
 				return err
 			}

@@ -27,7 +27,8 @@ func (e *env) sshCmd() *cobra.Command {
 		Use:   "ssh [-- COMMAND]",
 		Short: "Open a shell on the target's VM (through IAP for transport iap)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, lg, err := e.load(&c)
+			// It opens a shell: no webhook secret, no GitHub.
+			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
 			if err != nil {
 				return err
 			}

@@ -100,9 +100,9 @@ func (c *common) flags(cmd *cobra.Command, withTarget bool) {
 	}
 }
 
-// load reads the configuration and makes the logger.
-func (e *env) load(c *common) (*config.Config, *slog.Logger, error) {
-	cfg, err := config.Load(c.config, e.getenv)
+// load reads the configuration (see config.Load for opts) and makes the logger.
+func (e *env) load(c *common, opts ...config.LoadOption) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(c.config, e.getenv, opts...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -9,18 +9,12 @@ package config
 import (
 	"bytes"
 	"embed"
-	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
-
-	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
 //go:embed local.yaml example.yaml
@@ -269,8 +263,13 @@ func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
 type Getenv func(string) string
 
 // Load reads the YAML file at path (the embedded local demo when path is empty),
-// the secrets from the environment, applies defaults and validates the result.
-func Load(path string, getenv Getenv) (*Config, error) {
+// the secrets from the environment, applies defaults and validates the result
+// (Validate, less what opts leave out).
+func Load(path string, getenv Getenv, opts ...LoadOption) (*Config, error) {
+	var o loadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	var data []byte
 	if path == "" {
 		data = Local()
@@ -289,10 +288,30 @@ func Load(path string, getenv Getenv) (*Config, error) {
 		return nil, err
 	}
 	c.defaults()
-	if err := c.Validate(); err != nil {
+	if err := c.validate(o); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if o.noWebhookOrGitHub {
+		c.GitHub.Report = boolPtr(false)
+	}
 	return c, nil
+}
+
+// A LoadOption changes what Load demands of the configuration.
+type LoadOption func(*loadOptions)
+
+// loadOptions are the LoadOptions given to Load.
+type loadOptions struct {
+	noWebhookOrGitHub bool
+}
+
+// WithoutWebhookOrGitHub is for the commands that neither receive webhooks
+// nor talk to GitHub (status reads the journal, ssh opens a shell): Load then
+// demands no webhook secret and no GitHub credentials, and returns the
+// configuration with github.report off, so nothing is built that would need
+// them. Every other rule still holds.
+func WithoutWebhookOrGitHub() LoadOption {
+	return func(o *loadOptions) { o.noWebhookOrGitHub = true }
 }
 
 // Parse decodes YAML strictly: an unknown key is an error, so a typo never
@@ -484,225 +503,6 @@ func (c *Config) defaults() {
 			t.SSH.GuestAttributes = boolPtr(t.Transport == "iap" && !pinned)
 		}
 	}
-}
-
-var (
-	// GitHub spells owners with ASCII letters, digits and -, (managed users)
-	// _; repositories also with . and up to 100 characters.
-	ownerRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$`)
-	repoRE   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
-	nameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*$`)
-	envKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
-
-// Validate checks the configuration and fails closed: every problem is reported,
-// each with what to set and where.
-func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-
-	if len(c.WebhookSecrets) == 0 {
-		bad("no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET (or DEPLOYHOOK_WEBHOOK_SECRET_FILE) to the secret of the GitHub webhook; deployhook never accepts unsigned deliveries")
-	}
-	for _, s := range c.WebhookSecrets {
-		if len(s) < 16 {
-			bad("webhook secret is %d bytes: use at least 16 random bytes (openssl rand -hex 32)", len(s))
-			break
-		}
-	}
-	if c.PublicURL != "" {
-		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("public_url %q must be an absolute http(s) URL", c.PublicURL)
-		}
-	}
-	if u, err := url.Parse(c.GitHub.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("github.api_url %q must be an absolute URL (GitHub Enterprise: https://HOST/api/v3/)", c.GitHub.APIURL)
-	} else if err := endpoint.RequireSecure("github.api_url (or DEPLOYHOOK_GITHUB_API_URL)", c.GitHub.APIURL); err != nil {
-		bad("%v", err)
-	}
-	for _, o := range []struct{ name, url string }{
-		{"DEPLOYHOOK_IAP_URL", c.IAPURL},
-		{"DEPLOYHOOK_COMPUTE_URL", c.ComputeURL},
-		{"DEPLOYHOOK_OSLOGIN_URL", c.OSLoginURL},
-	} {
-		if o.url == "" {
-			continue
-		}
-		if err := endpoint.RequireSecure(o.name, o.url); err != nil {
-			bad("%v", err)
-		}
-	}
-	if r := time.Duration(*c.Retain); r < MinRetain || r > MaxRetain {
-		bad("retain %s: keep the journal between 7d and 3650d (default 90d); GitHub can redeliver a delivery for up to 7 days, and the journal must still know it", days(r))
-	}
-	if l := time.Duration(c.Lease); l < time.Second || l > 10*time.Minute {
-		bad("lease %s: between 1s and 10m (default 30s); a killed deployhook's jobs are ended this long after it stopped renewing", l)
-	}
-	if n := *c.RetainJobs; n < MinRetainJobs || n > MaxRetainJobs {
-		bad("retain_jobs %d: keep between %d and %d jobs per target (default %d)", n, MinRetainJobs, MaxRetainJobs, DefaultRetainJobs)
-	}
-	app := c.GitHub.AppID != 0 || c.GitHub.InstallationID != 0 || c.GitHub.PrivateKeyFile != ""
-	if app && (c.GitHub.AppID == 0 || c.GitHub.InstallationID == 0 || c.GitHub.PrivateKeyFile == "") {
-		bad("github: a GitHub App needs app_id, installation_id and private_key_file")
-	}
-	if app && c.GitHubToken != "" {
-		bad("github: both a GitHub App and DEPLOYHOOK_GITHUB_TOKEN are configured: use one")
-	}
-	if *c.GitHub.Report && !app && c.GitHubToken == "" {
-		bad("github.report is on but there are no credentials: set DEPLOYHOOK_GITHUB_TOKEN, or configure github.app_id, installation_id and private_key_file")
-	}
-	switch c.Log.Format {
-	case "auto", "json", "text":
-	default:
-		bad("log.format %q: use auto, json or text", c.Log.Format)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		bad("log.level %q: use debug, info, warn or error", c.Log.Level)
-	}
-	if len(c.Targets) == 0 {
-		bad("no targets: add at least one under targets:")
-	}
-	seen := map[string]bool{}
-	for i, t := range c.Targets {
-		where := fmt.Sprintf("targets[%d] (%s)", i, t.Name)
-		if !nameRE.MatchString(t.Name) {
-			bad("%s: name %q must be lower-case letters, digits, - or _ (it appears in URLs and the status context deploy/NAME)", where, t.Name)
-		}
-		if seen[t.Name] {
-			bad("%s: target name %q is used twice", where, t.Name)
-		}
-		seen[t.Name] = true
-		if err := validRepo(t.Repo); err != nil {
-			bad("%s: %v", where, err)
-		}
-		if t.RepoID < 0 {
-			bad("%s: repo_id %d: give the repository's numeric id (gh api repos/%s --jq .id), or leave it out", where, t.RepoID, t.Repo)
-		}
-		switch t.DeployOn {
-		case "push":
-		case "workflow_run":
-			if len(t.Workflows) == 0 {
-				bad("%s: deploy_on workflow_run needs workflows: the CI workflow files whose success deploys (e.g. .github/workflows/ci.yml)", where)
-			}
-		default:
-			bad("%s: deploy_on %q: use push or workflow_run", where, t.DeployOn)
-		}
-		for _, w := range append(append([]string(nil), t.Workflows...), t.DispatchWorkflow) {
-			if w != "" && !strings.HasPrefix(w, ".github/workflows/") {
-				bad("%s: workflow %q must be a path like .github/workflows/ci.yml", where, w)
-			}
-		}
-		switch t.Transport {
-		case "local":
-		case "ssh":
-			if t.SSH.Address == "" {
-				bad("%s: transport ssh needs ssh.address (host:port)", where)
-			}
-			c.validateSSH(where, t, bad)
-		case "iap":
-			if t.VM.Project == "" || t.VM.Zone == "" || t.VM.Instance == "" {
-				bad("%s: transport iap needs vm.project, vm.zone and vm.instance", where)
-			}
-			c.validateSSH(where, t, bad)
-		default:
-			bad("%s: transport %q: use iap, ssh or local", where, t.Transport)
-		}
-		if t.AppUser != "" && !userRE.MatchString(t.AppUser) {
-			bad("%s: app_user %q is not a valid user name", where, t.AppUser)
-		}
-		if len(t.Steps) == 0 && t.AppDir == "" {
-			bad("%s: give steps:, or app_dir and app_user for the default sequence", where)
-		}
-		switch {
-		case len(t.Steps) == 0 && t.AppDir != "" && t.AppUser == "":
-			bad("%s: the default sequence (no steps:) needs app_user: the account that owns the checkout in app_dir, without sudo; git and uv run as it, never as the login user, who can sudo", where)
-		case t.AppUser == "root":
-			bad("%s: app_user root: git and uv would run as root; set app_user to the account that owns the checkout in app_dir", where)
-		}
-		if dir := sharedDir(t.Lock); dir != "" {
-			bad("%s: lock %q is in %s, which every user can write: any of them could create or hold the lock and block deploys; use a directory only the login user can write, e.g. lock: %s (relative to the login user's home)", where, t.Lock, dir, DefaultLock)
-		}
-		if t.AppDir != "" && !filepath.IsAbs(t.AppDir) {
-			bad("%s: app_dir %q must be an absolute path", where, t.AppDir)
-		}
-		for _, u := range t.Units {
-			if !validUnit(u) {
-				bad("%s: unit %q is not a systemd unit name", where, u)
-			}
-		}
-		for k := range t.Env {
-			if !envKeyRE.MatchString(k) {
-				bad("%s: env name %q is not a valid variable name", where, k)
-			}
-		}
-		for j, s := range t.Steps {
-			sw := fmt.Sprintf("%s step %d (%s)", where, j+1, s.Name)
-			if s.Name == "" {
-				bad("%s: a step needs a name", sw)
-			}
-			if strings.TrimSpace(s.Run) == "" {
-				bad("%s: a step needs a command (run:)", sw)
-			}
-			if s.Timeout <= 0 {
-				bad("%s: a step needs a timeout (timeout: 5m): a step without one could hold the deploy lock for ever", sw)
-			}
-			if s.User != "" && !userRE.MatchString(s.User) {
-				bad("%s: user %q is not a valid user name", sw, s.User)
-			}
-			if s.User != "" && s.Sudo {
-				bad("%s: set user (run as that user) or sudo (run as root), not both", sw)
-			}
-			for k := range s.Env {
-				if !envKeyRE.MatchString(k) {
-					bad("%s: env name %q is not a valid variable name", sw, k)
-				}
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func (c *Config) validateSSH(where string, t Target, bad func(string, ...any)) {
-	switch {
-	case t.SSH.OSLogin && t.Transport != "iap":
-		bad("%s: ssh.oslogin needs transport iap (OS Login is for Compute Engine VMs)", where)
-	case t.SSH.OSLogin:
-		// The key and the user come from OS Login; a setting that would be
-		// ignored is refused, so nobody believes it is used.
-		if t.SSH.User != "" || t.SSH.PrivateKeyFile != "" || t.SSH.CertificateFile != "" {
-			bad("%s: with ssh.oslogin, remove ssh.user, ssh.private_key_file and ssh.certificate_file: the login user and a per-deploy key come from OS Login", where)
-		}
-	default:
-		if t.SSH.User == "" {
-			bad("%s: ssh.user is required (the account deployhook logs in as)", where)
-		}
-		if t.SSH.PrivateKeyFile == "" && len(c.SSHKey) == 0 {
-			bad("%s: no SSH key: set ssh.private_key_file, or DEPLOYHOOK_SSH_KEY (or DEPLOYHOOK_SSH_KEY_FILE)%s", where,
-				map[bool]string{true: ", or ssh.oslogin: true", false: ""}[t.Transport == "iap"])
-		}
-	}
-	if t.SSH.KnownHostsFile == "" && len(t.SSH.HostKeys) == 0 && !*t.SSH.GuestAttributes {
-		bad("%s: no host key pin: set ssh.known_hosts_file or ssh.host_keys%s; deployhook never trusts a host key on first use",
-			where, map[bool]string{true: ", or host_keys_from_guest_attributes: true", false: ""}[t.Transport == "iap"])
-	}
-	if *t.SSH.GuestAttributes && t.Transport != "iap" {
-		bad("%s: host_keys_from_guest_attributes needs transport iap (it reads the VM's guest attributes)", where)
-	}
-}
-
-func validUnit(u string) bool {
-	if u == "" || strings.HasPrefix(u, "-") {
-		return false
-	}
-	for _, r := range u {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@._:-\\", r)) {
-			return false
-		}
-	}
-	return true
 }
 
 // Target returns the target named name, or nil.

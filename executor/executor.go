@@ -68,9 +68,11 @@ type Executor struct {
 	tr    Transport
 	rep   Reporter
 
-	lanes map[string]*lane
-	owed  chan struct{} // wakes the outbox sender; capacity 1
-	jr    *journal      // the journal's health and what it refused
+	lanes   map[string]*lane
+	owed    chan struct{} // wakes the outbox sender; capacity 1
+	jr      *journal      // the journal's health and what it refused
+	ends    *waiters      // Wait calls, woken when a job's final state is recorded
+	stopped chan struct{} // closed when Run returns
 
 	mu      sync.Mutex
 	started bool
@@ -132,9 +134,11 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
-		lanes: make(map[string]*lane),
-		owed:  make(chan struct{}, 1),
-		jr:    newJournal(),
+		lanes:   make(map[string]*lane),
+		owed:    make(chan struct{}, 1),
+		jr:      newJournal(),
+		ends:    newWaiters(),
+		stopped: make(chan struct{}),
 	}
 	for _, t := range opts.Targets {
 		if _, dup := e.lanes[t.Name]; dup {
@@ -157,6 +161,95 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 	return e, nil
 }
 
+// Wait waits until job id is final in the journal and returns it, as
+// Store.Job does (without steps). It returns at once when the job is final
+// already; otherwise it is woken when this Executor records the job's final
+// state (its lane ends it, a later trigger supersedes it, a sweep ends it, or
+// the journal takes an outcome it refused before), and never polls. It
+// returns ctx's error when ctx ends first; an error wrapping ErrClosed when Run
+// has returned and the job is still not final (a job left queued at shutdown
+// is run or ended by the next deployhook; one ended by another process is
+// seen then); and the journal's error otherwise (ErrNotFound for an unknown
+// id). It is safe for concurrent use, before, during and after Run.
+func (e *Executor) Wait(ctx context.Context, id string) (Job, error) {
+	for {
+		// Watch before reading, so an outcome recorded between the read and
+		// the select still wakes this call.
+		woken, release := e.ends.watch(id)
+		j, err := e.store.Job(ctx, id)
+		switch {
+		case err != nil:
+			release()
+			return Job{}, err
+		case j.State.Final():
+			release()
+			return j, nil
+		}
+		select {
+		case <-woken:
+			release()
+		case <-ctx.Done():
+			release()
+			return Job{}, ctx.Err()
+		case <-e.stopped:
+			release()
+			j, err := e.store.Job(ctx, id)
+			switch {
+			case err != nil:
+				return Job{}, err
+			case j.State.Final():
+				return j, nil
+			}
+			return Job{}, fmt.Errorf("job %s is %s: %w", id, j.State, ErrClosed)
+		}
+	}
+}
+
+// waiters wakes the Wait calls of a job when its final state is recorded.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string]*waiter // job id → its waiters
+}
+
+// waiter is the channel the Wait calls of one job share, and how many there are.
+type waiter struct {
+	ch chan struct{} // closed by wake
+	n  int
+}
+
+func newWaiters() *waiters { return &waiters{m: map[string]*waiter{}} }
+
+// watch returns a channel that wake(id) closes, and a release that the caller
+// must call once it no longer waits on it.
+func (w *waiters) watch(id string) (<-chan struct{}, func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	x := w.m[id]
+	if x == nil {
+		x = &waiter{ch: make(chan struct{})}
+		w.m[id] = x
+	}
+	x.n++
+	return x.ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		x.n--
+		if x.n == 0 && w.m[id] == x {
+			delete(w.m, id)
+		}
+	}
+}
+
+// wake wakes every Wait call of job id.
+func (w *waiters) wake(id string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if x := w.m[id]; x != nil {
+		close(x.ch)
+		delete(w.m, id)
+	}
+}
+
 // Owner returns this process as the owner of its jobs (with the ID New chose).
 func (e *Executor) Owner() Owner { return e.opts.Owner }
 
@@ -175,6 +268,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 	e.started = true
 	e.mu.Unlock()
+	defer close(e.stopped)
 
 	if err := e.beat(ctx, time.Now().Add(e.opts.Lease)); err != nil {
 		// Nothing of ours is in the journal yet; the lease loop tries again
@@ -488,6 +582,9 @@ func (e *Executor) update(ctx context.Context, j Job) error {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
 	e.wakeSender()
+	if j.State.Final() {
+		e.ends.wake(j.ID)
+	}
 	return nil
 }
 

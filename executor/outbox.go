@@ -69,27 +69,14 @@ func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
 	if len(owed) == 0 {
 		return true, nil
 	}
-	// A report that a later final one of the same job makes stale is settled
-	// without sending: GitHub limits content-creating requests (about 80 a
-	// minute), and a storm of pushes supersedes many jobs at once. Stale are: the
-	// pending reports of a job that was superseded, and the "running" report of a
-	// job that already ended. A deployed job's "queued" report is always sent, so
-	// its commit shows pending before its final state.
-	final := make(map[string]int, len(owed)) // job → index of its last final report
-	for i, o := range owed {
-		if o.Report.State.Final() {
-			final[o.Report.Job] = i
-		}
-	}
-	stale := func(i int, r Report) bool {
-		last, ok := final[r.Job]
-		return ok && i < last && !r.State.Final() &&
-			(r.State == StateRunning || owed[last].Report.State == StateSuperseded)
-	}
+	// Stale reports are settled without sending: GitHub limits
+	// content-creating requests (about 80 a minute), and a storm of pushes
+	// supersedes many jobs at once.
+	stale := staleReports(owed)
 	deployments := make(map[string]int64)
 	for i, o := range owed {
 		r := o.Report
-		if stale(i, r) {
+		if stale[i] {
 			if err := e.store.Settle(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
 				return false, err
 			}
@@ -132,4 +119,30 @@ func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
 		lg.Debug("report sent", "tries", o.Tries+1)
 	}
 	return false, nil
+}
+
+// staleReports decides which of owed (oldest first, as Store.Owed returns
+// them) a later final report of the same job makes stale, so they need not be
+// sent: stale[i] is true for owed[i]. Stale are the pending reports (queued,
+// running) of a job whose last final report in owed is superseded: GitHub
+// would show the commit pending just before it shows it superseded; and the
+// running report of a job whose final report comes later in owed: the run is
+// over. A deployed job's queued report is never stale, so its commit shows
+// pending before its final state; nor is a final report, nor a report after
+// the job's last final one.
+func staleReports(owed []OwedReport) []bool {
+	last := make(map[string]int, len(owed)) // job → index of its last final report
+	for i, o := range owed {
+		if o.Report.State.Final() {
+			last[o.Report.Job] = i
+		}
+	}
+	stale := make([]bool, len(owed))
+	for i, o := range owed {
+		r := o.Report
+		f, ok := last[r.Job]
+		stale[i] = ok && i < f && !r.State.Final() &&
+			(r.State == StateRunning || owed[f].Report.State == StateSuperseded)
+	}
+	return stale
 }

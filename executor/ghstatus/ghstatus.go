@@ -207,31 +207,56 @@ var repoNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
-// Report publishes r: the commit status, and with Options.Deployments the job's
-// Deployment (found or created when r.Deployment is 0) and a deployment status.
-// It returns the Deployment id it knows, also together with an error: the
-// caller must store a non-zero id and pass it back in r.Deployment. An error
-// wrapping executor.ErrPermanent (a bad report, a 4xx from GitHub other than a
-// rate limit) will not succeed on a retry; any other error may. See the package
-// doc for the requests, the state mapping and the retry policy.
+// Report publishes r: the commit status (reportStatus), and with
+// Options.Deployments the job's Deployment, found or created when r.Deployment
+// is 0, and a deployment status (reportDeployment). It returns the Deployment
+// id it knows, also together with an error: the caller must store a non-zero
+// id and pass it back in r.Deployment. An error wrapping executor.ErrPermanent
+// (a bad report, a 4xx from GitHub other than a rate limit) will not succeed
+// on a retry; any other error may. See the package doc for the requests, the
+// state mapping and the retry policy.
 func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 	lg := c.lg.With("job", r.Job, "target", r.Target, "repo", r.Repo, "sha", r.SHA, "state", string(r.State))
-	owner, name, err := splitRepo(r.Repo)
-	if err != nil {
-		return r.Deployment, fmt.Errorf("report job %s: %w", r.Job, err)
-	}
-	if !shaRE.MatchString(r.SHA) {
-		return r.Deployment, fmt.Errorf("report job %s: SHA %q is not 40 lower-case hex digits: %w", r.Job, r.SHA, executor.ErrPermanent)
-	}
-	if r.Target == "" {
-		return r.Deployment, fmt.Errorf("report job %s: no target: %w", r.Job, executor.ErrPermanent)
-	}
-	state, err := statusState(r.State)
+	owner, name, err := checkReport(r)
 	if err != nil {
 		return r.Deployment, fmt.Errorf("report job %s: %w", r.Job, err)
 	}
 	desc := Truncate(r.Description)
+	if err := c.reportStatus(ctx, lg, owner, name, r, desc); err != nil {
+		return r.Deployment, err
+	}
+	if !c.opts.Deployments {
+		state, _ := statusState(r.State) // known: reportStatus checked it
+		lg.Debug("reported to GitHub", "status", state)
+		return r.Deployment, nil
+	}
+	return c.reportDeployment(ctx, lg, owner, name, r, desc)
+}
 
+// checkReport checks what every request of r relies on, and returns r's
+// repository split into owner and name. Its errors wrap executor.ErrPermanent.
+func checkReport(r executor.Report) (owner, name string, err error) {
+	owner, name, err = splitRepo(r.Repo)
+	switch {
+	case err != nil:
+		return "", "", err
+	case !shaRE.MatchString(r.SHA):
+		return "", "", fmt.Errorf("SHA %q is not 40 lower-case hex digits: %w", r.SHA, executor.ErrPermanent)
+	case r.Target == "":
+		return "", "", fmt.Errorf("no target: %w", executor.ErrPermanent)
+	}
+	return owner, name, nil
+}
+
+// commitStatus decides the commit status that reports r, with the
+// description desc (already cut to MaxDescription): its state, its context
+// deploy/TARGET, and the job's page as target_url. Empty fields are left out.
+// An unknown job state gives an error wrapping executor.ErrPermanent.
+func commitStatus(r executor.Report, desc string) (*github.RepoStatus, error) {
+	state, err := statusState(r.State)
+	if err != nil {
+		return nil, err
+	}
 	status := &github.RepoStatus{
 		State:   github.String(state),
 		Context: github.String("deploy/" + r.Target),
@@ -242,44 +267,40 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 	if desc != "" {
 		status.Description = github.String(desc)
 	}
+	return status, nil
+}
+
+// reportStatus posts the commit status of r to owner/name.
+func (c *Client) reportStatus(ctx context.Context, lg *slog.Logger, owner, name string, r executor.Report, desc string) error {
+	status, err := commitStatus(r, desc)
+	if err != nil {
+		return fmt.Errorf("report job %s: %w", r.Job, err)
+	}
 	err = c.do(ctx, lg, "create commit status", func(ctx context.Context) error {
 		_, _, err := c.gh.Repositories.CreateStatus(ctx, owner, name, r.SHA, status)
 		return err
 	})
 	if err != nil {
-		return r.Deployment, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
+		return fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
 	}
-	if !c.opts.Deployments {
-		lg.Debug("reported to GitHub", "status", state)
-		return r.Deployment, nil
-	}
+	return nil
+}
 
-	dstate, err := deploymentState(r.State)
+// environment is the GitHub environment of r's Deployment: r.Environment, or
+// the target's name.
+func environment(r executor.Report) string { return cmp.Or(r.Environment, r.Target) }
+
+// deploymentStatus decides the deployment status that reports r in the
+// environment env, with the description desc (already cut): its state, the
+// environment, and the job's page as log_url. Empty fields are left out. An
+// unknown job state gives an error wrapping executor.ErrPermanent.
+func deploymentStatus(r executor.Report, env, desc string) (*github.DeploymentStatusRequest, error) {
+	state, err := deploymentState(r.State)
 	if err != nil {
-		return r.Deployment, fmt.Errorf("report job %s: %w", r.Job, err)
+		return nil, err
 	}
-	env := cmp.Or(r.Environment, r.Target)
-	id := r.Deployment
-	if id == 0 {
-		id, err = c.findDeployment(ctx, lg, owner, name, r.SHA, env, r.Job)
-		if err != nil {
-			return 0, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
-		}
-	}
-	if id == 0 && (r.State == executor.StateSuperseded || r.State == executor.StateSkipped) {
-		// Never ran and never had a Deployment: do not create one to retire it.
-		return 0, nil
-	}
-	if id == 0 {
-		id, err = c.createDeployment(ctx, lg, owner, name, r.SHA, env, r.Job, desc)
-		if err != nil {
-			return 0, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
-		}
-		lg.Info("created GitHub deployment", "deployment", id, "environment", env)
-	}
-
 	ds := &github.DeploymentStatusRequest{
-		State:       github.String(dstate),
+		State:       github.String(state),
 		Environment: github.String(env),
 	}
 	if r.URL != "" {
@@ -288,6 +309,29 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 	if desc != "" {
 		ds.Description = github.String(desc)
 	}
+	return ds, nil
+}
+
+// retired reports whether a job in state s never ran: one that has no
+// Deployment yet must not get one only to be marked inactive.
+func retired(s executor.State) bool {
+	return s == executor.StateSuperseded || s == executor.StateSkipped
+}
+
+// reportDeployment posts the deployment status of r to r's Deployment in
+// owner/name, after finding or creating the Deployment (deployment) when
+// r.Deployment is 0. It returns the Deployment's id (0 when r's job is retired
+// without one), also together with an error once the id is known.
+func (c *Client) reportDeployment(ctx context.Context, lg *slog.Logger, owner, name string, r executor.Report, desc string) (int64, error) {
+	env := environment(r)
+	ds, err := deploymentStatus(r, env, desc)
+	if err != nil {
+		return r.Deployment, fmt.Errorf("report job %s: %w", r.Job, err)
+	}
+	id, err := c.deployment(ctx, lg, owner, name, r, env, desc)
+	if err != nil || id == 0 {
+		return id, err
+	}
 	err = c.do(ctx, lg, "create deployment status", func(ctx context.Context) error {
 		_, _, err := c.gh.Repositories.CreateDeploymentStatus(ctx, owner, name, id, ds)
 		return err
@@ -295,7 +339,30 @@ func (c *Client) Report(ctx context.Context, r executor.Report) (int64, error) {
 	if err != nil {
 		return id, fmt.Errorf("report job %s to %s@%.7s (deployment %d): %w", r.Job, r.Repo, r.SHA, id, err)
 	}
-	lg.Debug("reported to GitHub", "status", state, "deployment", id, "deployment_state", dstate)
+	state, _ := statusState(r.State) // known: deploymentStatus checked it
+	lg.Debug("reported to GitHub", "status", state, "deployment", id, "deployment_state", ds.GetState())
+	return id, nil
+}
+
+// deployment returns the id of r's Deployment in env: r.Deployment when known,
+// else the one GitHub lists for r's job, else a new one (with the description
+// desc), except for a retired job (retired), for which it returns 0.
+func (c *Client) deployment(ctx context.Context, lg *slog.Logger, owner, name string, r executor.Report, env, desc string) (int64, error) {
+	if r.Deployment != 0 {
+		return r.Deployment, nil
+	}
+	id, err := c.findDeployment(ctx, lg, owner, name, r.SHA, env, r.Job)
+	if err != nil {
+		return 0, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
+	}
+	if id != 0 || retired(r.State) {
+		return id, nil
+	}
+	id, err = c.createDeployment(ctx, lg, owner, name, r.SHA, env, r.Job, desc)
+	if err != nil {
+		return 0, fmt.Errorf("report job %s to %s@%.7s: %w", r.Job, r.Repo, r.SHA, err)
+	}
+	lg.Info("created GitHub deployment", "deployment", id, "environment", env)
 	return id, nil
 }
 
