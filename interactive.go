@@ -144,7 +144,7 @@ func (e *env) tunnelCmd() *cobra.Command {
 connection, for tools that want a port (ssh -p PORT user@127.0.0.1, scp, rsync).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, lg, err := e.load(&c)
+			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
 			if err != nil {
 				return err
 			}
