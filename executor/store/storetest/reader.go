@@ -97,6 +97,7 @@ func runReader(t *testing.T, r Reader) {
 		{name: "ties in creation time: the later recorded first", target: "staging", want: []string{"s2", "s3", "s1"}},
 		{name: "limit", target: "production", limit: 2, want: []string{"p4", "p3"}},
 		{name: "limit of all targets", limit: 1, want: []string{"s2"}},
+		{name: "negative limit is no limit", limit: -1, want: []string{"s2", "p4", "p3", "p2", "s3", "s1", "p1"}},
 		{name: "limit above the count", target: "production", limit: 10, want: []string{"p4", "p3", "p2", "p1"}},
 		{name: "one state", states: []executor.State{running}, want: []string{"p3", "s1"}},
 		{name: "unfinished states", states: []executor.State{queued, running}, want: []string{"p4", "p3", "s1"}},
