@@ -2,19 +2,31 @@
 // executor.Store, written once and run against every implementation of it
 // (the SQLite store in executor/store, a Postgres one next) and against every
 // fake that stands in for it in other packages' tests. A fake that answers
-// differently from the journal makes every test that uses it lie; a fake that
-// passes Run does not.
+// differently from the journal makes every test that uses it lie.
 //
 // Run checks every method of executor.Store, each promise in its own subtest
 // on a new, empty store. RunReader checks the read side alone (Job and Jobs),
-// for fakes that implement only that: server.Journal, for one.
+// for fakes that implement only that: server.Journal, for one. An
+// implementation's test runs the suite on stores of its own making:
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) executor.Store {
+//			s, err := store.Open(t.Context(), lg, filepath.Join(t.TempDir(), "journal.db"))
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
 //
 // The suite asserts what the contract in executor/types.go says, and nothing
 // an implementation adds of its own (the SQLite store's output cap, its
 // refusals of incomplete jobs, what happens on a second Open of one file): those
-// stay in the implementation's own tests. Times round-trip as instants to the
-// nanosecond; their location is not part of the contract, so the suite
-// compares them in UTC.
+// stay in the implementation's own tests. Some subtests call a store from
+// several goroutines at once, since every method must be safe for concurrent
+// use. Times round-trip as instants to the nanosecond (a Postgres timestamptz
+// keeps microseconds: store nanoseconds); their location is not part of the
+// contract, so the suite compares them in UTC.
 package storetest
 
 import (
