@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,24 +9,24 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"sort"
 	"sync"
 	"testing"
 	"time"
 )
 
 // memStore is a hand-written in-memory Store for the executor's tests that keeps
-// the Store contract of types.go to the letter. The SQLite journal
-// (executor/store) has its own conformance tests.
+// the Store contract of types.go to the letter: it passes the conformance
+// suite executor/store/storetest, as the SQLite journal does (TestMemStore).
 type memStore struct {
 	mu         sync.Mutex
 	jobs       map[string]*Job
-	order      []string          // job ids, oldest first
+	order      []string          // job ids, in the order recorded
 	deliveries map[string]string // delivery GUID + "\x00" + target → job id
 	bodies     map[string]string // target + "\x00" + body hash → job id
 	owners     map[string]Owner
 	outbox     []OwedReport
 	nextID     int64
+	closed     bool
 }
 
 func newMemStore() *memStore {
@@ -62,12 +63,16 @@ func (m *memStore) CreateJob(_ context.Context, j Job, owe ...Report) (string, e
 	}
 	jc := j
 	jc.Steps = nil
+	for _, st := range j.Steps {
+		st.Job = j.ID
+		putStep(&jc, st)
+	}
 	m.jobs[j.ID] = &jc
 	m.order = append(m.order, j.ID)
 	for _, r := range owe {
 		m.owe(r)
 	}
-	return "", nil
+	return j.ID, nil
 }
 
 func (m *memStore) UpdateJob(_ context.Context, j Job, owe ...Report) error {
@@ -118,11 +123,10 @@ func (m *memStore) Jobs(_ context.Context, target string, limit int, states ...S
 }
 
 // jobsLocked returns the jobs that keep accepts, newest first, at most limit
-// (0: all), without steps.
+// (all if limit <= 0), without steps.
 func (m *memStore) jobsLocked(keep func(*Job) bool, limit int) []Job {
 	var out []Job
-	for i := len(m.order) - 1; i >= 0; i-- {
-		j := m.jobs[m.order[i]]
+	for _, j := range m.newestFirst() {
 		if !keep(j) {
 			continue
 		}
@@ -134,6 +138,17 @@ func (m *memStore) jobsLocked(keep func(*Job) bool, limit int) []Job {
 		}
 	}
 	return out
+}
+
+// newestFirst lists the jobs newest (by creation) first; of jobs created at
+// the same time, the one recorded last first.
+func (m *memStore) newestFirst() []*Job {
+	jobs := make([]*Job, 0, len(m.order))
+	for _, id := range slices.Backward(m.order) {
+		jobs = append(jobs, m.jobs[id])
+	}
+	slices.SortStableFunc(jobs, func(a, b *Job) int { return b.Created.Compare(a.Created) })
+	return jobs
 }
 
 func (m *memStore) LastSuccess(ctx context.Context, target string) (Job, error) {
@@ -163,15 +178,19 @@ func (m *memStore) AddStep(_ context.Context, s StepRun) error {
 	if !ok {
 		return ErrNotFound
 	}
-	for i := range j.Steps {
-		if j.Steps[i].Seq == s.Seq {
-			j.Steps[i] = s
-			return nil
-		}
-	}
-	j.Steps = append(j.Steps, s)
-	sort.Slice(j.Steps, func(a, b int) bool { return j.Steps[a].Seq < j.Steps[b].Seq })
+	putStep(j, s)
 	return nil
+}
+
+// putStep adds s to j's steps, or replaces the one with its seq, keeping them
+// in seq order.
+func putStep(j *Job, s StepRun) {
+	i, found := slices.BinarySearchFunc(j.Steps, s.Seq, func(st StepRun, seq int) int { return cmp.Compare(st.Seq, seq) })
+	if found {
+		j.Steps[i] = s
+		return
+	}
+	j.Steps = slices.Insert(j.Steps, i, s)
 }
 
 func (m *memStore) Beat(_ context.Context, o Owner) error {
@@ -211,23 +230,19 @@ func (m *memStore) Prune(_ context.Context, before time.Time, keep int) (int, er
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	newestOK := map[string]string{} // target → its newest successful job
-	finals := map[string]int{}      // target → final jobs seen so far, newest first
+	rank := map[string]int{}        // target → jobs seen so far, newest first, in every state
 	doomed := map[string]bool{}
-	for i := len(m.order) - 1; i >= 0; i-- {
-		j := m.jobs[m.order[i]]
+	for _, j := range m.newestFirst() {
+		rank[j.Target]++
 		if j.State == StateSuccess {
 			if _, seen := newestOK[j.Target]; !seen {
 				newestOK[j.Target] = j.ID
 			}
 		}
-		if !j.State.Final() {
+		if !j.State.Final() || newestOK[j.Target] == j.ID {
 			continue
 		}
-		finals[j.Target]++
-		if newestOK[j.Target] == j.ID {
-			continue
-		}
-		if j.Created.Before(before) || (keep > 0 && finals[j.Target] > keep) {
+		if j.Created.Before(before) || (keep > 0 && rank[j.Target] > keep) {
 			doomed[j.ID] = true
 		}
 	}
@@ -241,7 +256,15 @@ func (m *memStore) Prune(_ context.Context, before time.Time, keep int) (int, er
 	return len(doomed), nil
 }
 
-func (m *memStore) Check(context.Context) error { return nil }
+// Check fails once the store is closed: a closed journal takes no writes.
+func (m *memStore) Check(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errors.New("memstore: closed")
+	}
+	return nil
+}
 
 func (m *memStore) Owe(_ context.Context, r Report) error {
 	m.mu.Lock()
@@ -287,7 +310,14 @@ func (m *memStore) Retry(_ context.Context, id int64) error {
 	return nil
 }
 
-func (m *memStore) Close() error { return nil }
+// Close marks the store closed for Check; every other method keeps working,
+// for tests that read the journal after the executor stopped.
+func (m *memStore) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	return nil
+}
 
 func (m *memStore) owedCount() int {
 	m.mu.Lock()
@@ -617,3 +647,10 @@ func (f *faultStore) Retry(ctx context.Context, id int64) error {
 	}
 	return f.memStore.Retry(ctx, id)
 }
+
+// NewMemStore returns a new, empty memStore, and NewFaultStore a faultStore
+// on one that fails nothing until told, for the conformance suite of Store,
+// which runs in package executor_test (executor/store/storetest imports
+// this package).
+func NewMemStore() Store   { return newMemStore() }
+func NewFaultStore() Store { return &faultStore{memStore: newMemStore()} }

@@ -242,11 +242,12 @@ type OwedReport struct {
 }
 
 // Store is the journal. Implementation: executor/store (SQLite). All methods are
-// safe for concurrent use.
+// safe for concurrent use. executor/store/storetest is the conformance suite
+// that every implementation, and every fake of one, must pass.
 type Store interface {
-	// CreateJob records a new job, with its owner (j.Owner) and body hash
-	// (j.Trigger.BodyHash), and owes the reports in owe, in one transaction, and
-	// returns the job's id. It records nothing and returns an existing job's id
+	// CreateJob records a new job, with its steps if it has any, its owner
+	// (j.Owner) and body hash (j.Trigger.BodyHash), and owes the reports in owe,
+	// in one transaction, and returns the job's id. It records nothing and returns an existing job's id
 	// and ErrDuplicate if j.Trigger.Delivery is not empty and a job was already
 	// recorded for that delivery and target (one push may deploy several
 	// targets), or if j.Trigger.BodyHash is not empty and a job of the same
@@ -258,12 +259,15 @@ type Store interface {
 	// transaction: a job never reaches a state whose report is not owed.
 	// ErrNotFound if there is no such job.
 	UpdateJob(ctx context.Context, j Job, owe ...Report) error
-	// SetDeployment records the GitHub Deployment id of a job.
+	// SetDeployment records the GitHub Deployment id of a job. ErrNotFound if
+	// there is no such job.
 	SetDeployment(ctx context.Context, job string, deployment int64) error
 	// Job returns the job with its steps, or ErrNotFound.
 	Job(ctx context.Context, id string) (Job, error)
-	// Jobs lists jobs, newest first, of one target (all if target is empty), in the
-	// given states (all if none), at most limit (0: no limit); without steps.
+	// Jobs lists jobs, newest first (of two created at the same time, the one
+	// recorded last first), of one target (all if target is empty), in the
+	// given states (all if none), at most limit (all if limit <= 0); without
+	// steps.
 	Jobs(ctx context.Context, target string, limit int, states ...State) ([]Job, error)
 	// LastSuccess returns the newest successful job of target, or ErrNotFound.
 	// Only StateSuccess counts (not StateSkipped).
@@ -271,7 +275,8 @@ type Store interface {
 	// Deployed returns the newest successful job of target whose SHA is sha, or
 	// ErrNotFound. Only StateSuccess counts.
 	Deployed(ctx context.Context, target, sha string) (Job, error)
-	// AddStep records a step run (insert or replace by job+seq).
+	// AddStep records a step run (insert or replace by job+seq). ErrNotFound if
+	// there is no such job.
 	AddStep(ctx context.Context, s StepRun) error
 
 	// Beat records owner o and its lease (insert or replace by o.ID).

@@ -96,11 +96,14 @@ func (q *fakeQueue) calls() []enqueued {
 	return append([]enqueued(nil), q.got...)
 }
 
-// fakeJournal serves jobs from a slice, newest first.
+// fakeJournal serves jobs from a slice, as the journal would: Job with its
+// steps, Jobs newest first by creation (of jobs created at the same time, the
+// earlier in the slice first) and without steps. It passes the read side of
+// the journal's conformance suite (TestFakeJournal).
 type fakeJournal struct {
-	jobs  []executor.Job
-	err   error
-	panic bool
+	jobs  []executor.Job // the last recorded first
+	err   error          // every call fails with it when set
+	panic bool           // Job panics when set
 }
 
 func (j *fakeJournal) Job(ctx context.Context, id string) (executor.Job, error) {
@@ -122,8 +125,10 @@ func (j *fakeJournal) Jobs(ctx context.Context, target string, limit int, states
 	if j.err != nil {
 		return nil, j.err
 	}
+	sorted := slices.Clone(j.jobs)
+	slices.SortStableFunc(sorted, func(a, b executor.Job) int { return b.Created.Compare(a.Created) })
 	var out []executor.Job
-	for _, job := range j.jobs {
+	for _, job := range sorted {
 		if target != "" && job.Target != target {
 			continue
 		}
@@ -133,6 +138,7 @@ func (j *fakeJournal) Jobs(ctx context.Context, target string, limit int, states
 		if limit > 0 && len(out) == limit {
 			break
 		}
+		job.Steps = nil
 		out = append(out, job)
 	}
 	return out, nil
