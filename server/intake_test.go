@@ -281,8 +281,10 @@ func TestServer_connCap(t *testing.T) {
 	if want := `{"error":"busy: too many connections; redeliver from GitHub's delivery log"}`; code != http.StatusServiceUnavailable || body != want {
 		t.Errorf("connection past the cap: %d %s, want 503 %s", code, body, want)
 	}
-	if n := f.srv.conns.refused.Load(); n != 1 {
-		t.Errorf("%d connections refused, want 1", n)
+	// At least this one: a client of an earlier test may still dial the port
+	// this listener reuses (seen once under -race), and is refused too.
+	if n := f.srv.conns.refused.Load(); n < 1 {
+		t.Errorf("%d connections refused, want at least 1", n)
 	}
 	if n := f.srv.conns.open.Load(); n != 2 {
 		t.Errorf("%d connections open after a refusal, want 2", n)
