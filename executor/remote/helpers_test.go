@@ -78,6 +78,19 @@ func requireGone(t testing.TB, pattern string) {
 	killAll(pattern)
 }
 
+// waitFor polls cond until it holds; the generous bound only turns a hang into
+// a failure.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func killAll(pattern string) {
 	_ = exec.Command("pkill", "-KILL", "-f", pattern).Run()
 }
