@@ -42,6 +42,11 @@ const (
 // has made its group, timeout itself is signalled. "wait" returns early when a
 // trapped signal arrives, hence the loop until $p is really gone.
 //
+// The wrapper writes nothing to the step's output while it runs (its stderr is
+// /dev/null, the output is kept as fd 4 for a last warning): after a dropped
+// connection the output is a broken pipe, and a shell message such as
+// "Terminated" would kill the wrapper with SIGPIPE before it killed the group.
+//
 // The wrapper's stdin stays connected to deployhook (the SSH channel, Local's
 // pipe) for as long as the step runs; the step's script gets /dev/null. A
 // watcher, a subshell reading that stdin (fd 3, because POSIX sh gives an
@@ -57,9 +62,9 @@ const wrapper = `p= s=0 e=
 k() { s=1; [ -z "$p" ] || kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null; }
 trap k HUP INT TERM
 trap 'e=1; k' USR1
-exec 3<&0
-{ while read -r _; do :; done; kill -USR1 $$; } <&3 >/dev/null 2>&1 & w=$!
-timeout -k "$2" "$1" sh -c "$3" "$4" </dev/null 3<&- 2>&1 & p=$!
+exec 3<&0 4>&2 2>/dev/null
+{ while read -r _; do :; done; kill -USR1 $$; } <&3 >/dev/null 4>&- & w=$!
+timeout -k "$2" "$1" sh -c "$3" "$4" </dev/null 3<&- 2>&1 4>&- & p=$!
 [ $s = 0 ] || k
 while :; do wait $p; r=$?; kill -0 $p 2>/dev/null || break; done
 g=$p p=
@@ -68,7 +73,7 @@ if [ $s = 1 ] || [ $r = 124 ] || [ $r = 137 ]; then
 	n=0
 	while kill -KILL -$g 2>/dev/null; do
 		n=$((n+1))
-		if [ $n -gt 300 ]; then echo "deployhook: processes of the step survived SIGKILL" >&2; break; fi
+		if [ $n -gt 300 ]; then echo "deployhook: processes of the step survived SIGKILL" >&4; break; fi
 		sleep 0.1
 	done
 fi

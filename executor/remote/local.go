@@ -124,7 +124,7 @@ type localSession struct {
 
 	mu      sync.Mutex
 	closed  bool
-	running map[*os.File]struct{} // the stdin pipes of the steps running now
+	running map[*os.File]bool // the stdin pipes of the steps running now: true once Close ended the step
 }
 
 // Run implements executor.Session. The step's wrapper gets a pipe from this
@@ -151,15 +151,17 @@ func (s *localSession) Run(ctx context.Context, cmd executor.Command, out io.Wri
 		return -1, fmt.Errorf("target %s: session closed", s.target)
 	}
 	if s.running == nil {
-		s.running = make(map[*os.File]struct{})
+		s.running = make(map[*os.File]bool)
 	}
-	s.running[keep] = struct{}{}
+	s.running[keep] = false
 	s.mu.Unlock()
-	defer func() {
+	ended := func() bool {
 		s.mu.Lock()
+		defer s.mu.Unlock()
+		ended := s.running[keep]
 		delete(s.running, keep)
-		s.mu.Unlock()
-	}()
+		return ended
+	}
 
 	c := exec.Command(s.l.opts.Shell, "-c", line)
 	c.Stdin = stdin
@@ -186,6 +188,9 @@ func (s *localSession) Run(ctx context.Context, cmd executor.Command, out io.Wri
 	var cause error
 	select {
 	case err := <-done:
+		if ended() {
+			return -1, fmt.Errorf("target %s: step %q: session closed", s.target, cmd.Name)
+		}
 		code, err := localExit(err)
 		if err != nil {
 			return -1, fmt.Errorf("target %s: step %q: %w", s.target, cmd.Name, err)
@@ -200,6 +205,7 @@ func (s *localSession) Run(ctx context.Context, cmd executor.Command, out io.Wri
 		cause = executor.ErrTimeout
 	}
 	s.kill(cmd, c.Process.Pid, keep, done)
+	ended()
 	return -1, cause
 }
 
@@ -281,6 +287,7 @@ func (s *localSession) Close() error {
 	s.closed = true
 	running := make([]*os.File, 0, len(s.running))
 	for f := range s.running {
+		s.running[f] = true
 		running = append(running, f)
 	}
 	s.mu.Unlock()
