@@ -60,7 +60,8 @@ o=$(stat -c '%u %a' -- "$d") || exit 1
 if [ "${o% *}" != 0 ] && [ ! -O "$d" ]; then echo "lock directory $d is owned by uid ${o% *}, neither the login user nor root: that user could replace or hold the lock" >&2; exit 1; fi
 if [ $((0${o#* } & 022)) != 0 ]; then echo "lock directory $d is writable by group or others (mode ${o#* }): any user of the VM could replace or hold the lock; use a directory only the login user can write, such as .deployhook in its home" >&2; exit 1; fi
 for f in "$l" "$l` + stepsSuffix + `"; do
-	if [ -L "$f" ] || { [ -e "$f" ] && [ ! -f "$f" ]; }; then echo "lock file $f is a symlink or not a regular file" >&2; exit 1; fi
+	if [ -L "$f" ]; then echo "lock file $f is a symlink" >&2; exit 1; fi
+	if [ -e "$f" ] && [ ! -f "$f" ]; then echo "lock file $f is not a regular file" >&2; exit 1; fi
 done
 exec flock -E 75 -w "$3" "$l" sh -c "$4" deployhook-lock "$l` + stepsSuffix + `" "$3"`
 
@@ -152,8 +153,11 @@ func openLockFile(path string) (*os.File, error) {
 	// Read-only is enough for flock(2), and lets a lock file owned by another
 	// user (the one who deploys by hand) be used as long as it is readable.
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CREAT|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0o600)
-	if errors.Is(err, unix.ELOOP) {
+	switch {
+	case errors.Is(err, unix.ELOOP):
 		return nil, fmt.Errorf("lock file %s is a symlink", path)
+	case errors.Is(err, unix.EISDIR):
+		return nil, fmt.Errorf("lock file %s is not a regular file", path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", &os.PathError{Op: "open", Path: path, Err: err})
