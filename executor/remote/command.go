@@ -82,6 +82,9 @@ exit $r`
 // pidAnnounce starts the line with which an announcing wrapper gives its pid.
 const pidAnnounce = "@deployhook-pid "
 
+// announce, put before the wrapper, prints the wrapper's pid on a line of its
+// own, which the SSH transport strips from the output and uses to send the
+// wrapper SIGTERM through a second session, besides closing its stdin.
 const announce = `echo "` + pidAnnounce + `$$"
 `
 
