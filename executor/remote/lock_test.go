@@ -252,3 +252,54 @@ func TestOpen_stepsLockHeld(t *testing.T) {
 		})
 	}
 }
+
+// TestSSH_Open_hostileLockPath: the lock path is data in the lock session and
+// in every step's command line, never code.
+func TestSSH_Open_hostileLockPath(t *testing.T) {
+	srv := sshdtest.Start(t, sshdtest.Options{})
+	dir := t.TempDir()
+	pwned := filepath.Join(dir, "pwned")
+	evil := "it's $(touch " + pwned + ") `touch " + pwned + "` \"; touch " + pwned + " #"
+	for _, lock := range []string{
+		filepath.Join(dir, evil, "deploy.lock"),
+		filepath.Join(".deployhook", evil, "deploy.lock"),
+	} {
+		s := openSSH(t, newSSH(t, sshOptions(t, srv)), lock, time.Second)
+		checkRun(t, s, runCase{name: "step", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if !filepath.IsAbs(lock) {
+			lock = filepath.Join(srv.Home, lock)
+		}
+		checkCreated(t, lock)
+	}
+	if _, err := os.Stat(pwned); err == nil {
+		t.Errorf("a piece of the lock path was executed: %s exists", pwned)
+	}
+}
+
+func TestCleanLock(t *testing.T) {
+	tests := []struct {
+		lock, want, wantErr string
+	}{
+		{lock: ".deployhook/deploy.lock", want: ".deployhook/deploy.lock"},
+		{lock: "/var/lib/deployhook//deploy.lock", want: "/var/lib/deployhook/deploy.lock"},
+		{lock: "./deploy.lock", want: "deploy.lock"},
+		{lock: "/", wantErr: "not a file name"},
+		{lock: ".", wantErr: "not a file name"},
+		{lock: "locks/..", wantErr: "not a file name"},
+	}
+	for _, tt := range tests {
+		got, err := cleanLock(tt.lock)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("cleanLock(%q) = %q, %v; want an error containing %q", tt.lock, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("cleanLock(%q) = %q, %v; want %q", tt.lock, got, err, tt.want)
+		}
+	}
+}
