@@ -79,9 +79,12 @@ func newVM(t *testing.T, o vmOptions) *vm {
 	v.ctl = filepath.Join(v.dir, "ctl")
 	v.log = filepath.Join(v.dir, "calls.log")
 	v.lock = filepath.Join(v.dir, "lock", "deploy.lock")
-	for _, d := range []string{v.bin, v.ctl, filepath.Dir(v.lock)} {
+	for _, d := range []string{v.bin, v.ctl} {
 		mkdir(t, d, 0o777)
 	}
+	// The lock's directory must be writable by the login user only (the
+	// transport refuses others); writeConfig hands it to another login user.
+	mkdir(t, filepath.Dir(v.lock), 0o700)
 	writeFile(t, v.log, "", 0o666)
 
 	var sshdOpts sshdtest.Options
@@ -289,6 +292,11 @@ func (v *vm) writeConfig(t *testing.T, c vmConfig) string {
 	t.Helper()
 	if c.loginUser == "" {
 		c.loginUser = v.srv.User
+	}
+	if c.loginUser != v.srv.User {
+		if out, err := exec.Command("chown", c.loginUser, filepath.Dir(v.lock)).CombinedOutput(); err != nil {
+			t.Fatalf("chown the lock directory to %s: %v %s", c.loginUser, err, out)
+		}
 	}
 	if c.knownHosts == "" {
 		c.knownHosts = v.srv.KnownHosts

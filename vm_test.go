@@ -326,7 +326,7 @@ func TestVM_RacingDeploysSerialized(t *testing.T) {
 		return slices.ContainsFunc(v.calls(t, "systemctl restart"), func(c call) bool { return c.sha == c2 })
 	})
 	jobB := push(t, b, c3)
-	flocks := "^flock .*" + regexp.QuoteMeta(v.lock)
+	flocks := "^flock -E 75 .*" + regexp.QuoteMeta(v.lock) + " " // the lock sessions, not the steps' flocks
 	waitFor(t, "B waits for the lock A holds", func() bool { return len(pids(t, flocks)) == 2 })
 	if err := os.Remove(hold); err != nil {
 		t.Fatal(err)

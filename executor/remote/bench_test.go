@@ -49,15 +49,20 @@ func benchServer(b *testing.B) (*sshdtest.Server, string) {
 	return srv, u
 }
 
-func benchLock(b *testing.B) string {
+// benchLock returns a lock path in a directory only user can write, as Open
+// requires.
+func benchLock(b *testing.B, user string) string {
 	dir, err := os.MkdirTemp("", "dh-bench-lock")
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := os.Chmod(dir, 0o777); err != nil {
-		b.Fatal(err)
-	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
+	if isRoot() {
+		out, err := exec.Command("chown", user, dir).CombinedOutput()
+		if err != nil {
+			b.Fatalf("chown %s: %v %s", user, err, out)
+		}
+	}
 	return filepath.Join(dir, "deploy.lock")
 }
 
@@ -68,7 +73,7 @@ func BenchmarkSSHDeploy(b *testing.B) {
 	opts := sshOptions(b, srv)
 	opts.User = user
 	tr := newSSH(b, opts)
-	lock := benchLock(b)
+	lock := benchLock(b, user)
 	var out strings.Builder
 	for b.Loop() {
 		s, err := tr.Open(b.Context(), "bench", lock, 10*time.Second)
@@ -97,7 +102,7 @@ func BenchmarkOpenSSHOneShot(b *testing.B) {
 	sshBin := sshdtest.Require(b, "ssh", "/usr/bin/ssh")
 	srv, user := benchServer(b)
 	key := srv.ClientKeyFile(b)
-	lock := benchLock(b)
+	lock := benchLock(b, user)
 	host, port, _ := strings.Cut(srv.Addr, ":")
 	script := "flock -w 10 " + shell.Quote(lock) + " sh -c " + shell.Quote(strings.Join(deploySteps, " && "))
 	for _, kex := range []string{"default", "curve25519"} {

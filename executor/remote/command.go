@@ -36,26 +36,55 @@ const (
 // grandchildren such as "sleep 1000 &"), then KILLs it after the grace. timeout
 // exits as soon as its direct child is gone, which can leave group members that
 // ignore TERM; so after a timeout or a signal the wrapper KILLs what is left of the
-// group. A TERM, HUP or INT sent to the wrapper (Local's process-group kill, sshd's
-// "signal" request, sudo relaying either) is forwarded to the group the same way.
-// "wait" returns early when a trapped signal arrives, hence the loop until $p is
-// really gone.
+// group, and does not exit before the group is gone (zombies count until they are
+// reaped; after about 30 s it gives up and says so). A TERM, HUP or INT sent to the
+// wrapper is forwarded to the group the same way; when it arrives before timeout
+// has made its group, timeout itself is signalled. "wait" returns early when a
+// trapped signal arrives, hence the loop until $p is really gone.
 //
-// With announce, the wrapper first prints its pid on a line of its own
-// (pidAnnounce), which the SSH transport strips from the output and uses to
-// signal the wrapper through a second session when sshd does not deliver
-// "signal" requests (it does not for root logins, which run without privilege
-// separation).
-const wrapper = `timeout -k "$2" "$1" sh -c "$3" "$4" </dev/null 2>&1 & p=$!
-s=0
-trap 's=1; kill -TERM -$p 2>/dev/null' HUP INT TERM
+// The wrapper writes nothing to the step's output while it runs (its stderr is
+// /dev/null, the output is kept as fd 4 for a last warning): after a dropped
+// connection the output is a broken pipe, and a shell message such as
+// "Terminated" would kill the wrapper with SIGPIPE before it killed the group.
+//
+// The wrapper's stdin stays connected to deployhook (the SSH channel, Local's
+// pipe) for as long as the step runs; the step's script gets /dev/null. A
+// watcher, a subshell reading that stdin (fd 3, because POSIX sh gives an
+// asynchronous list /dev/null as stdin), sends the wrapper USR1 when it reaches
+// end of file: the connection dropped, deployhook died or deployhook ended the
+// step on purpose (it closes its side to kill a step). The wrapper then kills
+// the group as for TERM. On a normal exit the wrapper kills the watcher, which
+// holds nothing else (its output goes to /dev/null).
+//
+// A step that exits by itself is not waited for beyond its direct child:
+// processes it left running in the background (on purpose, as a daemon) stay.
+const wrapper = `p= s=0 e=
+k() { s=1; [ -z "$p" ] || kill -TERM -$p 2>/dev/null || kill -TERM $p 2>/dev/null; }
+trap k HUP INT TERM
+trap 'e=1; k' USR1
+exec 3<&0 4>&2 2>/dev/null
+{ while read -r _; do :; done; kill -USR1 $$; } <&3 >/dev/null 4>&- & w=$!
+timeout -k "$2" "$1" sh -c "$3" "$4" </dev/null 3<&- 2>&1 4>&- & p=$!
+[ $s = 0 ] || k
 while :; do wait $p; r=$?; kill -0 $p 2>/dev/null || break; done
-if [ $s = 1 ] || [ $r = 124 ] || [ $r = 137 ]; then kill -KILL -$p 2>/dev/null; fi
+g=$p p=
+[ -n "$e" ] || kill $w 2>/dev/null
+if [ $s = 1 ] || [ $r = 124 ] || [ $r = 137 ]; then
+	n=0
+	while kill -KILL -$g 2>/dev/null; do
+		n=$((n+1))
+		if [ $n -gt 300 ]; then echo "deployhook: processes of the step survived SIGKILL" >&4; break; fi
+		sleep 0.1
+	done
+fi
 exit $r`
 
 // pidAnnounce starts the line with which an announcing wrapper gives its pid.
 const pidAnnounce = "@deployhook-pid "
 
+// announce, put before the wrapper, prints the wrapper's pid on a line of its
+// own, which the SSH transport strips from the output and uses to send the
+// wrapper SIGTERM through a second session, besides closing its stdin.
 const announce = `echo "` + pidAnnounce + `$$"
 `
 
@@ -72,13 +101,17 @@ var validUser = regexp.MustCompile(`^[a-z_][a-z0-9_.-]*[$]?$`)
 
 // commandLine builds the one POSIX shell command line that runs cmd on a target:
 //
-//	exec [sudo -n [-u USER] --] sh -c WRAPPER deployhook SECS GRACE INNER NAME
+//	exec [flock -o -s STEPS] [sudo -n [-u USER] --] sh -c WRAPPER deployhook SECS GRACE INNER NAME
 //
 // INNER exports cmd.Env (names checked, values quoted), changes into cmd.Dir and
 // then runs cmd.Run. Environment and directory are set inside the sudo'd shell,
-// because sudo resets the environment. The result is meant for "sh -c" (Local) or
-// an SSH exec request (the login shell runs it).
-func commandLine(cmd executor.Command, grace time.Duration, announcePid bool) (string, error) {
+// because sudo resets the environment. steps, when not empty, is the shell word
+// of the steps lock (see lockPaths): flock(1) holds it shared, as the login
+// user, for as long as the wrapper runs; -o keeps the descriptor out of the
+// step's processes, so a daemon a step leaves behind does not hold it. The
+// result is meant for "sh -c" (Local) or an SSH exec request (the login shell
+// runs it).
+func commandLine(cmd executor.Command, grace time.Duration, announcePid bool, steps string) (string, error) {
 	if cmd.Timeout <= 0 {
 		return "", fmt.Errorf("step %q: timeout must be positive, got %v", cmd.Name, cmd.Timeout)
 	}
@@ -113,7 +146,11 @@ func commandLine(cmd executor.Command, grace time.Duration, announcePid bool) (s
 	if announcePid {
 		w = announce + wrapper
 	}
-	return fmt.Sprintf("exec %ssh -c %s deployhook %s %s %s %s", sudoPrefix(cmd),
+	hold := ""
+	if steps != "" {
+		hold = "flock -o -s " + steps + " "
+	}
+	return fmt.Sprintf("exec %s%ssh -c %s deployhook %s %s %s %s", hold, sudoPrefix(cmd),
 		shell.Quote(w), seconds(cmd.Timeout), seconds(grace), shell.Quote(inner.String()), shell.Quote(name)), nil
 }
 

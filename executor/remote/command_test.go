@@ -15,6 +15,7 @@ func TestCommandLine(t *testing.T) {
 	tests := []struct {
 		name    string
 		cmd     executor.Command
+		steps   string   // the steps lock's shell word
 		prefix  string   // the line starts with this
 		want    []string // and contains these
 		wantErr string
@@ -30,6 +31,13 @@ func TestCommandLine(t *testing.T) {
 			cmd:    executor.Command{Name: "sync", Run: "uv sync", User: "dagster", Timeout: 1500 * time.Millisecond},
 			prefix: "exec sudo -n -u 'dagster' -- sh -c '",
 			want:   []string{" deployhook 1.5s 5s 'uv sync' 'deployhook: sync'"},
+		},
+		{
+			name:   "steps lock held by the login user, before sudo",
+			cmd:    executor.Command{Name: "sync", Run: "uv sync", User: "dagster", Timeout: time.Minute},
+			steps:  `"$HOME"/'.deployhook/deploy.lock.steps'`,
+			prefix: `exec flock -o -s "$HOME"/'.deployhook/deploy.lock.steps' sudo -n -u 'dagster' -- sh -c '`,
+			want:   []string{" deployhook 60s 5s 'uv sync' 'deployhook: sync'"},
 		},
 		{
 			name:   "sudo",
@@ -56,7 +64,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := commandLine(tt.cmd, 0, false)
+			got, err := commandLine(tt.cmd, 0, false, tt.steps)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("commandLine() error = %v, want one containing %q", err, tt.wantErr)
@@ -95,11 +103,20 @@ func TestCommandLine_noInjection(t *testing.T) {
 		Env:     map[string]string{"EVIL": evil},
 		Timeout: 10 * time.Second,
 	}
-	line, err := commandLine(cmd, time.Second, false)
+	line, err := commandLine(cmd, time.Second, false, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.CommandContext(t.Context(), "/bin/sh", "-c", line).CombinedOutput()
+	// The wrapper lives only while its stdin is open (see wrapper).
+	stdin, keep, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer keep.Close()
+	c := exec.CommandContext(t.Context(), "/bin/sh", "-c", line)
+	c.Stdin = stdin
+	out, err := c.CombinedOutput()
+	stdin.Close()
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
 	}

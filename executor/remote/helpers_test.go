@@ -74,8 +74,32 @@ func requireGone(t testing.TB, pattern string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Errorf("processes of the step survived:\n%s", left)
+	var pids []string
+	for l := range strings.Lines(left) {
+		pid, _, _ := strings.Cut(l, " ")
+		pids = append(pids, pid)
+	}
+	ps, _ := exec.Command("ps", "-o", "pid,ppid,pgid,stat,etime,wchan:32,comm", "-p", strings.Join(pids, ",")).CombinedOutput()
+	for _, pid := range pids {
+		st, _ := os.ReadFile("/proc/" + pid + "/stack")
+		ch, _ := exec.Command("ps", "-o", "pid,stat,wchan:32,args", "--ppid", pid).CombinedOutput()
+		ps = fmt.Appendf(ps, "%s stack:\n%s\nchildren:\n%s", pid, st, ch)
+	}
+	t.Errorf("processes of the step survived:\n%s%s", left, ps)
 	killAll(pattern)
+}
+
+// waitFor polls cond until it holds; the generous bound only turns a hang into
+// a failure.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func killAll(pattern string) {

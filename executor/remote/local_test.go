@@ -3,7 +3,9 @@ package remote
 import (
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -166,5 +168,76 @@ func TestLocal_Open_cancelled(t *testing.T) {
 	_, err := NewLocal(testLogger(t), LocalOptions{}).Open(ctx, "local", lock, time.Hour)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Open() = %v, want context.Canceled", err)
+	}
+}
+
+// TestLocal_Run_env: a local step gets none of deployhook's own environment
+// (its secrets above all), only what a shell needs and the step's variables.
+// Before, steps inherited all of it (issue 8, item 10).
+func TestLocal_Run_env(t *testing.T) {
+	t.Setenv("DEPLOYHOOK_WEBHOOK_SECRET", "hook-secret-value")
+	t.Setenv("DEPLOYHOOK_GITHUB_TOKEN", "ghp_token-value")
+	t.Setenv("GOOGLE_APPLICATION_CREDENTIALS", "/secret/key.json")
+	t.Setenv("LC_TIME", "C")
+	t.Setenv("TZ", "UTC")
+	s, err := NewLocal(testLogger(t), LocalOptions{}).Open(t.Context(), "local", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var out strings.Builder
+	code, err := s.Run(t.Context(), executor.Command{Name: "env", Run: "env", Timeout: 30 * time.Second,
+		Env: map[string]string{"DEPLOYHOOK_SHA": "0123abc", "APP_MODE": "prod"}}, &out)
+	if err != nil || code != 0 {
+		t.Fatalf("Run() = %d, %v", code, err)
+	}
+	env := map[string]string{}
+	for l := range strings.Lines(out.String()) {
+		k, v, _ := strings.Cut(strings.TrimSuffix(l, "\n"), "=")
+		env[k] = v
+	}
+	for _, secret := range []string{"hook-secret-value", "ghp_token-value", "/secret/key.json"} {
+		if strings.Contains(out.String(), secret) {
+			t.Errorf("the step's environment holds %q:\n%s", secret, out.String())
+		}
+	}
+	for k, want := range map[string]string{"DEPLOYHOOK_SHA": "0123abc", "APP_MODE": "prod", "LC_TIME": "C", "TZ": "UTC",
+		"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME")} {
+		if env[k] != want {
+			t.Errorf("%s = %q in the step, want %q", k, env[k], want)
+		}
+	}
+}
+
+func TestStepEnv(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		want    []string
+	}{
+		{
+			name: "keeps what a shell needs",
+			environ: []string{"PATH=/bin", "HOME=/home/d", "USER=d", "LOGNAME=d", "LANG=C.UTF-8", "LC_ALL=C",
+				"TZ=UTC", "TMPDIR=/tmp/d", "SHELL=/bin/bash"},
+			want: []string{"PATH=/bin", "HOME=/home/d", "USER=d", "LOGNAME=d", "LANG=C.UTF-8", "LC_ALL=C", "TZ=UTC", "TMPDIR=/tmp/d"},
+		},
+		{
+			name: "drops secrets and settings",
+			environ: []string{"PATH=/bin", "DEPLOYHOOK_WEBHOOK_SECRET=x", "DEPLOYHOOK_GITHUB_TOKEN=y",
+				"DEPLOYHOOK_SSH_KEY=z", "AWS_SECRET_ACCESS_KEY=w", "PATHX=1", "LC=2"},
+			want: []string{"PATH=/bin"},
+		},
+		{
+			name:    "a default PATH",
+			environ: []string{"HOME=/root"},
+			want:    []string{"HOME=/root", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := stepEnv(tt.environ); !slices.Equal(got, tt.want) {
+				t.Errorf("stepEnv() = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,8 +17,6 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/deployhook/deployhook/executor"
-
-	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // sshSession is an open connection to a target: the lock, if any, and the steps.
@@ -42,12 +39,14 @@ type sshSession struct {
 	gmu      sync.Mutex // guards draining and wg.Add
 	draining bool       // Close is waiting for the goroutines: start no more
 
-	lock   *proc // the lock session, nil without a lock
-	locked bool  // flock holds the lock
+	lock   *proc  // the lock session, nil without a lock
+	locked bool   // flock holds the lock
+	steps  string // the shell word of the steps lock; empty without a lock
 
 	mu       sync.Mutex
 	closed   bool
-	deadWhy  string // why the connection was given up, for errors
+	running  map[*proc]struct{} // the steps running now
+	deadWhy  string             // why the connection was given up, for errors
 	closeErr error
 }
 
@@ -125,16 +124,14 @@ type proc struct {
 }
 
 // start sends the exec request (not waiting for the reply: the answer that
-// matters is the exit status) and copies the output. With keepStdin, the
-// command's stdin stays open until the channel's write side is closed; otherwise
-// it gets EOF at once.
-func (s *sshSession) start(ch ssh.Channel, reqs <-chan *ssh.Request, line string, stdout, stderr io.Writer, keepStdin bool) (*proc, error) {
+// matters is the exit status) and copies the output. The command's stdin stays
+// open until the channel's write side is closed (CloseWrite, the channel or the
+// connection closed): the lock session holds the lock and a step's wrapper lives
+// only for as long as it is open.
+func (s *sshSession) start(ch ssh.Channel, reqs <-chan *ssh.Request, line string, stdout, stderr io.Writer) (*proc, error) {
 	if _, err := ch.SendRequest("exec", false, ssh.Marshal(&struct{ Command string }{line})); err != nil {
 		ch.Close()
 		return nil, err
-	}
-	if !keepStdin {
-		_ = ch.CloseWrite()
 	}
 	p := &proc{ch: ch, done: make(chan struct{})}
 	var copies sync.WaitGroup
@@ -194,9 +191,10 @@ func (p *proc) code() (int, error) {
 	return p.status, nil
 }
 
-// takeLock starts the lock session and waits until flock holds the lock. The
-// lock session runs as the login user: the lock file (and its directory, created
-// when missing) must be writable by it, and readable by whoever deploys by hand.
+// takeLock starts the lock session (lockCommand) and waits until it holds the
+// deploy lock and no step of an earlier deploy is left. The lock session runs as
+// the login user: the lock file (and its directory, created when missing) must
+// be writable by it, and readable by whoever deploys by hand.
 func (s *sshSession) takeLock(ctx context.Context, lock string, wait time.Duration) error {
 	ch, reqs, err := s.client.OpenChannel("session", nil)
 	if err != nil {
@@ -204,12 +202,7 @@ func (s *sshSession) takeLock(ctx context.Context, lock string, wait time.Durati
 	}
 	pr, pw := io.Pipe()
 	var stderr bytes.Buffer
-	q, dir := shell.Quote(lock), shell.Quote(path.Dir(lock))
-	// The shell tests for the directory itself, to spare a mkdir process in the
-	// usual case; flock exits lockExitCode when the wait runs out.
-	cmd := fmt.Sprintf(`[ -d %s ] || mkdir -p -- %s || exit 1; exec flock -E %d -w %s %s sh -c 'echo locked; exec cat >/dev/null'`,
-		dir, dir, lockExitCode, strings.TrimSuffix(seconds(wait), "s"), q)
-	p, err := s.start(ch, reqs, cmd, pw, &limitedBuffer{buf: &stderr, max: 4096}, true)
+	p, err := s.start(ch, reqs, lockCommand(lock, wait), pw, &limitedBuffer{buf: &stderr, max: 4096})
 	if err != nil {
 		return fmt.Errorf("start lock session: %w", err)
 	}
@@ -225,20 +218,22 @@ func (s *sshSession) takeLock(ctx context.Context, lock string, wait time.Durati
 		<-p.done
 		pw.Close()
 	})
-	// flock's own -w bounds the wait; the extra is for the round trips.
-	timer := time.NewTimer(wait + s.t.opts.HandshakeTimeout)
+	// flock's own -w bounds each of the two waits (the deploy lock, then the
+	// steps lock); the extra is for the round trips.
+	timer := time.NewTimer(2*wait + s.t.opts.HandshakeTimeout)
 	defer timer.Stop()
 	select {
 	case ok := <-locked:
 		if ok {
 			s.locked = true
+			s.steps = stepsWord(lock)
 			s.t.lg.Debug("deploy lock taken", "target", s.target, "lock", lock)
 			return nil
 		}
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timer.C:
-		return fmt.Errorf("take lock %s: no answer from flock after %v", lock, wait)
+		return fmt.Errorf("take lock %s: no answer from flock after %v", lock, 2*wait)
 	}
 	// flock ended without taking the lock: why?
 	select {
@@ -251,7 +246,9 @@ func (s *sshSession) takeLock(ctx context.Context, lock string, wait time.Durati
 	case err != nil:
 		return fmt.Errorf("take lock %s: %w", lock, err)
 	case code == lockExitCode:
-		return fmt.Errorf("%w: %s still held after %v (a manual deploy, or another deployhook?)", executor.ErrLocked, lock, wait)
+		return lockedError(lock, wait)
+	case code == stepsExitCode:
+		return stepsHeldError(lock, wait)
 	}
 	return fmt.Errorf("take lock %s: exit code %d: %s", lock, code, strings.TrimSpace(stderr.String()))
 }
@@ -296,7 +293,7 @@ func (s *sshSession) keepalive(interval time.Duration, max int) {
 
 // Run implements executor.Session: one SSH session channel per step.
 func (s *sshSession) Run(ctx context.Context, cmd executor.Command, out io.Writer) (int, error) {
-	line, err := commandLine(cmd, s.t.opts.KillGrace, true)
+	line, err := commandLine(cmd, s.t.opts.KillGrace, true, s.steps)
 	if err != nil {
 		return -1, err
 	}
@@ -310,9 +307,25 @@ func (s *sshSession) Run(ctx context.Context, cmd executor.Command, out io.Write
 	defer w.detach()
 	pw := &pidWriter{w: w}
 	start := time.Now()
-	p, err := s.start(ch, reqs, line, pw, w, false)
+	p, err := s.start(ch, reqs, line, pw, w)
 	if err != nil {
 		return -1, s.transportError(cmd, "start", err)
+	}
+	s.mu.Lock()
+	if s.running == nil {
+		s.running = make(map[*proc]struct{})
+	}
+	s.running[p] = struct{}{}
+	closed := s.closed
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.running, p)
+		s.mu.Unlock()
+	}()
+	if closed {
+		// Close ran between channel() and here and did not see this step.
+		_ = p.ch.CloseWrite()
 	}
 	// The wrapper's timeout(1) on the target kills the step; this timer is the
 	// backstop for a wrapper that cannot.
@@ -339,16 +352,19 @@ func (s *sshSession) Run(ctx context.Context, cmd executor.Command, out io.Write
 	return -1, cause
 }
 
-// kill ends a running step. sshd delivers a "signal" request to the session's
-// process group (OpenSSH 7.9+, with privilege separation, so not for root
-// logins): the wrapper, or sudo, which relays it to the wrapper. The pid the
-// wrapper announced is also sent SIGTERM through a second session, as the step's
-// user. The wrapper then kills the step's process group. If the step is still
-// there after the grace, its channel is closed; the timeout(1) on the target
-// still ends it at its deadline.
+// kill ends a running step: it closes the channel's write side, so the
+// wrapper's watcher reads end of file and the wrapper kills the step's process
+// group (see wrapper), as it would if the connection dropped. The pid the
+// wrapper announced is also sent SIGTERM through a second session, as the
+// step's user, in case stdin does not reach the wrapper. (sshd's "signal"
+// request is not used: it signals the session's whole process group, which
+// includes the flock(1) holding the steps lock, and would release that lock
+// before the step is gone.) If the step is still there after the grace, its
+// channel is closed; the wrapper on the target goes on killing the group, and
+// the steps lock keeps the deploy lock held until it is gone.
 func (s *sshSession) kill(cmd executor.Command, p *proc, pid int) {
 	s.t.lg.Info("killing step", "target", s.target, "step", cmd.Name)
-	_, _ = p.ch.SendRequest("signal", false, ssh.Marshal(&struct{ Signal string }{string(ssh.SIGTERM)}))
+	_ = p.ch.CloseWrite()
 	if pid > 0 {
 		s.spawn(func() { s.killPid(cmd, pid) })
 	}
@@ -388,9 +404,11 @@ func (s *sshSession) transportError(cmd executor.Command, what string, err error
 	return fmt.Errorf("target %s: step %q: %s: connection lost: %w", s.target, cmd.Name, what, err)
 }
 
-// Close releases the lock (ending the lock session and waiting briefly for flock to
-// exit), closes the connection, which ends a running Run with a transport error, and
-// waits for the session's goroutines. It is safe to call twice.
+// Close ends running steps (their wrappers read end of file and kill their
+// process groups), releases the lock (ending the lock session, which waits until
+// no step process is left, and waiting for it at most HandshakeTimeout), closes
+// the connection, which ends a running Run with a transport error, and waits for
+// the session's goroutines. It is safe to call twice.
 func (s *sshSession) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -398,12 +416,20 @@ func (s *sshSession) Close() error {
 		return s.closeErr
 	}
 	s.closed = true
+	running := make([]*proc, 0, len(s.running))
+	for p := range s.running {
+		running = append(running, p)
+	}
 	s.mu.Unlock()
+	for _, p := range running {
+		_ = p.ch.CloseWrite()
+	}
 	close(s.stop)
 	if s.locked {
-		// EOF on cat's stdin ends flock's child and so the lock; wait for it so
-		// the lock is free when Close returns. (A flock still waiting gives up
-		// when its stdout, closed with the connection, fails.)
+		// EOF on cat's stdin ends the hold; the lock session then waits for the
+		// steps lock and exits, releasing the lock. Wait for it so the lock is
+		// free when Close returns. (A flock still waiting gives up when its
+		// stdout, closed with the connection, fails.)
 		_ = s.lock.ch.CloseWrite()
 		t := time.NewTimer(s.t.opts.HandshakeTimeout)
 		select {

@@ -27,11 +27,6 @@ const (
 	DefaultKeepAliveMax     = 3
 )
 
-// lockExitCode is what flock(1) exits with when its wait ran out (-E); 75 is
-// EX_TEMPFAIL of sysexits.h, unlike flock's default 1, which a failing shell also
-// gives.
-const lockExitCode = 75
-
 // SSHOptions configures an SSH transport. The key (Signer, PrivateKey or
 // PrivateKeyFile) and at least one host key pin (KnownHostsFile or HostKeys) are
 // required.
@@ -204,14 +199,25 @@ func loadSigner(opts SSHOptions) (ssh.Signer, error) {
 
 // Open connects to the target, authenticates (the handshake bounded by
 // HandshakeTimeout and ctx) and, when lock is not empty, takes the deploy lock on the
-// target with flock(1) as the login user, waiting at most lockWait. The lock is a
+// target with flock(1) as the login user, waiting at most lockWait for it and at
+// most lockWait again for the processes of an earlier deploy to be gone (see the
+// package doc). A relative lock is relative to the login user's home. The lock is a
 // session that holds flock while its stdin is open: Close, the connection dying or
-// the deployer dying ends it, and with it the lock. Errors: a *HostKeyError when the
-// target's host key is not pinned; an error wrapping executor.ErrLocked when the
-// wait ran out; ctx.Err() when ctx ended.
+// the deployer dying ends it, and with it the lock, once no step process of this
+// session is left on the target. Errors: a *HostKeyError when the target's host key
+// is not pinned; an error wrapping executor.ErrLocked when a wait ran out; ctx.Err()
+// when ctx ended; an error naming the risk when the lock's directory or file is
+// unsafe (a symlink, not a regular file, writable by other users).
 func (t *SSH) Open(ctx context.Context, target, lock string, lockWait time.Duration) (executor.Session, error) {
 	if target == "" {
 		target = t.opts.Target
+	}
+	if lock != "" {
+		c, err := cleanLock(lock)
+		if err != nil {
+			return nil, fmt.Errorf("target %s: %w", target, err)
+		}
+		lock = c
 	}
 	client, err := t.connect(ctx)
 	if err != nil {

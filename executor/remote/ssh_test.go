@@ -396,9 +396,7 @@ func TestSSH_Open_lock(t *testing.T) {
 			opened <- err
 		}()
 		// Wait until the second flock is waiting on the target.
-		for strings.Count(pgrep(t, "flock -E 75 -w 60 "+shell.Quote(lock)), "\n") < 1 {
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitFor(t, "the second flock waits", func() bool { return pgrep(t, "flock -E 75 -w 60 "+lock) != "" })
 		closed.Store(true)
 		if err := first.Close(); err != nil {
 			t.Fatal(err)
@@ -425,7 +423,7 @@ func TestSSH_Open_lock(t *testing.T) {
 		holdFlock(t, lock)
 		ctx, cancel := context.WithCancel(t.Context())
 		go func() {
-			for pgrep(t, "flock -E 75 -w 3600 "+shell.Quote(lock)) == "" {
+			for pgrep(t, "flock -E 75 -w 3600 "+lock) == "" && ctx.Err() == nil {
 				time.Sleep(10 * time.Millisecond)
 			}
 			cancel()

@@ -25,13 +25,19 @@ import (
 
 // Server is a running sshd.
 type Server struct {
-	Addr       string     // 127.0.0.1:PORT
-	User       string     // the login user (the user running the test)
-	HostKey    ssh.Signer // the server's ed25519 host key
-	ClientKey  ssh.Signer // a key in authorized_keys
-	ClientPEM  []byte     // ClientKey as an OpenSSH private key file
-	Dir        string     // sshd's directory: config, keys, log
-	KnownHosts string     // a known_hosts file pinning HostKey for Addr
+	Addr      string     // 127.0.0.1:PORT
+	User      string     // the login user (the user running the test)
+	HostKey   ssh.Signer // the server's ed25519 host key
+	ClientKey ssh.Signer // a key in authorized_keys
+	ClientPEM []byte     // ClientKey as an OpenSSH private key file
+	Dir       string     // sshd's directory: config, keys, log
+	// Home is HOME in every session: an empty directory, so the login shell reads
+	// no start-up file of the user's real home (a root ~/.bashrc that prints
+	// would end up in every command's output). sshd still starts sessions in the
+	// real home directory; a test that needs a path relative to the home uses
+	// "$HOME".
+	Home       string
+	KnownHosts string // a known_hosts file pinning HostKey for Addr
 	cmd        *exec.Cmd
 }
 
@@ -74,7 +80,10 @@ func Start(tb testing.TB, opts Options) *Server {
 			tb.Fatal(err)
 		}
 	}
-	s := &Server{User: u.Username, Dir: dir}
+	s := &Server{User: u.Username, Dir: dir, Home: filepath.Join(dir, "home")}
+	if err := os.Mkdir(s.Home, 0o700); err != nil {
+		tb.Fatal(err)
+	}
 	hostPEM, hostSigner := newKey(tb)
 	s.HostKey = hostSigner
 	s.ClientPEM, s.ClientKey = newKey(tb)
@@ -100,6 +109,9 @@ func Start(tb testing.TB, opts Options) *Server {
 		"MaxSessions 64",
 		"MaxStartups 64",
 		"AcceptEnv DEPLOYHOOK_*",
+		// SetEnv overrides what sshd sets from the password database, HOME
+		// included.
+		"SetEnv HOME=" + s.Home,
 	}
 	conf = append(conf, opts.ExtraConfig...)
 	write(tb, filepath.Join(dir, "sshd_config"), []byte(strings.Join(conf, "\n")+"\n"), 0o600)

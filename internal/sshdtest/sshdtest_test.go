@@ -1,6 +1,7 @@
 package sshdtest
 
 import (
+	"os"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
@@ -18,15 +19,30 @@ func TestStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	sess, err := c.NewSession()
-	if err != nil {
-		t.Fatal(err)
+	run := func(cmd string) string {
+		t.Helper()
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sess.Close()
+		out, err := sess.Output(cmd)
+		if err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		return string(out)
 	}
-	out, err := sess.Output("echo hello")
-	if err != nil {
-		t.Fatal(err)
+	if got := run("echo hello"); got != "hello\n" {
+		t.Fatalf("got %q, want hello", got)
 	}
-	if string(out) != "hello\n" {
-		t.Fatalf("got %q, want hello", out)
+	// The login shell gets the empty Home, so it reads no ~/.bashrc or
+	// ~/.profile of the user running the tests (a root .bashrc that printed
+	// broke exact-output assertions once).
+	if got := run(`printf '%s\n' "$HOME"`); got != s.Home+"\n" {
+		t.Errorf("HOME in a session = %q, want %q", got, s.Home)
+	}
+	entries, err := os.ReadDir(s.Home)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("Home %s: %v entries, err %v; want an empty directory", s.Home, len(entries), err)
 	}
 }
