@@ -180,9 +180,12 @@ type Command struct {
 // shell, SSH over TCP or an IAP tunnel).
 type Transport interface {
 	// Open connects to the target and, when lock is not empty, takes the deploy lock
-	// (flock on the target), waiting at most lockWait. The lock is released by
+	// (flock on the target), waiting at most lockWait, and then waits until no
+	// process of an earlier session's steps is left. The lock is released by
 	// Session.Close, and also when the connection dies, so a crashed deployer never
-	// leaves it held. ErrLocked says the wait ran out.
+	// leaves it held, but only once no process of the session's steps is left:
+	// at most one deploy's processes live on a target at any moment (invariant 3).
+	// ErrLocked says the wait ran out.
 	Open(ctx context.Context, target string, lock string, lockWait time.Duration) (Session, error)
 }
 
