@@ -77,7 +77,7 @@ type Options struct {
 	SSH remote.SSHOptions
 	// GuestAttributes pins the host keys the VM's guest agent published in its
 	// guest attributes when KnownHostsFile pins none for the instance's ID.
-	// Not allowed with SSH.HostKeys.
+	// Ignored when SSH.HostKeys are set: they win.
 	GuestAttributes bool
 	// OSLogin logs in with a key made for each connection, imported into the
 	// deployer's OS Login profile with a short expiry, as the user OS Login
@@ -133,8 +133,6 @@ func New(lg *slog.Logger, opts Options) (*Transport, error) {
 		return nil, fmt.Errorf("target %s: set the VM's project, zone and instance", opts.Target)
 	case opts.SSH.Addr != "" || opts.SSH.Dial != nil || opts.SSH.HostKeyAlias != "":
 		return nil, fmt.Errorf("target %s: the ssh address, dialer and host-key alias are the transport's to set", opts.Target)
-	case opts.GuestAttributes && len(opts.SSH.HostKeys) > 0:
-		return nil, fmt.Errorf("target %s: ssh.host_keys and host keys from guest attributes exclude each other", opts.Target)
 	}
 	if opts.Port == 0 {
 		opts.Port = 22
