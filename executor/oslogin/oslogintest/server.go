@@ -146,7 +146,8 @@ func (s *Server) Inject(f Fault) {
 	s.faults = append(s.faults, &f)
 }
 
-// Imports returns every import so far, refused ones included, in order.
+// Imports returns the imports so far that carried a valid token for the
+// account, in order, including those refused for their body or by a Fault.
 func (s *Server) Imports() []Import {
 	s.mu.Lock()
 	defer s.mu.Unlock()
