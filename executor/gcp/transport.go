@@ -102,6 +102,12 @@ const deleteTimeout = 10 * time.Second
 // clients retry 503 and 504 answers until the call's context ends.
 const callTimeout = 30 * time.Second
 
+var (
+	_ executor.Transport = (*Transport)(nil)
+	_ Compute            = (*gce.Client)(nil)
+	_ Clients            = (*Google)(nil)
+)
+
 // ErrClosed is returned by Open, Client and DialTunnel after Close.
 var ErrClosed = errors.New("gcp transport closed")
 
