@@ -6,27 +6,22 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/sys/unix"
 
+	"github.com/deployhook/deployhook/executor/gce/gcetest"
 	"github.com/deployhook/deployhook/executor/iap/iaptest"
 )
 
@@ -38,110 +33,10 @@ const (
 	googleToken = "ya29.e2e-access-token"
 )
 
-// fakeGoogle is the token endpoint of a service account key (its token_uri) and
-// the Compute API, on one httptest server. The token endpoint verifies the
-// JWT assertion with the key's public half, as Google's does.
-type fakeGoogle struct {
-	t   *testing.T
-	srv *httptest.Server
-	key *rsa.PrivateKey
-
-	mu       sync.Mutex
-	status   string          // the instance's status
-	hostKey  ssh.PublicKey   // published in the guest attributes
-	requests map[string]int  // path → count
-	scopes   map[string]bool // scopes asked for
-}
-
-func newFakeGoogle(t *testing.T, hostKey ssh.PublicKey) *fakeGoogle {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &fakeGoogle{t: t, key: key, status: "RUNNING", hostKey: hostKey,
-		requests: map[string]int{}, scopes: map[string]bool{}}
-	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
-	t.Cleanup(g.srv.Close)
-	return g
-}
-
-// credentialsFile writes a service account key file whose token_uri is the fake.
-func (g *fakeGoogle) credentialsFile(t *testing.T, dir string) string {
-	der, err := x509.MarshalPKCS8PrivateKey(g.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := json.Marshal(map[string]string{
-		"type":           "service_account",
-		"project_id":     iapProject,
-		"private_key_id": "e2e-key-1",
-		"private_key":    string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
-		"client_email":   "deployhook@acme-prod.iam.gserviceaccount.com",
-		"client_id":      "1234567890",
-		"token_uri":      g.srv.URL + "/token",
-	})
-	p := filepath.Join(dir, "service-account.json")
-	writeFile(t, p, string(b), 0o600)
-	return p
-}
-
-func (g *fakeGoogle) serve(w http.ResponseWriter, r *http.Request) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.requests[r.URL.Path]++
-	instancePath := fmt.Sprintf("/compute/v1/projects/%s/zones/%s/instances/%s", iapProject, iapZone, iapInstance)
-	switch {
-	case r.URL.Path == "/token" && r.Method == http.MethodPost:
-		if err := r.ParseForm(); err != nil || r.Form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer" {
-			g.t.Errorf("token request: grant_type %q", r.Form.Get("grant_type"))
-			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-			return
-		}
-		claims := jwt.MapClaims{}
-		_, err := jwt.ParseWithClaims(r.Form.Get("assertion"), claims, func(*jwt.Token) (any, error) {
-			return &g.key.PublicKey, nil
-		}, jwt.WithValidMethods([]string{"RS256"}), jwt.WithAudience(g.srv.URL+"/token"))
-		if err != nil {
-			g.t.Errorf("token request: assertion: %v", err)
-			http.Error(w, `{"error":"invalid_grant"}`, http.StatusBadRequest)
-			return
-		}
-		for _, s := range strings.Fields(fmt.Sprint(claims["scope"])) {
-			g.scopes[s] = true
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"access_token": %q, "expires_in": 3600, "token_type": "Bearer"}`, googleToken)
-	case r.Header.Get("Authorization") != "Bearer "+googleToken:
-		g.t.Errorf("%s %s: Authorization %q", r.Method, r.URL.Path, r.Header.Get("Authorization"))
-		http.Error(w, `{"error":{"code":401,"message":"Request had invalid authentication credentials."}}`, http.StatusUnauthorized)
-	case r.Method == http.MethodGet && r.URL.Path == instancePath:
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"kind": "compute#instance", "id": %q, "name": %q, "status": %q,
-			"networkInterfaces": [{"name": "nic0", "networkIP": "10.128.0.5"}]}`, iapID, iapInstance, g.status)
-	case r.Method == http.MethodGet && r.URL.Path == instancePath+"/getGuestAttributes":
-		if q := r.URL.Query().Get("queryPath"); q != "hostkeys/" {
-			g.t.Errorf("getGuestAttributes queryPath %q", q)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"kind": "compute#guestAttributes", "queryPath": "hostkeys/", "queryValue": {"items": [
-			{"namespace": "hostkeys", "key": %q, "value": %q}]}}`,
-			g.hostKey.Type(), base64.StdEncoding.EncodeToString(g.hostKey.Marshal()))
-	default:
-		g.t.Errorf("unexpected Google request %s %s", r.Method, r.URL)
-		http.Error(w, `{"error":{"code":404,"message":"not found"}}`, http.StatusNotFound)
-	}
-}
-
-func (g *fakeGoogle) set(f func(g *fakeGoogle)) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f(g)
-}
-
 // iapSetup is a VM reachable only through the fake relay, with the fake Google.
 type iapSetup struct {
 	v      *vm
-	google *fakeGoogle
+	google *gcetest.Server
 	relay  *iaptest.Relay
 	gh     *fakeGitHub
 	p      *program
@@ -159,7 +54,10 @@ func startIAP(t *testing.T) *iapSetup {
 func newIAP(t *testing.T) *iapSetup {
 	t.Helper()
 	v := newVM(t, vmOptions{})
-	s := &iapSetup{v: v, google: newFakeGoogle(t, v.srv.HostKey.PublicKey()), gh: v.github(t)}
+	s := &iapSetup{v: v, google: gcetest.NewServer(t, gcetest.Options{Tokens: []string{googleToken}}), gh: v.github(t)}
+	id, _ := strconv.ParseUint(iapID, 10, 64)
+	s.google.SetInstance(gcetest.Instance{Project: iapProject, Zone: iapZone, Name: iapInstance, ID: id,
+		Attributes: gcetest.HostKeyAttributes(v.srv.HostKey.PublicKey())})
 	s.relay = iaptest.NewRelay(t, iaptest.RelayOptions{
 		Tokens: []string{googleToken}, Project: iapProject, Zone: iapZone,
 		Instances: map[string]string{iapInstance: "127.0.0.1"},
@@ -194,8 +92,8 @@ targets:
 		"DEPLOYHOOK_GITHUB_TOKEN":        testToken,
 		"DEPLOYHOOK_GITHUB_API_URL":      s.gh.srv.URL + "/",
 		"DEPLOYHOOK_IAP_URL":             s.relay.URL(),
-		"DEPLOYHOOK_COMPUTE_URL":         s.google.srv.URL,
-		"GOOGLE_APPLICATION_CREDENTIALS": s.google.credentialsFile(t, v.dir),
+		"DEPLOYHOOK_COMPUTE_URL":         s.google.URL(),
+		"GOOGLE_APPLICATION_CREDENTIALS": s.google.ServiceAccountKey(t, v.dir, osLoginAccount),
 	}
 	s.cfg, s.env = cfgPath, func(k string) string { return env[k] }
 	return s
@@ -221,12 +119,10 @@ func TestIAP_DeployThroughTunnel(t *testing.T) {
 	if stats.Connects == 0 {
 		t.Error("the relay saw no tunnel: the deploy did not go through IAP")
 	}
-	s.google.mu.Lock()
-	defer s.google.mu.Unlock()
-	if !s.google.scopes["https://www.googleapis.com/auth/cloud-platform"] {
-		t.Errorf("token scopes %v, want cloud-platform", s.google.scopes)
+	if got := s.google.Scopes(); !slices.Equal(got, []string{"https://www.googleapis.com/auth/cloud-platform"}) {
+		t.Errorf("token scopes %v, want cloud-platform", got)
 	}
-	if s.google.requests["/token"] == 0 {
+	if s.google.Count(gcetest.OpToken) == 0 {
 		t.Error("no token was fetched from the key's token_uri")
 	}
 }
@@ -235,7 +131,9 @@ func TestIAP_DeployThroughTunnel(t *testing.T) {
 func TestIAP_HostKeyDiffersFromGuestAttributes(t *testing.T) {
 	s := startIAP(t)
 	other := newSigner(t)
-	s.google.set(func(g *fakeGoogle) { g.hostKey = other.PublicKey() })
+	s.google.Update(iapProject, iapZone, iapInstance, func(i *gcetest.Instance) {
+		i.Attributes = gcetest.HostKeyAttributes(other.PublicKey())
+	})
 	c2 := s.v.commit(t, "app change", map[string]string{"app.py": "print('x')\n"})
 	job := push(t, s.p, c2)
 	if st := final(t, s.gh, c2); st.State != "error" {
@@ -254,7 +152,7 @@ func TestIAP_HostKeyDiffersFromGuestAttributes(t *testing.T) {
 // A VM that is not running fails fast, before any tunnel, with the reason.
 func TestIAP_InstanceNotRunning(t *testing.T) {
 	s := startIAP(t)
-	s.google.set(func(g *fakeGoogle) { g.status = "TERMINATED" })
+	s.google.Update(iapProject, iapZone, iapInstance, func(i *gcetest.Instance) { i.Status = "TERMINATED" })
 	c2 := s.v.commit(t, "app change", map[string]string{"app.py": "print('y')\n"})
 	job := push(t, s.p, c2)
 	if st := final(t, s.gh, c2); st.State != "error" {
@@ -307,7 +205,7 @@ func TestIAP_Check(t *testing.T) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
 		}
 	}
-	s.google.set(func(g *fakeGoogle) { g.status = "STOPPING" })
+	s.google.Update(iapProject, iapZone, iapInstance, func(i *gcetest.Instance) { i.Status = "STOPPING" })
 	out.Reset()
 	err = run(t.Context(), []string{"check", "--config", s.cfg, "--data-dir", filepath.Join(s.v.dir, "data")},
 		s.env, nil, &out, t.Output())

@@ -32,7 +32,7 @@ func (e *env) sshCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ts, err := newTransports(cmd.Context(), lg, cfg)
+			ts, err := newTransports(lg, cfg)
 			if err != nil {
 				return err
 			}
@@ -52,25 +52,14 @@ func (e *env) sshCmd() *cobra.Command {
 
 // client returns an SSH client connected to t.
 func (ts *transports) client(ctx context.Context, t *config.Target) (*ssh.Client, error) {
-	var tr *remote.SSH
 	switch t.Transport {
 	case "iap":
-		x := ts.iaps[t.Name]
-		tr, key, err := x.dial(ctx)
-		if err != nil {
-			return nil, err
-		}
-		c, err := tr.Client(ctx)
-		if key.Fingerprint != "" {
-			x.deleteKey(ctx, key) // an OS Login key is needed only to log in
-		}
-		return c, err
+		return ts.iaps[t.Name].Client(ctx)
 	case "ssh":
-		tr = ts.byName[t.Name].(*remote.SSH)
+		return ts.byName[t.Name].(*remote.SSH).Client(ctx)
 	default:
 		return nil, fmt.Errorf("target %s uses transport %s: there is nothing to ssh to", t.Name, t.Transport)
 	}
-	return tr.Client(ctx)
 }
 
 // shell runs an interactive shell (or args as a command) with a pty when stdin
@@ -148,7 +137,7 @@ connection, for tools that want a port (ssh -p PORT user@127.0.0.1, scp, rsync).
 			if err != nil {
 				return err
 			}
-			ts, err := newTransports(cmd.Context(), lg, cfg)
+			ts, err := newTransports(lg, cfg)
 			if err != nil {
 				return err
 			}
@@ -161,8 +150,9 @@ connection, for tools that want a port (ssh -p PORT user@127.0.0.1, scp, rsync).
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "forwarding %s to %s port %d through IAP\n", ln.Addr(), x.t.VM.Instance, x.t.VM.Port)
-			return forward(cmd.Context(), ln, x.dialTunnel, func(err error) { lg.Error("tunnel", "err", err) })
+			vm := cfg.Target(c.target).VM
+			fmt.Fprintf(e.stdout, "forwarding %s to %s port %d through IAP\n", ln.Addr(), vm.Instance, vm.Port)
+			return forward(cmd.Context(), ln, x.DialTunnel, func(err error) { lg.Error("tunnel", "err", err) })
 		},
 	}
 	c.flags(cmd, true)

@@ -199,7 +199,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	} else {
 		a.reporter = ghstatus.LogOnly(lg)
 	}
-	a.tr, err = newTransports(ctx, lg, cfg)
+	a.tr, err = newTransports(lg, cfg)
 	if err != nil {
 		return fail(err)
 	}

@@ -1,128 +1,30 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-	"golang.org/x/oauth2/google"
+	"github.com/deployhook/deployhook/executor/oslogin/oslogintest"
 )
 
 const osLoginAccount = "deployhook@acme-prod.iam.gserviceaccount.com" // the key file's client_email
 
-// fakeOSLoginVM is the OS Login API together with what OS Login does on the
-// VM: an imported key is appended to the sshd's authorized_keys file (as the
-// guest's AuthorizedKeysCommand would show it) and removed again on delete. The
-// POSIX user it gives the account is the sshd's own user, so sshd accepts it.
-type fakeOSLoginVM struct {
-	t              *testing.T
-	srv            *httptest.Server
-	authorizedKeys string
-	user           string
-
-	mu       sync.Mutex
-	fail     int               // answer importSshPublicKey with this status
-	imported map[string]string // fingerprint → authorized_keys line, while present
-	expiry   []time.Time       // of every import
-	regions  []string          // of every import
-	deleted  []string
-}
-
-func newFakeOSLoginVM(t *testing.T, authorizedKeys, user string) *fakeOSLoginVM {
-	f := &fakeOSLoginVM{t: t, authorizedKeys: authorizedKeys, user: user, imported: map[string]string{}}
-	// Only OS Login keys may log in: drop the key the sshd was started with.
-	writeFile(t, authorizedKeys, "", 0o600)
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeOSLoginVM) serve(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	if got := r.Header.Get("Authorization"); got != "Bearer "+googleToken {
-		f.t.Errorf("%s %s: Authorization %q", r.Method, r.URL.Path, got)
-		w.WriteHeader(http.StatusUnauthorized)
-		fmt.Fprint(w, `{"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}`)
-		return
-	}
-	keys := "/v1/users/" + osLoginAccount + "/sshPublicKeys/"
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/users/"+osLoginAccount+":importSshPublicKey":
-		if p := r.URL.Query().Get("projectId"); p != iapProject {
-			f.t.Errorf("import: projectId %q", p)
-		}
-		f.regions = append(f.regions, r.URL.Query()["regions"]...)
-		if f.fail != 0 {
-			w.WriteHeader(f.fail)
-			fmt.Fprintf(w, `{"error": {"code": %d, "message": "The caller does not have permission", "status": "PERMISSION_DENIED"}}`, f.fail)
-			return
-		}
-		var body struct {
-			Key                string `json:"key"`
-			ExpirationTimeUsec string `json:"expirationTimeUsec"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-			f.t.Errorf("import: body: %v", err)
-		}
-		pk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(body.Key))
-		if err != nil {
-			f.t.Errorf("import: key %q: %v", body.Key, err)
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		usec, _ := strconv.ParseInt(body.ExpirationTimeUsec, 10, 64)
-		f.expiry = append(f.expiry, time.UnixMicro(usec))
-		fp := strings.TrimPrefix(ssh.FingerprintSHA256(pk), "SHA256:") // any stable name will do
-		fp = strings.NewReplacer("+", "-", "/", "_").Replace(fp)
-		f.imported[fp] = body.Key
-		f.writeKeys()
-		fmt.Fprintf(w, `{"loginProfile": {"name": %q, "posixAccounts": [{"primary": true, "username": %q,
-			"uid": "2147483649", "gid": "2147483649", "homeDirectory": "/home/%s", "operatingSystemType": 1}],
-			"sshPublicKeys": {%q: {"key": %q, "expirationTimeUsec": %q, "fingerprint": %q}}}}`,
-			osLoginAccount, f.user, f.user, fp, body.Key, body.ExpirationTimeUsec, fp)
-	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, keys):
-		fp := strings.TrimPrefix(r.URL.Path, keys)
-		if _, ok := f.imported[fp]; !ok {
-			w.WriteHeader(http.StatusNotFound)
-			fmt.Fprint(w, `{"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}`)
-			return
-		}
-		delete(f.imported, fp)
-		f.deleted = append(f.deleted, fp)
-		f.writeKeys()
-		fmt.Fprint(w, `{}`)
-	default:
-		f.t.Errorf("unexpected OS Login request %s %s", r.Method, r.URL)
-		w.WriteHeader(http.StatusNotFound)
-	}
-}
-
-func (f *fakeOSLoginVM) writeKeys() {
-	var b strings.Builder
-	for _, k := range f.imported {
-		b.WriteString(k + "\n")
-	}
-	if err := os.WriteFile(f.authorizedKeys, []byte(b.String()), 0o600); err != nil {
-		f.t.Error(err)
-	}
-}
-
 // startOSLogin is the IAP setup with ssh.oslogin: true instead of a user and
-// a key file.
-func startOSLogin(t *testing.T) (*iapSetup, *fakeOSLoginVM) {
+// a key file. The fake OS Login keeps the sshd's authorized_keys equal to the
+// profile's keys, as OS Login does on the VM, and gives the account the
+// sshd's own user, so that only OS Login keys can log in.
+func startOSLogin(t *testing.T) (*iapSetup, *oslogintest.Server) {
 	s := newIAP(t)
-	f := newFakeOSLoginVM(t, filepath.Join(s.v.srv.Dir, "authorized_keys"), s.v.srv.User)
+	f := oslogintest.NewServer(t, oslogintest.Options{
+		Account: osLoginAccount, Tokens: []string{googleToken},
+		Accounts:           []oslogintest.PosixAccount{{Username: s.v.srv.User, UID: 2147483649, Primary: true}},
+		AuthorizedKeysFile: filepath.Join(s.v.srv.Dir, "authorized_keys"),
+	})
 	b, err := os.ReadFile(s.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +37,7 @@ func startOSLogin(t *testing.T) (*iapSetup, *fakeOSLoginVM) {
 	env := s.env
 	s.env = func(k string) string {
 		if k == "DEPLOYHOOK_OSLOGIN_URL" {
-			return f.srv.URL
+			return f.URL()
 		}
 		return env(k)
 	}
@@ -160,26 +62,25 @@ func TestOSLogin_DeployThroughTunnel(t *testing.T) {
 	if s.relay.Stats().Connects == 0 {
 		t.Error("the relay saw no tunnel")
 	}
-	waitFor(t, "the key's deletion", func() bool {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return len(f.deleted) == 1
-	})
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.expiry) != 1 {
-		t.Fatalf("%d keys imported, want 1", len(f.expiry))
+	waitFor(t, "the key's deletion", func() bool { return len(f.Deleted()) == 1 })
+	imports := f.Imports()
+	if len(imports) != 1 {
+		t.Fatalf("%d keys imported, want 1", len(imports))
 	}
-	if exp := f.expiry[0]; exp.Before(before.Add(9*time.Minute)) || exp.After(time.Now().Add(10*time.Minute)) {
+	imp := imports[0]
+	if exp := imp.Expires; exp.Before(before.Add(9*time.Minute)) || exp.After(time.Now().Add(10*time.Minute)) {
 		t.Errorf("key expires at %v, want about 10 minutes after the deploy started (%v)", exp, before)
 	}
-	if len(f.regions) != 1 || f.regions[0] != "us-central1" {
-		t.Errorf("regions %q, want the VM's region us-central1", f.regions)
+	if imp.Project != iapProject || len(imp.Regions) != 1 || imp.Regions[0] != "us-central1" {
+		t.Errorf("imported for project %q regions %q, want %s and the VM's region us-central1", imp.Project, imp.Regions, iapProject)
 	}
-	if len(f.imported) != 0 {
-		t.Errorf("keys left in the profile: %v", f.imported)
+	if got := f.Deleted(); got[0] != imp.Fingerprint {
+		t.Errorf("deleted %q, want the imported key %q", got, imp.Fingerprint)
 	}
-	if b, _ := os.ReadFile(f.authorizedKeys); len(b) != 0 {
+	if keys := f.Keys(); len(keys) != 0 {
+		t.Errorf("keys left in the profile: %v", keys)
+	}
+	if b, _ := os.ReadFile(filepath.Join(s.v.srv.Dir, "authorized_keys")); len(b) != 0 {
 		t.Errorf("authorized_keys after the deploy: %q", b)
 	}
 }
@@ -188,9 +89,7 @@ func TestOSLogin_DeployThroughTunnel(t *testing.T) {
 // job page, before any tunnel is opened.
 func TestOSLogin_PermissionDenied(t *testing.T) {
 	s, f := startOSLogin(t)
-	f.mu.Lock()
-	f.fail = http.StatusForbidden
-	f.mu.Unlock()
+	f.Inject(oslogintest.Fault{Op: oslogintest.OpImport, Status: http.StatusForbidden, Times: 100})
 	c2 := s.v.commit(t, "app change", map[string]string{"app.py": "print('denied')\n"})
 	job := push(t, s.p, c2)
 	if st := final(t, s.gh, c2); st.State != "error" {
@@ -207,28 +106,5 @@ func TestOSLogin_PermissionDenied(t *testing.T) {
 	}
 	if n := s.relay.Stats().Connects; n != 0 {
 		t.Errorf("%d tunnels opened without a key", n)
-	}
-}
-
-// The OS Login account is the service account the credentials file names.
-func TestServiceAccountEmail(t *testing.T) {
-	for _, tt := range []struct {
-		name, json, want, wantErr string
-	}{
-		{name: "service account key", json: `{"type": "service_account", "client_email": "a@p.iam.gserviceaccount.com"}`,
-			want: "a@p.iam.gserviceaccount.com"},
-		{name: "impersonation", json: `{"type": "impersonated_service_account",
-			"service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/b@p.iam.gserviceaccount.com:generateAccessToken",
-			"source_credentials": {"type": "authorized_user", "client_email": "not-this@example.com"}}`,
-			want: "b@p.iam.gserviceaccount.com"},
-		{name: "user credentials", json: `{"type": "authorized_user", "client_id": "x"}`,
-			wantErr: "set GOOGLE_APPLICATION_CREDENTIALS to a service account key file"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := serviceAccountEmail(t.Context(), &google.Credentials{JSON: []byte(tt.json)})
-			if got != tt.want || (err == nil) != (tt.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
-				t.Errorf("got %q, %v; want %q, error containing %q", got, err, tt.want, tt.wantErr)
-			}
-		})
 	}
 }

@@ -35,6 +35,7 @@
 // configured for its alias win, otherwise the keys published in its guest
 // attributes, otherwise it refuses with ErrNoHostKeys.
 //
-// Client.Target does the whole lookup a deploy needs: the instance, a check that
-// it is RUNNING, and its host keys.
+// The lookup a deploy needs (the instance, a check that it is RUNNING, its
+// host keys) is composed by package gcp; gcetest is the fake of this API that
+// every test uses.
 package gce

@@ -12,16 +12,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/deployhook/deployhook/executor/gce/gcetest"
 )
 
 // The instance every test looks up.
@@ -35,73 +34,37 @@ const (
 	guestAttrsURI = instancePath + "/getGuestAttributes?queryPath=hostkeys%2F"
 )
 
-// request is what the fake Compute API saw.
-type request struct {
-	Method string
-	URI    string // path?query, as sent
-	Auth   string // Authorization header
-}
-
-// response is what the fake Compute API answers to one URI.
+// response is an answer the fake gives instead of its own.
 type response struct {
 	Status int
 	Body   string
 }
 
-// fakeCompute is an httptest Compute Engine API: it answers the URIs it was
-// given with canned JSON and records every request. An unexpected request
-// fails the test.
-type fakeCompute struct {
-	t      *testing.T
-	srv    *httptest.Server
-	routes map[string]response
+// token is the access token the fake accepts.
+const token = "ya29.test-token"
 
-	mu   sync.Mutex
-	reqs []request
+// newFake returns a fake Compute API that knows no instance.
+func newFake(t *testing.T) *gcetest.Server {
+	return gcetest.NewServer(t, gcetest.Options{Tokens: []string{token}})
 }
 
-func newFakeCompute(t *testing.T, routes map[string]response) *fakeCompute {
-	t.Helper()
-	f := &fakeCompute{t: t, routes: routes}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeCompute) serve(w http.ResponseWriter, r *http.Request) {
-	uri := r.URL.EscapedPath()
-	if r.URL.RawQuery != "" {
-		uri += "?" + r.URL.RawQuery
+// setInstance makes the fake know the instance every test looks up.
+func setInstance(f *gcetest.Server, id uint64, status string, attrs ...attr) {
+	var as []gcetest.Attribute
+	for _, a := range attrs {
+		as = append(as, gcetest.Attribute(a))
 	}
-	f.mu.Lock()
-	f.reqs = append(f.reqs, request{Method: r.Method, URI: uri, Auth: r.Header.Get("Authorization")})
-	f.mu.Unlock()
-	resp, ok := f.routes[uri]
-	if !ok || r.Method != http.MethodGet {
-		f.t.Errorf("fake compute: unexpected request %s %s", r.Method, uri)
-		http.Error(w, "unexpected request", http.StatusNotImplemented)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	w.WriteHeader(resp.Status)
-	_, _ = w.Write([]byte(resp.Body))
+	f.SetInstance(gcetest.Instance{Project: project, Zone: zone, Name: instance, ID: id, Status: status, Attributes: as})
 }
 
-func (f *fakeCompute) requests() []request {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]request(nil), f.reqs...)
-}
-
-// wantRequests fails the test unless the fake saw exactly these GETs.
-func (f *fakeCompute) wantRequests(t *testing.T, auth string, uris ...string) {
+// wantRequests fails the test unless the fake saw exactly these GETs, with the token.
+func wantRequests(t *testing.T, f *gcetest.Server, uris ...string) {
 	t.Helper()
-	got := f.requests()
-	var want []request
+	want := []gcetest.Request{}
 	for _, u := range uris {
-		want = append(want, request{Method: http.MethodGet, URI: u, Auth: auth})
+		want = append(want, gcetest.Request{Method: http.MethodGet, URI: u, Auth: "Bearer " + token})
 	}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
+	if got := append([]gcetest.Request{}, f.Requests()...); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("requests:\n got %v\nwant %v", got, want)
 	}
 }
@@ -110,12 +73,12 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// newTestClient returns a Client talking to f without credentials.
-func newTestClient(t *testing.T, f *fakeCompute) *Client {
+// newTestClient returns a Client talking to f with its token.
+func newTestClient(t *testing.T, f *gcetest.Server) *Client {
 	t.Helper()
 	c, err := New(t.Context(), testLogger(t), Options{
-		Endpoint:      f.srv.URL + "/",
-		ClientOptions: []option.ClientOption{option.WithoutAuthentication()},
+		Endpoint:      f.URL() + "/",
+		ClientOptions: []option.ClientOption{tokenOption(token)},
 	})
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -128,119 +91,129 @@ func newTestClient(t *testing.T, f *fakeCompute) *Client {
 	return c
 }
 
-// instanceJSON is a real-shaped instances.get answer with the given id (as the
-// API sends it: a decimal string) and status.
-func instanceJSON(t *testing.T, id, status string) string {
-	t.Helper()
-	b, err := os.ReadFile("testdata/instance.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf(string(b), id, status)
+func tokenOption(tok string) option.ClientOption {
+	return option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: tok, TokenType: "Bearer"}))
 }
 
 // apiError is the JSON body of a Compute API error answer.
-func apiError(code int, reason, message string) string {
-	type item struct {
-		Message string `json:"message"`
-		Domain  string `json:"domain"`
-		Reason  string `json:"reason"`
-	}
-	b, _ := json.Marshal(map[string]any{"error": map[string]any{
-		"code": code, "message": message,
-		"errors": []item{{Message: message, Domain: "global", Reason: reason}},
-	}})
-	return string(b)
-}
+var apiError = gcetest.ErrorBody
 
 var (
-	notFound404 = apiError(404, "notFound",
-		"The resource 'projects/acme-prod/zones/us-central1-a/instances/dagster' was not found")
-	forbidden403 = apiError(403, "forbidden",
-		"Required 'compute.instances.get' permission for 'projects/acme-prod/zones/us-central1-a/instances/dagster'")
 	apiDisabled403 = apiError(403, "accessNotConfigured",
 		"Compute Engine API has not been used in project 123456789012 before or it is disabled. Enable it by visiting https://console.developers.google.com/apis/api/compute.googleapis.com/overview?project=123456789012 then retry.")
-	noHostKeys404 = apiError(404, "notFound", "The resource 'hostkeys/' of type 'Guest Attribute' was not found.")
 )
 
 func TestClient_Instance(t *testing.T) {
+	fault := func(status int, body string) func(*gcetest.Server) {
+		return func(f *gcetest.Server) { f.Inject(gcetest.Fault{Op: gcetest.OpGet, Status: status, Body: body}) }
+	}
+	running := func(id uint64, status string) func(*gcetest.Server) {
+		return func(f *gcetest.Server) { setInstance(f, id, status) }
+	}
 	tests := []struct {
 		name    string
-		resp    response
+		setup   func(*gcetest.Server)
+		token   string // "" for the fake's
 		want    Instance
 		wantErr []string // substrings of the error; nil: no error
+		apiErr  bool     // the error wraps a *googleapi.Error
 		running []string // substrings of Running's error; nil: nil error
 	}{
 		{
-			name: "running",
-			resp: response{200, instanceJSON(t, "4212345678901234567", "RUNNING")},
-			want: Instance{ID: 4212345678901234567, Name: "dagster", Status: "RUNNING", NIC: "nic0", InternalIP: "10.128.0.5"},
+			name:  "running",
+			setup: running(4212345678901234567, "RUNNING"),
+			want:  Instance{ID: 4212345678901234567, Name: "dagster", Status: "RUNNING", NIC: "nic0", InternalIP: "10.128.0.5"},
 		},
 		{
 			name:    "terminated",
-			resp:    response{200, instanceJSON(t, "4212345678901234567", "TERMINATED")},
+			setup:   running(4212345678901234567, "TERMINATED"),
 			want:    Instance{ID: 4212345678901234567, Name: "dagster", Status: "TERMINATED", NIC: "nic0", InternalIP: "10.128.0.5"},
 			running: []string{`"dagster"`, "is TERMINATED, not RUNNING", "start it"},
 		},
 		{
 			name:    "suspended",
-			resp:    response{200, instanceJSON(t, "7", "SUSPENDED")},
+			setup:   running(7, "SUSPENDED"),
 			want:    Instance{ID: 7, Name: "dagster", Status: "SUSPENDED", NIC: "nic0", InternalIP: "10.128.0.5"},
 			running: []string{"is SUSPENDED", "resume it"},
 		},
 		{
 			name:    "provisioning",
-			resp:    response{200, instanceJSON(t, "7", "PROVISIONING")},
+			setup:   running(7, "PROVISIONING"),
 			want:    Instance{ID: 7, Name: "dagster", Status: "PROVISIONING", NIC: "nic0", InternalIP: "10.128.0.5"},
 			running: []string{"is PROVISIONING"},
 		},
 		{
-			name: "id above 2^63",
-			resp: response{200, instanceJSON(t, "18446744073709551615", "RUNNING")},
-			want: Instance{ID: 18446744073709551615, Name: "dagster", Status: "RUNNING", NIC: "nic0", InternalIP: "10.128.0.5"},
+			name:  "id above 2^63",
+			setup: running(18446744073709551615, "RUNNING"),
+			want:  Instance{ID: 18446744073709551615, Name: "dagster", Status: "RUNNING", NIC: "nic0", InternalIP: "10.128.0.5"},
 		},
 		{
-			name: "id just above 2^63",
-			resp: response{200, instanceJSON(t, "9223372036854775809", "RUNNING")},
-			want: Instance{ID: 1<<63 + 1, Name: "dagster", Status: "RUNNING", NIC: "nic0", InternalIP: "10.128.0.5"},
+			name:  "id just above 2^63",
+			setup: running(1<<63+1, "RUNNING"),
+			want:  Instance{ID: 1<<63 + 1, Name: "dagster", Status: "RUNNING", NIC: "nic0", InternalIP: "10.128.0.5"},
+		},
+		{
+			name: "second interface not used",
+			setup: func(f *gcetest.Server) {
+				f.SetInstance(gcetest.Instance{Project: project, Zone: zone, Name: instance, ID: 7,
+					NICs: []gcetest.NIC{{Name: "nic0", IP: "10.128.0.5"}, {Name: "nic1", IP: "10.200.0.7"}}})
+			},
+			want: Instance{ID: 7, Name: "dagster", Status: "RUNNING", NIC: "nic0", InternalIP: "10.128.0.5"},
 		},
 		{
 			name:    "no id",
-			resp:    response{200, `{"kind":"compute#instance","name":"dagster","status":"RUNNING"}`},
+			setup:   fault(200, `{"kind":"compute#instance","name":"dagster","status":"RUNNING"}`),
 			wantErr: []string{"no instance id"},
 		},
 		{
 			name:    "not found",
-			resp:    response{404, notFound404},
+			setup:   func(*gcetest.Server) {},
 			wantErr: []string{`instance "dagster" not found in project "acme-prod" zone "us-central1-a"`, "check the vm project, zone and instance names"},
+			apiErr:  true,
 		},
 		{
-			name:    "permission denied",
-			resp:    response{403, forbidden403},
+			name: "permission denied",
+			setup: func(f *gcetest.Server) {
+				setInstance(f, 7, "RUNNING")
+				f.Deny(project, zone, instance, gcetest.PermissionGet)
+			},
 			wantErr: []string{"permission compute.instances.get denied", `instance "dagster"`, "roles/compute.viewer"},
+			apiErr:  true,
 		},
 		{
 			name:    "server error passes through",
-			resp:    response{500, apiError(500, "backendError", "Internal error. Please try again or contact Google Support.")},
+			setup:   fault(500, apiError(500, "backendError", "Internal error. Please try again or contact Google Support.")),
 			wantErr: []string{"get instance: googleapi: Error 500: Internal error"},
+			apiErr:  true,
 		},
 		{
 			name:    "unauthorized",
-			resp:    response{401, apiError(401, "authError", "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.")},
+			setup:   running(7, "RUNNING"),
+			token:   "ya29.expired",
 			wantErr: []string{"refused the credentials", "GOOGLE_APPLICATION_CREDENTIALS"},
+			apiErr:  true,
 		},
 		{
 			name:    "api disabled",
-			resp:    response{403, apiDisabled403},
+			setup:   fault(403, apiDisabled403),
 			wantErr: []string{`the Compute Engine API is not enabled in project "acme-prod"`},
+			apiErr:  true,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeCompute(t, map[string]response{instancePath: tt.resp})
+			f := newFake(t)
+			tt.setup(f)
 			c := newTestClient(t, f)
+			wantAuth := "Bearer " + token
+			if tt.token != "" {
+				c = newClientWithToken(t, f, tt.token)
+				wantAuth = "Bearer " + tt.token
+			}
 			got, err := c.Instance(t.Context(), project, zone, instance)
-			f.wantRequests(t, "", instancePath)
+			if reqs := f.Requests(); len(reqs) != 1 || reqs[0] != (gcetest.Request{Method: http.MethodGet, URI: instancePath, Auth: wantAuth}) {
+				t.Errorf("requests %v, want one GET %s", reqs, instancePath)
+			}
 			if tt.wantErr != nil {
 				if err == nil {
 					t.Fatalf("Instance = %+v, want an error", got)
@@ -251,8 +224,8 @@ func TestClient_Instance(t *testing.T) {
 					}
 				}
 				var ge *googleapi.Error
-				if tt.resp.Status != 200 && !errors.As(err, &ge) {
-					t.Errorf("error %v does not wrap the *googleapi.Error", err)
+				if errors.As(err, &ge) != tt.apiErr {
+					t.Errorf("error %v: wraps a *googleapi.Error: %v, want %v", err, !tt.apiErr, tt.apiErr)
 				}
 				return
 			}
@@ -281,6 +254,17 @@ func TestClient_Instance(t *testing.T) {
 	}
 }
 
+// newClientWithToken returns a Client presenting tok.
+func newClientWithToken(t *testing.T, f *gcetest.Server, tok string) *Client {
+	t.Helper()
+	c, err := New(t.Context(), testLogger(t), Options{Endpoint: f.URL(), ClientOptions: []option.ClientOption{tokenOption(tok)}})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func TestClient_Instance_badNames(t *testing.T) {
 	tests := []struct {
 		name                string
@@ -294,7 +278,7 @@ func TestClient_Instance_badNames(t *testing.T) {
 		{"dot dot", project, "..", instance, `invalid zone name ".."`},
 		{"query", project, zone, "dagster?x=1", "invalid instance name"},
 	}
-	f := newFakeCompute(t, nil)
+	f := newFake(t)
 	c := newTestClient(t, f)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,17 +292,13 @@ func TestClient_Instance_badNames(t *testing.T) {
 			}
 		})
 	}
-	f.wantRequests(t, "")
+	wantRequests(t, f)
 }
 
 func TestNew_tokenSource(t *testing.T) {
-	f := newFakeCompute(t, map[string]response{instancePath: {200, instanceJSON(t, "42", "RUNNING")}})
-	c, err := New(t.Context(), testLogger(t), Options{
-		Endpoint: f.srv.URL,
-		ClientOptions: []option.ClientOption{
-			option.WithTokenSource(oauth2.StaticTokenSource(&oauth2.Token{AccessToken: "ya29.test-token", TokenType: "Bearer"})),
-		},
-	})
+	f := newFake(t)
+	setInstance(f, 42, "RUNNING")
+	c, err := New(t.Context(), testLogger(t), Options{Endpoint: f.URL(), ClientOptions: []option.ClientOption{tokenOption(token)}})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
@@ -326,7 +306,7 @@ func TestNew_tokenSource(t *testing.T) {
 	if _, err := c.Instance(t.Context(), project, zone, instance); err != nil {
 		t.Fatalf("Instance: %v", err)
 	}
-	f.wantRequests(t, "Bearer ya29.test-token", instancePath)
+	wantRequests(t, f, instancePath)
 }
 
 func TestNew_badEndpoint(t *testing.T) {
@@ -357,9 +337,9 @@ func TestNew_badEndpoint(t *testing.T) {
 }
 
 func TestClient_Close_twice(t *testing.T) {
-	f := newFakeCompute(t, nil)
-	c, err := New(t.Context(), testLogger(t), Options{Endpoint: f.srv.URL,
-		ClientOptions: []option.ClientOption{option.WithoutAuthentication()}})
+	f := newFake(t)
+	c, err := New(t.Context(), testLogger(t), Options{Endpoint: f.URL(),
+		ClientOptions: []option.ClientOption{tokenOption(token)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +355,7 @@ func TestClient_Close_twice(t *testing.T) {
 	if _, err := c.HostKeys(t.Context(), project, zone, instance); !errors.Is(err, ErrClosed) {
 		t.Errorf("HostKeys after Close = %v, want ErrClosed", err)
 	}
-	f.wantRequests(t, "")
+	wantRequests(t, f)
 }
 
 // testKeys are real host keys generated for the test.
@@ -440,7 +420,9 @@ func nonCanonical(t *testing.T, k ssh.PublicKey) string {
 
 type attr struct{ Namespace, Key, Value string }
 
-// guestAttrsJSON is a real-shaped getGuestAttributes answer.
+// guestAttrsJSON is a real-shaped getGuestAttributes answer holding items as
+// given, for answers the fake would not give (another namespace under
+// hostkeys/).
 func guestAttrsJSON(items ...attr) string {
 	type item struct {
 		Namespace string `json:"namespace"`
@@ -465,48 +447,51 @@ func TestClient_HostKeys(t *testing.T) {
 	other := newTestKeys(t)
 	tests := []struct {
 		name    string
-		resp    response
+		attrs   []attr    // the instance's guest attributes
+		fault   *response // an answer the fake gives instead
+		missing bool      // no such instance
+		deny    bool      // no permission to read guest attributes
 		want    []ssh.PublicKey
 		wantErr []string // substrings; nil: no error
 		noKeys  bool     // the error wraps ErrNoHostKeys
 	}{
 		{
 			name: "all three types, returned ed25519 first",
-			resp: response{200, guestAttrsJSON(
+			attrs: []attr{
 				attr{"hostkeys", "ssh-rsa", b64(k.rsa)},
 				attr{"hostkeys", "ecdsa-sha2-nistp256", b64(k.ecdsa256)},
 				attr{"hostkeys", "ssh-ed25519", b64(k.ed25519)},
-			)},
+			},
 			want: []ssh.PublicKey{k.ed25519, k.ecdsa256, k.rsa},
 		},
 		{
 			name: "trailing newline and injected second line are cut",
-			resp: response{200, guestAttrsJSON(
+			attrs: []attr{
 				attr{"hostkeys", "ssh-ed25519", b64(k.ed25519) + "\n"},
 				attr{"hostkeys", "ecdsa-sha2-nistp256", b64(k.ecdsa256) + "\nssh-ed25519 " + b64(other.ed25519) + " evil"},
-			)},
+			},
 			want: []ssh.PublicKey{k.ed25519, k.ecdsa256},
 		},
 		{
 			name: "value that does not round-trip is rejected",
-			resp: response{200, guestAttrsJSON(
+			attrs: []attr{
 				attr{"hostkeys", "ecdsa-sha2-nistp256", nonCanonical(t, k.ecdsa256)},
 				attr{"hostkeys", "ssh-ed25519", b64(k.ed25519)},
-			)},
+			},
 			want: []ssh.PublicKey{k.ed25519},
 		},
 		{
 			name: "not base64 and leading whitespace are rejected",
-			resp: response{200, guestAttrsJSON(
+			attrs: []attr{
 				attr{"hostkeys", "ssh-rsa", "not*base64"},
 				attr{"hostkeys", "ecdsa-sha2-nistp256", " " + b64(k.ecdsa256)},
 				attr{"hostkeys", "ssh-ed25519", b64(k.ed25519)},
-			)},
+			},
 			want: []ssh.PublicKey{k.ed25519},
 		},
 		{
 			name: "wrong namespace and unknown key type are ignored",
-			resp: response{200, guestAttrsJSON(
+			fault: &response{200, guestAttrsJSON(
 				attr{"otherns", "ssh-ed25519", b64(other.ed25519)},
 				attr{"hostkeys", "ecdsa-sha2-nistp384", b64(k.ecdsa384)},
 				attr{"hostkeys", "ssh-dss", b64(other.rsa)},
@@ -516,30 +501,30 @@ func TestClient_HostKeys(t *testing.T) {
 		},
 		{
 			name: "type mismatch is rejected",
-			resp: response{200, guestAttrsJSON(
+			attrs: []attr{
 				attr{"hostkeys", "ecdsa-sha2-nistp256", b64(k.ecdsa384)},
 				attr{"hostkeys", "ssh-rsa", b64(other.ed25519)},
 				attr{"hostkeys", "ssh-ed25519", b64(k.ed25519)},
-			)},
+			},
 			want: []ssh.PublicKey{k.ed25519},
 		},
 		{
 			name: "not a key blob is rejected",
-			resp: response{200, guestAttrsJSON(
+			attrs: []attr{
 				attr{"hostkeys", "ssh-ed25519", base64.StdEncoding.EncodeToString([]byte("hello, world"))},
 				attr{"hostkeys", "ssh-rsa", b64(k.rsa)},
-			)},
+			},
 			want: []ssh.PublicKey{k.rsa},
 		},
 		{
 			name:    "no guest attributes",
-			resp:    response{404, noHostKeys404},
+			attrs:   nil,
 			wantErr: []string{"publishes no host keys", "enable-guest-attributes=TRUE", "known_hosts_file", "compute.<instance id>"},
 			noKeys:  true,
 		},
 		{
 			name: "only unusable keys",
-			resp: response{200, guestAttrsJSON(
+			fault: &response{200, guestAttrsJSON(
 				attr{"hostkeys", "ssh-ed25519", b64(k.rsa)},
 				attr{"otherns", "ssh-rsa", b64(k.rsa)},
 			)},
@@ -548,28 +533,36 @@ func TestClient_HostKeys(t *testing.T) {
 		},
 		{
 			name:    "empty answer",
-			resp:    response{200, `{"kind":"compute#guestAttributes","queryPath":"hostkeys/","queryValue":{}}`},
+			fault:   &response{200, `{"kind":"compute#guestAttributes","queryPath":"hostkeys/","queryValue":{}}`},
 			wantErr: []string{"none of its 0 hostkeys/ guest attributes"},
 			noKeys:  true,
 		},
 		{
 			name:    "instance not found",
-			resp:    response{404, notFound404},
+			missing: true,
 			wantErr: []string{`instance "dagster" not found in project "acme-prod" zone "us-central1-a"`},
 		},
 		{
-			name: "permission denied",
-			resp: response{403, apiError(403, "forbidden",
-				"Required 'compute.instances.getGuestAttributes' permission for 'projects/acme-prod/zones/us-central1-a/instances/dagster'")},
+			name:    "permission denied",
+			deny:    true,
 			wantErr: []string{"permission compute.instances.getGuestAttributes denied", "roles/compute.viewer"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeCompute(t, map[string]response{guestAttrsURI: tt.resp})
+			f := newFake(t)
+			if !tt.missing {
+				setInstance(f, 7, "RUNNING", tt.attrs...)
+			}
+			if tt.deny {
+				f.Deny(project, zone, instance, gcetest.PermissionGetGuestAttributes)
+			}
+			if tt.fault != nil {
+				f.Inject(gcetest.Fault{Op: gcetest.OpGetGuestAttributes, Status: tt.fault.Status, Body: tt.fault.Body})
+			}
 			c := newTestClient(t, f)
 			got, err := c.HostKeys(t.Context(), project, zone, instance)
-			f.wantRequests(t, "", guestAttrsURI)
+			wantRequests(t, f, guestAttrsURI)
 			if tt.wantErr == nil {
 				if err != nil {
 					t.Fatalf("HostKeys: %v", err)

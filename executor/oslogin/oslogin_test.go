@@ -1,23 +1,17 @@
 package oslogin
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/oauth2"
 	"google.golang.org/api/option"
+
+	"github.com/deployhook/deployhook/executor/oslogin/oslogintest"
 )
 
 const (
@@ -27,95 +21,13 @@ const (
 	saUser  = "sa_112233445566778899001"
 )
 
-// fakeOSLogin is the OS Login REST API: it checks every request's method,
-// path, query, auth and body, and answers as the real API does.
-type fakeOSLogin struct {
-	t   *testing.T
-	srv *httptest.Server
-
-	mu       sync.Mutex
-	fail     int               // answer importSshPublicKey with this HTTP status
-	accounts string            // posixAccounts JSON of the answer
-	imported map[string]string // fingerprint → key text
-	expiry   map[string]int64  // fingerprint → expirationTimeUsec
-	regions  []string          // regions of the last import
-	deleted  []string          // fingerprints
-}
-
-func newFakeOSLogin(t *testing.T) *fakeOSLogin {
-	f := &fakeOSLogin{t: t, imported: map[string]string{}, expiry: map[string]int64{},
-		accounts: fmt.Sprintf(`[
-			{"username": "other_user", "uid": "1001", "gid": "1001", "operatingSystemType": 1},
-			{"primary": true, "username": %q, "uid": "2147483649", "gid": "2147483649",
-			 "homeDirectory": "/home/%s", "operatingSystemType": 1, "accountId": %q,
-			 "name": "users/%s/projects/%s"}]`, saUser, saUser, project, account, project)}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeOSLogin) serve(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	if got := r.Header.Get("Authorization"); got != "Bearer "+token {
-		f.t.Errorf("%s %s: Authorization %q", r.Method, r.URL.Path, got)
-		w.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(w, `{"error": {"code": 401, "message": "Request had invalid authentication credentials.", "status": "UNAUTHENTICATED"}}`)
-		return
+// newFake returns the fake OS Login API for account, whose profile has two
+// POSIX accounts, the primary one second.
+func newFake(t *testing.T, accounts ...oslogintest.PosixAccount) *oslogintest.Server {
+	if accounts == nil {
+		accounts = []oslogintest.PosixAccount{{Username: "other_user", UID: 1001}, {Username: saUser, UID: 2147483649, Primary: true}}
 	}
-	keyPrefix := "/v1/users/" + account + "/sshPublicKeys/"
-	switch {
-	case r.Method == http.MethodPost && r.URL.Path == "/v1/users/"+account+":importSshPublicKey":
-		if got := r.URL.Query().Get("projectId"); got != project {
-			f.t.Errorf("import: projectId %q, want %q", got, project)
-		}
-		f.regions = r.URL.Query()["regions"]
-		if f.fail != 0 {
-			w.WriteHeader(f.fail)
-			fmt.Fprintf(w, `{"error": {"code": %d, "message": "The caller does not have permission", "status": "%s"}}`, f.fail, http.StatusText(f.fail))
-			return
-		}
-		var body struct {
-			Key                string `json:"key"`
-			ExpirationTimeUsec string `json:"expirationTimeUsec"` // int64 in proto3 JSON is a string
-		}
-		dec := json.NewDecoder(r.Body)
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&body); err != nil {
-			f.t.Errorf("import: body: %v", err)
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		pk, _, _, rest, err := ssh.ParseAuthorizedKey([]byte(body.Key))
-		if err != nil || len(rest) != 0 || pk.Type() != ssh.KeyAlgoED25519 {
-			f.t.Errorf("import: key %q is not one ed25519 key in authorized_keys format: %v", body.Key, err)
-		}
-		usec, err := strconv.ParseInt(body.ExpirationTimeUsec, 10, 64)
-		if err != nil {
-			f.t.Errorf("import: expirationTimeUsec %q: %v", body.ExpirationTimeUsec, err)
-		}
-		sum := sha256.Sum256(pk.Marshal())
-		fp := hex.EncodeToString(sum[:])
-		f.imported[fp], f.expiry[fp] = body.Key, usec
-		fmt.Fprintf(w, `{"loginProfile": {"name": %q, "posixAccounts": %s, "sshPublicKeys": {%q: {
-			"key": %q, "expirationTimeUsec": "%d", "fingerprint": %q, "name": "users/%s/sshPublicKeys/%s"}}}}`,
-			account, f.accounts, fp, body.Key, usec, fp, account, fp)
-	case r.Method == http.MethodDelete && strings.HasPrefix(r.URL.Path, keyPrefix):
-		fp := strings.TrimPrefix(r.URL.Path, keyPrefix)
-		if _, ok := f.imported[fp]; !ok {
-			w.WriteHeader(http.StatusNotFound)
-			io.WriteString(w, `{"error": {"code": 404, "message": "Requested entity was not found.", "status": "NOT_FOUND"}}`)
-			return
-		}
-		delete(f.imported, fp)
-		f.deleted = append(f.deleted, fp)
-		io.WriteString(w, `{}`)
-	default:
-		f.t.Errorf("unexpected request %s %s", r.Method, r.URL)
-		w.WriteHeader(http.StatusNotFound)
-		io.WriteString(w, `{"error": {"code": 404, "message": "not found", "status": "NOT_FOUND"}}`)
-	}
+	return oslogintest.NewServer(t, oslogintest.Options{Account: account, Tokens: []string{token}, Accounts: accounts})
 }
 
 func newClient(t *testing.T, endpoint string) *Client {
@@ -135,8 +47,8 @@ func newClient(t *testing.T, endpoint string) *Client {
 // Key imports a fresh ed25519 key with an expiry and logs in as the primary
 // POSIX account; Delete removes that key.
 func TestClient_Key(t *testing.T) {
-	f := newFakeOSLogin(t)
-	c := newClient(t, f.srv.URL+"/")
+	f := newFake(t)
+	c := newClient(t, f.URL()+"/")
 	before := time.Now().Truncate(time.Microsecond)
 	k, err := c.Key(t.Context(), account, project, 10*time.Minute, "us-central1")
 	if err != nil {
@@ -145,39 +57,39 @@ func TestClient_Key(t *testing.T) {
 	if k.User != saUser {
 		t.Errorf("user %q, want the primary POSIX account %q", k.User, saUser)
 	}
-	f.mu.Lock()
-	text, ok := f.imported[k.Fingerprint]
-	usec := f.expiry[k.Fingerprint]
-	regions := f.regions
-	f.mu.Unlock()
-	if !ok {
-		t.Fatalf("fingerprint %q is not the one the API gave the key", k.Fingerprint)
+	imports := f.Imports()
+	if len(imports) != 1 {
+		t.Fatalf("%d imports, want 1", len(imports))
 	}
-	pk, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(text))
-	if pk == nil || string(pk.Marshal()) != string(k.Signer.PublicKey().Marshal()) {
-		t.Errorf("imported key %q is not the signer's public key", text)
+	imp := imports[0]
+	if k.Fingerprint != imp.Fingerprint || k.Fingerprint != oslogintest.Fingerprint(k.Signer.PublicKey()) {
+		t.Fatalf("fingerprint %q is not the one the API gave the key (%q)", k.Fingerprint, imp.Fingerprint)
 	}
-	exp := time.UnixMicro(usec)
-	if exp.Before(before.Add(10*time.Minute)) || exp.After(time.Now().Add(10*time.Minute)) || !exp.Equal(k.Expires) {
+	pk, _, _, _, _ := ssh.ParseAuthorizedKey([]byte(imp.Key))
+	if pk == nil || pk.Type() != ssh.KeyAlgoED25519 || string(pk.Marshal()) != string(k.Signer.PublicKey().Marshal()) {
+		t.Errorf("imported key %q is not the signer's ed25519 public key", imp.Key)
+	}
+	if exp := imp.Expires; exp.Before(before.Add(10*time.Minute)) || exp.After(time.Now().Add(10*time.Minute)) || !exp.Equal(k.Expires) {
 		t.Errorf("expiry %v (Key says %v), want now+10m", exp, k.Expires)
 	}
-	if len(regions) != 1 || regions[0] != "us-central1" {
-		t.Errorf("regions %q, want [us-central1]", regions)
+	if imp.Project != project || len(imp.Regions) != 1 || imp.Regions[0] != "us-central1" {
+		t.Errorf("project %q regions %q, want %s [us-central1]", imp.Project, imp.Regions, project)
 	}
 	if err := c.Delete(t.Context(), account, k.Fingerprint); err != nil {
 		t.Fatal(err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.imported) != 0 || len(f.deleted) != 1 || f.deleted[0] != k.Fingerprint {
-		t.Errorf("after Delete: imported %v, deleted %v", f.imported, f.deleted)
+	if keys, deleted := f.Keys(), f.Deleted(); len(keys) != 0 || len(deleted) != 1 || deleted[0] != k.Fingerprint {
+		t.Errorf("after Delete: keys %v, deleted %v", keys, deleted)
+	}
+	if err := c.Delete(t.Context(), account, k.Fingerprint); err == nil {
+		t.Error("a second Delete of the key: no error")
 	}
 }
 
 // Every Key is a new key.
 func TestClient_Key_fresh(t *testing.T) {
-	f := newFakeOSLogin(t)
-	c := newClient(t, f.srv.URL)
+	f := newFake(t)
+	c := newClient(t, f.URL())
 	a, err := c.Key(t.Context(), account, project, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +101,9 @@ func TestClient_Key_fresh(t *testing.T) {
 	if a.Fingerprint == b.Fingerprint || string(a.Signer.PublicKey().Marshal()) == string(b.Signer.PublicKey().Marshal()) {
 		t.Error("two calls gave the same key")
 	}
+	if got := f.Keys(); len(got) != 2 {
+		t.Errorf("profile keys %v, want both", got)
+	}
 }
 
 // Errors say what to fix.
@@ -196,21 +111,20 @@ func TestClient_Key_errors(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		fail     int
-		accounts string
+		accounts []oslogintest.PosixAccount
 		want     []string
 	}{
 		{name: "403", fail: http.StatusForbidden, want: []string{"roles/compute.osAdminLogin", "roles/compute.osLogin", "roles/iam.serviceAccountUser", account}},
 		{name: "404", fail: http.StatusNotFound, want: []string{"no OS Login profile for " + account, "enable-oslogin=TRUE"}},
 		{name: "401", fail: http.StatusUnauthorized, want: []string{"refused the credentials", "GOOGLE_APPLICATION_CREDENTIALS"}},
-		{name: "no posix account", accounts: `[]`, want: []string{"no POSIX account", "enable-oslogin=TRUE"}},
+		{name: "no posix account", accounts: []oslogintest.PosixAccount{}, want: []string{"no POSIX account", "enable-oslogin=TRUE"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeOSLogin(t)
-			f.fail = tt.fail
-			if tt.accounts != "" {
-				f.accounts = tt.accounts
+			f := newFake(t, tt.accounts...) // an empty, non-nil list: no POSIX account
+			if tt.fail != 0 {
+				f.Inject(oslogintest.Fault{Op: oslogintest.OpImport, Status: tt.fail})
 			}
-			_, err := newClient(t, f.srv.URL).Key(t.Context(), account, project, time.Minute)
+			_, err := newClient(t, f.URL()).Key(t.Context(), account, project, time.Minute)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -219,10 +133,8 @@ func TestClient_Key_errors(t *testing.T) {
 					t.Errorf("error %q lacks %q", err, w)
 				}
 			}
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if len(f.imported) != 0 {
-				t.Errorf("keys left in the profile: %v", f.imported)
+			if keys := f.Keys(); len(keys) != 0 {
+				t.Errorf("keys left in the profile: %v", keys)
 			}
 		})
 	}
@@ -230,8 +142,8 @@ func TestClient_Key_errors(t *testing.T) {
 
 // Names that could change the request path are refused before any request.
 func TestClient_invalidNames(t *testing.T) {
-	f := newFakeOSLogin(t)
-	c := newClient(t, f.srv.URL)
+	f := newFake(t)
+	c := newClient(t, f.URL())
 	for _, a := range []string{"", "deployhook", "a@b/../x", "a@b?x=1"} {
 		if _, err := c.Key(t.Context(), a, project, time.Minute); err == nil {
 			t.Errorf("Key for account %q: no error", a)
