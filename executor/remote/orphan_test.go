@@ -95,6 +95,7 @@ func TestSSH_connectionCutMidStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // most of each is waiting for the kill
 			cmd := executor.Command{Name: "writes markers", Timeout: time.Hour}
 			if tt.user {
 				sshdtest.Require(t, "sudo", "/usr/bin/sudo")
@@ -212,6 +213,7 @@ func killedMidStep(t *testing.T, mode string, env ...string) {
 }
 
 func TestSSH_killedMidStep(t *testing.T) {
+	t.Parallel()
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	dir := remotetest.MarkerDir(t)
 	oldMarks := filepath.Join(dir, "old.marks")
@@ -225,6 +227,7 @@ func TestSSH_killedMidStep(t *testing.T) {
 }
 
 func TestLocal_killedMidStep(t *testing.T) {
+	t.Parallel()
 	sshdtest.Require(t, "flock", "/usr/bin/flock")
 	dir := remotetest.MarkerDir(t)
 	oldMarks := filepath.Join(dir, "old.marks")

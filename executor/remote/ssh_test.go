@@ -211,6 +211,7 @@ func TestSSH_Open_hostKeyPins(t *testing.T) {
 }
 
 func TestSSH_passphrase(t *testing.T) {
+	t.Parallel() // bcrypt: CPU while the other tests wait
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	raw, err := ssh.ParseRawPrivateKey(srv.ClientPEM)
 	if err != nil {

@@ -340,8 +340,12 @@ func (r *runner) timeoutKillsTree(t *testing.T) {
 // returns ctx.Err() with code -1, and the session is still usable.
 func (r *runner) cancelKillsTree(t *testing.T) {
 	t.Parallel()
-	t.Run("login user", func(t *testing.T) { r.cancelTree(t, "") })
+	t.Run("login user", func(t *testing.T) {
+		t.Parallel()
+		r.cancelTree(t, "")
+	})
 	t.Run("sudo to another user", func(t *testing.T) {
+		t.Parallel()
 		if !r.canSudo(t) {
 			return
 		}
