@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -189,10 +190,14 @@ func HoldFlock(t testing.TB, path string) (release func()) {
 	return release
 }
 
-// FlockFree reports whether flock(1) could take path at once.
+// FlockFree reports whether flock(1) could take path at once; a file that does
+// not exist is free (and is not created).
 func FlockFree(t testing.TB, path string) bool {
 	t.Helper()
 	flock := sshdtest.Require(t, "flock", "/usr/bin/flock")
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return true
+	}
 	err := exec.Command(flock, "-n", path, "true").Run()
 	if err == nil {
 		return true
