@@ -414,9 +414,9 @@ func (s *sshSession) transportError(cmd executor.Command, what string, err error
 }
 
 // Close ends running steps (their wrappers read end of file and kill their
-// process groups), releases the lock (ending the lock session, which waits until
-// no step process is left, and waiting for it at most HandshakeTimeout), closes
-// the connection, which ends a running Run with a transport error, and waits for
+// process groups; their Runs return an error with exit code -1), releases the
+// lock (ending the lock session, which waits until no step process is left, and
+// waiting for it at most HandshakeTimeout), closes the connection, and waits for
 // the session's goroutines. It is safe to call twice.
 func (s *sshSession) Close() error {
 	s.mu.Lock()
