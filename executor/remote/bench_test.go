@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/remote/remotetest"
 	"github.com/deployhook/deployhook/internal/sshdtest"
 
 	"github.com/deployhook/deployhook/internal/shell"
@@ -34,10 +35,10 @@ var deploySteps = []string{
 // measurements and measure nothing of the transport.
 func benchServer(b *testing.B) (*sshdtest.Server, string) {
 	srv := sshdtest.Start(b, sshdtest.Options{})
-	if !isRoot() {
+	if !remotetest.IsRoot() {
 		return srv, srv.User
 	}
-	u := addUser(b, "dh-bench-")
+	u := remotetest.AddUser(b, "dh-bench-")
 	if out, err := exec.Command("usermod", "-p", "*", u).CombinedOutput(); err != nil {
 		b.Fatalf("unlock %s: %v %s", u, err, out)
 	}
@@ -57,7 +58,7 @@ func benchLock(b *testing.B, user string) string {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { os.RemoveAll(dir) })
-	if isRoot() {
+	if remotetest.IsRoot() {
 		out, err := exec.Command("chown", user, dir).CombinedOutput()
 		if err != nil {
 			b.Fatalf("chown %s: %v %s", user, err, out)

@@ -91,4 +91,10 @@
 // that is neither ErrTimeout nor a context error, and names the target). To save
 // round trips, the channel for the next step is opened while the current one runs
 // and exec requests are sent without waiting for their reply.
+//
+// # Conformance
+//
+// Package remotetest is the conformance suite of these promises and of the
+// executor.Transport contract. Local, SSH over TCP and SSH through an IAP tunnel
+// pass it; a new transport must too.
 package remote

@@ -5,7 +5,8 @@ package remote
 // process tree on the target before the next deploy can take the lock. Each test
 // here failed before the steps lock and the stdin watcher (the next Open got the
 // lock at once, and the old step went on writing markers after the new step's
-// start marker) and passes now.
+// start marker) and passes now. (A session closed mid-step is the same promise
+// for every transport: remotetest's CloseMidStep.)
 
 import (
 	"bufio"
@@ -18,16 +19,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/remote/remotetest"
 	"github.com/deployhook/deployhook/internal/sshdtest"
-
-	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // proxy is a TCP proxy between the transport and sshd that a test can cut, as a
@@ -85,113 +84,6 @@ func (p *proxy) cut() {
 	p.wg.Wait()
 }
 
-// markerScript is a step that writes a line "main NANOS" to file every 50 ms
-// for ever, with a background child that ignores SIGTERM and writes "child
-// NANOS" lines; it says "started" once both have written.
-func markerScript(file string) string {
-	q := shell.Quote(file)
-	return `m() { while :; do echo "$1 $(date +%s%N)" >>` + q + `; sleep 0.05; done; }
-(trap '' TERM; m child) &
-echo "main $(date +%s%N)" >>` + q + `
-while ! grep -q '^child ' ` + q + `; do sleep 0.01; done
-echo started
-m main`
-}
-
-// startScript is the next deploy's step: it writes "start NANOS" to file first,
-// lists the processes whose command line names old, which must be none, and
-// runs for a few of the old step's 50 ms periods, so that an old process still
-// alive would write a marker newer than the start. The pattern is a regular
-// expression that matches old but not itself, so that pgrep does not find this
-// step.
-func startScript(file, old string) string {
-	pattern := filepath.Join(filepath.Dir(old), strings.ReplaceAll(filepath.Base(old), ".", "[.]"))
-	return `echo "start $(date +%s%N)" >>` + shell.Quote(file) + `
-pgrep -af ` + shell.Quote(pattern) + ` || true
-sleep 0.3`
-}
-
-// markers reads the lines of a marker file: what wrote them, and when.
-func markers(t testing.TB, file string) (last map[string]int64, lines int) {
-	t.Helper()
-	b, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last = make(map[string]int64)
-	for l := range strings.Lines(string(b)) {
-		who, ns, ok := strings.Cut(strings.TrimSpace(l), " ")
-		n, err := strconv.ParseInt(ns, 10, 64)
-		if !ok || err != nil {
-			t.Fatalf("marker file %s: bad line %q", file, l)
-		}
-		last[who] = max(last[who], n)
-		lines++
-	}
-	return last, lines
-}
-
-// checkNoOverlap runs the next deploy's first step on s and checks that every
-// process of the old step was gone when it started: no marker of the old step
-// is newer than the new step's start, and pgrep found none of them.
-func checkNoOverlap(t *testing.T, s executor.Session, dir, oldMarks string) {
-	t.Helper()
-	newMarks := filepath.Join(dir, "new.marks")
-	var out strings.Builder
-	code, err := s.Run(t.Context(), executor.Command{Name: "first step of the next deploy",
-		Run: startScript(newMarks, oldMarks), Timeout: time.Minute}, &out)
-	if err != nil || code != 0 {
-		t.Fatalf("next deploy's step: %d, %v (output %q)", code, err, out.String())
-	}
-	if out.String() != "" {
-		t.Errorf("processes of the old step were alive when the next deploy's step ran:\n%s", out.String())
-	}
-	start, _ := markers(t, newMarks)
-	old, n := markers(t, oldMarks)
-	for _, who := range []string{"main", "child"} {
-		if old[who] == 0 {
-			t.Fatalf("no %q marker among the %d old ones: the old step did not run as meant", who, n)
-		}
-		if old[who] >= start["start"] {
-			t.Errorf("the old step's %s wrote a marker %v after the next deploy's step started",
-				who, time.Duration(old[who]-start["start"]))
-		}
-	}
-	// And nothing of the old step comes back later.
-	requireGone(t, oldMarks)
-}
-
-// markerDir is a directory for marker files that the step's user can write.
-func markerDir(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "dh-marks")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// runUntilStarted runs the marker step on s in the background and returns when
-// it said "started"; the returned channel gets Run's error.
-func runUntilStarted(t *testing.T, s executor.Session, cmd executor.Command) <-chan error {
-	t.Helper()
-	out := newSignalWriter("started")
-	done := make(chan error, 1)
-	go func() {
-		_, err := s.Run(t.Context(), cmd, out)
-		done <- err
-	}()
-	select {
-	case <-out.seen:
-	case err := <-done:
-		t.Fatalf("marker step ended before it started: %v (output %q)", err, out.String())
-	}
-	return done
-}
-
 func TestSSH_connectionCutMidStep(t *testing.T) {
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	tests := []struct {
@@ -203,26 +95,27 @@ func TestSSH_connectionCutMidStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // most of each is waiting for the kill
 			cmd := executor.Command{Name: "writes markers", Timeout: time.Hour}
 			if tt.user {
 				sshdtest.Require(t, "sudo", "/usr/bin/sudo")
-				if !isRoot() {
+				if !remotetest.IsRoot() {
 					t.Skip("creating users needs root")
 				}
-				cmd.User = addUser(t, "dh-app-")
+				cmd.User = remotetest.AddUser(t, "dh-app-")
 			}
-			dir := markerDir(t)
+			dir := remotetest.MarkerDir(t)
 			oldMarks := filepath.Join(dir, "old.marks")
-			cmd.Run = markerScript(oldMarks)
-			t.Cleanup(func() { killAll(oldMarks) })
-			lock := ".deployhook/" + randomName(t, "cut-") + ".lock"
+			cmd.Run = remotetest.MarkerScript(oldMarks)
+			t.Cleanup(func() { remotetest.KillAll(oldMarks) })
+			lock := ".deployhook/" + remotetest.RandomName(t, "cut-") + ".lock"
 
 			p := startProxy(t, srv.Addr)
 			opts := sshOptions(t, srv)
 			opts.Addr, opts.HostKeyAlias = p.addr(), srv.Addr
 			s := openSSH(t, newSSH(t, opts), lock, time.Minute)
-			done := runUntilStarted(t, s, cmd)
-			if pgrep(t, oldMarks) == "" {
+			done := remotetest.RunUntilStarted(t, s, cmd)
+			if remotetest.Pgrep(t, oldMarks) == "" {
 				t.Fatal("pgrep does not find the running step: the test proves nothing")
 			}
 			p.cut()
@@ -233,7 +126,7 @@ func TestSSH_connectionCutMidStep(t *testing.T) {
 			p2 := startProxy(t, srv.Addr)
 			opts.Addr = p2.addr()
 			s2 := openSSH(t, newSSH(t, opts), lock, time.Minute)
-			checkNoOverlap(t, s2, dir, oldMarks)
+			remotetest.CheckNoOverlap(t, s2, dir, oldMarks)
 		})
 	}
 }
@@ -275,7 +168,7 @@ func helperMain(mode string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	code, err := s.Run(ctx, executor.Command{Name: "writes markers", Run: markerScript(os.Getenv("DH_HELPER_MARKS")),
+	code, err := s.Run(ctx, executor.Command{Name: "writes markers", Run: remotetest.MarkerScript(os.Getenv("DH_HELPER_MARKS")),
 		Timeout: time.Hour}, os.Stdout)
 	fmt.Fprintln(os.Stderr, "the marker step ended:", code, err)
 	return 2
@@ -320,23 +213,25 @@ func killedMidStep(t *testing.T, mode string, env ...string) {
 }
 
 func TestSSH_killedMidStep(t *testing.T) {
+	t.Parallel()
 	srv := sshdtest.Start(t, sshdtest.Options{})
-	dir := markerDir(t)
+	dir := remotetest.MarkerDir(t)
 	oldMarks := filepath.Join(dir, "old.marks")
-	t.Cleanup(func() { killAll(oldMarks) })
-	lock := ".deployhook/" + randomName(t, "kill9-") + ".lock"
+	t.Cleanup(func() { remotetest.KillAll(oldMarks) })
+	lock := ".deployhook/" + remotetest.RandomName(t, "kill9-") + ".lock"
 	killedMidStep(t, "ssh", "DH_HELPER_ADDR="+srv.Addr, "DH_HELPER_USER="+srv.User,
 		"DH_HELPER_KEY="+srv.ClientKeyFile(t), "DH_HELPER_KNOWN_HOSTS="+srv.KnownHosts,
 		"DH_HELPER_LOCK="+lock, "DH_HELPER_MARKS="+oldMarks)
 	s := openSSH(t, newSSH(t, sshOptions(t, srv)), lock, time.Minute)
-	checkNoOverlap(t, s, dir, oldMarks)
+	remotetest.CheckNoOverlap(t, s, dir, oldMarks)
 }
 
 func TestLocal_killedMidStep(t *testing.T) {
+	t.Parallel()
 	sshdtest.Require(t, "flock", "/usr/bin/flock")
-	dir := markerDir(t)
+	dir := remotetest.MarkerDir(t)
 	oldMarks := filepath.Join(dir, "old.marks")
-	t.Cleanup(func() { killAll(oldMarks) })
+	t.Cleanup(func() { remotetest.KillAll(oldMarks) })
 	lock := filepath.Join(t.TempDir(), "locks", "deploy.lock")
 	killedMidStep(t, "local", "DH_HELPER_LOCK="+lock, "DH_HELPER_MARKS="+oldMarks)
 	s, err := NewLocal(testLogger(t), LocalOptions{LockPoll: 10 * time.Millisecond}).Open(t.Context(), "local", lock, time.Minute)
@@ -344,39 +239,5 @@ func TestLocal_killedMidStep(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	checkNoOverlap(t, s, dir, oldMarks)
-}
-
-// TestLocal_closeMidStep closes the session while a step whose child ignores
-// SIGTERM runs: Close ends the step, and the lock stays held until the child is
-// gone. (Before, Close released the lock and left the step running.)
-func TestLocal_closeMidStep(t *testing.T) {
-	dir := markerDir(t)
-	oldMarks := filepath.Join(dir, "old.marks")
-	t.Cleanup(func() { killAll(oldMarks) })
-	lock := filepath.Join(t.TempDir(), "deploy.lock")
-	tr := NewLocal(testLogger(t), LocalOptions{KillGrace: 500 * time.Millisecond, LockPoll: 10 * time.Millisecond})
-	s, err := tr.Open(t.Context(), "local", lock, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := runUntilStarted(t, s, executor.Command{Name: "writes markers", Run: markerScript(oldMarks), Timeout: time.Hour})
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		if err == nil || !strings.Contains(err.Error(), "session closed") {
-			t.Errorf("Run() of a step ended by Close = %v, want a session closed error", err)
-		}
-	case <-time.After(time.Minute):
-		// The step runs for an hour unless Close ends it.
-		t.Fatal("Run() did not return after Close")
-	}
-	s2, err := tr.Open(t.Context(), "local", lock, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s2.Close()
-	checkNoOverlap(t, s2, dir, oldMarks)
+	remotetest.CheckNoOverlap(t, s, dir, oldMarks)
 }

@@ -121,6 +121,7 @@ type proc struct {
 	status int           // valid after done
 	signal string
 	exited bool // an exit-status or exit-signal arrived
+	ended  bool // Close ended the command (guarded by the session's mu)
 }
 
 // start sends the exec request (not waiting for the reply: the answer that
@@ -317,6 +318,7 @@ func (s *sshSession) Run(ctx context.Context, cmd executor.Command, out io.Write
 	}
 	s.running[p] = struct{}{}
 	closed := s.closed
+	p.ended = closed
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -335,6 +337,13 @@ func (s *sshSession) Run(ctx context.Context, cmd executor.Command, out io.Write
 	select {
 	case <-p.done:
 		pw.flush()
+		s.mu.Lock()
+		ended := p.ended
+		s.mu.Unlock()
+		if ended {
+			// Its exit status is that of the kill, not a failure of the step.
+			return -1, fmt.Errorf("target %s: step %q: session closed", s.target, cmd.Name)
+		}
 		code, err := p.code()
 		if err != nil {
 			return -1, s.transportError(cmd, "wait", err)
@@ -405,9 +414,9 @@ func (s *sshSession) transportError(cmd executor.Command, what string, err error
 }
 
 // Close ends running steps (their wrappers read end of file and kill their
-// process groups), releases the lock (ending the lock session, which waits until
-// no step process is left, and waiting for it at most HandshakeTimeout), closes
-// the connection, which ends a running Run with a transport error, and waits for
+// process groups; their Runs return an error with exit code -1), releases the
+// lock (ending the lock session, which waits until no step process is left, and
+// waiting for it at most HandshakeTimeout), closes the connection, and waits for
 // the session's goroutines. It is safe to call twice.
 func (s *sshSession) Close() error {
 	s.mu.Lock()
@@ -418,6 +427,7 @@ func (s *sshSession) Close() error {
 	s.closed = true
 	running := make([]*proc, 0, len(s.running))
 	for p := range s.running {
+		p.ended = true
 		running = append(running, p)
 	}
 	s.mu.Unlock()

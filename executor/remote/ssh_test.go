@@ -19,9 +19,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/remote/remotetest"
 	"github.com/deployhook/deployhook/internal/sshdtest"
-
-	"github.com/deployhook/deployhook/internal/shell"
 )
 
 // testConn wraps the TCP connection to sshd so a test can cut it or freeze it
@@ -110,38 +109,22 @@ func openSSH(t testing.TB, tr *SSH, lock string, wait time.Duration) executor.Se
 	return s
 }
 
-func TestSSH_Run(t *testing.T) {
+// TestSSH runs the conformance suite against the SSH transport over TCP to a
+// real sshd on 127.0.0.1, shared by its subtests.
+func TestSSH(t *testing.T) {
 	srv := sshdtest.Start(t, sshdtest.Options{})
-	s := openSSH(t, newSSH(t, sshOptions(t, srv)), "", 0)
-	for _, tt := range runCases(t.TempDir()) {
-		t.Run(tt.name, func(t *testing.T) { checkRun(t, s, tt) })
-	}
+	remotetest.Run(t, func(t *testing.T) executor.Transport {
+		return newSSH(t, sshOptions(t, srv))
+	}, remotetest.Options{Home: srv.Home, Sudo: true})
 }
 
-// TestSSH_Run_streams checks that output arrives while the step still runs.
-func TestSSH_Run_streams(t *testing.T) {
-	srv := sshdtest.Start(t, sshdtest.Options{})
-	s := openSSH(t, newSSH(t, sshOptions(t, srv)), "", 0)
-	fifo := filepath.Join(t.TempDir(), "go-on")
-	out := newSignalWriter("first")
-	done := make(chan error, 1)
-	go func() {
-		// The step cannot finish before the test has seen "first" and written
-		// to the file the step waits for.
-		_, err := s.Run(t.Context(), executor.Command{Name: "stream",
-			Run:     "echo first; while [ ! -e " + shell.Quote(fifo) + " ]; do sleep 0.05; done; echo second",
-			Timeout: time.Minute}, out)
-		done <- err
-	}()
-	<-out.seen
-	if err := os.WriteFile(fifo, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if got := out.String(); got != "first\nsecond\n" {
-		t.Errorf("output = %q", got)
+// checkEcho checks that s runs a step: the session works.
+func checkEcho(t *testing.T, s executor.Session) {
+	t.Helper()
+	var out strings.Builder
+	code, err := s.Run(t.Context(), executor.Command{Name: "echo", Run: "echo ok", Timeout: 30 * time.Second}, &out)
+	if err != nil || code != 0 || out.String() != "ok\n" {
+		t.Errorf("Run(echo ok) = %d, %v, output %q; want 0, nil, %q", code, err, out.String(), "ok\n")
 	}
 }
 
@@ -212,7 +195,7 @@ func TestSSH_Open_hostKeyPins(t *testing.T) {
 		opts.KnownHostsFile = ""
 		opts.HostKeys = []ssh.PublicKey{otherPub, srv.HostKey.PublicKey()}
 		s := openSSH(t, newSSH(t, opts), "", 0)
-		checkRun(t, s, runCase{name: "echo", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
+		checkEcho(t, s)
 	})
 	t.Run("alias in known_hosts", func(t *testing.T) {
 		kh := filepath.Join(t.TempDir(), "known_hosts")
@@ -228,6 +211,7 @@ func TestSSH_Open_hostKeyPins(t *testing.T) {
 }
 
 func TestSSH_passphrase(t *testing.T) {
+	t.Parallel() // bcrypt: CPU while the other tests wait
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	raw, err := ssh.ParseRawPrivateKey(srv.ClientPEM)
 	if err != nil {
@@ -271,181 +255,65 @@ func TestSSH_passphrase(t *testing.T) {
 				t.Fatal(err)
 			}
 			s := openSSH(t, tr, "", 0)
-			checkRun(t, s, runCase{name: "echo", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
+			checkEcho(t, s)
 		})
 	}
 }
 
-func TestSSH_Run_timeoutKillsTree(t *testing.T) {
-	srv := sshdtest.Start(t, sshdtest.Options{})
-	s := openSSH(t, newSSH(t, sshOptions(t, srv)), "", 0)
-	m := marker(t)
-	var out strings.Builder
-	code, err := s.Run(t.Context(), executor.Command{Name: "slow", Run: treeScript(m), Timeout: time.Second}, &out)
-	if !errors.Is(err, executor.ErrTimeout) || code != -1 {
-		t.Fatalf("Run() = %d, %v, want -1, ErrTimeout (output %q)", code, err, out.String())
-	}
-	requireGone(t, m)
-	// The session is still usable after a timeout.
-	checkRun(t, s, runCase{name: "after", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
-}
-
-func TestSSH_Run_cancelKillsTree(t *testing.T) {
-	srv := sshdtest.Start(t, sshdtest.Options{})
-	s := openSSH(t, newSSH(t, sshOptions(t, srv)), "", 0)
-	m := marker(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	out := newSignalWriter("started")
-	go func() {
-		<-out.seen
-		cancel()
-	}()
-	code, err := s.Run(ctx, executor.Command{Name: "slow", Run: treeScript(m), Timeout: time.Hour}, out)
-	if !errors.Is(err, context.Canceled) || code != -1 {
-		t.Fatalf("Run() = %d, %v, want -1, context.Canceled", code, err)
-	}
-	requireGone(t, m)
-}
-
-func TestSSH_Run_sudo(t *testing.T) {
+// TestSSH_loginUserWithoutSudo logs in as a user without sudo rights (sshdtest's
+// authorized_keys serves every user): a step with Sudo fails at once instead of
+// waiting for a password.
+func TestSSH_loginUserWithoutSudo(t *testing.T) {
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	sshdtest.Require(t, "sudo", "/usr/bin/sudo")
-	if !isRoot() {
+	if !remotetest.IsRoot() {
 		t.Skip("creating users needs root; TestCommandLine covers the sudo command lines")
 	}
-	app := addUser(t, "dh-app-")
-	s := openSSH(t, newSSH(t, sshOptions(t, srv)), "", 0)
-
-	t.Run("as user", func(t *testing.T) {
-		checkRun(t, s, runCase{name: "id", cmd: executor.Command{Run: `id -un; echo "$GREETING"`, User: app,
-			Env: map[string]string{"GREETING": "hi"}}, wantOut: app + "\nhi\n"})
-	})
-	t.Run("sudo", func(t *testing.T) {
-		checkRun(t, s, runCase{name: "id", cmd: executor.Command{Run: "id -u", Sudo: true}, wantOut: "0\n"})
-	})
-	t.Run("sudo that would prompt fails at once", func(t *testing.T) {
-		// app has no sudo rights: sudo -n must fail instead of waiting for a
-		// password. A hang would end in ErrTimeout, not in an exit code.
-		var out strings.Builder
-		code, err := s.Run(t.Context(), executor.Command{Name: "restart", Run: "sudo -n true", User: app,
-			Timeout: 20 * time.Second}, &out)
-		if err != nil {
-			t.Fatalf("Run() error = %v (output %q)", err, out.String())
+	app := remotetest.AddUser(t, "dh-app-")
+	if out, err := exec.Command("usermod", "-p", "*", app).CombinedOutput(); err != nil {
+		t.Fatalf("unlock %s: %v %s", app, err, out)
+	}
+	// sshd reads authorized_keys as the user logging in.
+	for _, p := range []string{filepath.Dir(srv.Dir), srv.Dir, filepath.Join(srv.Dir, "authorized_keys")} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
 		}
-		if code == 0 || !strings.Contains(out.String(), "password is required") {
-			t.Errorf("Run() = %d, output %q; want a failure saying a password is required", code, out.String())
-		}
-	})
-	t.Run("login user without sudo rights", func(t *testing.T) {
-		// Log in as app itself (sshdtest's authorized_keys serves every user) and
-		// use Sudo: deployhook's own sudo -n must fail at once.
-		if out, err := exec.Command("usermod", "-p", "*", app).CombinedOutput(); err != nil {
-			t.Fatalf("unlock %s: %v %s", app, err, out)
-		}
-		// sshd reads authorized_keys as the user logging in.
-		for _, p := range []string{filepath.Dir(srv.Dir), srv.Dir, filepath.Join(srv.Dir, "authorized_keys")} {
-			if err := os.Chmod(p, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		opts := sshOptions(t, srv)
-		opts.User = app
-		s := openSSH(t, newSSH(t, opts), "", 0)
-		var out strings.Builder
-		code, err := s.Run(t.Context(), executor.Command{Name: "restart", Run: "true", Sudo: true, Timeout: 20 * time.Second}, &out)
-		if err != nil {
-			t.Fatalf("Run() error = %v (output %q)", err, out.String())
-		}
-		if code == 0 || !strings.Contains(out.String(), "password is required") {
-			t.Errorf("Run() = %d, output %q; want a failure saying a password is required", code, out.String())
-		}
-	})
+	}
+	opts := sshOptions(t, srv)
+	opts.User = app
+	s := openSSH(t, newSSH(t, opts), "", 0)
+	var out strings.Builder
+	code, err := s.Run(t.Context(), executor.Command{Name: "restart", Run: "true", Sudo: true, Timeout: 20 * time.Second}, &out)
+	if err != nil {
+		t.Fatalf("Run() error = %v (output %q)", err, out.String())
+	}
+	if code == 0 || !strings.Contains(out.String(), "password is required") {
+		t.Errorf("Run() = %d, output %q; want a failure saying a password is required", code, out.String())
+	}
 }
 
-func TestSSH_Open_lock(t *testing.T) {
+// TestSSH_Open_deadConnection: the lock is released when the holder's
+// connection dies (the deployer died, or the tunnel broke).
+func TestSSH_Open_deadConnection(t *testing.T) {
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	d := &dialer{addr: srv.Addr}
 	opts := sshOptions(t, srv)
 	opts.Dial = d.dial
 	tr := newSSH(t, opts)
-	lock := filepath.Join(t.TempDir(), "var", "deploy.lock") // the directory is created
-
-	first := openSSH(t, tr, lock, time.Second)
-	if flockFree(t, lock) {
+	lock := filepath.Join(t.TempDir(), "var", "deploy.lock")
+	s := openSSH(t, tr, lock, time.Second)
+	if remotetest.FlockFree(t, lock) {
 		t.Fatal("flock -n took the lock an open session holds")
 	}
-
-	t.Run("second waits and gives up", func(t *testing.T) {
-		_, err := tr.Open(t.Context(), "test-vm", lock, 300*time.Millisecond)
-		if !errors.Is(err, executor.ErrLocked) || !strings.Contains(err.Error(), "still held") {
-			t.Fatalf("Open() error = %v, want ErrLocked", err)
-		}
-	})
-
-	t.Run("second waits until the first closes", func(t *testing.T) {
-		var closed atomic.Bool
-		opened := make(chan error, 1)
-		go func() {
-			s, err := tr.Open(t.Context(), "test-vm", lock, time.Minute)
-			if err == nil {
-				if !closed.Load() {
-					err = errors.New("the second Open got the lock while the first held it")
-				}
-				s.Close()
-			}
-			opened <- err
-		}()
-		// Wait until the second flock is waiting on the target.
-		waitFor(t, "the second flock waits", func() bool { return pgrep(t, "flock -E 75 -w 60 "+lock) != "" })
-		closed.Store(true)
-		if err := first.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if err := <-opened; err != nil {
-			t.Fatal(err)
-		}
-		if !flockFree(t, lock) {
-			t.Error("lock still held after both sessions closed")
-		}
-	})
-
-	t.Run("manual flock blocks Open", func(t *testing.T) {
-		release := holdFlock(t, lock)
-		_, err := tr.Open(t.Context(), "test-vm", lock, 200*time.Millisecond)
-		if !errors.Is(err, executor.ErrLocked) {
-			t.Fatalf("Open() error = %v, want ErrLocked", err)
-		}
-		release()
-		openSSH(t, tr, lock, time.Minute).Close()
-	})
-
-	t.Run("cancelled while waiting", func(t *testing.T) {
-		holdFlock(t, lock)
-		ctx, cancel := context.WithCancel(t.Context())
-		go func() {
-			for pgrep(t, "flock -E 75 -w 3600 "+lock) == "" && ctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
-			}
-			cancel()
-		}()
-		_, err := tr.Open(ctx, "test-vm", lock, time.Hour)
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Open() error = %v, want context.Canceled", err)
-		}
-	})
-
-	t.Run("a dead connection releases the lock", func(t *testing.T) {
-		s := openSSH(t, tr, lock, time.Second)
-		d.last().Close() // the deployer died, or the tunnel broke
-		s2, err := tr.Open(t.Context(), "test-vm", lock, time.Minute)
-		if err != nil {
-			t.Fatalf("Open() after the holder's connection died: %v", err)
-		}
-		s2.Close()
-		if err := s.Close(); err != nil && !strings.Contains(err.Error(), "closed") {
-			t.Logf("Close() of the dead session: %v", err)
-		}
-	})
+	d.last().Close()
+	s2, err := tr.Open(t.Context(), "test-vm", lock, time.Minute)
+	if err != nil {
+		t.Fatalf("Open() after the holder's connection died: %v", err)
+	}
+	s2.Close()
+	if err := s.Close(); err != nil && !strings.Contains(err.Error(), "closed") {
+		t.Logf("Close() of the dead session: %v", err)
+	}
 }
 
 func TestSSH_Run_connectionCut(t *testing.T) {
@@ -455,10 +323,10 @@ func TestSSH_Run_connectionCut(t *testing.T) {
 	opts.Dial = d.dial
 	tr := newSSH(t, opts)
 	s := openSSH(t, tr, "", 0)
-	m := marker(t)
-	out := newSignalWriter("started")
+	m := remotetest.Marker(t)
+	out := remotetest.NewSignalWriter("started")
 	go func() {
-		<-out.seen
+		<-out.Seen()
 		d.last().Close()
 	}()
 	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
@@ -468,9 +336,9 @@ func TestSSH_Run_connectionCut(t *testing.T) {
 	if !strings.Contains(err.Error(), "test-vm") || !strings.Contains(err.Error(), "connection lost") {
 		t.Errorf("error %q does not say the connection to test-vm was lost", err)
 	}
-	killAll(m)
+	remotetest.KillAll(m)
 	s2 := openSSH(t, tr, "", 0)
-	checkRun(t, s2, runCase{name: "after", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
+	checkEcho(t, s2)
 }
 
 func TestSSH_keepalive(t *testing.T) {
@@ -481,10 +349,10 @@ func TestSSH_keepalive(t *testing.T) {
 	opts.KeepAlive = 50 * time.Millisecond
 	opts.KeepAliveMax = 3
 	s := openSSH(t, newSSH(t, opts), "", 0)
-	m := marker(t)
-	out := newSignalWriter("started")
+	m := remotetest.Marker(t)
+	out := remotetest.NewSignalWriter("started")
 	go func() {
-		<-out.seen
+		<-out.Seen()
 		d.last().frozen.Store(true)
 	}()
 	// Without keepalives Run would wait for the step's timeout and return
@@ -493,34 +361,12 @@ func TestSSH_keepalive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	code, err := s.Run(ctx, executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
-	killAll(m)
+	remotetest.KillAll(m)
 	if err == nil || errors.Is(err, executor.ErrTimeout) || ctx.Err() != nil || code != -1 {
 		t.Fatalf("Run() = %d, %v; want -1 and a transport error", code, err)
 	}
 	if !strings.Contains(err.Error(), "keepalive") {
 		t.Errorf("error %q does not say the peer stopped answering keepalives", err)
-	}
-}
-
-func TestSSH_Close(t *testing.T) {
-	srv := sshdtest.Start(t, sshdtest.Options{})
-	s := openSSH(t, newSSH(t, sshOptions(t, srv)), "", 0)
-	m := marker(t)
-	out := newSignalWriter("started")
-	go func() {
-		<-out.seen
-		s.Close()
-	}()
-	code, err := s.Run(t.Context(), executor.Command{Name: "long", Run: "echo started; sleep " + m, Timeout: 10 * time.Second}, out)
-	killAll(m)
-	if err == nil || errors.Is(err, executor.ErrTimeout) || code != -1 {
-		t.Fatalf("Run() = %d, %v; want -1 and an error", code, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Errorf("second Close() = %v", err)
-	}
-	if _, err := s.Run(t.Context(), executor.Command{Run: "true", Timeout: time.Second}, &strings.Builder{}); err == nil {
-		t.Error("Run() after Close succeeded")
 	}
 }
 
@@ -572,7 +418,7 @@ func TestSSH_certificate(t *testing.T) {
 	}
 	opts.CertificateFile = certFile
 	s := openSSH(t, newSSH(t, opts), "", 0)
-	checkRun(t, s, runCase{name: "echo", cmd: executor.Command{Run: "echo ok"}, wantOut: "ok\n"})
+	checkEcho(t, s)
 
 	opts.CertificateFile = filepath.Join(dir, "ca.pub")
 	if _, err := NewSSH(testLogger(t), opts); err == nil || !strings.Contains(err.Error(), "not a certificate") {
