@@ -358,21 +358,35 @@ func (e *Executor) loadCurrent(ctx context.Context) error {
 }
 
 // requeue makes j, an orphan adopted from a dead owner, its target's pending job,
-// unless another one is pending (then j is superseded).
+// unless another one is pending, or a newer job of the target was recorded
+// meanwhile (by this process or another): then j is superseded by it, as it
+// would have been had its owner lived. An orphan adopted late must never run
+// after a newer request has, or it would move the target back.
 func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
+	var newer *Job
+	if jobs, err := e.store.Jobs(ctx, j.Target, 1); err == nil && len(jobs) == 1 &&
+		jobs[0].ID != j.ID && jobs[0].Created.After(j.Created) {
+		newer = &jobs[0]
+	} else if err != nil {
+		e.jobLogger(j).Warn("read the target's newest job before requeueing", "err", err)
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.pending != nil && l.pending.ID == j.ID:
 		return
-	case l.pending == nil:
+	case l.pending != nil:
+		newer = l.pending
+	case l.running != nil && l.running.Created.After(j.Created):
+		newer = l.running
+	case newer == nil:
 		l.pending = &j
 		l.signal()
 		e.jobLogger(j).Info("orphaned job requeued")
 		return
 	}
 	j.State = StateSuperseded
-	j.Description = "superseded by " + short(l.pending.Trigger.SHA)
+	j.Description = "superseded by " + short(newer.Trigger.SHA)
 	j.Finished = time.Now()
 	e.end(ctx, j)
 }

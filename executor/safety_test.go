@@ -612,3 +612,47 @@ func mustJobs(t *testing.T, s Store, states ...State) []Job {
 	}
 	return js
 }
+
+// An orphan adopted late never runs after a newer job of its target: a dead
+// service's queued dispatch rollback, adopted once its lease expired, after the
+// new service already deployed a newer push, is superseded, not run (the chaos
+// test found the target moved back to the old request, seed 17).
+func TestExecutor_LateOrphanSuperseded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		seedSuccess(t, store, sha(1))
+		ctx := context.Background()
+		lease := 30 * time.Second
+		dead := Owner{ID: "dead-svc", Kind: "serve", Until: time.Now().Add(lease)}
+		if err := store.Beat(ctx, dead); err != nil {
+			t.Fatal(err)
+		}
+		old := Job{ID: "old-rollback", Target: "production", State: StateQueued, Owner: dead.ID, Created: time.Now(),
+			Trigger: Trigger{Kind: KindRollback, Repo: "acme/app", Branch: "main", SHA: sha(1), Actor: "alice"}}
+		if _, err := store.CreateJob(ctx, old); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+
+		tr, rep := &fakeTransport{}, &fakeReporter{}
+		svc := start(t, Options{Lease: lease, Owner: Owner{ID: "svc"}}, store, tr, rep)
+		en, err := svc.ex.Enqueue(ctx, "production", Trigger{Kind: KindPush, Repo: "acme/app", Branch: "main", SHA: sha(2), Delivery: "d-2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if j, _ := store.Job(ctx, en.Job.ID); j.State != StateSuccess {
+			t.Fatalf("the newer push ended %s %q, want success", j.State, j.Description)
+		}
+		time.Sleep(2 * lease) // the dead service's lease expires; a sweep adopts its job
+		synctest.Wait()
+		j, _ := store.Job(ctx, old.ID)
+		if j.State != StateSuperseded || j.Description != "superseded by "+sha(2)[:7] {
+			t.Errorf("the late orphan: %s %q, want superseded by %s", j.State, j.Description, sha(2)[:7])
+		}
+		if got := svc.ex.Current("production"); got != sha(2) {
+			t.Errorf("the target runs %s, want %s: the old request ran after the newer one", got, sha(2)[:7])
+		}
+		svc.stop()
+	})
+}
