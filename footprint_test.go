@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -48,9 +49,10 @@ const footprintSecret = "footprint-bench-secret-0123456789"
 //     file-backed (file-MB) parts, 2 s after it became ready, with nothing sent
 //     (once, whatever -benchtime says).
 //   - ignored-push: signed copies of GitHub's 7.7 KB push to a branch that does
-//     not deploy, one after another over one connection: ns/op is the round trip
-//     and cpu-µs/req the server process's CPU time (user and system, from
-//     /proc/PID/stat) per request. The CPU clock ticks are 10 ms: run at least
+//     not deploy, one after another over one connection (conns=1), or from 8
+//     clients at once over their own connections (conns=8): ns/op is the time
+//     per request and cpu-µs/req the server process's CPU time (user and
+//     system, all threads, from /proc/PID/stat) per request. The CPU clock ticks are 10 ms: run at least
 //     20,000 requests (-benchtime 20000x) for a figure within 1 %.
 //
 // Run it with
@@ -60,19 +62,23 @@ func BenchmarkFootprint(b *testing.B) {
 	dir := b.TempDir()
 	bin := os.Getenv(benchBinaryEnv)
 	if bin == "" {
-		bin = filepath.Join(dir, "deployhook")
-		goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
-		build := exec.Command(goCmd, "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := build.CombinedOutput(); err != nil {
-			b.Fatalf("go build: %v\n%s", err, out)
-		}
+		bin = goBuild(b, ".", filepath.Join(dir, "deployhook"))
 	}
 	servers := []*benchServer{{
 		name: "deployhook", bin: bin, ready: "/readyz", hook: "/webhook", ignored: `{"ignored":`,
 		args: func(addr string) []string { return []string{"serve", "--listen", addr} },
 		env:  []string{"DEPLOYHOOK_WEBHOOK_SECRET=" + footprintSecret},
 	}}
+	for _, f := range []struct{ name, imports string }{
+		{"floor", ""},
+		{"floor+compute", `_ "cloud.google.com/go/compute/apiv1"`},
+	} {
+		servers = append(servers, &benchServer{
+			name: f.name, bin: buildFloor(b, filepath.Join(dir, f.name+"-src"), f.imports),
+			ready: "/readyz", hook: "/webhook", ignored: `{"ignored":`,
+			args: func(addr string) []string { return []string{addr} },
+		})
+	}
 	if wh := os.Getenv(benchWebhookEnv); wh != "" {
 		hooks := filepath.Join(dir, "hooks.json")
 		if err := os.WriteFile(hooks, []byte(webhookHooks), 0o600); err != nil {
@@ -90,6 +96,7 @@ func BenchmarkFootprint(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	sig := webhook.Sign(body, []byte(footprintSecret))
 	for _, s := range servers {
 		s.workDir = filepath.Join(dir, s.name)
 		if err := os.Mkdir(s.workDir, 0o700); err != nil {
@@ -132,24 +139,105 @@ func BenchmarkFootprint(b *testing.B) {
 			b.ReportMetric(float64(st["RssFile"])/1000, "file-MB")
 		})
 	}
-	for _, s := range servers {
-		b.Run(s.name+"/ignored-push", func(b *testing.B) {
-			p := s.start(b)
-			defer p.stop()
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-			defer client.CloseIdleConnections()
-			for range 200 { // warm up: the first requests fault in code and grow buffers
-				s.push(b, client, p.url, body)
-			}
-			before := p.cpuTicks(b)
-			b.SetBytes(int64(len(body)))
-			for b.Loop() {
-				s.push(b, client, p.url, body)
-			}
-			ticks := p.cpuTicks(b) - before
-			b.ReportMetric(float64(ticks)*1e6/clockTicks/float64(b.N), "cpu-µs/req")
-		})
+	for _, conns := range []int{1, 8} {
+		for _, s := range servers {
+			b.Run(fmt.Sprintf("%s/ignored-push/conns=%d", s.name, conns), func(b *testing.B) {
+				p := s.start(b)
+				defer p.stop()
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+				defer client.CloseIdleConnections()
+				for range 200 { // warm up: the first requests fault in code and grow buffers
+					if err := s.push(client, p.url, body, sig); err != nil {
+						b.Fatal(err)
+					}
+				}
+				before := p.cpuTicks(b)
+				b.SetBytes(int64(len(body)))
+				b.SetParallelism((conns + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if err := s.push(client, p.url, body, sig); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				ticks := p.cpuTicks(b) - before
+				b.ReportMetric(float64(ticks)*1e6/clockTicks/float64(b.N), "cpu-µs/req")
+			})
+		}
 	}
+}
+
+// goBuild builds the main package pkg as make build does, into out.
+func goBuild(b *testing.B, pkg, out string) string {
+	b.Helper()
+	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	build := exec.Command(goCmd, "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return out
+}
+
+// floorProgram is the least a Go webhook server does: net/http reads the body
+// and answers as deployhook answers a push that deploys nothing, without
+// verifying or parsing anything. %s is its extra imports.
+const floorProgram = `package main
+
+import (
+	"io"
+	"net/http"
+	"os"
+	%s
+)
+
+func main() {
+	http.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {})
+	http.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, ` + "`" + `{"ignored":"push to refs/heads/not-deployed: no target deploys deployhook/demo branch not-deployed"}` + "`" + `)
+	})
+	http.ListenAndServe(os.Args[1], nil)
+}
+`
+
+// buildFloor builds floorProgram with imports in dir, a module with this
+// module's go.mod requirements and go.sum, so that the same versions are
+// linked and nothing is downloaded. It returns the binary.
+func buildFloor(b *testing.B, dir, imports string) string {
+	b.Helper()
+	mod, err := os.ReadFile("go.mod")
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum, err := os.ReadFile("go.sum")
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, rest, _ := bytes.Cut(mod, []byte("\n"))
+	mod = append([]byte("module floor\n"), rest...)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	for name, data := range map[string][]byte{
+		"go.mod": mod, "go.sum": sum, "main.go": fmt.Appendf(nil, floorProgram, imports),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			b.Fatal(err)
+		}
+	}
+	goCmd := filepath.Join(runtime.GOROOT(), "bin", "go")
+	out := filepath.Join(dir, "floor")
+	build := exec.Command(goCmd, "build", "-mod=mod", "-trimpath", "-ldflags", "-s -w", "-o", out, ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOPROXY=off")
+	if o, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build the floor (%s): %v\n%s", imports, err, o)
+	}
+	return out
 }
 
 // webhookHooks is adnanh/webhook's hook equivalent to the demo target for a
@@ -179,10 +267,10 @@ type benchServer struct {
 	args      func(addr string) []string
 	env       []string
 	workDir   string
-	ready     string // the path that answers 200 once it serves
-	hook      string // the path deliveries go to
-	ignored   string // the start of its answer to a push that deploys nothing
-	sent      int    // deliveries sent, for their ids
+	ready     string       // the path that answers 200 once it serves
+	hook      string       // the path deliveries go to
+	ignored   string       // the start of its answer to a push that deploys nothing
+	sent      atomic.Int64 // deliveries sent, for their ids
 }
 
 // benchProcess is a running benchServer.
@@ -301,28 +389,29 @@ func (p *benchProcess) cpuTicks(b *testing.B) int64 {
 	return utime + stime
 }
 
-// push sends body as a signed push delivery to p and checks that s answered
-// 200 with its answer to a push that deploys nothing.
-func (s *benchServer) push(b *testing.B, client *http.Client, url string, body []byte) {
+// push sends body as a signed push delivery (sig is its X-Hub-Signature-256)
+// and checks that s answered 200 with its answer to a push that deploys
+// nothing. It is safe for concurrent use.
+func (s *benchServer) push(client *http.Client, url string, body []byte, sig string) error {
 	req, err := http.NewRequest(http.MethodPost, url+s.hook, bytes.NewReader(body))
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "GitHub-Hookshot/footprint")
 	req.Header.Set("X-GitHub-Event", "push")
-	s.sent++
-	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("72d3162e-cc78-11e3-81ab-%012x", s.sent))
-	req.Header.Set("X-Hub-Signature-256", webhook.Sign(body, []byte(footprintSecret)))
+	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("72d3162e-cc78-11e3-81ab-%012x", s.sent.Add(1)))
+	req.Header.Set("X-Hub-Signature-256", sig)
 	resp, err := client.Do(req)
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	answer, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if err != nil || resp.StatusCode != http.StatusOK || !bytes.HasPrefix(answer, []byte(s.ignored)) {
-		b.Fatalf("%s answered %d %q (%v), want 200 %q…", s.name, resp.StatusCode, answer, err, s.ignored)
+		return fmt.Errorf("%s answered %d %q (%v), want 200 %q…", s.name, resp.StatusCode, answer, err, s.ignored)
 	}
+	return nil
 }
 
 // limitedBuffer keeps the first max bytes written to it.
