@@ -37,9 +37,12 @@ const footprintSecret = "footprint-bench-secret-0123456789"
 // BenchmarkFootprint measures deployhook serve as a user runs it: the binary
 // make build makes (CGO_ENABLED=0, -trimpath, -ldflags '-s -w'), in its own
 // process, with the embedded demo configuration (config/local.yaml) in a fresh
-// directory. With DEPLOYHOOK_BENCH_WEBHOOK set to an adnanh/webhook binary it
-// measures that too, in the same run, serving the equivalent hook (the signature
-// and the branch checked, /bin/true to run); it is skipped otherwise.
+// directory. Beside it, in the same run and the same way, it measures two
+// floors built from floorProgram with this module's versions: "floor", net/http
+// alone, and "floor+compute", the same with cloud.google.com/go/compute/apiv1
+// linked (deployhook's GCP transport needs it). With DEPLOYHOOK_BENCH_WEBHOOK
+// set to an adnanh/webhook binary it measures that too, serving the equivalent
+// hook (webhookHooks); without, webhook is left out.
 //
 //   - start: the time from starting the process to the first 200 of its
 //     readiness URL (/readyz; webhook has only /), polled every 100 µs: the
@@ -52,13 +55,20 @@ const footprintSecret = "footprint-bench-secret-0123456789"
 //     not deploy, one after another over one connection (conns=1), or from 8
 //     clients at once over their own connections (conns=8): ns/op is the time
 //     per request and cpu-µs/req the server process's CPU time (user and
-//     system, all threads, from /proc/PID/stat) per request. The CPU clock ticks are 10 ms: run at least
-//     20,000 requests (-benchtime 20000x) for a figure within 1 %.
+//     system, all threads, from /proc/PID/stat) per request. The CPU clock
+//     ticks are 10 ms: run at least 20,000 requests (-benchtime 20000x) for a
+//     figure within 1 %.
 //
 // Run it with
 //
 //	go test -run '^$' -bench Footprint -benchtime 20000x .
+//
+// DEPLOYHOOK_BENCH_BINARY names a deployhook binary to measure instead of
+// building one (to compare two builds).
 func BenchmarkFootprint(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("reads /proc/PID/status and /proc/PID/stat: Linux only")
+	}
 	dir := b.TempDir()
 	bin := os.Getenv(benchBinaryEnv)
 	if bin == "" {
