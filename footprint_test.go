@@ -72,7 +72,7 @@ func BenchmarkFootprint(b *testing.B) {
 	dir := b.TempDir()
 	bin := os.Getenv(benchBinaryEnv)
 	if bin == "" {
-		bin = goBuild(b, ".", filepath.Join(dir, "deployhook"))
+		bin = goBuild(b, ".", filepath.Join(dir, "deployhook-bin"))
 	}
 	servers := []*benchServer{{
 		name: "deployhook", bin: bin, ready: "/readyz", hook: "/webhook", ignored: `{"ignored":`,
