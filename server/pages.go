@@ -239,8 +239,12 @@ func (s *Server) pageInfo(title string) pageInfo {
 
 // render executes a template into a buffer first, so a template error is a clean 500.
 func (s *Server) render(c echo.Context, name string, data any) error {
+	tmpl, err := s.tmpl()
+	if err != nil {
+		return public(http.StatusInternalServerError, "internal error", fmt.Errorf("parse templates: %w", err))
+	}
 	var b bytes.Buffer
-	if err := s.tmpl.ExecuteTemplate(&b, name, data); err != nil {
+	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
 		return public(http.StatusInternalServerError, "internal error", fmt.Errorf("render %s: %w", name, err))
 	}
 	h := c.Response().Header()

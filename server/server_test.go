@@ -899,6 +899,28 @@ func TestNew(t *testing.T) {
 	}
 }
 
+// TestServer_templates checks what New no longer checks at start: the page
+// templates, parsed on the first page view, parse and define every page the
+// server renders, and are parsed once.
+func TestServer_templates(t *testing.T) {
+	s, err := New(testLogger(t), Options{Secrets: [][]byte{testSecret}}, Deps{Queue: &fakeQueue{}, Journal: &fakeJournal{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := s.tmpl()
+	if err != nil {
+		t.Fatalf("parse templates: %v", err)
+	}
+	for _, name := range []string{"index.html", "job.html"} {
+		if tmpl.Lookup(name) == nil {
+			t.Errorf("no template %s", name)
+		}
+	}
+	if again, _ := s.tmpl(); again != tmpl {
+		t.Error("the templates were parsed twice")
+	}
+}
+
 func TestServer_Readyz(t *testing.T) {
 	tests := []struct {
 		name     string
