@@ -12,7 +12,7 @@ import (
 func validRepo(repo string) error {
 	owner, name, ok := strings.Cut(repo, "/")
 	switch {
-	case !ok || !ownerRE.MatchString(owner) || !repoRE.MatchString(name):
+	case !ok || !ownerName.MatchString(owner) || !repoName.MatchString(name):
 		return fmt.Errorf("repo %+q must be owner/name, in ASCII letters, digits, -, _ and . (as in github.com/OWNER/NAME)", repo)
 	case name == "." || name == "..":
 		return fmt.Errorf("repo %q: %q is not a repository name", repo, name)
