@@ -152,11 +152,17 @@ func (m *memStore) newestFirst() []*Job {
 }
 
 func (m *memStore) LastSuccess(ctx context.Context, target string) (Job, error) {
-	js, _ := m.Jobs(ctx, target, 1, StateSuccess)
+	js, _ := m.Jobs(ctx, target, 0, StateSuccess) // newest created first
 	if len(js) == 0 {
 		return Job{}, ErrNotFound
 	}
-	return js[0], nil
+	last := js[0]
+	for _, j := range js[1:] {
+		if j.Finished.After(last.Finished) {
+			last = j
+		}
+	}
+	return last, nil
 }
 
 func (m *memStore) Deployed(_ context.Context, target, sha string) (Job, error) {

@@ -272,8 +272,12 @@ type Store interface {
 	// given states (all if none), at most limit (all if limit <= 0); without
 	// steps.
 	Jobs(ctx context.Context, target string, limit int, states ...State) ([]Job, error)
-	// LastSuccess returns the newest successful job of target, or ErrNotFound.
-	// Only StateSuccess counts (not StateSkipped).
+	// LastSuccess returns the successful job of target that finished last, or
+	// ErrNotFound: what the target runs, as far as the journal knows. Jobs of
+	// one target may finish in another order than they were created (a
+	// command-line deploy beside the service); of jobs that finished at the same
+	// time, the newest created (then recorded) wins. Only StateSuccess counts
+	// (not StateSkipped).
 	LastSuccess(ctx context.Context, target string) (Job, error)
 	// Deployed returns the newest successful job of target whose SHA is sha, or
 	// ErrNotFound. Only StateSuccess counts.

@@ -267,7 +267,7 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 // without its steps, or an error wrapping executor.ErrNotFound.
 func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, error) {
 	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
-		WHERE target = ? AND state = ? ORDER BY created DESC, rowid DESC LIMIT 1`,
+		WHERE target = ? AND state = ? ORDER BY finished DESC, created DESC, rowid DESC LIMIT 1`,
 		target, string(executor.StateSuccess)))
 	if errors.Is(err, sql.ErrNoRows) {
 		return executor.Job{}, fmt.Errorf("last success of %s: %w", target, executor.ErrNotFound)

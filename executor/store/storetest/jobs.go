@@ -358,8 +358,8 @@ func testSetDeployment(t *testing.T, s executor.Store) {
 	wantNotFound(t, "SetDeployment(unknown)", s.SetDeployment(t.Context(), "nope", 1))
 }
 
-// LastSuccess is the newest successful job of a target; skipped jobs, other
-// states and other targets do not count.
+// LastSuccess is the successful job of a target that finished last (ties: the
+// newest created); skipped jobs, other states and other targets do not count.
 func testLastSuccess(t *testing.T, s executor.Store) {
 	_, err := s.LastSuccess(t.Context(), "production")
 	wantNotFound(t, "LastSuccess(empty journal)", err)
@@ -372,6 +372,9 @@ func testLastSuccess(t *testing.T, s executor.Store) {
 		job("running", "production", executor.StateRunning, t0.Add(4*time.Minute)),
 		job("staging-ok", "staging", executor.StateSuccess, t0.Add(5*time.Minute)),
 		job("dev-skipped", "dev", executor.StateSkipped, t0.Add(6*time.Minute)),
+		// Created first, finished last: what the target runs.
+		finished(job("qa-first-created", "qa", executor.StateSuccess, t0), t0.Add(10*time.Minute)),
+		finished(job("qa-later-created", "qa", executor.StateSuccess, t0.Add(time.Minute)), t0.Add(2*time.Minute)),
 	}
 	for _, j := range jobs {
 		mustCreate(t, s, j)
@@ -382,6 +385,7 @@ func testLastSuccess(t *testing.T, s executor.Store) {
 	}{
 		{"production", 2},
 		{"staging", 6},
+		{"qa", 8},
 		{"dev", -1},
 		{"unknown", -1},
 	}
@@ -397,6 +401,12 @@ func testLastSuccess(t *testing.T, s executor.Store) {
 		}
 		equalJob(t, "LastSuccess("+tt.target+")", withoutSteps(got), jobs[tt.want])
 	}
+}
+
+// finished returns j with its Started and Finished times set to at.
+func finished(j executor.Job, at time.Time) executor.Job {
+	j.Started, j.Finished = at.Add(-time.Second), at
+	return j
 }
 
 // Deployed is the newest successful job of a target that deployed a SHA.
