@@ -149,7 +149,7 @@ func TestLoad_Defaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *l.ShowOutput || l.Targets[0].AppUser != "" || l.Targets[0].Lock != "./.deployhook/demo.lock" {
+	if *l.ShowOutput || l.Targets[0].AppUser != "" || l.Targets[0].Lock != ".deployhook/demo.lock" {
 		t.Errorf("local demo: show_output %v, app_user %q, lock %q", *l.ShowOutput, l.Targets[0].AppUser, l.Targets[0].Lock)
 	}
 }
