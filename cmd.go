@@ -21,6 +21,7 @@ import (
 
 	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/internal/gitsha"
 	"github.com/deployhook/deployhook/webhook"
 )
 
@@ -72,17 +73,6 @@ purpose.`,
 	return cmd
 }
 
-// lowerASCII lower-cases the ASCII letters of s only: strings.ToLower would
-// also fold K (U+212A KELVIN SIGN) into k.
-func lowerASCII(s string) string {
-	return strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s)
-}
-
 // cliRequest is what deployhook deploy or rollback was asked for.
 type cliRequest struct {
 	kind  executor.Kind // KindManual or KindRollback
@@ -103,8 +93,10 @@ func (r cliRequest) check() error {
 }
 
 // cliTrigger returns the trigger of a command-line deploy or rollback of sha
-// to t by actor. It always forces (a person may redeploy what runs now); only
-// --force lets the commit be one neither on the branch nor deployed before
+// to t by actor. sha is what the person typed: it is lower-cased
+// (gitsha.Lower), and the executor refuses it if it is then not a full SHA.
+// It always forces (a person may redeploy what runs now); only --force lets
+// the commit be one neither on the branch nor deployed before
 // (Trigger.AnyCommit), which no webhook can ask for.
 func cliTrigger(r cliRequest, t *config.Target, sha, actor string) executor.Trigger {
 	reason := "manual deploy by " + actor
@@ -115,7 +107,7 @@ func cliTrigger(r cliRequest, t *config.Target, sha, actor string) executor.Trig
 		reason += " (forced)"
 	}
 	return executor.Trigger{
-		Kind: r.kind, Repo: t.Repo, Branch: t.Branch, SHA: lowerASCII(sha),
+		Kind: r.kind, Repo: t.Repo, Branch: t.Branch, SHA: gitsha.Lower(sha),
 		Actor: actor, Reason: reason, Force: true, AnyCommit: r.force,
 	}
 }

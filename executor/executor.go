@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/deployhook/deployhook/internal/gitsha"
 )
 
 // Options configures an Executor.
@@ -397,15 +399,16 @@ func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 // An automatic trigger (t.Kind.Automatic) of the SHA the target runs is a
 // duplicate; one of a SHA the target deployed successfully before, or whose body
 // was recorded before under another delivery GUID, records nothing and returns
-// Enqueued.Ignored. An error wrapping
-// ErrJournal says the journal could not record the job (or be read): nothing was
-// queued, and the trigger may be retried later.
+// Enqueued.Ignored. t.SHA must be a full SHA in lower case (gitsha.Valid):
+// any other spelling is refused, not folded. An error wrapping
+// ErrJournal says the journal could not record the job (or be read): nothing
+// was queued, and the trigger may be retried later.
 func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enqueued, error) {
 	l := e.lanes[target]
 	if l == nil {
 		return Enqueued{}, fmt.Errorf("%w: %q", ErrUnknownTarget, target)
 	}
-	if !isSHA(t.SHA) {
+	if !gitsha.Valid(t.SHA) {
 		return Enqueued{}, fmt.Errorf("%q is not a full commit SHA", t.SHA)
 	}
 	e.mu.Lock()
@@ -638,17 +641,4 @@ func short(sha string) string {
 		return sha[:7]
 	}
 	return sha
-}
-
-func isSHA(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -25,7 +25,7 @@ type Trigger struct {
 	Kind     Kind   `json:"kind"`
 	Repo     string `json:"repo"`     // owner/name, as GitHub spells it
 	Branch   string `json:"branch"`   // branch name without refs/heads/
-	SHA      string `json:"sha"`      // full 40-hex commit SHA
+	SHA      string `json:"sha"`      // full commit SHA, 40 lower-case hex digits (gitsha.Valid)
 	Delivery string `json:"delivery"` // X-GitHub-Delivery GUID; empty for local triggers
 	Actor    string `json:"actor"`    // the GitHub login (or local user) who caused it
 	Reason   string `json:"reason"`   // a short public line: "push by octocat", "CI run 42 passed"
