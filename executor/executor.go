@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -19,7 +18,8 @@ import (
 // Options configures an Executor.
 type Options struct {
 	Targets []Target
-	// PublicURL is deployhook's public base URL; a job's page is PublicURL/jobs/ID.
+	// PublicURL is deployhook's public base URL; reports link to a job's page
+	// at JobURL(PublicURL, ID). Empty: reports carry no link.
 	PublicURL string
 	// OutputLimit is how many bytes of each step's output the journal keeps (the
 	// tail). Default 16 KiB.
@@ -133,7 +133,6 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		opts.RetainJobs = 0 // Store.Prune: no count limit
 	}
 	opts.Owner = fillOwner(opts.Owner, opts.NoRecover)
-	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
 		lanes:   make(map[string]*lane),
@@ -580,7 +579,7 @@ func (e *Executor) report(t Target, j Job) Report {
 		SHA:         j.Trigger.SHA,
 		State:       j.State,
 		Description: j.Description,
-		URL:         e.JobURL(j.ID),
+		URL:         JobURL(e.opts.PublicURL, j.ID),
 	}
 }
 
@@ -612,14 +611,6 @@ func (e *Executor) target(name string) Target {
 		return l.t
 	}
 	return Target{Name: name, Environment: name}
-}
-
-// JobURL returns the public URL of a job's page.
-func (e *Executor) JobURL(id string) string {
-	if e.opts.PublicURL == "" {
-		return ""
-	}
-	return e.opts.PublicURL + "/jobs/" + id
 }
 
 func (e *Executor) jobLogger(j Job) *slog.Logger {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -217,8 +218,30 @@ type Report struct {
 	SHA         string `json:"sha"`
 	State       State  `json:"state"`       // queued/running map to pending; superseded to error (status) and inactive (Deployment); skipped to success and inactive
 	Description string `json:"description"` // public text, at most 140 characters
-	URL         string `json:"url"`         // the job's page (target_url, log_url)
+	URL         string `json:"url"`         // the job's page, JobURL (target_url, log_url); empty without a public URL
 	Deployment  int64  `json:"deployment"`  // the job's GitHub Deployment id, 0 if none was created yet
+}
+
+// JobsPath is where the job pages live under deployhook's public URL: a job's
+// page is JobsPath/ID (JobPath). It is the one owner of that layout: the
+// server serves the pages at JobPath and links to them with it, and every
+// Report carries JobURL, so the link GitHub shows is a page the server serves.
+const JobsPath = "/jobs"
+
+// JobPath returns the path of job id's page, JobsPath/ID. Job ids are
+// URL-safe (base-36 time, a dash and hex), so the path needs no escaping.
+func JobPath(id string) string { return JobsPath + "/" + id }
+
+// JobURL returns the absolute address of job id's page under base,
+// deployhook's public URL (trailing slashes ignored): base + JobPath(id). It
+// returns "" when base is empty (no public URL is configured): a commit
+// status's target_url must be absolute, so the report then carries no link.
+func JobURL(base, id string) string {
+	base = strings.TrimRight(base, "/")
+	if base == "" {
+		return ""
+	}
+	return base + JobPath(id)
 }
 
 // Reporter publishes reports to GitHub. Implementation: executor/ghstatus.

@@ -12,7 +12,8 @@
 //	GET  /jobs?target=&limit=  JSON {"jobs": [...]}, newest first (limit 1..200, default 20)
 //	GET  /jobs/:id             a job: JSON with "Accept: application/json" or
 //	                           ?format=json, else an HTML page; 404 for an unknown id.
-//	                           This is the target_url of the job's commit statuses.
+//	                           This is the target_url of the job's commit statuses
+//	                           (executor.JobURL; the path is executor.JobPath).
 //	GET  /badge/TARGET.svg     shields.io-style badge: "deploy | STATE · SHA7 · AGE"
 //	GET  /badge/TARGET.json    the same as a shields.io endpoint badge
 //	                           (Options.Badges; 404 when off or for an unknown target)

@@ -271,8 +271,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
 	e.GET("/", s.handleIndex)
-	e.GET("/jobs", s.handleJobs)
-	e.GET("/jobs/:id", s.handleJob)
+	e.GET(executor.JobsPath, s.handleJobs)
+	e.GET(executor.JobPath(":id"), s.handleJob) // the page every report links to (executor.JobURL)
 	if s.opts.Badges {
 		e.GET("/badge/:file", s.handleBadge)
 	}
@@ -336,12 +336,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("shut down http server: %w", err)
 	}
 	return nil
-}
-
-// JobURL is the address of job id's page under base (Options.PublicURL): the
-// target_url of its commit statuses.
-func JobURL(base, id string) string {
-	return strings.TrimRight(base, "/") + "/jobs/" + id
 }
 
 // known reports whether target is a route's target.

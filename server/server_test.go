@@ -1306,11 +1306,41 @@ func TestServer_Serve(t *testing.T) {
 	}
 }
 
-func TestJobURL(t *testing.T) {
-	for _, base := range []string{"https://deploy.example.com", "https://deploy.example.com/"} {
-		if got, want := JobURL(base, "j1"), "https://deploy.example.com/jobs/j1"; got != want {
-			t.Errorf("JobURL(%q) = %q, want %q", base, got, want)
-		}
+// TestServer_JobLinks: the index links a job at the path executor.JobURL
+// gives GitHub, and the server serves the job there. The layout used to be
+// written in three places (the executor's reports, the server's route, the
+// index template), and nothing checked that they agreed.
+func TestServer_JobLinks(t *testing.T) {
+	const base = "https://deploy.example.com/"
+	f := newFixture(t, func(o *Options) { o.PublicURL = base })
+	j := testJob()
+	j.ID = "mb1x2k9q-0a1b2c3d" // as the executor makes them
+	f.journal.jobs = []executor.Job{j}
+
+	reported := executor.JobURL(base, j.ID)
+	if want := "https://deploy.example.com/jobs/mb1x2k9q-0a1b2c3d"; reported != want {
+		t.Fatalf("executor.JobURL = %q, want %q", reported, want)
+	}
+	path := strings.TrimPrefix(reported, strings.TrimRight(base, "/"))
+
+	rec := serve(t, f.h, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("index: status %d: %s", rec.Code, rec.Body)
+	}
+	// Twice: the target's last job, and the recent jobs.
+	if n := strings.Count(rec.Body.String(), `href="`+path+`"`); n != 2 {
+		t.Errorf("index links %s %d times, want 2", path, n)
+	}
+
+	rec = serve(t, f.h, httptest.NewRequest(http.MethodGet, path+"?format=json", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET %s: status %d: %s", path, rec.Code, rec.Body)
+	}
+	var got struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.ID != j.ID {
+		t.Errorf("GET %s: id %q (%v), want %q", path, got.ID, err, j.ID)
 	}
 }
 
