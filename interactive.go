@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/deployhook/deployhook/config"
+	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/executor/remote"
 
 	"github.com/deployhook/deployhook/internal/shell"
@@ -53,9 +54,9 @@ func (e *env) sshCmd() *cobra.Command {
 // client returns an SSH client connected to t.
 func (ts *transports) client(ctx context.Context, t *config.Target) (*ssh.Client, error) {
 	switch t.Transport {
-	case "iap":
+	case executor.TransportIAP:
 		return ts.iaps[t.Name].Client(ctx)
-	case "ssh":
+	case executor.TransportSSH:
 		return ts.byName[t.Name].(*remote.SSH).Client(ctx)
 	default:
 		return nil, fmt.Errorf("target %s uses transport %s: there is nothing to ssh to", t.Name, t.Transport)

@@ -105,8 +105,12 @@ func (l *lane) publish(j Job) {
 	l.mu.Unlock()
 }
 
-// New returns an Executor for opts.Targets. Target names must be unique and every
-// step must have a command and a timeout.
+// New returns an Executor for opts.Targets. The targets must be valid as
+// configuration makes them (config.Validate tells a person what to fix; New
+// only refuses what breaks these preconditions, as a programming error):
+// unique names, every step with a command and a Timeout > 0 (a step without
+// one could hold the deploy lock for ever), and a valid DeployOn on a target
+// that reconciles.
 func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter) (*Executor, error) {
 	if opts.OutputLimit <= 0 {
 		opts.OutputLimit = 16 << 10
@@ -147,8 +151,11 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		}
 		for _, s := range t.Steps {
 			if s.Run == "" || s.Timeout <= 0 {
-				return nil, fmt.Errorf("target %q: step %q needs a command and a timeout", t.Name, s.Name)
+				return nil, fmt.Errorf("executor: target %q: step %q without Run or Timeout", t.Name, s.Name)
 			}
+		}
+		if t.Reconcile > 0 && !t.DeployOn.Valid() {
+			return nil, fmt.Errorf("executor: target %q reconciles with DeployOn %q", t.Name, t.DeployOn)
 		}
 		if t.Environment == "" {
 			t.Environment = t.Name

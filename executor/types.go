@@ -123,6 +123,49 @@ type Step struct {
 	NoRollback bool `json:"no_rollback,omitempty"`
 }
 
+// DeployOn says which deliveries deploy a target's branch on their own (a
+// workflow_dispatch deploys whatever it says). The zero value is not valid:
+// configuration chooses one (config defaults it to DeployOnPush and refuses
+// any other value with a message that says what to write).
+type DeployOn string
+
+// The values of DeployOn, as written in the configuration (deploy_on).
+const (
+	// DeployOnPush deploys every push to the branch.
+	DeployOnPush DeployOn = "push"
+	// DeployOnWorkflowRun deploys a push to the branch once one of the
+	// target's workflows ran on it and succeeded: only code that passed CI.
+	DeployOnWorkflowRun DeployOn = "workflow_run"
+)
+
+// Valid reports whether d is one of the DeployOn constants.
+func (d DeployOn) Valid() bool {
+	return d == DeployOnPush || d == DeployOnWorkflowRun
+}
+
+// TransportKind names how deployhook reaches a target: it chooses the
+// Transport that main builds for it. The zero value is not valid: the
+// configuration names one (transport), and config refuses any other value
+// with a message that says what to write.
+type TransportKind string
+
+// The values of TransportKind, as written in the configuration (transport).
+const (
+	// TransportIAP is SSH through an Identity-Aware Proxy TCP tunnel to a
+	// Compute Engine VM that has no external address.
+	TransportIAP TransportKind = "iap"
+	// TransportSSH is SSH to an address deployhook reaches directly.
+	TransportSSH TransportKind = "ssh"
+	// TransportLocal runs the steps on deployhook's own machine (the demo,
+	// tests, a deployer that lives on the target).
+	TransportLocal TransportKind = "local"
+)
+
+// Valid reports whether k is one of the TransportKind constants.
+func (k TransportKind) Valid() bool {
+	return k == TransportIAP || k == TransportSSH || k == TransportLocal
+}
+
 // Target is where and how a repository's branch is deployed.
 type Target struct {
 	Name        string
@@ -160,9 +203,10 @@ type Target struct {
 	// Reconcile, when > 0 and Options.Heads is set, is how often the branch head
 	// on GitHub is compared with what was deployed, so a push whose webhook was
 	// lost is deployed anyway. DeployOn and Workflows apply the trigger rules:
-	// for "workflow_run", only a head on which one of Workflows succeeded.
+	// for DeployOnWorkflowRun, only a head on which one of Workflows succeeded.
+	// New refuses a target that reconciles without a valid DeployOn.
 	Reconcile time.Duration
-	DeployOn  string
+	DeployOn  DeployOn
 	Workflows []string
 }
 

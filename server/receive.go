@@ -173,11 +173,11 @@ func (s *Server) match(ev webhook.Event) ([]Route, string) {
 		sameBranch = append(sameBranch, r)
 		switch ev.Name {
 		case "push":
-			if r.DeployOn == DeployOnPush {
+			if r.DeployOn == executor.DeployOnPush {
 				matched = append(matched, r)
 			}
 		case "workflow_run":
-			if r.DeployOn == DeployOnWorkflowRun && slices.Contains(r.Workflows, ev.Workflow) {
+			if r.DeployOn == executor.DeployOnWorkflowRun && slices.Contains(r.Workflows, ev.Workflow) {
 				matched = append(matched, r)
 			}
 		case "workflow_dispatch":
@@ -207,7 +207,7 @@ func (s *Server) match(ev webhook.Event) ([]Route, string) {
 	case "push":
 		return nil, fmt.Sprintf("target %s deploys on %s, not push", r.Target, r.DeployOn)
 	case "workflow_run":
-		if r.DeployOn != DeployOnWorkflowRun {
+		if r.DeployOn != executor.DeployOnWorkflowRun {
 			return nil, fmt.Sprintf("target %s deploys on %s, not workflow_run", r.Target, r.DeployOn)
 		}
 		return nil, fmt.Sprintf("workflow %s is not in target %s's workflows", ev.Workflow, r.Target)
