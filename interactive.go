@@ -28,22 +28,16 @@ func (e *env) sshCmd() *cobra.Command {
 		Use:   "ssh [-- COMMAND]",
 		Short: "Open a shell on the target's VM (through IAP for transport iap)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// It opens a shell: no webhook secret, no GitHub.
-			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
-			if err != nil {
-				return err
-			}
-			ts, err := newTransports(lg, cfg)
-			if err != nil {
-				return err
-			}
-			defer ts.Close()
-			client, err := ts.client(cmd.Context(), cfg.Target(c.target))
-			if err != nil {
-				return err
-			}
-			defer client.Close()
-			return e.shell(client, args)
+			// It opens a shell: no webhook secret, no GitHub, no journal.
+			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}}
+			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
+				client, err := a.tr.client(cmd.Context(), a.cfg.Target(c.target))
+				if err != nil {
+					return err
+				}
+				defer client.Close()
+				return e.shell(client, args)
+			})
 		},
 	}
 	c.flags(cmd, true)
@@ -134,26 +128,21 @@ func (e *env) tunnelCmd() *cobra.Command {
 connection, for tools that want a port (ssh -p PORT user@127.0.0.1, scp, rsync).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
-			if err != nil {
-				return err
-			}
-			ts, err := newTransports(lg, cfg)
-			if err != nil {
-				return err
-			}
-			defer ts.Close()
-			x := ts.iaps[c.target]
-			if x == nil {
-				return fmt.Errorf("target %s does not use transport iap", c.target)
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return err
-			}
-			vm := cfg.Target(c.target).VM
-			fmt.Fprintf(e.stdout, "forwarding %s to %s port %d through IAP\n", ln.Addr(), vm.Instance, vm.Port)
-			return forward(cmd.Context(), ln, x.DialTunnel, func(err error) { lg.Error("tunnel", "err", err) })
+			// It forwards a port: no webhook secret, no GitHub, no journal.
+			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}}
+			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
+				x := a.tr.iaps[c.target]
+				if x == nil {
+					return fmt.Errorf("target %s does not use transport iap", c.target)
+				}
+				ln, err := net.Listen("tcp", listen)
+				if err != nil {
+					return err
+				}
+				vm := a.cfg.Target(c.target).VM
+				fmt.Fprintf(e.stdout, "forwarding %s to %s port %d through IAP\n", ln.Addr(), vm.Instance, vm.Port)
+				return forward(cmd.Context(), ln, x.DialTunnel, func(err error) { a.lg.Error("tunnel", "err", err) })
+			})
 		},
 	}
 	c.flags(cmd, true)
