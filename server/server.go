@@ -55,7 +55,8 @@ type Journal interface {
 // Resolver finds the SHA a branch points at (GitHub's API), for workflow_dispatch
 // deliveries, which carry no SHA.
 type Resolver interface {
-	// BranchHead returns the full SHA of repo's (owner/name) branch.
+	// BranchHead returns the full SHA of repo's (owner/name) branch, in lower
+	// case as GitHub writes it; any other answer is refused (gitsha.Valid).
 	BranchHead(ctx context.Context, repo, branch string) (string, error)
 }
 
