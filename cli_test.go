@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -184,5 +186,77 @@ func TestRun_CheckWarnsOfReadableSecretFiles(t *testing.T) {
 	}
 	if strings.Contains(out.String(), testSecret) {
 		t.Errorf("check output contains the secret:\n%s", out.String())
+	}
+}
+
+// TestRun_Setup: the commands that share withApp load, assemble and answer
+// as each did with its own sequence: check reports the configuration as
+// check lines, status needs no webhook secret or GitHub, and ssh and tunnel
+// build the transports only, never the journal or its directory.
+func TestRun_Setup(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "")
+	openDir := filepath.Join(dir, "open")
+	if err := os.Mkdir(openDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(openDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	full := testEnv(newFakeGitHub(t))
+	none := func(string) string { return "" }
+	tests := []struct {
+		name     string
+		args     []string
+		getenv   func(string) string
+		wantOut  string
+		wantErr  string
+		reported bool // the error is an exitError: already on stdout
+		noData   bool // the data directory must not be made
+	}{
+		{name: "check: configuration error", args: []string{"check", "--config", cfg}, getenv: none,
+			wantOut:  "✗ configuration: " + cfg + ": no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET (or DEPLOYHOOK_WEBHOOK_SECRET_FILE) to the secret of the GitHub webhook; deployhook never accepts unsigned deliveries\n",
+			wantErr:  cfg + ": no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET (or DEPLOYHOOK_WEBHOOK_SECRET_FILE) to the secret of the GitHub webhook; deployhook never accepts unsigned deliveries",
+			reported: true, noData: true},
+		{name: "check: unsafe data dir", args: []string{"check", "--config", cfg, "--data-dir", openDir}, getenv: full,
+			wantOut:  "✓ configuration: 1 target(s)\n✗ data_dir " + openDir + " is writable by group or others (mode 0777): chmod 700 " + openDir + "\n",
+			wantErr:  "data_dir " + openDir + " is writable by group or others (mode 0777): chmod 700 " + openDir,
+			reported: true},
+		{name: "status: unknown target", args: []string{"status", "--config", cfg, "--target", "nope"}, getenv: none,
+			wantErr: `no target "nope" in the configuration (targets: production)`, noData: true},
+		{name: "status: no secret, no GitHub", args: []string{"status", "--config", cfg}, getenv: none,
+			wantOut: "production  acme/app main  runs unknown\n"},
+		{name: "ssh: local target", args: []string{"ssh", "--config", cfg, "--target", "production"}, getenv: none,
+			wantErr: "target production uses transport local: there is nothing to ssh to", noData: true},
+		{name: "tunnel: local target", args: []string{"tunnel", "--config", cfg, "--target", "production"}, getenv: none,
+			wantErr: "target production does not use transport iap", noData: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data := filepath.Join(t.TempDir(), "data")
+			args := tc.args
+			if !slices.Contains(args, "--data-dir") {
+				args = append(args, "--data-dir", data)
+			}
+			var out bytes.Buffer
+			err := run(t.Context(), args, tc.getenv, nil, &out, t.Output())
+			if got := out.String(); got != tc.wantOut {
+				t.Errorf("stdout:\n%q\nwant\n%q", got, tc.wantOut)
+			}
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Errorf("error %v, want none", err)
+			case tc.wantErr != "" && (err == nil || err.Error() != tc.wantErr):
+				t.Errorf("error %v, want %q", err, tc.wantErr)
+			}
+			var ex exitError
+			if got := errors.As(err, &ex); got != tc.reported {
+				t.Errorf("error is an exitError: %v, want %v", got, tc.reported)
+			}
+			_, statErr := os.Stat(data)
+			if made := statErr == nil; tc.noData && made {
+				t.Errorf("the data directory %s was made", data)
+			}
+		})
 	}
 }

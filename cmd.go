@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/user"
@@ -21,8 +22,78 @@ import (
 
 	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/internal/gitsha"
 	"github.com/deployhook/deployhook/webhook"
 )
+
+// setup says what a command needs of deployhook: how its configuration is
+// loaded and what is assembled from it.
+type setup struct {
+	// load are the options of config.Load (WithoutWebhookOrGitHub for the
+	// commands that neither receive webhooks nor talk to GitHub).
+	load []config.LoadOption
+	// exec, when not nil, assembles the whole app with these executor options:
+	// the journal, the reporter, the transports and the executor. Nil
+	// assembles the transports only (ssh, tunnel): no journal is opened and no
+	// data directory is made.
+	exec *executor.Options
+	// preflight is deployhook check's way: the configuration's outcome and its
+	// warnings are lines on stdout ("✓ configuration", "✗ ...", "! ..."), a
+	// failure is an exitError (already reported), and --target is not
+	// looked up (it only filters the targets checked).
+	preflight bool
+}
+
+// withApp is the sequence the commands that work on targets share: load the
+// configuration (c's flags, as s says), assemble what s asks for, run fn
+// with it, and close it once fn has returned, whatever fn returns.
+func (e *env) withApp(ctx context.Context, c *common, s setup, fn func(*app) error) error {
+	var cfg *config.Config
+	var lg *slog.Logger
+	var err error
+	if s.preflight {
+		cfg, lg, err = e.loadPreflight(c)
+	} else {
+		cfg, lg, err = e.load(c, s.load...)
+	}
+	if err != nil {
+		return err
+	}
+	var a *app
+	if s.exec == nil {
+		tr, err := newTransports(lg, cfg)
+		if err != nil {
+			return err
+		}
+		a = &app{cfg: cfg, lg: lg, tr: tr}
+	} else if a, err = e.assemble(ctx, cfg, lg, *s.exec); err != nil {
+		if s.preflight {
+			fmt.Fprintf(e.stdout, "✗ %v\n", err)
+			return exitError{err}
+		}
+		return err
+	}
+	defer a.close()
+	return fn(a)
+}
+
+// loadPreflight is e.load for deployhook check: it reports the configuration
+// on stdout as check lines instead of failing with it or logging its warnings.
+func (e *env) loadPreflight(c *common) (*config.Config, *slog.Logger, error) {
+	cfg, err := config.Load(c.config, e.getenv)
+	if err != nil {
+		fmt.Fprintf(e.stdout, "✗ configuration: %v\n", err)
+		return nil, nil, exitError{err}
+	}
+	fmt.Fprintf(e.stdout, "✓ configuration: %d target(s)\n", len(cfg.Targets))
+	for _, w := range cfg.FileWarnings() {
+		fmt.Fprintf(e.stdout, "! %s\n", w)
+	}
+	if c.dataDir != "" {
+		cfg.DataDir = c.dataDir
+	}
+	return cfg, e.logger(cfg.Log), nil
+}
 
 func (e *env) deployCmd() *cobra.Command {
 	var c common
@@ -72,17 +143,6 @@ purpose.`,
 	return cmd
 }
 
-// lowerASCII lower-cases the ASCII letters of s only: strings.ToLower would
-// also fold K (U+212A KELVIN SIGN) into k.
-func lowerASCII(s string) string {
-	return strings.Map(func(r rune) rune {
-		if 'A' <= r && r <= 'Z' {
-			return r + 'a' - 'A'
-		}
-		return r
-	}, s)
-}
-
 // cliRequest is what deployhook deploy or rollback was asked for.
 type cliRequest struct {
 	kind  executor.Kind // KindManual or KindRollback
@@ -103,8 +163,10 @@ func (r cliRequest) check() error {
 }
 
 // cliTrigger returns the trigger of a command-line deploy or rollback of sha
-// to t by actor. It always forces (a person may redeploy what runs now); only
-// --force lets the commit be one neither on the branch nor deployed before
+// to t by actor. sha is what the person typed: it is lower-cased
+// (gitsha.Lower), and the executor refuses it if it is then not a full SHA.
+// It always forces (a person may redeploy what runs now); only --force lets
+// the commit be one neither on the branch nor deployed before
 // (Trigger.AnyCommit), which no webhook can ask for.
 func cliTrigger(r cliRequest, t *config.Target, sha, actor string) executor.Trigger {
 	reason := "manual deploy by " + actor
@@ -115,7 +177,7 @@ func cliTrigger(r cliRequest, t *config.Target, sha, actor string) executor.Trig
 		reason += " (forced)"
 	}
 	return executor.Trigger{
-		Kind: r.kind, Repo: t.Repo, Branch: t.Branch, SHA: lowerASCII(sha),
+		Kind: r.kind, Repo: t.Repo, Branch: t.Branch, SHA: gitsha.Lower(sha),
 		Actor: actor, Reason: reason, Force: true, AnyCommit: r.force,
 	}
 }
@@ -129,18 +191,18 @@ func (e *env) runOne(ctx context.Context, c *common, r cliRequest) error {
 	if err := r.check(); err != nil {
 		return err
 	}
-	kind, sha := r.kind, r.sha
-	cfg, lg, err := e.load(c)
-	if err != nil {
-		return err
-	}
 	// Ctrl-C cancels the deploy after a short grace: it is reported as interrupted.
-	a, err := e.assemble(ctx, cfg, lg, executor.Options{Output: e.stdout, NoRecover: true, Grace: 5 * time.Second})
-	if err != nil {
-		return err
-	}
-	defer a.close()
-	t := cfg.Target(c.target)
+	opts := executor.Options{Output: e.stdout, NoRecover: true, Grace: 5 * time.Second}
+	return e.withApp(ctx, c, setup{exec: &opts}, func(a *app) error {
+		return e.runJob(ctx, a, a.cfg.Target(c.target), r)
+	})
+}
+
+// runJob runs the executor of a, enqueues r's job on t, waits for its end,
+// and stops the executor.
+func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest) error {
+	kind, sha, lg := r.kind, r.sha, a.lg
+	var err error
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- a.ex.Run(runCtx) }()
@@ -197,35 +259,29 @@ func (e *env) statusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// It reads the journal: no webhook secret, no GitHub.
-			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
-			if err != nil {
-				return err
-			}
-			a, err := e.assemble(cmd.Context(), cfg, lg, executor.Options{NoRecover: true})
-			if err != nil {
-				return err
-			}
-			defer a.close()
-			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			for _, t := range cfg.Targets {
-				if c.target != "" && t.Name != c.target {
-					continue
+			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}, exec: &executor.Options{NoRecover: true}}
+			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
+				w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				for _, t := range a.cfg.Targets {
+					if c.target != "" && t.Name != c.target {
+						continue
+					}
+					current := "unknown"
+					if last, err := a.store.LastSuccess(cmd.Context(), t.Name); err == nil {
+						current = last.Trigger.SHA[:7] + " (" + last.Finished.Local().Format(time.DateTime) + ")"
+					}
+					fmt.Fprintf(w, "%s\t%s %s\truns %s\n", t.Name, t.Repo, t.Branch, current)
+					jobs, err := a.store.Jobs(cmd.Context(), t.Name, limit)
+					if err != nil {
+						return err
+					}
+					for _, j := range jobs {
+						fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", j.ID, j.Created.Local().Format(time.DateTime),
+							j.Trigger.SHA[:7], j.State, j.Description)
+					}
 				}
-				current := "unknown"
-				if last, err := a.store.LastSuccess(cmd.Context(), t.Name); err == nil {
-					current = last.Trigger.SHA[:7] + " (" + last.Finished.Local().Format(time.DateTime) + ")"
-				}
-				fmt.Fprintf(w, "%s\t%s %s\truns %s\n", t.Name, t.Repo, t.Branch, current)
-				jobs, err := a.store.Jobs(cmd.Context(), t.Name, limit)
-				if err != nil {
-					return err
-				}
-				for _, j := range jobs {
-					fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", j.ID, j.Created.Local().Format(time.DateTime),
-						j.Trigger.SHA[:7], j.State, j.Description)
-				}
-			}
-			return w.Flush()
+				return w.Flush()
+			})
 		},
 	}
 	c.flags(cmd, true)
@@ -240,43 +296,27 @@ func (e *env) checkCmd() *cobra.Command {
 		Short: "Preflight: configuration, GitHub, tunnel, SSH and sudo for every target",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(c.config, e.getenv)
-			if err != nil {
-				fmt.Fprintf(e.stdout, "✗ configuration: %v\n", err)
-				return exitError{err}
-			}
-			fmt.Fprintf(e.stdout, "✓ configuration: %d target(s)\n", len(cfg.Targets))
-			for _, w := range cfg.FileWarnings() {
-				fmt.Fprintf(e.stdout, "! %s\n", w)
-			}
-			if c.dataDir != "" {
-				cfg.DataDir = c.dataDir
-			}
-			lg := e.logger(cfg.Log)
-			a, err := e.assemble(cmd.Context(), cfg, lg, executor.Options{NoRecover: true})
-			if err != nil {
-				fmt.Fprintf(e.stdout, "✗ %v\n", err)
-				return exitError{err}
-			}
-			defer a.close()
-			failed := 0
-			report := func(ok bool, format string, args ...any) {
-				mark := "✓"
-				if !ok {
-					mark, failed = "✗", failed+1
+			s := setup{exec: &executor.Options{NoRecover: true}, preflight: true}
+			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
+				failed := 0
+				report := func(ok bool, format string, args ...any) {
+					mark := "✓"
+					if !ok {
+						mark, failed = "✗", failed+1
+					}
+					fmt.Fprintf(e.stdout, "%s %s\n", mark, fmt.Sprintf(format, args...))
 				}
-				fmt.Fprintf(e.stdout, "%s %s\n", mark, fmt.Sprintf(format, args...))
-			}
-			for _, t := range cfg.Targets {
-				if c.target != "" && t.Name != c.target {
-					continue
+				for _, t := range a.cfg.Targets {
+					if c.target != "" && t.Name != c.target {
+						continue
+					}
+					e.checkTarget(cmd.Context(), a, t, report)
 				}
-				e.checkTarget(cmd.Context(), a, t, report)
-			}
-			if failed > 0 {
-				return exitError{fmt.Errorf("%d check(s) failed", failed)}
-			}
-			return nil
+				if failed > 0 {
+					return exitError{fmt.Errorf("%d check(s) failed", failed)}
+				}
+				return nil
+			})
 		},
 	}
 	c.flags(cmd, true)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/deployhook/deployhook/config"
+	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/executor/remote"
 
 	"github.com/deployhook/deployhook/internal/shell"
@@ -27,22 +28,16 @@ func (e *env) sshCmd() *cobra.Command {
 		Use:   "ssh [-- COMMAND]",
 		Short: "Open a shell on the target's VM (through IAP for transport iap)",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// It opens a shell: no webhook secret, no GitHub.
-			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
-			if err != nil {
-				return err
-			}
-			ts, err := newTransports(lg, cfg)
-			if err != nil {
-				return err
-			}
-			defer ts.Close()
-			client, err := ts.client(cmd.Context(), cfg.Target(c.target))
-			if err != nil {
-				return err
-			}
-			defer client.Close()
-			return e.shell(client, args)
+			// It opens a shell: no webhook secret, no GitHub, no journal.
+			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}}
+			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
+				client, err := a.tr.client(cmd.Context(), a.cfg.Target(c.target))
+				if err != nil {
+					return err
+				}
+				defer client.Close()
+				return e.shell(client, args)
+			})
 		},
 	}
 	c.flags(cmd, true)
@@ -53,9 +48,9 @@ func (e *env) sshCmd() *cobra.Command {
 // client returns an SSH client connected to t.
 func (ts *transports) client(ctx context.Context, t *config.Target) (*ssh.Client, error) {
 	switch t.Transport {
-	case "iap":
+	case executor.TransportIAP:
 		return ts.iaps[t.Name].Client(ctx)
-	case "ssh":
+	case executor.TransportSSH:
 		return ts.byName[t.Name].(*remote.SSH).Client(ctx)
 	default:
 		return nil, fmt.Errorf("target %s uses transport %s: there is nothing to ssh to", t.Name, t.Transport)
@@ -133,26 +128,21 @@ func (e *env) tunnelCmd() *cobra.Command {
 connection, for tools that want a port (ssh -p PORT user@127.0.0.1, scp, rsync).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, lg, err := e.load(&c, config.WithoutWebhookOrGitHub())
-			if err != nil {
-				return err
-			}
-			ts, err := newTransports(lg, cfg)
-			if err != nil {
-				return err
-			}
-			defer ts.Close()
-			x := ts.iaps[c.target]
-			if x == nil {
-				return fmt.Errorf("target %s does not use transport iap", c.target)
-			}
-			ln, err := net.Listen("tcp", listen)
-			if err != nil {
-				return err
-			}
-			vm := cfg.Target(c.target).VM
-			fmt.Fprintf(e.stdout, "forwarding %s to %s port %d through IAP\n", ln.Addr(), vm.Instance, vm.Port)
-			return forward(cmd.Context(), ln, x.DialTunnel, func(err error) { lg.Error("tunnel", "err", err) })
+			// It forwards a port: no webhook secret, no GitHub, no journal.
+			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}}
+			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
+				x := a.tr.iaps[c.target]
+				if x == nil {
+					return fmt.Errorf("target %s does not use transport iap", c.target)
+				}
+				ln, err := net.Listen("tcp", listen)
+				if err != nil {
+					return err
+				}
+				vm := a.cfg.Target(c.target).VM
+				fmt.Fprintf(e.stdout, "forwarding %s to %s port %d through IAP\n", ln.Addr(), vm.Instance, vm.Port)
+				return forward(cmd.Context(), ln, x.DialTunnel, func(err error) { a.lg.Error("tunnel", "err", err) })
+			})
 		},
 	}
 	c.flags(cmd, true)

@@ -28,7 +28,7 @@ func newTransports(lg *slog.Logger, cfg *config.Config) (*transports, error) {
 	ts := &transports{byName: map[string]executor.Transport{}, iaps: map[string]*gcp.Transport{}}
 	for _, t := range cfg.Targets {
 		tlg := lg.With("target", t.Name)
-		if t.Transport == "local" {
+		if t.Transport == executor.TransportLocal {
 			ts.byName[t.Name] = remote.NewLocal(tlg, remote.LocalOptions{})
 			continue
 		}
@@ -37,14 +37,14 @@ func newTransports(lg *slog.Logger, cfg *config.Config) (*transports, error) {
 			return nil, err
 		}
 		switch t.Transport {
-		case "ssh":
+		case executor.TransportSSH:
 			opts.Addr = t.SSH.Address
 			tr, err := remote.NewSSH(tlg, opts)
 			if err != nil {
 				return nil, fmt.Errorf("target %s: %w", t.Name, err)
 			}
 			ts.byName[t.Name] = tr
-		case "iap":
+		case executor.TransportIAP:
 			if ts.google == nil {
 				ts.google = gcp.NewGoogle(lg, gcp.GoogleOptions{CredentialsFile: cfg.GoogleCredentials,
 					ComputeEndpoint: cfg.ComputeURL, OSLoginEndpoint: cfg.OSLoginURL})
@@ -131,7 +131,7 @@ func (ts *transports) checks(ctx context.Context, t config.Target) []check {
 		}
 	}
 	sess, err := ts.Open(ctx, t.Name, "", 0)
-	out = append(out, check{what: "session (" + t.Transport + ")", err: err})
+	out = append(out, check{what: "session (" + string(t.Transport) + ")", err: err})
 	if err != nil {
 		return out
 	}
@@ -142,7 +142,7 @@ func (ts *transports) checks(ctx context.Context, t config.Target) []check {
 		err = fmt.Errorf("exit %d", code)
 	}
 	out = append(out, check{what: "run a command", detail: "as " + strings.TrimSpace(buf.String()), err: err})
-	if t.Transport != "local" {
+	if t.Transport != executor.TransportLocal {
 		buf.Reset()
 		code, err = sess.Run(ctx, executor.Command{Name: "check sudo", Run: "true", Sudo: true, Timeout: 30 * time.Second}, &buf)
 		if err == nil && code != 0 {
@@ -150,7 +150,7 @@ func (ts *transports) checks(ctx context.Context, t config.Target) []check {
 		}
 		out = append(out, check{what: "sudo -n without a password", err: err})
 	}
-	if t.AppUser != "" && t.Transport != "local" {
+	if t.AppUser != "" && t.Transport != executor.TransportLocal {
 		buf.Reset()
 		code, err = sess.Run(ctx, executor.Command{Name: "check app user", Run: "git rev-parse HEAD", User: t.AppUser, Dir: t.AppDir, Timeout: 30 * time.Second}, &buf)
 		if err == nil && code != 0 {

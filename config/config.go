@@ -3,7 +3,10 @@
 // reads both; Validate fails closed with a message that says what to set and where.
 //
 // Only package main imports config: it copies the values into the other packages'
-// constructor options.
+// constructor options. A value that has a type in the core (deploy_on is an
+// executor.DeployOn, transport an executor.TransportKind) is decoded into that
+// type: Validate checks it with the type's one rule (Valid) and says what to
+// write, and main copies it as it is.
 package config
 
 import (
@@ -15,6 +18,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/deployhook/deployhook/executor"
 )
 
 //go:embed local.yaml example.yaml
@@ -102,16 +107,16 @@ type Target struct {
 	// RepoID, when set, pins the repository's numeric id: a delivery for a
 	// repository of the same name but another id (deleted and re-created, or
 	// renamed and the name taken over) is refused.
-	RepoID           int64    `yaml:"repo_id"`
-	Branch           string   `yaml:"branch"`
-	DeployOn         string   `yaml:"deploy_on"` // push | workflow_run
-	Workflows        []string `yaml:"workflows"`
-	DispatchWorkflow string   `yaml:"dispatch_workflow"`
-	Environment      string   `yaml:"environment"`
-	Transport        string   `yaml:"transport"` // iap | ssh | local
-	VM               VM       `yaml:"vm"`
-	SSH              SSH      `yaml:"ssh"`
-	AppDir           string   `yaml:"app_dir"`
+	RepoID           int64                  `yaml:"repo_id"`
+	Branch           string                 `yaml:"branch"`
+	DeployOn         executor.DeployOn      `yaml:"deploy_on"` // push | workflow_run; default push
+	Workflows        []string               `yaml:"workflows"`
+	DispatchWorkflow string                 `yaml:"dispatch_workflow"`
+	Environment      string                 `yaml:"environment"`
+	Transport        executor.TransportKind `yaml:"transport"` // iap | ssh | local
+	VM               VM                     `yaml:"vm"`
+	SSH              SSH                    `yaml:"ssh"`
+	AppDir           string                 `yaml:"app_dir"`
 	// AppUser owns the checkout in AppDir: git and uv run as it. The default
 	// sequence requires it, so git never runs as the login user, who can sudo.
 	AppUser    string   `yaml:"app_user"`
@@ -466,7 +471,7 @@ func (c *Config) defaults() {
 			t.Branch = "main"
 		}
 		if t.DeployOn == "" {
-			t.DeployOn = "push"
+			t.DeployOn = executor.DeployOnPush
 		}
 		if t.Environment == "" {
 			t.Environment = t.Name
@@ -480,7 +485,7 @@ func (c *Config) defaults() {
 		if t.LockWait == 0 {
 			t.LockWait = Duration(10 * time.Minute)
 		}
-		if t.Lock == "" && t.Transport != "local" {
+		if t.Lock == "" && t.Transport != executor.TransportLocal {
 			t.Lock = DefaultLock
 		}
 		if t.NotApplied == nil && t.AppDir != "" {
@@ -500,7 +505,7 @@ func (c *Config) defaults() {
 		}
 		if t.SSH.GuestAttributes == nil {
 			pinned := t.SSH.KnownHostsFile != "" || len(t.SSH.HostKeys) > 0
-			t.SSH.GuestAttributes = boolPtr(t.Transport == "iap" && !pinned)
+			t.SSH.GuestAttributes = boolPtr(t.Transport == executor.TransportIAP && !pinned)
 		}
 	}
 }

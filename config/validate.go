@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/internal/endpoint"
 )
 
@@ -225,34 +226,31 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 	if t.RepoID < 0 {
 		p.add("%s: repo_id %d: give the repository's numeric id (gh api repos/%s --jq .id), or leave it out", where, t.RepoID, t.Repo)
 	}
-	switch t.DeployOn {
-	case "push":
-	case "workflow_run":
-		if len(t.Workflows) == 0 {
-			p.add("%s: deploy_on workflow_run needs workflows: the CI workflow files whose success deploys (e.g. .github/workflows/ci.yml)", where)
-		}
-	default:
+	switch {
+	case !t.DeployOn.Valid():
 		p.add("%s: deploy_on %q: use push or workflow_run", where, t.DeployOn)
+	case t.DeployOn == executor.DeployOnWorkflowRun && len(t.Workflows) == 0:
+		p.add("%s: deploy_on workflow_run needs workflows: the CI workflow files whose success deploys (e.g. .github/workflows/ci.yml)", where)
 	}
 	for _, w := range append(append([]string(nil), t.Workflows...), t.DispatchWorkflow) {
 		if w != "" && !strings.HasPrefix(w, ".github/workflows/") {
 			p.add("%s: workflow %q must be a path like .github/workflows/ci.yml", where, w)
 		}
 	}
+	if !t.Transport.Valid() {
+		p.add("%s: transport %q: use iap, ssh or local", where, t.Transport)
+	}
 	switch t.Transport {
-	case "local":
-	case "ssh":
+	case executor.TransportSSH:
 		if t.SSH.Address == "" {
 			p.add("%s: transport ssh needs ssh.address (host:port)", where)
 		}
 		p = append(p, validateSSH(where, t, haveKey)...)
-	case "iap":
+	case executor.TransportIAP:
 		if t.VM.Project == "" || t.VM.Zone == "" || t.VM.Instance == "" {
 			p.add("%s: transport iap needs vm.project, vm.zone and vm.instance", where)
 		}
 		p = append(p, validateSSH(where, t, haveKey)...)
-	default:
-		p.add("%s: transport %q: use iap, ssh or local", where, t.Transport)
 	}
 	if t.AppUser != "" && !userName.MatchString(t.AppUser) {
 		p.add("%s: app_user %q is not a valid user name", where, t.AppUser)
@@ -294,7 +292,7 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 func validateSSH(where string, t Target, haveKey bool) []error {
 	var p problems
 	switch {
-	case t.SSH.OSLogin && t.Transport != "iap":
+	case t.SSH.OSLogin && t.Transport != executor.TransportIAP:
 		p.add("%s: ssh.oslogin needs transport iap (OS Login is for Compute Engine VMs)", where)
 	case t.SSH.OSLogin:
 		// The key and the user come from OS Login; a setting that would be
@@ -308,14 +306,14 @@ func validateSSH(where string, t Target, haveKey bool) []error {
 		}
 		if t.SSH.PrivateKeyFile == "" && !haveKey {
 			p.add("%s: no SSH key: set ssh.private_key_file, or DEPLOYHOOK_SSH_KEY (or DEPLOYHOOK_SSH_KEY_FILE)%s", where,
-				map[bool]string{true: ", or ssh.oslogin: true", false: ""}[t.Transport == "iap"])
+				map[bool]string{true: ", or ssh.oslogin: true", false: ""}[t.Transport == executor.TransportIAP])
 		}
 	}
 	if t.SSH.KnownHostsFile == "" && len(t.SSH.HostKeys) == 0 && !*t.SSH.GuestAttributes {
 		p.add("%s: no host key pin: set ssh.known_hosts_file or ssh.host_keys%s; deployhook never trusts a host key on first use",
-			where, map[bool]string{true: ", or host_keys_from_guest_attributes: true", false: ""}[t.Transport == "iap"])
+			where, map[bool]string{true: ", or host_keys_from_guest_attributes: true", false: ""}[t.Transport == executor.TransportIAP])
 	}
-	if *t.SSH.GuestAttributes && t.Transport != "iap" {
+	if *t.SSH.GuestAttributes && t.Transport != executor.TransportIAP {
 		p.add("%s: host_keys_from_guest_attributes needs transport iap (it reads the VM's guest attributes)", where)
 	}
 	return p

@@ -9,15 +9,17 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/deployhook/deployhook/internal/gitsha"
 )
 
 // Options configures an Executor.
 type Options struct {
 	Targets []Target
-	// PublicURL is deployhook's public base URL; a job's page is PublicURL/jobs/ID.
+	// PublicURL is deployhook's public base URL; reports link to a job's page
+	// at JobURL(PublicURL, ID). Empty: reports carry no link.
 	PublicURL string
 	// OutputLimit is how many bytes of each step's output the journal keeps (the
 	// tail). Default 16 KiB.
@@ -103,8 +105,12 @@ func (l *lane) publish(j Job) {
 	l.mu.Unlock()
 }
 
-// New returns an Executor for opts.Targets. Target names must be unique and every
-// step must have a command and a timeout.
+// New returns an Executor for opts.Targets. The targets must be valid as
+// configuration makes them (config.Validate tells a person what to fix; New
+// only refuses what breaks these preconditions, as a programming error):
+// unique names, every step with a command and a Timeout > 0 (a step without
+// one could hold the deploy lock for ever), and a valid DeployOn on a target
+// that reconciles.
 func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter) (*Executor, error) {
 	if opts.OutputLimit <= 0 {
 		opts.OutputLimit = 16 << 10
@@ -131,7 +137,6 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		opts.RetainJobs = 0 // Store.Prune: no count limit
 	}
 	opts.Owner = fillOwner(opts.Owner, opts.NoRecover)
-	opts.PublicURL = strings.TrimRight(opts.PublicURL, "/")
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
 		lanes:   make(map[string]*lane),
@@ -146,8 +151,11 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		}
 		for _, s := range t.Steps {
 			if s.Run == "" || s.Timeout <= 0 {
-				return nil, fmt.Errorf("target %q: step %q needs a command and a timeout", t.Name, s.Name)
+				return nil, fmt.Errorf("executor: target %q: step %q without Run or Timeout", t.Name, s.Name)
 			}
+		}
+		if t.Reconcile > 0 && !t.DeployOn.Valid() {
+			return nil, fmt.Errorf("executor: target %q reconciles with DeployOn %q", t.Name, t.DeployOn)
 		}
 		if t.Environment == "" {
 			t.Environment = t.Name
@@ -397,15 +405,16 @@ func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 // An automatic trigger (t.Kind.Automatic) of the SHA the target runs is a
 // duplicate; one of a SHA the target deployed successfully before, or whose body
 // was recorded before under another delivery GUID, records nothing and returns
-// Enqueued.Ignored. An error wrapping
-// ErrJournal says the journal could not record the job (or be read): nothing was
-// queued, and the trigger may be retried later.
+// Enqueued.Ignored. t.SHA must be a full SHA in lower case (gitsha.Valid):
+// any other spelling is refused, not folded. An error wrapping
+// ErrJournal says the journal could not record the job (or be read): nothing
+// was queued, and the trigger may be retried later.
 func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enqueued, error) {
 	l := e.lanes[target]
 	if l == nil {
 		return Enqueued{}, fmt.Errorf("%w: %q", ErrUnknownTarget, target)
 	}
-	if !isSHA(t.SHA) {
+	if !gitsha.Valid(t.SHA) {
 		return Enqueued{}, fmt.Errorf("%q is not a full commit SHA", t.SHA)
 	}
 	e.mu.Lock()
@@ -577,7 +586,7 @@ func (e *Executor) report(t Target, j Job) Report {
 		SHA:         j.Trigger.SHA,
 		State:       j.State,
 		Description: j.Description,
-		URL:         e.JobURL(j.ID),
+		URL:         JobURL(e.opts.PublicURL, j.ID),
 	}
 }
 
@@ -611,14 +620,6 @@ func (e *Executor) target(name string) Target {
 	return Target{Name: name, Environment: name}
 }
 
-// JobURL returns the public URL of a job's page.
-func (e *Executor) JobURL(id string) string {
-	if e.opts.PublicURL == "" {
-		return ""
-	}
-	return e.opts.PublicURL + "/jobs/" + id
-}
-
 func (e *Executor) jobLogger(j Job) *slog.Logger {
 	return e.lg.With("job", j.ID, "delivery", j.Trigger.Delivery, "repo", j.Trigger.Repo,
 		"sha", j.Trigger.SHA, "target", j.Target)
@@ -638,17 +639,4 @@ func short(sha string) string {
 		return sha[:7]
 	}
 	return sha
-}
-
-func isSHA(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }

@@ -59,7 +59,7 @@ func (e *Executor) reconcile(ctx context.Context, l *lane) error {
 	if slices.ContainsFunc(recent, func(j Job) bool { return j.Trigger.SHA == head }) {
 		return nil
 	}
-	if t.DeployOn == "workflow_run" {
+	if t.DeployOn == DeployOnWorkflowRun {
 		passed := false
 		for _, w := range t.Workflows {
 			ok, err := e.opts.Heads.WorkflowSucceeded(ctx, t.Repo, head, w)

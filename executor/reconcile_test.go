@@ -37,7 +37,7 @@ func (f *fakeHeads) set(sha string) {
 func TestExecutor_Reconcile(t *testing.T) {
 	tests := []struct {
 		name     string
-		deployOn string
+		deployOn DeployOn
 		passed   bool
 		want     bool // the missed head is deployed
 	}{

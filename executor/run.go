@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/deployhook/deployhook/internal/gitsha"
 )
 
 // run deploys j to l's target, decides the outcome, applies it to the lane under
@@ -388,7 +390,7 @@ func (d *deploy) previous(ctx context.Context) (string, error) {
 		return "", err
 	}
 	sha := strings.TrimSpace(out.String())
-	if code != 0 || !isSHA(sha) {
+	if code != 0 || !gitsha.Valid(sha) {
 		// A fresh target has no commit yet: that is no previous commit, not an error.
 		d.lg.Warn("current SHA unknown", "exit", code, "output", tail(out.String(), 200))
 		return "", nil

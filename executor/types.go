@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -25,7 +26,7 @@ type Trigger struct {
 	Kind     Kind   `json:"kind"`
 	Repo     string `json:"repo"`     // owner/name, as GitHub spells it
 	Branch   string `json:"branch"`   // branch name without refs/heads/
-	SHA      string `json:"sha"`      // full 40-hex commit SHA
+	SHA      string `json:"sha"`      // full commit SHA, 40 lower-case hex digits (gitsha.Valid)
 	Delivery string `json:"delivery"` // X-GitHub-Delivery GUID; empty for local triggers
 	Actor    string `json:"actor"`    // the GitHub login (or local user) who caused it
 	Reason   string `json:"reason"`   // a short public line: "push by octocat", "CI run 42 passed"
@@ -122,6 +123,49 @@ type Step struct {
 	NoRollback bool `json:"no_rollback,omitempty"`
 }
 
+// DeployOn says which deliveries deploy a target's branch on their own (a
+// workflow_dispatch deploys whatever it says). The zero value is not valid:
+// configuration chooses one (config defaults it to DeployOnPush and refuses
+// any other value with a message that says what to write).
+type DeployOn string
+
+// The values of DeployOn, as written in the configuration (deploy_on).
+const (
+	// DeployOnPush deploys every push to the branch.
+	DeployOnPush DeployOn = "push"
+	// DeployOnWorkflowRun deploys a push to the branch once one of the
+	// target's workflows ran on it and succeeded: only code that passed CI.
+	DeployOnWorkflowRun DeployOn = "workflow_run"
+)
+
+// Valid reports whether d is one of the DeployOn constants.
+func (d DeployOn) Valid() bool {
+	return d == DeployOnPush || d == DeployOnWorkflowRun
+}
+
+// TransportKind names how deployhook reaches a target: it chooses the
+// Transport that main builds for it. The zero value is not valid: the
+// configuration names one (transport), and config refuses any other value
+// with a message that says what to write.
+type TransportKind string
+
+// The values of TransportKind, as written in the configuration (transport).
+const (
+	// TransportIAP is SSH through an Identity-Aware Proxy TCP tunnel to a
+	// Compute Engine VM that has no external address.
+	TransportIAP TransportKind = "iap"
+	// TransportSSH is SSH to an address deployhook reaches directly.
+	TransportSSH TransportKind = "ssh"
+	// TransportLocal runs the steps on deployhook's own machine (the demo,
+	// tests, a deployer that lives on the target).
+	TransportLocal TransportKind = "local"
+)
+
+// Valid reports whether k is one of the TransportKind constants.
+func (k TransportKind) Valid() bool {
+	return k == TransportIAP || k == TransportSSH || k == TransportLocal
+}
+
 // Target is where and how a repository's branch is deployed.
 type Target struct {
 	Name        string
@@ -159,9 +203,10 @@ type Target struct {
 	// Reconcile, when > 0 and Options.Heads is set, is how often the branch head
 	// on GitHub is compared with what was deployed, so a push whose webhook was
 	// lost is deployed anyway. DeployOn and Workflows apply the trigger rules:
-	// for "workflow_run", only a head on which one of Workflows succeeded.
+	// for DeployOnWorkflowRun, only a head on which one of Workflows succeeded.
+	// New refuses a target that reconciles without a valid DeployOn.
 	Reconcile time.Duration
-	DeployOn  string
+	DeployOn  DeployOn
 	Workflows []string
 }
 
@@ -217,8 +262,30 @@ type Report struct {
 	SHA         string `json:"sha"`
 	State       State  `json:"state"`       // queued/running map to pending; superseded to error (status) and inactive (Deployment); skipped to success and inactive
 	Description string `json:"description"` // public text, at most 140 characters
-	URL         string `json:"url"`         // the job's page (target_url, log_url)
+	URL         string `json:"url"`         // the job's page, JobURL (target_url, log_url); empty without a public URL
 	Deployment  int64  `json:"deployment"`  // the job's GitHub Deployment id, 0 if none was created yet
+}
+
+// JobsPath is where the job pages live under deployhook's public URL: a job's
+// page is JobsPath/ID (JobPath). It is the one owner of that layout: the
+// server serves the pages at JobPath and links to them with it, and every
+// Report carries JobURL, so the link GitHub shows is a page the server serves.
+const JobsPath = "/jobs"
+
+// JobPath returns the path of job id's page, JobsPath/ID. Job ids are
+// URL-safe (base-36 time, a dash and hex), so the path needs no escaping.
+func JobPath(id string) string { return JobsPath + "/" + id }
+
+// JobURL returns the absolute address of job id's page under base,
+// deployhook's public URL (trailing slashes ignored): base + JobPath(id). It
+// returns "" when base is empty (no public URL is configured): a commit
+// status's target_url must be absolute, so the report then carries no link.
+func JobURL(base, id string) string {
+	base = strings.TrimRight(base, "/")
+	if base == "" {
+		return ""
+	}
+	return base + JobPath(id)
 }
 
 // Reporter publishes reports to GitHub. Implementation: executor/ghstatus.

@@ -12,7 +12,8 @@
 //	GET  /jobs?target=&limit=  JSON {"jobs": [...]}, newest first (limit 1..200, default 20)
 //	GET  /jobs/:id             a job: JSON with "Accept: application/json" or
 //	                           ?format=json, else an HTML page; 404 for an unknown id.
-//	                           This is the target_url of the job's commit statuses.
+//	                           This is the target_url of the job's commit statuses
+//	                           (executor.JobURL; the path is executor.JobPath).
 //	GET  /badge/TARGET.svg     shields.io-style badge: "deploy | STATE · SHA7 · AGE"
 //	GET  /badge/TARGET.json    the same as a shields.io endpoint badge
 //	                           (Options.Badges; 404 when off or for an unknown target)
@@ -82,13 +83,15 @@
 // such as U+212A KELVIN SIGN for k does not match), the branch exactly. A route
 // with a RepoID also needs the payload's repository.id to be that id.
 //
-//   - push: routes with DeployOn "push" and that branch.
+//   - push: routes with DeployOn executor.DeployOnPush and that branch.
 //   - workflow_run (a completed, successful run on a push, from the repository
 //     itself; package webhook ignores the rest): routes with DeployOn
-//     "workflow_run", that branch, and the run's workflow path in Workflows.
+//     executor.DeployOnWorkflowRun, that branch, and the run's workflow path in
+//     Workflows.
 //   - workflow_dispatch: routes whose DispatchWorkflow is the dispatched workflow's
-//     path, on that branch. Inputs: "sha" (optional; a full 40-hex SHA, else the
-//     branch head through the Resolver) and "action" ("deploy", the default, or
+//     path, on that branch. Inputs: "sha" (optional; a full 40-hex SHA in any
+//     case, lower-cased as gitsha.Lower does, else the branch head through the
+//     Resolver, which must answer one in lower case) and "action" ("deploy", the default, or
 //     "rollback": without a sha, the target's previous successful deploy through
 //     Rollbacks). Dispatches set Trigger.Force.
 //

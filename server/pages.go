@@ -257,7 +257,9 @@ func (s *Server) render(c echo.Context, name string, data any) error {
 func (s *Server) funcs() template.FuncMap {
 	return template.FuncMap{
 		"short": shortSHA,
-		"final": func(st executor.State) bool { return st.Final() },
+		// jobPath links a job's page: the layout executor.JobURL gives GitHub.
+		"jobPath": executor.JobPath,
+		"final":   func(st executor.State) bool { return st.Final() },
 		"time": func(t time.Time) string {
 			if t.IsZero() {
 				return "—"

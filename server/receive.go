@@ -16,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/internal/gitsha"
 	"github.com/deployhook/deployhook/webhook"
 )
 
@@ -172,11 +173,11 @@ func (s *Server) match(ev webhook.Event) ([]Route, string) {
 		sameBranch = append(sameBranch, r)
 		switch ev.Name {
 		case "push":
-			if r.DeployOn == DeployOnPush {
+			if r.DeployOn == executor.DeployOnPush {
 				matched = append(matched, r)
 			}
 		case "workflow_run":
-			if r.DeployOn == DeployOnWorkflowRun && slices.Contains(r.Workflows, ev.Workflow) {
+			if r.DeployOn == executor.DeployOnWorkflowRun && slices.Contains(r.Workflows, ev.Workflow) {
 				matched = append(matched, r)
 			}
 		case "workflow_dispatch":
@@ -206,7 +207,7 @@ func (s *Server) match(ev webhook.Event) ([]Route, string) {
 	case "push":
 		return nil, fmt.Sprintf("target %s deploys on %s, not push", r.Target, r.DeployOn)
 	case "workflow_run":
-		if r.DeployOn != DeployOnWorkflowRun {
+		if r.DeployOn != executor.DeployOnWorkflowRun {
 			return nil, fmt.Sprintf("target %s deploys on %s, not workflow_run", r.Target, r.DeployOn)
 		}
 		return nil, fmt.Sprintf("workflow %s is not in target %s's workflows", ev.Workflow, r.Target)
@@ -242,7 +243,7 @@ func (s *Server) triggers(ctx context.Context, ev webhook.Event, routes []Route)
 	case "workflow_dispatch":
 		return s.dispatchTriggers(ctx, ev, base, routes)
 	}
-	if !isSHA(base.SHA) {
+	if !gitsha.Valid(base.SHA) {
 		return nil, publicf(http.StatusBadRequest, "%s payload has no valid commit SHA", ev.Name)
 	}
 	for i := range out {
@@ -255,8 +256,9 @@ func (s *Server) triggers(ctx context.Context, ev webhook.Event, routes []Route)
 // empty: the branch head, or for a rollback the target's previous deploy) and
 // action (deploy, the default, or rollback).
 func (s *Server) dispatchTriggers(ctx context.Context, ev webhook.Event, base executor.Trigger, routes []Route) ([]executor.Trigger, error) {
-	sha := strings.ToLower(strings.TrimSpace(ev.Inputs["sha"]))
-	if sha != "" && !isSHA(sha) {
+	// A person typed it: any case names the commit (see gitsha).
+	sha := gitsha.Lower(strings.TrimSpace(ev.Inputs["sha"]))
+	if sha != "" && !gitsha.Valid(sha) {
 		return nil, publicf(http.StatusBadRequest, "input sha %q is not a full 40-hex commit SHA", truncate(ev.Inputs["sha"], 64))
 	}
 	action := strings.TrimSpace(ev.Inputs["action"])
@@ -275,7 +277,7 @@ func (s *Server) dispatchTriggers(ctx context.Context, ev webhook.Event, base ex
 		rctx, cancel := context.WithTimeout(ctx, s.opts.ResolveTimeout)
 		head, err := s.deps.Resolver.BranchHead(rctx, ev.Repo, ev.Branch)
 		cancel()
-		if err != nil || !isSHA(head) {
+		if err != nil || !gitsha.Valid(head) {
 			if err == nil {
 				err = fmt.Errorf("resolver returned %q", head)
 			}
@@ -397,20 +399,6 @@ func by(actor string) string {
 		return ""
 	}
 	return " by " + actor
-}
-
-// isSHA reports whether s is a full 40-hex commit SHA.
-func isSHA(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
 }
 
 // truncate shortens public echoes and logged values of untrusted input to at

@@ -26,8 +26,8 @@ func TestServer_Webhook_replay(t *testing.T) {
 	body := payload(t, "push/with-new-branch.payload.json") // a push to master, unchanged
 	master := func(o *Options) {
 		o.Routes = []Route{
-			{Target: "production", Repo: "Codertocat/Hello-World", Branch: "master", DeployOn: DeployOnPush},
-			{Target: "mirror", Repo: "Codertocat/Hello-World", Branch: "master", DeployOn: DeployOnPush},
+			{Target: "production", Repo: "Codertocat/Hello-World", Branch: "master", DeployOn: executor.DeployOnPush},
+			{Target: "mirror", Repo: "Codertocat/Hello-World", Branch: "master", DeployOn: executor.DeployOnPush},
 		}
 	}
 	tests := []struct {
@@ -239,7 +239,7 @@ func TestServer_Webhook_repoMatching(t *testing.T) {
 	const realID = 186853002 // repository.id of the push payload
 	routes := func(repo string, id int64) func(*Options) {
 		return func(o *Options) {
-			o.Routes = []Route{{Target: "production", Repo: repo, RepoID: id, Branch: "main", DeployOn: DeployOnPush}}
+			o.Routes = []Route{{Target: "production", Repo: repo, RepoID: id, Branch: "main", DeployOn: executor.DeployOnPush}}
 		}
 	}
 	push := func(repo string, id any) func(t *testing.T) []byte {

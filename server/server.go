@@ -55,7 +55,8 @@ type Journal interface {
 // Resolver finds the SHA a branch points at (GitHub's API), for workflow_dispatch
 // deliveries, which carry no SHA.
 type Resolver interface {
-	// BranchHead returns the full SHA of repo's (owner/name) branch.
+	// BranchHead returns the full SHA of repo's (owner/name) branch, in lower
+	// case as GitHub writes it; any other answer is refused (gitsha.Valid).
 	BranchHead(ctx context.Context, repo, branch string) (string, error)
 }
 
@@ -82,11 +83,13 @@ type Route struct {
 	// none, is ignored with a reason.
 	RepoID int64
 	Branch string // branch name without refs/heads/; compared exactly
-	// DeployOn is "push" (every push to Branch deploys) or "workflow_run" (a
-	// successful run of one of Workflows on a push to Branch deploys).
-	DeployOn string
+	// DeployOn is executor.DeployOnPush (every push to Branch deploys) or
+	// executor.DeployOnWorkflowRun (a successful run of one of Workflows on a
+	// push to Branch deploys); New refuses any other value.
+	DeployOn executor.DeployOn
 	// Workflows lists the workflow file paths (.github/workflows/ci.yml) whose
-	// successful runs deploy, for DeployOn "workflow_run".
+	// successful runs deploy, for DeployOnWorkflowRun. A workflow_run route
+	// without any deploys on no workflow run (config.Validate refuses it).
 	Workflows []string
 	// DispatchWorkflow is the workflow file path whose workflow_dispatch deploys
 	// (manual deploys and rollbacks); empty: none.
@@ -94,12 +97,6 @@ type Route struct {
 	// Environment is the target's GitHub Deployment environment, shown on pages.
 	Environment string
 }
-
-// The values of Route.DeployOn.
-const (
-	DeployOnPush        = "push"
-	DeployOnWorkflowRun = "workflow_run"
-)
 
 // Options configure a Server.
 type Options struct {
@@ -182,7 +179,9 @@ type Server struct {
 
 // New returns a Server. It fails when Options has no webhook secret or an empty one
 // (an unsigned webhook would deploy whatever anyone posts), when a route is
-// incomplete, or when a required dependency is nil.
+// incomplete (no target, repo or branch, or a DeployOn that is not valid), or
+// when a required dependency is nil. The routes are otherwise taken as
+// configuration validated them: New does not repeat config.Validate's rules.
 func New(lg *slog.Logger, opts Options, deps Deps) (*Server, error) {
 	if lg == nil {
 		return nil, errors.New("server: nil logger")
@@ -233,14 +232,8 @@ func New(lg *slog.Logger, opts Options, deps Deps) (*Server, error) {
 		if r.Target == "" || r.Repo == "" || r.Branch == "" {
 			return nil, fmt.Errorf("server: route %d: target, repo and branch are required", i+1)
 		}
-		switch r.DeployOn {
-		case DeployOnPush:
-		case DeployOnWorkflowRun:
-			if len(r.Workflows) == 0 {
-				return nil, fmt.Errorf("server: target %s deploys on workflow_run but lists no workflows", r.Target)
-			}
-		default:
-			return nil, fmt.Errorf("server: target %s: deploy_on is %q, want push or workflow_run", r.Target, r.DeployOn)
+		if !r.DeployOn.Valid() {
+			return nil, fmt.Errorf("server: route %d (%s): DeployOn %q is not an executor.DeployOn value", i+1, r.Target, r.DeployOn)
 		}
 		if r.DispatchWorkflow != "" && (deps.Resolver == nil || deps.Rollbacks == nil) {
 			return nil, fmt.Errorf("server: target %s has a dispatch workflow: Resolver and Rollbacks are required", r.Target)
@@ -271,8 +264,8 @@ func (s *Server) routes() *echo.Echo {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
 	e.GET("/", s.handleIndex)
-	e.GET("/jobs", s.handleJobs)
-	e.GET("/jobs/:id", s.handleJob)
+	e.GET(executor.JobsPath, s.handleJobs)
+	e.GET(executor.JobPath(":id"), s.handleJob) // the page every report links to (executor.JobURL)
 	if s.opts.Badges {
 		e.GET("/badge/:file", s.handleBadge)
 	}
@@ -336,12 +329,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("shut down http server: %w", err)
 	}
 	return nil
-}
-
-// JobURL is the address of job id's page under base (Options.PublicURL): the
-// target_url of its commit statuses.
-func JobURL(base, id string) string {
-	return strings.TrimRight(base, "/") + "/jobs/" + id
 }
 
 // known reports whether target is a route's target.

@@ -180,9 +180,9 @@ func (c *fakeChecker) Ready(ctx context.Context) error { return c.err }
 // staging deploys octo-org/octo-repo main after CI (test.yml), and by dispatch.
 func testRoutes() []Route {
 	return []Route{
-		{Target: "production", Repo: "Codertocat/Hello-World", Branch: "main", DeployOn: DeployOnPush,
+		{Target: "production", Repo: "Codertocat/Hello-World", Branch: "main", DeployOn: executor.DeployOnPush,
 			DispatchWorkflow: ".github/workflows/deploy.yml"},
-		{Target: "staging", Repo: "octo-org/octo-repo", Branch: "main", DeployOn: DeployOnWorkflowRun,
+		{Target: "staging", Repo: "octo-org/octo-repo", Branch: "main", DeployOn: executor.DeployOnWorkflowRun,
 			Workflows:        []string{".github/workflows/test.yml"},
 			DispatchWorkflow: ".github/workflows/hello-world-workflow.yml"},
 	}
@@ -498,7 +498,7 @@ func TestServer_Webhook(t *testing.T) {
 		{
 			name: "two targets deploy one push",
 			opts: func(o *Options) {
-				o.Routes = append(o.Routes, Route{Target: "mirror", Repo: "Codertocat/Hello-World", Branch: "main", DeployOn: DeployOnPush})
+				o.Routes = append(o.Routes, Route{Target: "mirror", Repo: "Codertocat/Hello-World", Branch: "main", DeployOn: executor.DeployOnPush})
 			},
 			d: func(t *testing.T) delivery {
 				return delivery{event: "push", body: pushTo(t, "Codertocat/Hello-World", "main", shaA)}
@@ -550,6 +550,26 @@ func TestServer_Webhook(t *testing.T) {
 			},
 			wantCode: http.StatusOK,
 			wantBody: `"ignored":`,
+		},
+		{
+			// server.New used to refuse such a route, repeating config's rule;
+			// now config alone refuses it, and the server deploys nothing on it.
+			name:     "workflow_run for a target without workflows",
+			opts:     func(o *Options) { o.Routes[1].Workflows = nil },
+			d:        func(t *testing.T) delivery { return delivery{event: "workflow_run", body: runOf(t, nil)} },
+			wantCode: http.StatusOK,
+			wantBody: `{"ignored":"workflow .github/workflows/test.yml is not in target staging's workflows"}`,
+		},
+		{
+			// One rule for a SHA (gitsha.Valid): the server used to take an
+			// upper-case head from the resolver and queue it.
+			name:  "workflow_dispatch whose branch head is not lower-case hex",
+			setup: func(f *fixture) { f.resolver.sha = strings.ToUpper(shaB) },
+			d: func(t *testing.T) delivery {
+				return delivery{event: "workflow_dispatch", body: dispatch(t, map[string]any{})}
+			},
+			wantCode: http.StatusServiceUnavailable,
+			wantBody: `{"error":"cannot resolve the head of branch main on GitHub; redeliver from the webhook's Recent Deliveries"}`,
 		},
 		{
 			name: "workflow_dispatch with a sha",
@@ -871,14 +891,14 @@ func TestNew(t *testing.T) {
 		{name: "three secrets", opts: Options{Secrets: [][]byte{testSecret, testSecret, testSecret}}, deps: deps, wantErr: "3 webhook secrets"},
 		{name: "no queue", opts: Options{Secrets: [][]byte{testSecret}}, deps: Deps{Journal: &fakeJournal{}}, wantErr: "Queue and Journal are required"},
 		{name: "bad deploy_on", opts: Options{Secrets: [][]byte{testSecret},
-			Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: "tag"}}}, deps: deps, wantErr: `deploy_on is "tag"`},
-		{name: "workflow_run without workflows", opts: Options{Secrets: [][]byte{testSecret},
-			Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: DeployOnWorkflowRun}}}, deps: deps, wantErr: "lists no workflows"},
+			Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: "tag"}}}, deps: deps, wantErr: `server: route 1 (p): DeployOn "tag" is not an executor.DeployOn value`},
+		{name: "no deploy_on", opts: Options{Secrets: [][]byte{testSecret},
+			Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main"}}}, deps: deps, wantErr: `server: route 1 (p): DeployOn "" is not an executor.DeployOn value`},
 		{name: "dispatch without a resolver", opts: Options{Secrets: [][]byte{testSecret},
-			Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: DeployOnPush, DispatchWorkflow: "d.yml"}}}, deps: deps, wantErr: "Resolver and Rollbacks are required"},
+			Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: executor.DeployOnPush, DispatchWorkflow: "d.yml"}}}, deps: deps, wantErr: "Resolver and Rollbacks are required"},
 		{name: "route without a branch", opts: Options{Secrets: [][]byte{testSecret},
-			Routes: []Route{{Target: "p", Repo: "a/b", DeployOn: DeployOnPush}}}, deps: deps, wantErr: "target, repo and branch are required"},
-		{name: "valid", opts: Options{Secrets: [][]byte{testSecret}, Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: DeployOnPush}}}, deps: deps},
+			Routes: []Route{{Target: "p", Repo: "a/b", DeployOn: executor.DeployOnPush}}}, deps: deps, wantErr: "target, repo and branch are required"},
+		{name: "valid", opts: Options{Secrets: [][]byte{testSecret}, Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: executor.DeployOnPush}}}, deps: deps},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1306,11 +1326,41 @@ func TestServer_Serve(t *testing.T) {
 	}
 }
 
-func TestJobURL(t *testing.T) {
-	for _, base := range []string{"https://deploy.example.com", "https://deploy.example.com/"} {
-		if got, want := JobURL(base, "j1"), "https://deploy.example.com/jobs/j1"; got != want {
-			t.Errorf("JobURL(%q) = %q, want %q", base, got, want)
-		}
+// TestServer_JobLinks: the index links a job at the path executor.JobURL
+// gives GitHub, and the server serves the job there. The layout used to be
+// written in three places (the executor's reports, the server's route, the
+// index template), and nothing checked that they agreed.
+func TestServer_JobLinks(t *testing.T) {
+	const base = "https://deploy.example.com/"
+	f := newFixture(t, func(o *Options) { o.PublicURL = base })
+	j := testJob()
+	j.ID = "mb1x2k9q-0a1b2c3d" // as the executor makes them
+	f.journal.jobs = []executor.Job{j}
+
+	reported := executor.JobURL(base, j.ID)
+	if want := "https://deploy.example.com/jobs/mb1x2k9q-0a1b2c3d"; reported != want {
+		t.Fatalf("executor.JobURL = %q, want %q", reported, want)
+	}
+	path := strings.TrimPrefix(reported, strings.TrimRight(base, "/"))
+
+	rec := serve(t, f.h, httptest.NewRequest(http.MethodGet, "/", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("index: status %d: %s", rec.Code, rec.Body)
+	}
+	// Twice: the target's last job, and the recent jobs.
+	if n := strings.Count(rec.Body.String(), `href="`+path+`"`); n != 2 {
+		t.Errorf("index links %s %d times, want 2", path, n)
+	}
+
+	rec = serve(t, f.h, httptest.NewRequest(http.MethodGet, path+"?format=json", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET %s: status %d: %s", path, rec.Code, rec.Body)
+	}
+	var got struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil || got.ID != j.ID {
+		t.Errorf("GET %s: id %q (%v), want %q", path, got.ID, err, j.ID)
 	}
 }
 

@@ -52,6 +52,11 @@
 // exactly, unlike encoding/json's case-insensitive struct matching; when a name
 // occurs twice the last one wins, as with encoding/json; invalid UTF-8 in a string
 // becomes U+FFFD, as with encoding/json.
+//
+// Besides the standard library, the package imports only internal/gitsha, a
+// leaf package of the standard library that holds the one rule for a commit
+// SHA deployhook checks everywhere, so that a SHA this package accepts is one
+// the rest of deployhook accepts too.
 package webhook
 
 import (
@@ -64,6 +69,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/deployhook/deployhook/internal/gitsha"
 )
 
 // Event is what deployhook needs to know of a delivery that may deploy.
@@ -395,7 +402,7 @@ func (d *decoder) push(body []byte) (Event, error) {
 	if deleted || after == zeroSHA {
 		return Event{}, &Ignored{Reason: "branch deleted"}
 	}
-	if !isSHA(after) {
+	if !gitsha.Valid(after) {
 		return Event{}, fmt.Errorf("after %q is not a 40-digit hex commit SHA", clip(after))
 	}
 	actor := pusher
@@ -458,7 +465,7 @@ func (d *decoder) workflowRun(body []byte) (Event, error) {
 		return Event{}, &Ignored{Reason: "workflow run from a fork"}
 	case branch == "":
 		return Event{}, errors.New("missing workflow_run.head_branch")
-	case !isSHA(sha):
+	case !gitsha.Valid(sha):
 		return Event{}, fmt.Errorf("workflow_run.head_sha %q is not a 40-digit hex commit SHA", clip(sha))
 	}
 	if path == "" {
@@ -506,19 +513,6 @@ func (d *decoder) workflowDispatch(body []byte) (Event, error) {
 
 // zeroSHA is the after of a push that deletes a branch.
 const zeroSHA = "0000000000000000000000000000000000000000"
-
-// isSHA reports whether s is a full SHA-1 commit id in lower-case hex.
-func isSHA(s string) bool {
-	if len(s) != 40 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if _, ok := unhex(s[i]); !ok {
-			return false
-		}
-	}
-	return true
-}
 
 // clip shortens s to at most 100 bytes for an error or a reason: the text is
 // public and comes from the request.

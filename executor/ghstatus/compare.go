@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/internal/gitsha"
 )
 
 var _ executor.Commits = (*Client)(nil)
@@ -38,7 +39,7 @@ func (c *Client) Contains(ctx context.Context, repo, ref, sha string) (bool, err
 	if err != nil {
 		return false, fmt.Errorf("compare: %w", err)
 	}
-	if !shaRE.MatchString(sha) {
+	if !gitsha.Valid(sha) {
 		return false, fmt.Errorf("compare in %s: SHA %q is not 40 lower-case hex digits: %w", repo, sha, executor.ErrPermanent)
 	}
 	if err := checkRef(ref); err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/internal/endpoint"
+	"github.com/deployhook/deployhook/internal/gitsha"
 	"github.com/deployhook/deployhook/internal/safehttp"
 )
 
@@ -205,8 +206,6 @@ func splitRepo(repo string) (owner, name string, err error) {
 
 var repoNameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
-var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
-
 // Report publishes r: the commit status (reportStatus), and with
 // Options.Deployments the job's Deployment, found or created when r.Deployment
 // is 0, and a deployment status (reportDeployment). It returns the Deployment
@@ -240,7 +239,7 @@ func checkReport(r executor.Report) (owner, name string, err error) {
 	switch {
 	case err != nil:
 		return "", "", err
-	case !shaRE.MatchString(r.SHA):
+	case !gitsha.Valid(r.SHA):
 		return "", "", fmt.Errorf("SHA %q is not 40 lower-case hex digits: %w", r.SHA, executor.ErrPermanent)
 	case r.Target == "":
 		return "", "", fmt.Errorf("no target: %w", executor.ErrPermanent)
@@ -467,7 +466,7 @@ func (c *Client) BranchHead(ctx context.Context, repo, branch string) (string, e
 		return "", fmt.Errorf("branch head of %s %s: %w", repo, branch, err)
 	}
 	sha = strings.TrimSpace(sha)
-	if !shaRE.MatchString(sha) {
+	if !gitsha.Valid(sha) {
 		return "", fmt.Errorf("branch head of %s %s: GitHub answered %q, not a commit SHA", repo, branch, truncateForError(sha))
 	}
 	return sha, nil
