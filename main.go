@@ -160,7 +160,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	}
 	st, err := store.Open(ctx, lg, filepath.Join(cfg.DataDir, "deployhook.db"))
 	if err != nil {
-		return nil, fmt.Errorf("open journal: %w", err)
+		return nil, err // it says "open journal" already
 	}
 	a.store = st
 	fail := func(err error) (*app, error) {
