@@ -10,11 +10,16 @@ DEMO_SECRET := local-demo-secret-not-for-production
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-run: ## serve the local demo (config/local.yaml) on 127.0.0.1:8080
-	DEPLOYHOOK_WEBHOOK_SECRET=$${DEPLOYHOOK_WEBHOOK_SECRET:-$(DEMO_SECRET)} $(GO) run . serve --config config/local.yaml
+# run execs the binary, so the signal of a Ctrl-C or a kill reaches deployhook
+# itself (not a shell or go run between): it shuts down in order and exits 0,
+# and make says nothing more.
+run: build ## serve the local demo (config/local.yaml) on 127.0.0.1:8080
+	export DEPLOYHOOK_WEBHOOK_SECRET="$${DEPLOYHOOK_WEBHOOK_SECRET:-$(DEMO_SECRET)}"; \
+		exec bin/deployhook serve --config config/local.yaml
 
-send-test-webhook: ## send a signed sample push to the demo started by make run
-	DEPLOYHOOK_WEBHOOK_SECRET=$${DEPLOYHOOK_WEBHOOK_SECRET:-$(DEMO_SECRET)} $(GO) run . send-test-webhook --url http://127.0.0.1:8080/webhook
+send-test-webhook: build ## send a signed sample push to the demo started by make run
+	export DEPLOYHOOK_WEBHOOK_SECRET="$${DEPLOYHOOK_WEBHOOK_SECRET:-$(DEMO_SECRET)}"; \
+		exec bin/deployhook send-test-webhook --url http://127.0.0.1:8080/webhook
 
 test: ## vet, the whole test suite with the race detector, and a short fuzz of the webhook parser
 	$(GO) vet ./...

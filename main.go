@@ -125,6 +125,7 @@ func (e *env) load(c *common, opts ...config.LoadOption) (*config.Config, *slog.
 
 // logger returns the process's logger: JSON with the field names Cloud Logging
 // reads (severity, message) unless stderr is a terminal or text is asked for.
+// In both, durations are seconds ("1.5s") and nil values are left out (logAttr).
 func (e *env) logger(l config.Log) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(l.Level))
@@ -135,26 +136,9 @@ func (e *env) logger(l config.Log) *slog.Logger {
 		}
 	}
 	if text {
-		return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+		return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: logAttr}))
 	}
-	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{
-		Level: level,
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) > 0 {
-				return a
-			}
-			switch a.Key {
-			case slog.MessageKey:
-				a.Key = "message"
-			case slog.LevelKey:
-				a.Key = "severity"
-				if lv, ok := a.Value.Any().(slog.Level); ok && lv == slog.LevelWarn {
-					a.Value = slog.StringValue("WARNING")
-				}
-			}
-			return a
-		},
-	}))
+	return slog.New(slog.NewJSONHandler(e.stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: cloudAttr}))
 }
 
 // app is deployhook assembled from a configuration.
@@ -176,7 +160,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	}
 	st, err := store.Open(ctx, lg, filepath.Join(cfg.DataDir, "deployhook.db"))
 	if err != nil {
-		return nil, fmt.Errorf("open journal: %w", err)
+		return nil, err // it says "open journal" already
 	}
 	a.store = st
 	fail := func(err error) (*app, error) {

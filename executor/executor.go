@@ -261,6 +261,10 @@ func (w *waiters) wake(id string) {
 // Owner returns this process as the owner of its jobs (with the ID New chose).
 func (e *Executor) Owner() Owner { return e.opts.Owner }
 
+// recoverTimeout bounds Run's start-up recovery (the lease, the orphans, each
+// target's current commit): a few small queries of the journal.
+const recoverTimeout = time.Minute
+
 // Run claims a lease on the journal, ends or adopts the jobs of owners whose
 // lease expired, then runs the queue until ctx ends; then it stops intake, lets
 // running deploys finish within the grace period, cancels them after it
@@ -278,17 +282,23 @@ func (e *Executor) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	defer close(e.stopped)
 
-	if err := e.beat(ctx, time.Now().Add(e.opts.Lease)); err != nil {
+	// The start-up recovery runs to its end even when ctx ends meanwhile (a
+	// Ctrl-C right after start): a shutdown is no journal that cannot be read.
+	// Run then stops at once below, the waiting jobs left queued.
+	start, cancelStart := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
+	defer cancelStart()
+	if err := e.beat(start, time.Now().Add(e.opts.Lease)); err != nil {
 		// Nothing of ours is in the journal yet; the lease loop tries again
 		// and Ready says why deployhook is not ready meanwhile.
 		e.lg.Error("record this process's lease", "err", err)
 	}
-	if err := e.sweep(ctx); err != nil {
+	if err := e.sweep(start); err != nil {
 		return fmt.Errorf("recover journal: %w", err)
 	}
-	if err := e.loadCurrent(ctx); err != nil {
+	if err := e.loadCurrent(start); err != nil {
 		return fmt.Errorf("recover journal: %w", err)
 	}
+	cancelStart()
 
 	// Deploys run under their own context: shutdown gives them a grace period.
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))

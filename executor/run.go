@@ -80,7 +80,10 @@ type stepError struct {
 func (s *stepError) Error() string {
 	switch {
 	case s.transport:
-		return fmt.Sprintf("step %s: connection lost: %v", s.step, s.err)
+		// The transport's error names the target, the step and what broke
+		// (executor/remote: `target vm: step "restart": wait: connection lost
+		// (…): EOF`); saying it again doubled the text.
+		return s.err.Error()
 	case errors.Is(s.err, ErrTimeout):
 		return fmt.Sprintf("step %s timed out", s.step)
 	case s.err != nil:

@@ -266,7 +266,7 @@ func (t *SSH) connect(ctx context.Context) (*ssh.Client, error) {
 			return nil, fmt.Errorf("ssh handshake with %s: the server has no host key of a pinned type (%s); pin its current key: %w",
 				t.opts.HostKeyAlias, strings.Join(t.config.HostKeyAlgorithms, ", "), err)
 		}
-		return nil, fmt.Errorf("ssh handshake: %w", err)
+		return nil, err // "ssh: handshake failed: …"
 	}
 	_ = conn.SetDeadline(time.Time{})
 	return ssh.NewClient(c, chans, reqs), nil
