@@ -115,14 +115,15 @@
 // checkout, sync, restart, verify) come from [executor.Sequence.Steps]
 // (sequence.go).
 //
-// # Reaching the VM: executor/remote, executor/gce, executor/oslogin, executor/iap
+// # Reaching the VM: executor/remote, executor/gcp (gce, oslogin, iap)
 //
 // The transport for each target is chosen at start-up in transports.go:
 // [remote.Local] runs the steps on this machine (the demo), [remote.SSH] on a host
-// it dials over TCP, and iapTransport on a Compute Engine VM: it looks the
-// instance up and selects its host keys ([gce.Client.Target]), with
-// ssh.oslogin imports a key made for this deploy ([oslogin.Client.Key]), and
-// gives [remote.SSH] a dialer that opens a tunnel through Identity-Aware Proxy
+// it dials over TCP, and [gcp.Transport] on a Compute Engine VM: for each deploy
+// it looks the instance up once (executor/gce), pins its host keys by the
+// strategy chosen in [gcp.New], with ssh.oslogin imports a key made for this
+// deploy (executor/oslogin) and deletes it when the session closes, and gives
+// [remote.SSH] a dialer that opens a tunnel through Identity-Aware Proxy
 // ([iap.Dial]). In both remote transports every step becomes one command line
 // (executor/remote/command.go) whose wrapper kills the step's whole process tree
 // on timeout, on cancel and when the connection drops, and the deploy lock is a
