@@ -676,3 +676,38 @@ func TestModule_Runtime(t *testing.T) {
 		}
 	})
 }
+
+// TestExample_README checks that the README's Terraform section names every variable
+// of the example, and that terraform.tfvars.example sets every required one (those
+// without a default) and nothing the example does not declare.
+func TestExample_README(t *testing.T) {
+	ex := readModule(t, exampleDir)
+	sec := readmeSection(t, "## Set it up with Terraform")
+	for n := range ex.variables {
+		if !strings.Contains(sec, "`"+n+"`") {
+			t.Errorf("README's Terraform section does not name the example's variable %s", n)
+		}
+	}
+	src, err := os.ReadFile(filepath.Join(exampleDir, "terraform.tfvars.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, diags := hclsyntax.ParseConfig(src, "terraform.tfvars.example", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	set := f.Body.(*hclsyntax.Body).Attributes
+	for n := range set {
+		if ex.variables[n] == nil {
+			t.Errorf("terraform.tfvars.example sets %s, which the example does not declare", n)
+		}
+	}
+	for n, b := range ex.variables {
+		if b.Body.Attributes["default"] == nil && set[n] == nil {
+			t.Errorf("terraform.tfvars.example does not set the required variable %s", n)
+		}
+	}
+	if !bytes.Equal(hclwrite.Format(src), src) {
+		t.Errorf("terraform.tfvars.example is not formatted")
+	}
+}
