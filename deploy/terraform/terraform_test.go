@@ -9,6 +9,8 @@ package terraform
 
 import (
 	"bytes"
+	"crypto/ed25519"
+	"encoding/pem"
 	"fmt"
 	"maps"
 	"os"
@@ -23,7 +25,9 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 	"github.com/hashicorp/hcl/v2/hclwrite"
 	"github.com/zclconf/go-cty/cty"
+	"golang.org/x/crypto/ssh"
 
+	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor/gce/gcetest"
 	"github.com/deployhook/deployhook/executor/iap"
 )
@@ -710,4 +714,87 @@ func TestExample_README(t *testing.T) {
 	if !bytes.Equal(hclwrite.Format(src), src) {
 		t.Errorf("terraform.tfvars.example is not formatted")
 	}
+}
+
+// TestExample_Template checks that the configuration template uses only the variables
+// the example's templatefile call passes it, and uses all of them.
+func TestExample_Template(t *testing.T) {
+	ex := readModule(t, exampleDir)
+	call, ok := ex.modules["deployhook"].Body.Attributes["config_yaml"].Expr.(*hclsyntax.FunctionCallExpr)
+	if !ok || call.Name != "templatefile" || len(call.Args) != 2 {
+		t.Fatal("config_yaml is not templatefile(PATH, VARS)")
+	}
+	passed := map[string]bool{}
+	obj, ok := call.Args[1].(*hclsyntax.ObjectConsExpr)
+	if !ok {
+		t.Fatal("templatefile's variables are not an object")
+	}
+	for _, it := range obj.Items {
+		passed[hcl.ExprAsKeyword(it.KeyExpr)] = true
+	}
+	src, err := os.ReadFile(filepath.Join(exampleDir, "config.yaml.tftpl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, diags := hclsyntax.ParseTemplate(src, "config.yaml.tftpl", hcl.InitialPos)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	used := map[string]bool{}
+	for _, tr := range hclsyntax.Variables(tmpl) {
+		used[tr.RootName()] = true
+		if !passed[tr.RootName()] {
+			t.Errorf("config.yaml.tftpl uses %s, which templatefile does not pass", tr.RootName())
+		}
+	}
+	for n := range passed {
+		if !used[n] {
+			t.Errorf("templatefile passes %s, which config.yaml.tftpl never uses", n)
+		}
+	}
+	if len(used) == 0 {
+		t.Error("config.yaml.tftpl uses no variable")
+	}
+
+	// What the template renders, with the example's values, must be a configuration
+	// deployhook accepts (with and without OS Login).
+	for _, oslogin := range []bool{true, false} {
+		vars := map[string]cty.Value{
+			"repository": cty.StringVal("acme/pipelines"), "branch": cty.StringVal("main"),
+			"project_id": cty.StringVal("my-project"), "zone": cty.StringVal("us-central1-a"),
+			"vm_name": cty.StringVal("dagster"), "app_dir": cty.StringVal("/opt/app"),
+			"app_user": cty.StringVal("app"), "oslogin": cty.BoolVal(oslogin),
+			"public_url": cty.StringVal("https://deployhook-123456789012.us-central1.run.app"),
+		}
+		v, diags := tmpl.Value(&hcl.EvalContext{Variables: vars})
+		if diags.HasErrors() {
+			t.Fatalf("render config.yaml.tftpl: %v", diags)
+		}
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(path, []byte(v.AsString()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		// The environment Cloud Run gives the container from Secret Manager.
+		env := map[string]string{"DEPLOYHOOK_WEBHOOK_SECRET": "from-secret-manager"}
+		if !oslogin {
+			env["DEPLOYHOOK_SSH_KEY"] = newSSHKey(t)
+		}
+		if _, err := config.Load(path, func(k string) string { return env[k] }); err != nil {
+			t.Errorf("oslogin %v: deployhook refuses the rendered configuration: %v\n%s", oslogin, err, v.AsString())
+		}
+	}
+}
+
+// newSSHKey returns a new ed25519 private key in OpenSSH PEM form.
+func newSSHKey(t *testing.T) string {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(block))
 }
