@@ -15,17 +15,17 @@ import (
 // AppDir and AppUser are required (Validate; the configuration enforces it):
 // git runs as the checkout's owner, never as the login user who may use sudo.
 type Sequence struct {
-	AppDir     string        // the checkout on the target (/home/dagster/data-platform)
-	AppUser    string        // owner of the checkout; git and uv run as this user
-	Units      []string      // restarted in this order, then verified
-	Settle     time.Duration // how long the units must stay up, without restarts, after the restart
+	AppDir  string        // the checkout on the target (/home/dagster/data-platform)
+	AppUser string        // owner of the checkout; git and uv run as this user
+	Units   []string      // restarted in this order, then verified
+	Settle  time.Duration // how long the units must stay up, without restarts, after the restart
 	// AllowDirty deploys over local changes to tracked files instead of
 	// refusing: before the checkout they are kept in a git stash named
 	// "deployhook JOB SHA7" (never discarded), which the job's log and status
 	// description mention. Untracked files are left in place.
 	AllowDirty bool
-	Sync       string        // the dependency command; default "uv sync --frozen"
-	SyncWhen   []string      // files whose change makes Sync run; default uv.lock, pyproject.toml
+	Sync       string   // the dependency command; default "uv sync --frozen"
+	SyncWhen   []string // files whose change makes Sync run; default uv.lock, pyproject.toml
 }
 
 // Validate reports what the sequence lacks to run safely.
