@@ -304,14 +304,16 @@ func (e *env) serveCmd() *cobra.Command {
 	return cmd
 }
 
-// serve runs the service until ctx ends, then shuts down in order: stop taking
-// webhooks, let the running deploy finish within the grace period, close the journal.
+// serve runs the service until ctx ends, then shuts down in order: stop
+// taking webhooks (deliveries and /readyz are answered 503 with the reason,
+// pages still answer), let the running deploys finish within the grace period
+// and stop the executor, stop HTTP, close the journal.
 func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) error {
 	a, err := e.assemble(ctx, cfg, lg, executor.Options{})
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer a.close() // last: the journal outlives every reader and writer
 	if a.gh == nil {
 		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
 	}
@@ -343,16 +345,24 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	select {
 	case <-ctx.Done():
 	case serveErr = <-serveDone:
+		serveDone <- nil // the listener is gone: nothing to wait for below
 	case err := <-execDone:
 		// The executor stopped on its own: the journal could not be read.
 		shutdown(lg, srv)
 		return err
 	}
-	lg.Info("shutting down: no more webhooks")
-	shutdown(lg, srv)
+	// Intake stops first, and the listener stays open meanwhile: a delivery is
+	// told deployhook is shutting down (503, redeliver later) rather than
+	// refused a connection, or accepted with 202 and left queued until the
+	// next start.
+	srv.Drain()
+	lg.Info("shutting down: deliveries are answered 503; the running deploys finish", "grace", time.Duration(cfg.ShutdownGrace))
 	stopExec()
-	if err := <-execDone; err != nil {
-		return err
+	execErr := <-execDone
+	shutdown(lg, srv)
+	<-serveDone
+	if execErr != nil {
+		return execErr
 	}
 	lg.Info("stopped")
 	if serveErr != nil && !errors.Is(serveErr, net.ErrClosed) {

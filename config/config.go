@@ -12,6 +12,7 @@ package config
 import (
 	"bytes"
 	"embed"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -73,10 +74,13 @@ type Config struct {
 	IAPURL     string `yaml:"-"`
 	ComputeURL string `yaml:"-"`
 	OSLoginURL string `yaml:"-"` // DEPLOYHOOK_OSLOGIN_URL: the OS Login API
-	// GoogleCredentials is GOOGLE_APPLICATION_CREDENTIALS: a credentials JSON
-	// file. Empty: Application Default Credentials' other sources (the metadata
-	// server on Google Cloud, gcloud's user credentials).
+	// GoogleCredentials is GOOGLE_APPLICATION_CREDENTIALS, or
+	// GOOGLE_APPLICATION_CREDENTIALS_FILE (Load refuses both): a credentials
+	// JSON file. Empty: Application Default Credentials' other sources (the
+	// metadata server on Google Cloud, gcloud's user credentials).
 	GoogleCredentials string `yaml:"-"`
+	// googleSetting is the variable GoogleCredentials came from, for FileWarnings.
+	googleSetting string
 
 	// secretFiles are the NAME_FILE variables that were set, for FileWarnings.
 	secretFiles []namedFile
@@ -378,7 +382,18 @@ func (c *Config) readEnv(getenv Getenv) error {
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
 	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
 	c.OSLoginURL = getenv("DEPLOYHOOK_OSLOGIN_URL")
-	c.GoogleCredentials = getenv("GOOGLE_APPLICATION_CREDENTIALS")
+	// GOOGLE_APPLICATION_CREDENTIALS already names a file; its _FILE form
+	// names the same credentials JSON file (systemd's LoadCredential and
+	// mounted secrets give paths under names ending in _FILE).
+	gac, gacFile := getenv("GOOGLE_APPLICATION_CREDENTIALS"), getenv("GOOGLE_APPLICATION_CREDENTIALS_FILE")
+	switch {
+	case gac != "" && gacFile != "":
+		return errors.New("both GOOGLE_APPLICATION_CREDENTIALS and GOOGLE_APPLICATION_CREDENTIALS_FILE are set: set one")
+	case gacFile != "":
+		c.GoogleCredentials, c.googleSetting = gacFile, "GOOGLE_APPLICATION_CREDENTIALS_FILE"
+	default:
+		c.GoogleCredentials, c.googleSetting = gac, "GOOGLE_APPLICATION_CREDENTIALS"
+	}
 	if v := getenv("DEPLOYHOOK_GITHUB_API_URL"); v != "" {
 		c.GitHub.APIURL = v
 	}

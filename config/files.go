@@ -13,7 +13,7 @@ type namedFile struct{ setting, path string }
 
 // keyFiles lists the files that hold secrets or private keys: the NAME_FILE
 // variables that were set, github.private_key_file, each target's
-// ssh.private_key_file and GOOGLE_APPLICATION_CREDENTIALS.
+// ssh.private_key_file and GOOGLE_APPLICATION_CREDENTIALS (or its _FILE form).
 func (c *Config) keyFiles() []namedFile {
 	out := append([]namedFile(nil), c.secretFiles...)
 	if c.GitHub.PrivateKeyFile != "" {
@@ -25,7 +25,7 @@ func (c *Config) keyFiles() []namedFile {
 		}
 	}
 	if c.GoogleCredentials != "" {
-		out = append(out, namedFile{"GOOGLE_APPLICATION_CREDENTIALS", c.GoogleCredentials})
+		out = append(out, namedFile{c.googleSetting, c.GoogleCredentials})
 	}
 	return out
 }

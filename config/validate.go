@@ -258,6 +258,11 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 	if len(t.Steps) == 0 && t.AppDir == "" {
 		p.add("%s: give steps:, or app_dir and app_user for the default sequence", where)
 	}
+	if len(t.Steps) > 0 && t.AppDir == "" && len(t.NotApplied) > 0 {
+		// The changed files are listed by git in app_dir on the VM: without
+		// it nothing would ever be named, and nobody should believe it is.
+		p.add("%s: not_applied needs app_dir (the checkout whose changed files it names): set app_dir, or remove not_applied", where)
+	}
 	switch {
 	case len(t.Steps) == 0 && t.AppDir != "" && t.AppUser == "":
 		p.add("%s: the default sequence (no steps:) needs app_user: the account that owns the checkout in app_dir, without sudo; git and uv run as it, never as the login user, who can sudo", where)

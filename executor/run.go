@@ -37,6 +37,10 @@ func (e *Executor) run(ctx context.Context, l *lane, j Job) {
 	d := &deploy{e: e, lg: lg, t: l.t, j: &j, unsaved: map[int]StepRun{}}
 	res := d.execute(ctx)
 	state, desc, now := outcome(res)
+	if d.stashed {
+		// Whatever happened next, the changes are in the stash: say where.
+		desc += "; local changes stashed (git stash list)"
+	}
 
 	l.mu.Lock()
 	j.State, j.Description, j.Finished = state, desc, time.Now()
@@ -63,6 +67,8 @@ type deploy struct {
 
 	deployedBefore bool            // a person asked for a SHA this target deployed successfully before
 	unsaved        map[int]StepRun // step records the journal refused, by seq
+
+	stashed bool // a step kept local changes in a git stash (StashedMarker)
 
 	changed      []string // files changed between previous and new SHA
 	changedKnown bool
@@ -444,6 +450,10 @@ func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError 
 		rec.Error = err.Error()
 	}
 	d.update(rec)
+	if stash, ok := stashedAs(rec.Output); ok && err == nil && code == 0 {
+		d.stashed = true
+		d.lg.Warn("local changes kept in a git stash", "step", name, "stash", stash)
+	}
 	d.lg.Info("step finished", "step", name, "exit", rec.ExitCode, "err", err,
 		"duration", rec.Duration.Round(time.Millisecond))
 	switch {
@@ -455,6 +465,17 @@ func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError 
 		return &stepError{step: name, exitCode: -1, err: err}
 	}
 	return &stepError{step: name, exitCode: -1, err: err, transport: true}
+}
+
+// stashedAs returns the stash name a step's output announces with
+// StashedMarker at the start of a line.
+func stashedAs(output string) (string, bool) {
+	for line := range strings.Lines(output) {
+		if name, ok := strings.CutPrefix(line, StashedMarker); ok {
+			return strings.TrimSpace(name), true
+		}
+	}
+	return "", false
 }
 
 // command resolves a step into what the transport runs.

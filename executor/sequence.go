@@ -15,13 +15,17 @@ import (
 // AppDir and AppUser are required (Validate; the configuration enforces it):
 // git runs as the checkout's owner, never as the login user who may use sudo.
 type Sequence struct {
-	AppDir     string        // the checkout on the target (/home/dagster/data-platform)
-	AppUser    string        // owner of the checkout; git and uv run as this user
-	Units      []string      // restarted in this order, then verified
-	Settle     time.Duration // how long the units must stay up, without restarts, after the restart
-	AllowDirty bool          // deploy over local changes instead of refusing
-	Sync       string        // the dependency command; default "uv sync --frozen"
-	SyncWhen   []string      // files whose change makes Sync run; default uv.lock, pyproject.toml
+	AppDir  string        // the checkout on the target (/home/dagster/data-platform)
+	AppUser string        // owner of the checkout; git and uv run as this user
+	Units   []string      // restarted in this order, then verified
+	Settle  time.Duration // how long the units must stay up, without restarts, after the restart
+	// AllowDirty deploys over local changes to tracked files instead of
+	// refusing: before the checkout they are kept in a git stash named
+	// "deployhook JOB SHA7" (never discarded), which the job's log and status
+	// description mention. Untracked files are left in place.
+	AllowDirty bool
+	Sync       string   // the dependency command; default "uv sync --frozen"
+	SyncWhen   []string // files whose change makes Sync run; default uv.lock, pyproject.toml
 }
 
 // Validate reports what the sequence lacks to run safely.
@@ -39,6 +43,11 @@ func (s Sequence) Validate() error {
 	return nil
 }
 
+// StashedMarker starts the line the default sequence's stash step prints
+// when it kept local changes in a git stash, followed by the stash's name.
+// The executor then says so in the job's status description.
+const StashedMarker = "deployhook: local changes stashed as "
+
 // safeGit starts every script that runs git: git ignores the repository's own
 // hooks and file-system monitor, which anyone who can write the checkout's
 // .git could otherwise make run arbitrary code (a post-checkout hook that
@@ -55,6 +64,9 @@ const safeGit = `git() { command git -c core.hooksPath=/dev/null -c core.fsmonit
 //     automatic rollback (DEPLOYHOOK_ROLLBACK), a SHA the target deployed
 //     before (DEPLOYHOOK_DEPLOYED_BEFORE=true) and a person's explicit
 //     override (DEPLOYHOOK_ANY_COMMIT=true);
+//     with AllowDirty, stash: keep local changes to tracked files in a git
+//     stash named "deployhook $DEPLOYHOOK_JOB <sha7>" and print StashedMarker
+//     with that name (nothing when there are none);
 //  3. checkout (the checkpoint): check out exactly the SHA, detached, and verify
 //     git rev-parse HEAD;
 //  4. sync: uv sync --frozen, only when uv.lock or pyproject.toml changed;
@@ -120,6 +132,20 @@ fi
 if ! git merge-base --is-ancestor "$DEPLOYHOOK_SHA" "origin/$DEPLOYHOOK_BRANCH"; then
   echo "commit $DEPLOYHOOK_SHA is not on branch $DEPLOYHOOK_BRANCH"; exit 1
 fi`))
+	if s.AllowDirty {
+		// Before the checkpoint: a stash that fails changed nothing, and the
+		// checkout never meets (nor overwrites) a local change.
+		steps = append(steps, with(git, "stash",
+			`changes=$(git status --porcelain --untracked-files=no) || exit 1
+[ -n "$changes" ] || exit 0
+name="deployhook $DEPLOYHOOK_JOB $(printf %.7s "$DEPLOYHOOK_SHA")"
+at=$(git rev-parse --short HEAD) || exit 1
+echo "local changes in $PWD:"
+echo "$changes"
+git -c user.name=deployhook -c user.email=deployhook@localhost stash push --quiet -m "$name" || { echo "could not stash them: nothing was checked out"; exit 1; }
+echo "`+StashedMarker+`$name"
+echo "they were made over $at; get them back with: git stash list (the entry \"$name\"), then git stash apply stash@{N}"`))
+	}
 	co := with(git, "checkout",
 		`git -c advice.detachedHead=false checkout --quiet --detach "$DEPLOYHOOK_SHA" || exit 1
 head=$(git rev-parse HEAD)

@@ -32,7 +32,7 @@ func (s *Server) handleHealthz(c echo.Context) error {
 
 // handleReadyz is GET /readyz: 200 "ready", or 503 with the reason.
 func (s *Server) handleReadyz(c echo.Context) error {
-	if s.closing.Load() {
+	if s.draining.Load() {
 		return publicf(http.StatusServiceUnavailable, "not ready: shutting down")
 	}
 	if s.deps.Checker != nil {

@@ -53,6 +53,10 @@ type (
 // handleWebhook is POST /webhook: verify, parse, match, enqueue, answer. It
 // acknowledges only; the deploy runs in the executor.
 func (s *Server) handleWebhook(c echo.Context) error {
+	if s.draining.Load() {
+		// Before the body is read: nothing would be queued anyway.
+		return publicf(http.StatusServiceUnavailable, "%s", msgShuttingDown)
+	}
 	req := c.Request()
 	sig := req.Header.Get(hdrSignature256)
 	if sig == "" {
@@ -311,6 +315,11 @@ func (s *Server) dispatchTriggers(ctx context.Context, ev webhook.Event, base ex
 // enqueue queues one job per route and answers 202, or 200 when nothing new was
 // queued (duplicates, or triggers the queue ignores).
 func (s *Server) enqueue(c echo.Context, ev webhook.Event, routes []Route, triggers []executor.Trigger) error {
+	if s.draining.Load() {
+		// The body arrived after Drain: queue nothing, so no job waits for
+		// the next start while GitHub's log says it was accepted.
+		return publicf(http.StatusServiceUnavailable, "%s", msgShuttingDown)
+	}
 	ctx := c.Request().Context()
 	answers := make([]jobBody, len(routes))
 	fresh := 0
@@ -356,6 +365,9 @@ func answer(target string, t executor.Trigger, q executor.Enqueued) jobBody {
 	return a
 }
 
+// msgShuttingDown answers a delivery that arrives while deployhook shuts down.
+const msgShuttingDown = "deployhook is shutting down; redeliver from the webhook's Recent Deliveries once it is back"
+
 // enqueueError is the public error for a failed Enqueue. Any failure other than
 // shutting down or a target the queue does not know is the journal's (it could
 // not record the delivery: disk full, read-only): 503, so that GitHub's delivery
@@ -364,7 +376,7 @@ func answer(target string, t executor.Trigger, q executor.Enqueued) jobBody {
 func enqueueError(target string, err error) error {
 	switch {
 	case errors.Is(err, executor.ErrClosed):
-		return public(http.StatusServiceUnavailable, "deployhook is shutting down; redeliver from the webhook's Recent Deliveries once it is back", err)
+		return public(http.StatusServiceUnavailable, msgShuttingDown, err)
 	case errors.Is(err, executor.ErrUnknownTarget):
 		return public(http.StatusInternalServerError, fmt.Sprintf("target %s is configured for routing but unknown to the queue", target), err)
 	}

@@ -167,10 +167,13 @@ type Server struct {
 	// tmpl parses the pages' templates on the first page view: a service
 	// that only takes webhooks never touches html/template's code, which is
 	// about 0.5 MB of its resident memory.
-	tmpl    func() (*template.Template, error)
-	intake  *intake
-	logs    sync.Pool // *logContext
-	closing atomic.Bool
+	tmpl   func() (*template.Template, error)
+	intake *intake
+	logs   sync.Pool // *logContext
+	// draining is set by Drain and Shutdown: deliveries and /readyz are
+	// answered 503. closing is set by Shutdown only: Serve refuses to start.
+	draining atomic.Bool
+	closing  atomic.Bool
 
 	mu    sync.Mutex
 	srv   *http.Server
@@ -315,9 +318,22 @@ func (s *Server) Serve(ln net.Listener) error {
 	return nil
 }
 
-// Shutdown stops intake: /readyz turns 503 at once, the listener closes, and
+// Drain stops intake and keeps serving: from its return on, every webhook
+// delivery is answered 503 with the reason (shutting down; redeliver later)
+// and nothing is queued, and /readyz is 503; job pages, badges and /healthz
+// still answer. deployhook drains while the running deploy finishes, so a
+// delivery gets an honest answer instead of a refused connection, then calls
+// Shutdown. A delivery whose handler had passed the check before Drain may
+// still be queued (and answered 202). Drain is safe to call at any time, more
+// than once, and concurrently with requests.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+}
+
+// Shutdown stops intake as Drain does, closes the listener, and lets
 // requests in flight finish until ctx ends. It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
 	s.closing.Store(true)
 	s.mu.Lock()
 	srv := s.srv
