@@ -478,8 +478,9 @@ func TestServer_intake_chunkedUploads(t *testing.T) {
 	// 20 × 24 MiB cannot all fit the 64 MiB budget: some are refused. How many
 	// are read whole first depends on how the uploads interleave (all may grow
 	// at once and all be refused), so only the refusal is certain.
-	if codes[http.StatusUnauthorized] == uploads || codes[http.StatusServiceUnavailable] == 0 {
-		t.Errorf("answers %v: want some uploads refused 503 by the budget", codes)
+	// (A refused upload's client may see its connection cut before the 503.)
+	if codes[http.StatusServiceUnavailable]+codes[0] == 0 {
+		t.Errorf("answers %v: want some uploads refused by the budget", codes)
 	}
 	if n := codes[http.StatusUnauthorized] + codes[http.StatusServiceUnavailable] + codes[0]; n != uploads {
 		t.Errorf("answers %v: want only 401, 503 or a cut connection", codes)
