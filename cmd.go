@@ -39,8 +39,8 @@ type setup struct {
 	exec *executor.Options
 	// preflight is deployhook check's way: the configuration's outcome and its
 	// warnings are lines on stdout ("✓ configuration", "✗ ...", "! ..."), a
-	// failure is an exitError (already reported), and --target is not
-	// looked up (it only filters the targets checked).
+	// failure is a reported exitError (exitUsage), and --target is not looked
+	// up (it only filters the targets checked).
 	preflight bool
 }
 
@@ -63,13 +63,13 @@ func (e *env) withApp(ctx context.Context, c *common, s setup, fn func(*app) err
 	if s.exec == nil {
 		tr, err := newTransports(lg, cfg)
 		if err != nil {
-			return err
+			return usageError(err)
 		}
 		a = &app{cfg: cfg, lg: lg, tr: tr}
 	} else if a, err = e.assemble(ctx, cfg, lg, *s.exec); err != nil {
 		if s.preflight {
 			fmt.Fprintf(e.stdout, "✗ %v\n", err)
-			return exitError{err}
+			return exitError{code: exitUsage, err: err, reported: true}
 		}
 		return err
 	}
@@ -80,10 +80,14 @@ func (e *env) withApp(ctx context.Context, c *common, s setup, fn func(*app) err
 // loadPreflight is e.load for deployhook check: it reports the configuration
 // on stdout as check lines instead of failing with it or logging its warnings.
 func (e *env) loadPreflight(c *common) (*config.Config, *slog.Logger, error) {
-	cfg, err := config.Load(c.config, e.getenv)
+	path, err := e.configPath(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Load(path, e.getenv)
 	if err != nil {
 		fmt.Fprintf(e.stdout, "✗ configuration: %v\n", err)
-		return nil, nil, exitError{err}
+		return nil, nil, exitError{code: exitUsage, err: err, reported: true}
 	}
 	fmt.Fprintf(e.stdout, "✓ configuration: %d target(s)\n", len(cfg.Targets))
 	for _, w := range cfg.FileWarnings() {
@@ -189,7 +193,7 @@ func cliTrigger(r cliRequest, t *config.Target, sha, actor string) executor.Trig
 // two from deploying at once.
 func (e *env) runOne(ctx context.Context, c *common, r cliRequest) error {
 	if err := r.check(); err != nil {
-		return err
+		return usageError(err)
 	}
 	// Ctrl-C cancels the deploy after a short grace: it is reported as interrupted.
 	opts := executor.Options{Output: e.stdout, NoRecover: true, Grace: 5 * time.Second}
@@ -221,10 +225,10 @@ func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest
 		}
 	case a.gh != nil:
 		if sha, err = a.gh.BranchHead(ctx, t.Repo, t.Branch); err != nil {
-			return fmt.Errorf("read the head of %s: %w", t.Branch, err)
+			return unreachable(fmt.Errorf("read the head of %s: %w", t.Branch, err))
 		}
 	default:
-		return errors.New("GitHub is not configured: give --sha")
+		return usageError(errors.New("GitHub is not configured: give --sha"))
 	}
 	actor := "deployhook CLI"
 	if u, err := user.Current(); err == nil {
@@ -244,10 +248,24 @@ func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s: %s\n", j.State, j.Description)
-	if j.State != executor.StateSuccess {
-		return exitError{fmt.Errorf("deploy %s", j.State)}
+	return jobExit(&j)
+}
+
+// descUnreachable begins the description of a job whose session could not be
+// opened (executor's outcome): nothing ran because the target did not answer.
+const descUnreachable = "could not reach the target"
+
+// jobExit decides how deploy and rollback exit after job j, whose outcome
+// is already on stdout: nil for a success, exitUnreachable when the target
+// could not be reached and nothing ran, else exitFailed.
+func jobExit(j *executor.Job) error {
+	switch {
+	case j.State == executor.StateSuccess:
+		return nil
+	case j.State == executor.StateError && strings.HasPrefix(j.Description, descUnreachable):
+		return exitError{code: exitUnreachable, err: fmt.Errorf("deploy %s: the target could not be reached", j.State), reported: true}
 	}
-	return nil
+	return failed(fmt.Errorf("deploy %s", j.State))
 }
 
 func (e *env) statusCmd() *cobra.Command {
@@ -298,11 +316,11 @@ func (e *env) checkCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := setup{exec: &executor.Options{NoRecover: true}, preflight: true}
 			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
-				failed := 0
+				nfailed := 0
 				report := func(ok bool, format string, args ...any) {
 					mark := "✓"
 					if !ok {
-						mark, failed = "✗", failed+1
+						mark, nfailed = "✗", nfailed+1
 					}
 					fmt.Fprintf(e.stdout, "%s %s\n", mark, fmt.Sprintf(format, args...))
 				}
@@ -312,8 +330,8 @@ func (e *env) checkCmd() *cobra.Command {
 					}
 					e.checkTarget(cmd.Context(), a, t, report)
 				}
-				if failed > 0 {
-					return exitError{fmt.Errorf("%d check(s) failed", failed)}
+				if nfailed > 0 {
+					return failed(fmt.Errorf("%d check(s) failed", nfailed))
 				}
 				return nil
 			})
@@ -455,13 +473,13 @@ func (e *env) post(ctx context.Context, url, event, secret string, body []byte) 
 	client := &http.Client{Timeout: 15 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("send: %w", err)
+		return unreachable(fmt.Errorf("send: %w", err))
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	fmt.Fprintf(e.stdout, "delivery %s: %s %s\n", delivery, resp.Status, bytes.TrimSpace(answer))
 	if resp.StatusCode >= 300 {
-		return exitError{fmt.Errorf("webhook answered %s", resp.Status)}
+		return failed(fmt.Errorf("webhook answered %s", resp.Status))
 	}
 	return nil
 }

@@ -224,8 +224,8 @@ func TestIAP_SSHCommand(t *testing.T) {
 	if out.String() != "through iap\n" {
 		t.Errorf("output %q", out.String())
 	}
-	if err == nil || err.Error() != "remote exit 3" {
-		t.Errorf("err = %v, want the remote exit status", err)
+	if err == nil || err.Error() != "remote exit 3" || exitCode(err) != 3 {
+		t.Errorf("err = %v (exit code %d), want the remote exit status", err, exitCode(err))
 	}
 	if s.relay.Stats().Connects != 1 {
 		t.Errorf("%d tunnels, want 1", s.relay.Stats().Connects)

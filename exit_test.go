@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/deployhook/deployhook/internal/sshdtest"
+)
+
+// TestRun_ExitCodes runs the whole program for each command line and checks
+// the exit code main would use, stdout, and the message main would print.
+// Before issue 12 every failure exited 1, --version was an unknown flag,
+// status without --config read the embedded demo, and ssh -- COMMAND exited 1
+// whatever the remote command returned.
+func TestRun_ExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	gh := newFakeGitHub(t)
+	cfg := writeConfig(t, dir, "")
+	if err := os.WriteFile(filepath.Join(dir, "fail"), []byte(sha(2)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := sshdtest.Start(t, sshdtest.Options{})
+	// closed is a port nothing listens on: the VM that does not answer.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	sshTarget := func(name, addr string) string {
+		p := filepath.Join(dir, name+".yaml")
+		yaml := fmt.Sprintf(`log: {format: text}
+github: {report: false}
+targets:
+  - name: production
+    repo: acme/app
+    transport: ssh
+    lock: %q
+    ssh: {address: %q, user: %q, private_key_file: %q, host_keys: [%q], timeout: 20s}
+    steps:
+      - {name: x, run: "true", timeout: 1m}
+`, filepath.Join(dir, name+".lock"), addr, srv.User, srv.ClientKeyFile(t), strings.TrimSpace(string(ssh.MarshalAuthorizedKey(srv.HostKey.PublicKey()))))
+		if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	up, down := sshTarget("up", srv.Addr), sshTarget("down", closed)
+
+	full := testEnv(gh)
+	withConfig := func(path string) func(string) string {
+		return func(k string) string {
+			if k == "DEPLOYHOOK_CONFIG" {
+				return path
+			}
+			return full(k)
+		}
+	}
+	secretOnly := func(k string) string {
+		if k == "DEPLOYHOOK_WEBHOOK_SECRET" {
+			return testSecret
+		}
+		return ""
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		getenv  func(string) string
+		want    int    // exit code
+		wantOut string // stdout, exactly ("" none); prefix when it ends in "…"
+		wantMsg string // what main prints on stderr after "deployhook: " ("" nothing)
+	}{
+		{name: "--version", args: []string{"--version"}, getenv: full, want: 0, wantOut: "deployhook dev\n"},
+		{name: "version", args: []string{"version"}, getenv: full, want: 0, wantOut: "deployhook dev\n"},
+		{name: "unknown command", args: []string{"deploi"}, getenv: full, want: 2,
+			wantMsg: `unknown command "deploi" for "deployhook"` + "\n\nDid you mean this?\n\tdeploy\n"},
+		{name: "unknown flag", args: []string{"status", "--cofnig", cfg}, getenv: full, want: 2,
+			wantMsg: "unknown flag: --cofnig"},
+		{name: "missing --target", args: []string{"deploy", "--config", cfg}, getenv: full, want: 2,
+			wantMsg: `required flag(s) "target" not set`},
+		{name: "extra argument", args: []string{"status", "now"}, getenv: full, want: 2,
+			wantMsg: `unknown command "now" for "deployhook status"`},
+		{name: "status without a configuration", args: []string{"status"}, getenv: full, want: 2,
+			wantMsg: errNoConfig.Error()},
+		{name: "check without a configuration", args: []string{"check"}, getenv: full, want: 2,
+			wantMsg: errNoConfig.Error()},
+		{name: "deploy without a configuration", args: []string{"deploy", "--target", "production", "--sha", sha(1)}, getenv: full, want: 2,
+			wantMsg: errNoConfig.Error()},
+		{name: "status with DEPLOYHOOK_CONFIG", args: []string{"status"}, getenv: withConfig(cfg), want: 0,
+			wantOut: "production  acme/app main  runs unknown\n"},
+		{name: "--config wins over DEPLOYHOOK_CONFIG", args: []string{"status", "--config", cfg}, getenv: withConfig(filepath.Join(dir, "nope.yaml")), want: 0,
+			wantOut: "production  acme/app main  runs unknown\n"},
+		{name: "unknown target", args: []string{"deploy", "--config", cfg, "--target", "staging", "--sha", sha(1)}, getenv: full, want: 2,
+			wantMsg: `no target "staging" in the configuration (targets: production)`},
+		{name: "configuration error", args: []string{"deploy", "--config", cfg, "--target", "production", "--sha", sha(1)}, getenv: func(string) string { return "" }, want: 2,
+			wantMsg: cfg + ": no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET (or DEPLOYHOOK_WEBHOOK_SECRET_FILE) to the secret of the GitHub webhook; deployhook never accepts unsigned deliveries"},
+		{name: "check: configuration error", args: []string{"check", "--config", cfg}, getenv: func(string) string { return "" }, want: 2,
+			wantOut: "✗ configuration: …"},
+		{name: "--force without --sha", args: []string{"deploy", "--config", cfg, "--target", "production", "--force"}, getenv: full, want: 2,
+			wantMsg: "--force needs --sha: name the commit to deploy"},
+		{name: "deploy", args: []string{"deploy", "--config", cfg, "--target", "production", "--sha", sha(1)}, getenv: full, want: 0,
+			wantOut: "job …"},
+		{name: "deploy fails", args: []string{"deploy", "--config", cfg, "--target", "production", "--sha", sha(2)}, getenv: full, want: 1,
+			wantOut: "job …"},
+		{name: "deploy: VM unreachable", args: []string{"deploy", "--config", down, "--target", "production", "--sha", sha(3)}, getenv: secretOnly, want: 3,
+			wantOut: "job …"},
+		{name: "ssh: local target", args: []string{"ssh", "--config", cfg, "--target", "production"}, getenv: full, want: 2,
+			wantMsg: "target production uses transport local: there is nothing to ssh to"},
+		{name: "ssh: VM unreachable", args: []string{"ssh", "--config", down, "--target", "production", "--", "true"}, getenv: secretOnly, want: 3,
+			wantMsg: "…"},
+		{name: "ssh -- command exits 0", args: []string{"ssh", "--config", up, "--target", "production", "--", "sh", "-c", "echo hi"}, getenv: secretOnly, want: 0,
+			wantOut: "hi\n"},
+		{name: "ssh -- command exits 7", args: []string{"ssh", "--config", up, "--target", "production", "--", "sh", "-c", "echo hi; exit 7"}, getenv: secretOnly, want: 7,
+			wantOut: "hi\n"},
+		{name: "ssh -- command exits 1", args: []string{"ssh", "--config", up, "--target", "production", "--", "false"}, getenv: secretOnly, want: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(tc.args[:len(tc.args):len(tc.args)], "--data-dir", filepath.Join(dir, "data"))
+			if i := indexOf(tc.args, "--"); i >= 0 {
+				args = append(append(append([]string{}, tc.args[:i]...), "--data-dir", filepath.Join(dir, "data")), tc.args[i:]...)
+			}
+			if len(tc.args) == 1 && (tc.args[0] == "--version" || tc.args[0] == "version" || tc.args[0] == "deploi") {
+				args = tc.args
+			}
+			var out bytes.Buffer
+			err := run(t.Context(), args, tc.getenv, strings.NewReader(""), &out, t.Output())
+			if got := exitCode(err); got != tc.want {
+				t.Errorf("exit code %d (%v), want %d", got, err, tc.want)
+			}
+			if !matches(out.String(), tc.wantOut) {
+				t.Errorf("stdout %q, want %q", out.String(), tc.wantOut)
+			}
+			if got := printed(err); !matches(got, tc.wantMsg) {
+				t.Errorf("main prints %q, want %q", got, tc.wantMsg)
+			}
+		})
+	}
+}
+
+// printed is what main prints on stderr for run's error, without "deployhook: ".
+func printed(err error) string {
+	if ex, ok := err.(exitError); ok && ex.reported {
+		return ""
+	}
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// matches: got is want, or want ends in "…" and got starts with the rest.
+func matches(got, want string) bool {
+	if p, ok := strings.CutSuffix(want, "…"); ok {
+		return strings.HasPrefix(got, p) && got != ""
+	}
+	return got == want
+}
+
+func indexOf(args []string, s string) int {
+	for i, a := range args {
+		if a == s {
+			return i
+		}
+	}
+	return -1
+}
+
+// TestRun_ServeDemo: serve without --config or DEPLOYHOOK_CONFIG says on
+// stderr, before anything else, that it serves the embedded demo; with
+// either it does not. Before issue 12 only a log line (JSON, among others)
+// said so, and only once the demo had loaded.
+func TestRun_ServeDemo(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "")
+	tests := []struct {
+		name   string
+		args   []string
+		getenv func(string) string
+		banner bool // stderr begins with demoBanner; else it never names the demo
+	}{
+		{"no configuration", []string{"serve"}, func(string) string { return "" }, true},
+		{"--config", []string{"serve", "--config", cfg}, func(string) string { return "" }, false},
+		{"DEPLOYHOOK_CONFIG", []string{"serve"}, func(k string) string {
+			if k == "DEPLOYHOOK_CONFIG" {
+				return cfg
+			}
+			return ""
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			// Without a webhook secret, serve stops at the configuration.
+			err := run(t.Context(), tc.args, tc.getenv, nil, &bytes.Buffer{}, &stderr)
+			if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "no webhook secret") {
+				t.Errorf("error %v (exit %d), want the missing webhook secret (exit 2)", err, exitCode(err))
+			}
+			if got := stderr.String(); tc.banner && !strings.HasPrefix(got, demoBanner) {
+				t.Errorf("stderr %q, want it to begin with the demo banner", got)
+			} else if !tc.banner && strings.Contains(got, "DEMO") {
+				t.Errorf("stderr %q names the demo", got)
+			}
+		})
+	}
+}
