@@ -53,6 +53,10 @@ targets:
 		return p
 	}
 	up, down := sshTarget("up", srv.Addr), sshTarget("down", closed)
+	typo := filepath.Join(dir, "typo.yaml")
+	if err := os.WriteFile(typo, []byte("targets:\n  - name: production\n    repo: acme/app\n    brnach: main\n    transport: local\n    steps: [{name: x, run: 'true', timeout: soon}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	full := testEnv(gh)
 	withConfig := func(path string) func(string) string {
@@ -101,6 +105,9 @@ targets:
 			wantMsg: `no target "staging" in the configuration (targets: production)`},
 		{name: "configuration error", args: []string{"deploy", "--config", cfg, "--target", "production", "--sha", sha(1)}, getenv: func(string) string { return "" }, want: 2,
 			wantMsg: cfg + ": no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET (or DEPLOYHOOK_WEBHOOK_SECRET_FILE) to the secret of the GitHub webhook; deployhook never accepts unsigned deliveries"},
+		{name: "configuration typo", args: []string{"status", "--config", typo}, getenv: full, want: 2,
+			wantMsg: typo + ": line 4: unknown key \"brnach\" in targets[0] (production); did you mean \"branch\"?\n" +
+				"line 6: targets[0] (production).steps[0] (x).timeout: \"soon\" is not a duration (write 90s, 10m, 1h or 90d)"},
 		{name: "check: configuration error", args: []string{"check", "--config", cfg}, getenv: func(string) string { return "" }, want: 2,
 			wantOut: "✗ configuration: …"},
 		{name: "--force without --sha", args: []string{"deploy", "--config", cfg, "--target", "production", "--force"}, getenv: full, want: 2,
