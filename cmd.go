@@ -318,12 +318,14 @@ func (e *env) checkCmd() *cobra.Command {
 			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
 				nfailed := 0
 				report := func(ok bool, format string, args ...any) {
-					mark := "✓"
+					mark := markOK
 					if !ok {
-						mark, nfailed = "✗", nfailed+1
+						mark, nfailed = markFailed, nfailed+1
 					}
 					fmt.Fprintf(e.stdout, "%s %s\n", mark, fmt.Sprintf(format, args...))
 				}
+				mark, line := reportingCheck(a.cfg)
+				fmt.Fprintf(e.stdout, "%s %s\n", mark, line)
 				for _, t := range a.cfg.Targets {
 					if c.target != "" && t.Name != c.target {
 						continue
@@ -348,12 +350,35 @@ func (e *env) checkTarget(ctx context.Context, a *app, t config.Target, report f
 		sha, err := a.gh.BranchHead(cctx, t.Repo, t.Branch)
 		cancel()
 		report(err == nil, "%s: GitHub: head of %s %s%s", t.Name, t.Repo, t.Branch, resultText(sha, err))
-	} else {
-		report(true, "%s: GitHub reporting is off (statuses are logged)", t.Name)
 	}
 	for _, c := range a.tr.checks(ctx, t) {
 		report(c.err == nil, "%s: %s%s", t.Name, c.what, resultText(c.detail, c.err))
 	}
+}
+
+// The marks of deployhook check's lines.
+const (
+	markOK      = "✓" // works
+	markWarning = "!" // works, but not as a deployment would want: says what to set
+	markFailed  = "✗" // a deploy would fail: check exits 1
+)
+
+// reportingCheck decides check's line about reporting to GitHub. It is a
+// tick only when commit statuses and Deployments will reach GitHub; when
+// they are only logged it is a warning that says what to set. (Reporting on
+// without credentials never gets here: Load refuses it.)
+func reportingCheck(cfg *config.Config) (mark, line string) {
+	gh := cfg.GitHub
+	haveCredentials := cfg.GitHubToken != "" || gh.AppID != 0
+	switch {
+	case *gh.Report && gh.AppID != 0:
+		return markOK, fmt.Sprintf("GitHub reporting: as GitHub App %d, installation %d", gh.AppID, gh.InstallationID)
+	case *gh.Report:
+		return markOK, "GitHub reporting: with DEPLOYHOOK_GITHUB_TOKEN"
+	case haveCredentials:
+		return markWarning, "GitHub reporting is off (github.report: false): commit statuses and Deployments are only logged, nothing reaches GitHub; remove github.report: false to report"
+	}
+	return markWarning, "GitHub reporting is off: commit statuses and Deployments are only logged, nothing reaches GitHub; set DEPLOYHOOK_GITHUB_TOKEN (or DEPLOYHOOK_GITHUB_TOKEN_FILE), or github.app_id, github.installation_id and github.private_key_file, to report"
 }
 
 func resultText(detail string, err error) string {

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/deployhook/deployhook/config"
+
 	"github.com/deployhook/deployhook/internal/sshdtest"
 )
 
@@ -216,5 +218,60 @@ func TestRun_ServeDemo(t *testing.T) {
 				t.Errorf("stderr %q names the demo", got)
 			}
 		})
+	}
+}
+
+// TestReportingCheck: check's line about GitHub reporting is a tick only when
+// statuses reach GitHub, and otherwise a warning that says what to set.
+// Before issue 12 "GitHub reporting is off" had a green tick.
+func TestReportingCheck(t *testing.T) {
+	on, off := true, false
+	tests := []struct {
+		name     string
+		cfg      config.Config
+		wantMark string
+		wantLine string
+	}{
+		{"token", config.Config{GitHubToken: "t", GitHub: config.GitHub{Report: &on}}, markOK,
+			"GitHub reporting: with DEPLOYHOOK_GITHUB_TOKEN"},
+		{"app", config.Config{GitHub: config.GitHub{Report: &on, AppID: 7, InstallationID: 9}}, markOK,
+			"GitHub reporting: as GitHub App 7, installation 9"},
+		{"no credentials", config.Config{GitHub: config.GitHub{Report: &off}}, markWarning,
+			"GitHub reporting is off: commit statuses and Deployments are only logged, nothing reaches GitHub; set DEPLOYHOOK_GITHUB_TOKEN (or DEPLOYHOOK_GITHUB_TOKEN_FILE), or github.app_id, github.installation_id and github.private_key_file, to report"},
+		{"turned off", config.Config{GitHubToken: "t", GitHub: config.GitHub{Report: &off}}, markWarning,
+			"GitHub reporting is off (github.report: false): commit statuses and Deployments are only logged, nothing reaches GitHub; remove github.report: false to report"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			mark, line := reportingCheck(&tc.cfg)
+			if mark != tc.wantMark || line != tc.wantLine {
+				t.Errorf("reportingCheck = %s %q, want %s %q", mark, line, tc.wantMark, tc.wantLine)
+			}
+		})
+	}
+}
+
+// TestRun_CheckReporting runs check without GitHub credentials: the
+// reporting line is a warning, not a tick, and check still passes.
+func TestRun_CheckReporting(t *testing.T) {
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, "")
+	secretOnly := func(k string) string {
+		if k == "DEPLOYHOOK_WEBHOOK_SECRET" {
+			return testSecret
+		}
+		return ""
+	}
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"check", "--config", cfg, "--data-dir", filepath.Join(dir, "data")}, secretOnly, nil, &out, t.Output())
+	if err != nil {
+		t.Fatalf("check: %v\n%s", err, out.String())
+	}
+	lines := strings.Split(out.String(), "\n")
+	if len(lines) < 2 || !strings.HasPrefix(lines[1], "! GitHub reporting is off: ") || !strings.Contains(lines[1], "set DEPLOYHOOK_GITHUB_TOKEN") {
+		t.Errorf("check output:\n%s\nwant its second line to warn that reporting is off", out.String())
+	}
+	if strings.Contains(out.String(), "✓ GitHub") || strings.Contains(out.String(), "✓ production: GitHub") {
+		t.Errorf("check ticks GitHub without credentials:\n%s", out.String())
 	}
 }

@@ -193,6 +193,7 @@ func TestIAP_Check(t *testing.T) {
 	}
 	for _, want := range []string{
 		"✓ configuration: 1 target(s)",
+		"✓ GitHub reporting: with DEPLOYHOOK_GITHUB_TOKEN",
 		"✓ production: GitHub: head of acme/app main: " + s.v.first,
 		"✓ production: Google access token obtained",
 		"✓ production: instance dagster: RUNNING",
