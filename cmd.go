@@ -268,43 +268,125 @@ func jobExit(j *executor.Job) error {
 	return failed(fmt.Errorf("deploy %s", j.State))
 }
 
+// statusLong is deployhook status --help, with the JSON it writes.
+const statusLong = `Status shows, for each target, the commit it runs (its last successful
+deploy) and its last jobs, newest first.
+
+With -o json it writes one JSON object instead; its field names are stable:
+
+  {"targets": [{
+     "name": "production", "repo": "acme/app", "branch": "main",
+     "current": {"sha": "<40 hex>", "job": "<job id>", "finished": "<RFC 3339>"},
+     "jobs": [{"id": "<job id>", "kind": "push", "sha": "<40 hex>",
+               "state": "success", "description": "deployed 1a2b3c4",
+               "actor": "octocat", "created": "<RFC 3339>",
+               "finished": "<RFC 3339>"}]}]}
+
+"current" is null when the target has no successful deploy; "finished" is
+left out of a job that has not finished. kind is push, workflow_run,
+workflow_dispatch, manual, rollback or reconcile; state is queued, running,
+success, failure, error, superseded or skipped.`
+
+// statusJSON is status -o json's document: its field names are a contract
+// (statusLong documents them).
+type statusJSON struct {
+	Targets []targetStatus `json:"targets"`
+}
+
+type targetStatus struct {
+	Name    string      `json:"name"`
+	Repo    string      `json:"repo"`
+	Branch  string      `json:"branch"`
+	Current *runsStatus `json:"current"`
+	Jobs    []jobStatus `json:"jobs"`
+}
+
+type runsStatus struct {
+	SHA      string    `json:"sha"`
+	Job      string    `json:"job"`
+	Finished time.Time `json:"finished"`
+}
+
+type jobStatus struct {
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"`
+	SHA         string    `json:"sha"`
+	State       string    `json:"state"`
+	Description string    `json:"description"`
+	Actor       string    `json:"actor"`
+	Created     time.Time `json:"created"`
+	Finished    time.Time `json:"finished,omitzero"`
+}
+
 func (e *env) statusCmd() *cobra.Command {
 	var c common
 	var limit int
+	var output string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the last deploys and the commit each target runs",
+		Long:  statusLong,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return usageError(fmt.Errorf("-o %q: use text or json", output))
+			}
 			// It reads the journal: no webhook secret, no GitHub.
 			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}, exec: &executor.Options{NoRecover: true}}
 			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
-				w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				doc := statusJSON{Targets: []targetStatus{}}
 				for _, t := range a.cfg.Targets {
 					if c.target != "" && t.Name != c.target {
 						continue
 					}
-					current := "unknown"
+					ts := targetStatus{Name: t.Name, Repo: t.Repo, Branch: t.Branch, Jobs: []jobStatus{}}
 					if last, err := a.store.LastSuccess(cmd.Context(), t.Name); err == nil {
-						current = last.Trigger.SHA[:7] + " (" + last.Finished.Local().Format(time.DateTime) + ")"
+						ts.Current = &runsStatus{SHA: last.Trigger.SHA, Job: last.ID, Finished: last.Finished}
+					} else if !errors.Is(err, executor.ErrNotFound) {
+						return err
 					}
-					fmt.Fprintf(w, "%s\t%s %s\truns %s\n", t.Name, t.Repo, t.Branch, current)
 					jobs, err := a.store.Jobs(cmd.Context(), t.Name, limit)
 					if err != nil {
 						return err
 					}
 					for _, j := range jobs {
-						fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", j.ID, j.Created.Local().Format(time.DateTime),
-							j.Trigger.SHA[:7], j.State, j.Description)
+						ts.Jobs = append(ts.Jobs, jobStatus{
+							ID: j.ID, Kind: string(j.Trigger.Kind), SHA: j.Trigger.SHA, State: string(j.State),
+							Description: j.Description, Actor: j.Trigger.Actor, Created: j.Created, Finished: j.Finished,
+						})
 					}
+					doc.Targets = append(doc.Targets, ts)
 				}
-				return w.Flush()
+				if output == "json" {
+					enc := json.NewEncoder(e.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(doc)
+				}
+				return writeStatus(e.stdout, doc)
 			})
 		},
 	}
 	c.flags(cmd, true)
 	cmd.Flags().IntVar(&limit, "limit", 10, "jobs to show per target")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// writeStatus writes doc as status's table.
+func writeStatus(out io.Writer, doc statusJSON) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, t := range doc.Targets {
+		current := "unknown"
+		if t.Current != nil {
+			current = t.Current.SHA[:7] + " (" + t.Current.Finished.Local().Format(time.DateTime) + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s %s\truns %s\n", t.Name, t.Repo, t.Branch, current)
+		for _, j := range t.Jobs {
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", j.ID, j.Created.Local().Format(time.DateTime),
+				j.SHA[:7], j.State, j.Description)
+		}
+	}
+	return w.Flush()
 }
 
 func (e *env) checkCmd() *cobra.Command {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -273,5 +274,71 @@ func TestRun_CheckReporting(t *testing.T) {
 	}
 	if strings.Contains(out.String(), "✓ GitHub") || strings.Contains(out.String(), "✓ production: GitHub") {
 		t.Errorf("check ticks GitHub without credentials:\n%s", out.String())
+	}
+}
+
+// TestRun_StatusJSON: status -o json writes the documented fields (statusLong)
+// for a target with a deploy and for a target's empty history. Before issue 12
+// status had only its table.
+func TestRun_StatusJSON(t *testing.T) {
+	dir := t.TempDir()
+	gh := newFakeGitHub(t)
+	cfg := writeConfig(t, dir, "")
+	data := filepath.Join(dir, "data")
+	cli := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := run(t.Context(), append(args, "--config", cfg, "--data-dir", data), testEnv(gh), nil, &out, t.Output())
+		return out.String(), err
+	}
+	out, err := cli("status", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "targets": [
+    {
+      "name": "production",
+      "repo": "acme/app",
+      "branch": "main",
+      "current": null,
+      "jobs": []
+    }
+  ]
+}
+`
+	if out != want {
+		t.Errorf("status -o json before any deploy:\n%s\nwant\n%s", out, want)
+	}
+	if out, err := cli("deploy", "--target", "production", "--sha", sha(1)); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	out, err = cli("status", "--output", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Targets []map[string]json.RawMessage `json:"targets"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Targets) != 1 {
+		t.Fatalf("status -o json: %v\n%s", err, out)
+	}
+	var current map[string]any
+	var jobs []map[string]any
+	if err := json.Unmarshal(doc.Targets[0]["current"], &current); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(doc.Targets[0]["jobs"], &jobs); err != nil || len(jobs) != 1 {
+		t.Fatalf("jobs: %v %s", err, doc.Targets[0]["jobs"])
+	}
+	j := jobs[0]
+	if current["sha"] != sha(1) || current["job"] != j["id"] || current["finished"] == nil || len(current) != 3 {
+		t.Errorf("current = %v, want sha, job and finished of the deploy", current)
+	}
+	if j["kind"] != "manual" || j["sha"] != sha(1) || j["state"] != "success" || j["description"] != "deployed "+sha(1)[:7] ||
+		j["actor"] == "" || j["created"] == nil || j["finished"] == nil || len(j) != 8 {
+		t.Errorf("job = %v", j)
+	}
+	if _, err := cli("status", "-o", "yaml"); exitCode(err) != exitUsage || err.Error() != `-o "yaml": use text or json` {
+		t.Errorf("status -o yaml: %v (exit %d), want a usage error", err, exitCode(err))
 	}
 }
