@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store"
 	"github.com/deployhook/deployhook/internal/gitsha"
 	"github.com/deployhook/deployhook/webhook"
 )
@@ -589,4 +591,101 @@ func (e *env) post(ctx context.Context, url, event, secret string, body []byte) 
 		return failed(fmt.Errorf("webhook answered %s", resp.Status))
 	}
 	return nil
+}
+
+// completions registers the shell completions of the commands under root
+// (deployhook completion bash|zsh|fish writes the scripts that ask for them):
+// --target with the configuration's target names, and deploy's --sha and
+// rollback's --to with the commits the journal recorded for the target.
+func (e *env) completions(root *cobra.Command) {
+	for _, cmd := range root.Commands() {
+		if cmd.Flags().Lookup("target") != nil {
+			_ = cmd.RegisterFlagCompletionFunc("target", e.completeTargets)
+		}
+		switch cmd.Name() {
+		case "deploy":
+			_ = cmd.RegisterFlagCompletionFunc("sha", e.completeSHAs)
+		case "rollback":
+			_ = cmd.RegisterFlagCompletionFunc("to", e.completeSHAs)
+		}
+	}
+}
+
+// completionConfig reads the configuration that cmd's --config (or
+// DEPLOYHOOK_CONFIG) names, without secrets or validation: completion must
+// work where the secrets are not set. Nil when there is none.
+func (e *env) completionConfig(cmd *cobra.Command) *config.Config {
+	path, _ := cmd.Flags().GetString("config")
+	if path == "" {
+		path = e.getenv("DEPLOYHOOK_CONFIG")
+	}
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	cfg, err := config.Parse(b)
+	if err != nil {
+		return nil
+	}
+	return cfg
+}
+
+// completeTargets completes --target with the configuration's target names.
+func (e *env) completeTargets(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	var out []string
+	if cfg := e.completionConfig(cmd); cfg != nil {
+		for _, t := range cfg.Targets {
+			if strings.HasPrefix(t.Name, toComplete) {
+				out = append(out, t.Name)
+			}
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeSHAs completes --sha and --to with the commits of the target's
+// last jobs in the journal, newest first, each described by its job. It
+// never creates the journal or its directory.
+func (e *env) completeSHAs(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	const none = cobra.ShellCompDirectiveNoFileComp
+	cfg := e.completionConfig(cmd)
+	target, _ := cmd.Flags().GetString("target")
+	if cfg == nil || target == "" {
+		return nil, none
+	}
+	dir, _ := cmd.Flags().GetString("data-dir")
+	if dir == "" {
+		dir = cfg.DataDir
+		if dir == "" {
+			dir = "./.deployhook"
+		}
+	}
+	db := filepath.Join(dir, "deployhook.db")
+	if _, err := os.Stat(db); err != nil {
+		return nil, none
+	}
+	ctx := cmd.Context()
+	st, err := store.Open(ctx, slog.New(slog.DiscardHandler), db)
+	if err != nil {
+		return nil, none
+	}
+	defer st.Close()
+	jobs, err := st.Jobs(ctx, target, 20)
+	if err != nil {
+		return nil, none
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		sha := j.Trigger.SHA
+		if seen[sha] || !strings.HasPrefix(sha, gitsha.Lower(toComplete)) {
+			continue
+		}
+		seen[sha] = true
+		out = append(out, fmt.Sprintf("%s\t%s %s: %s", sha, j.Created.Local().Format(time.DateTime), j.State, j.Description))
+	}
+	return out, none | cobra.ShellCompDirectiveKeepOrder
 }

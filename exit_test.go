@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -340,5 +341,65 @@ func TestRun_StatusJSON(t *testing.T) {
 	}
 	if _, err := cli("status", "-o", "yaml"); exitCode(err) != exitUsage || err.Error() != `-o "yaml": use text or json` {
 		t.Errorf("status -o yaml: %v (exit %d), want a usage error", err, exitCode(err))
+	}
+}
+
+// TestRun_Completion: the shell completion scripts exist, --target completes
+// with the configuration's targets (without secrets), and deploy's --sha and
+// rollback's --to with the commits the journal recorded, without creating a
+// journal where there is none. Before issue 12 nothing completed.
+func TestRun_Completion(t *testing.T) {
+	dir := t.TempDir()
+	gh := newFakeGitHub(t)
+	cfg := writeConfig(t, dir, "")
+	data := filepath.Join(dir, "data")
+	none := func(string) string { return "" }
+	complete := func(getenv func(string) string, args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := run(t.Context(), append([]string{"__complete"}, args...), getenv, nil, &out, io.Discard); err != nil {
+			t.Fatalf("__complete %v: %v", args, err)
+		}
+		return out.String()
+	}
+	if got, want := complete(none, "deploy", "--config", cfg, "--target", ""), "production\n:4\n"; got != want {
+		t.Errorf("--target completes %q, want %q", got, want)
+	}
+	if got, want := complete(none, "status", "--target", "pro"), ":4\n"; got != want {
+		t.Errorf("--target without a configuration completes %q, want %q", got, want)
+	}
+	withConfig := func(k string) string {
+		if k == "DEPLOYHOOK_CONFIG" {
+			return cfg
+		}
+		return ""
+	}
+	if got, want := complete(withConfig, "ssh", "--target", "p"), "production\n:4\n"; got != want {
+		t.Errorf("--target with DEPLOYHOOK_CONFIG completes %q, want %q", got, want)
+	}
+	if got, want := complete(none, "deploy", "--config", cfg, "--data-dir", data, "--target", "production", "--sha", ""), ":4\n"; got != want {
+		t.Errorf("--sha without a journal completes %q, want %q", got, want)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Errorf("completion made the data directory %s", data)
+	}
+	for _, n := range []int{1, 2} {
+		var out bytes.Buffer
+		err := run(t.Context(), []string{"deploy", "--config", cfg, "--data-dir", data, "--target", "production", "--sha", sha(n)}, testEnv(gh), nil, &out, t.Output())
+		if err != nil {
+			t.Fatalf("deploy: %v\n%s", err, out.String())
+		}
+	}
+	got := complete(none, "rollback", "--config", cfg, "--data-dir", data, "--target", "production", "--to", "c0")
+	lines := strings.Split(got, "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], sha(2)+"\t") || !strings.HasSuffix(lines[0], " success: deployed "+sha(2)[:7]) ||
+		!strings.HasPrefix(lines[1], sha(1)+"\t") || lines[2] != ":36" {
+		t.Errorf("--to completes\n%s\nwant %s then %s, newest first, with their jobs", got, sha(2), sha(1))
+	}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		var out bytes.Buffer
+		if err := run(t.Context(), []string{"completion", shell}, none, nil, &out, io.Discard); err != nil || !strings.Contains(out.String(), "deployhook") {
+			t.Errorf("completion %s: %v, %d bytes", shell, err, out.Len())
+		}
 	}
 }

@@ -130,6 +130,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		e.serveCmd(), e.deployCmd(), e.rollbackCmd(), e.statusCmd(), e.checkCmd(),
 		e.sshCmd(), e.tunnelCmd(), e.sendTestWebhookCmd(), e.versionCmd(),
 	)
+	e.completions(root)
 	// Cobra checks the command, its flags and its arguments before RunE: an
 	// error before any RunE started is a usage error.
 	started := false
