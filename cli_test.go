@@ -211,7 +211,7 @@ func TestRun_Setup(t *testing.T) {
 		getenv   func(string) string
 		wantOut  string
 		wantErr  string
-		reported bool // the error is an exitError: already on stdout
+		reported bool // the error is already on stdout (exitError.reported)
 		noData   bool // the data directory must not be made
 	}{
 		{name: "check: configuration error", args: []string{"check", "--config", cfg}, getenv: none,
@@ -250,8 +250,8 @@ func TestRun_Setup(t *testing.T) {
 				t.Errorf("error %v, want %q", err, tc.wantErr)
 			}
 			var ex exitError
-			if got := errors.As(err, &ex); got != tc.reported {
-				t.Errorf("error is an exitError: %v, want %v", got, tc.reported)
+			if got := errors.As(err, &ex) && ex.reported; got != tc.reported {
+				t.Errorf("error is already reported: %v, want %v", got, tc.reported)
 			}
 			_, statErr := os.Stat(data)
 			if made := statErr == nil; tc.noData && made {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store"
 	"github.com/deployhook/deployhook/internal/gitsha"
 	"github.com/deployhook/deployhook/webhook"
 )
@@ -39,8 +41,8 @@ type setup struct {
 	exec *executor.Options
 	// preflight is deployhook check's way: the configuration's outcome and its
 	// warnings are lines on stdout ("✓ configuration", "✗ ...", "! ..."), a
-	// failure is an exitError (already reported), and --target is not
-	// looked up (it only filters the targets checked).
+	// failure is a reported exitError (exitUsage), and --target is not looked
+	// up (it only filters the targets checked).
 	preflight bool
 }
 
@@ -63,13 +65,13 @@ func (e *env) withApp(ctx context.Context, c *common, s setup, fn func(*app) err
 	if s.exec == nil {
 		tr, err := newTransports(lg, cfg)
 		if err != nil {
-			return err
+			return usageError(err)
 		}
 		a = &app{cfg: cfg, lg: lg, tr: tr}
 	} else if a, err = e.assemble(ctx, cfg, lg, *s.exec); err != nil {
 		if s.preflight {
 			fmt.Fprintf(e.stdout, "✗ %v\n", err)
-			return exitError{err}
+			return exitError{code: exitUsage, err: err, reported: true}
 		}
 		return err
 	}
@@ -80,10 +82,14 @@ func (e *env) withApp(ctx context.Context, c *common, s setup, fn func(*app) err
 // loadPreflight is e.load for deployhook check: it reports the configuration
 // on stdout as check lines instead of failing with it or logging its warnings.
 func (e *env) loadPreflight(c *common) (*config.Config, *slog.Logger, error) {
-	cfg, err := config.Load(c.config, e.getenv)
+	path, err := e.configPath(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Load(path, e.getenv)
 	if err != nil {
 		fmt.Fprintf(e.stdout, "✗ configuration: %v\n", err)
-		return nil, nil, exitError{err}
+		return nil, nil, exitError{code: exitUsage, err: err, reported: true}
 	}
 	fmt.Fprintf(e.stdout, "✓ configuration: %d target(s)\n", len(cfg.Targets))
 	for _, w := range cfg.FileWarnings() {
@@ -189,7 +195,7 @@ func cliTrigger(r cliRequest, t *config.Target, sha, actor string) executor.Trig
 // two from deploying at once.
 func (e *env) runOne(ctx context.Context, c *common, r cliRequest) error {
 	if err := r.check(); err != nil {
-		return err
+		return usageError(err)
 	}
 	// Ctrl-C cancels the deploy after a short grace: it is reported as interrupted.
 	opts := executor.Options{Output: e.stdout, NoRecover: true, Grace: 5 * time.Second}
@@ -221,10 +227,10 @@ func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest
 		}
 	case a.gh != nil:
 		if sha, err = a.gh.BranchHead(ctx, t.Repo, t.Branch); err != nil {
-			return fmt.Errorf("read the head of %s: %w", t.Branch, err)
+			return unreachable(fmt.Errorf("read the head of %s: %w", t.Branch, err))
 		}
 	default:
-		return errors.New("GitHub is not configured: give --sha")
+		return usageError(errors.New("GitHub is not configured: give --sha"))
 	}
 	actor := "deployhook CLI"
 	if u, err := user.Current(); err == nil {
@@ -244,49 +250,145 @@ func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s: %s\n", j.State, j.Description)
-	if j.State != executor.StateSuccess {
-		return exitError{fmt.Errorf("deploy %s", j.State)}
+	return jobExit(&j)
+}
+
+// descUnreachable begins the description of a job whose session could not be
+// opened (executor's outcome): nothing ran because the target did not answer.
+const descUnreachable = "could not reach the target"
+
+// jobExit decides how deploy and rollback exit after job j, whose outcome
+// is already on stdout: nil for a success, exitUnreachable when the target
+// could not be reached and nothing ran, else exitFailed.
+func jobExit(j *executor.Job) error {
+	switch {
+	case j.State == executor.StateSuccess:
+		return nil
+	case j.State == executor.StateError && strings.HasPrefix(j.Description, descUnreachable):
+		return exitError{code: exitUnreachable, err: fmt.Errorf("deploy %s: the target could not be reached", j.State), reported: true}
 	}
-	return nil
+	return failed(fmt.Errorf("deploy %s", j.State))
+}
+
+// statusLong is deployhook status --help, with the JSON it writes.
+const statusLong = `Status shows, for each target, the commit it runs (its last successful
+deploy) and its last jobs, newest first.
+
+With -o json it writes one JSON object instead; its field names are stable:
+
+  {"targets": [{
+     "name": "production", "repo": "acme/app", "branch": "main",
+     "current": {"sha": "<40 hex>", "job": "<job id>", "finished": "<RFC 3339>"},
+     "jobs": [{"id": "<job id>", "kind": "push", "sha": "<40 hex>",
+               "state": "success", "description": "deployed 1a2b3c4",
+               "actor": "octocat", "created": "<RFC 3339>",
+               "finished": "<RFC 3339>"}]}]}
+
+"current" is null when the target has no successful deploy; "finished" is
+left out of a job that has not finished. kind is push, workflow_run,
+workflow_dispatch, manual, rollback or reconcile; state is queued, running,
+success, failure, error, superseded or skipped.`
+
+// statusJSON is status -o json's document: its field names are a contract
+// (statusLong documents them).
+type statusJSON struct {
+	Targets []targetStatus `json:"targets"`
+}
+
+type targetStatus struct {
+	Name    string      `json:"name"`
+	Repo    string      `json:"repo"`
+	Branch  string      `json:"branch"`
+	Current *runsStatus `json:"current"`
+	Jobs    []jobStatus `json:"jobs"`
+}
+
+type runsStatus struct {
+	SHA      string    `json:"sha"`
+	Job      string    `json:"job"`
+	Finished time.Time `json:"finished"`
+}
+
+type jobStatus struct {
+	ID          string    `json:"id"`
+	Kind        string    `json:"kind"`
+	SHA         string    `json:"sha"`
+	State       string    `json:"state"`
+	Description string    `json:"description"`
+	Actor       string    `json:"actor"`
+	Created     time.Time `json:"created"`
+	Finished    time.Time `json:"finished,omitzero"`
 }
 
 func (e *env) statusCmd() *cobra.Command {
 	var c common
 	var limit int
+	var output string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the last deploys and the commit each target runs",
+		Long:  statusLong,
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "json" {
+				return usageError(fmt.Errorf("-o %q: use text or json", output))
+			}
 			// It reads the journal: no webhook secret, no GitHub.
 			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}, exec: &executor.Options{NoRecover: true}}
 			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
-				w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				doc := statusJSON{Targets: []targetStatus{}}
 				for _, t := range a.cfg.Targets {
 					if c.target != "" && t.Name != c.target {
 						continue
 					}
-					current := "unknown"
+					ts := targetStatus{Name: t.Name, Repo: t.Repo, Branch: t.Branch, Jobs: []jobStatus{}}
 					if last, err := a.store.LastSuccess(cmd.Context(), t.Name); err == nil {
-						current = last.Trigger.SHA[:7] + " (" + last.Finished.Local().Format(time.DateTime) + ")"
+						ts.Current = &runsStatus{SHA: last.Trigger.SHA, Job: last.ID, Finished: last.Finished}
+					} else if !errors.Is(err, executor.ErrNotFound) {
+						return err
 					}
-					fmt.Fprintf(w, "%s\t%s %s\truns %s\n", t.Name, t.Repo, t.Branch, current)
 					jobs, err := a.store.Jobs(cmd.Context(), t.Name, limit)
 					if err != nil {
 						return err
 					}
 					for _, j := range jobs {
-						fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", j.ID, j.Created.Local().Format(time.DateTime),
-							j.Trigger.SHA[:7], j.State, j.Description)
+						ts.Jobs = append(ts.Jobs, jobStatus{
+							ID: j.ID, Kind: string(j.Trigger.Kind), SHA: j.Trigger.SHA, State: string(j.State),
+							Description: j.Description, Actor: j.Trigger.Actor, Created: j.Created, Finished: j.Finished,
+						})
 					}
+					doc.Targets = append(doc.Targets, ts)
 				}
-				return w.Flush()
+				if output == "json" {
+					enc := json.NewEncoder(e.stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(doc)
+				}
+				return writeStatus(e.stdout, doc)
 			})
 		},
 	}
 	c.flags(cmd, true)
 	cmd.Flags().IntVar(&limit, "limit", 10, "jobs to show per target")
+	cmd.Flags().StringVarP(&output, "output", "o", "text", "output format: text or json")
 	return cmd
+}
+
+// writeStatus writes doc as status's table.
+func writeStatus(out io.Writer, doc statusJSON) error {
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	for _, t := range doc.Targets {
+		current := "unknown"
+		if t.Current != nil {
+			current = t.Current.SHA[:7] + " (" + t.Current.Finished.Local().Format(time.DateTime) + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s %s\truns %s\n", t.Name, t.Repo, t.Branch, current)
+		for _, j := range t.Jobs {
+			fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", j.ID, j.Created.Local().Format(time.DateTime),
+				j.SHA[:7], j.State, j.Description)
+		}
+	}
+	return w.Flush()
 }
 
 func (e *env) checkCmd() *cobra.Command {
@@ -298,22 +400,24 @@ func (e *env) checkCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s := setup{exec: &executor.Options{NoRecover: true}, preflight: true}
 			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
-				failed := 0
+				nfailed := 0
 				report := func(ok bool, format string, args ...any) {
-					mark := "✓"
+					mark := markOK
 					if !ok {
-						mark, failed = "✗", failed+1
+						mark, nfailed = markFailed, nfailed+1
 					}
 					fmt.Fprintf(e.stdout, "%s %s\n", mark, fmt.Sprintf(format, args...))
 				}
+				mark, line := reportingCheck(a.cfg)
+				fmt.Fprintf(e.stdout, "%s %s\n", mark, line)
 				for _, t := range a.cfg.Targets {
 					if c.target != "" && t.Name != c.target {
 						continue
 					}
 					e.checkTarget(cmd.Context(), a, t, report)
 				}
-				if failed > 0 {
-					return exitError{fmt.Errorf("%d check(s) failed", failed)}
+				if nfailed > 0 {
+					return failed(fmt.Errorf("%d check(s) failed", nfailed))
 				}
 				return nil
 			})
@@ -330,12 +434,35 @@ func (e *env) checkTarget(ctx context.Context, a *app, t config.Target, report f
 		sha, err := a.gh.BranchHead(cctx, t.Repo, t.Branch)
 		cancel()
 		report(err == nil, "%s: GitHub: head of %s %s%s", t.Name, t.Repo, t.Branch, resultText(sha, err))
-	} else {
-		report(true, "%s: GitHub reporting is off (statuses are logged)", t.Name)
 	}
 	for _, c := range a.tr.checks(ctx, t) {
 		report(c.err == nil, "%s: %s%s", t.Name, c.what, resultText(c.detail, c.err))
 	}
+}
+
+// The marks of deployhook check's lines.
+const (
+	markOK      = "✓" // works
+	markWarning = "!" // works, but not as a deployment would want: says what to set
+	markFailed  = "✗" // a deploy would fail: check exits 1
+)
+
+// reportingCheck decides check's line about reporting to GitHub. It is a
+// tick only when commit statuses and Deployments will reach GitHub; when
+// they are only logged it is a warning that says what to set. (Reporting on
+// without credentials never gets here: Load refuses it.)
+func reportingCheck(cfg *config.Config) (mark, line string) {
+	gh := cfg.GitHub
+	haveCredentials := cfg.GitHubToken != "" || gh.AppID != 0
+	switch {
+	case *gh.Report && gh.AppID != 0:
+		return markOK, fmt.Sprintf("GitHub reporting: as GitHub App %d, installation %d", gh.AppID, gh.InstallationID)
+	case *gh.Report:
+		return markOK, "GitHub reporting: with DEPLOYHOOK_GITHUB_TOKEN"
+	case haveCredentials:
+		return markWarning, "GitHub reporting is off (github.report: false): commit statuses and Deployments are only logged, nothing reaches GitHub; remove github.report: false to report"
+	}
+	return markWarning, "GitHub reporting is off: commit statuses and Deployments are only logged, nothing reaches GitHub; set DEPLOYHOOK_GITHUB_TOKEN (or DEPLOYHOOK_GITHUB_TOKEN_FILE), or github.app_id, github.installation_id and github.private_key_file, to report"
 }
 
 func resultText(detail string, err error) string {
@@ -455,13 +582,110 @@ func (e *env) post(ctx context.Context, url, event, secret string, body []byte) 
 	client := &http.Client{Timeout: 15 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("send: %w", err)
+		return unreachable(fmt.Errorf("send: %w", err))
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	fmt.Fprintf(e.stdout, "delivery %s: %s %s\n", delivery, resp.Status, bytes.TrimSpace(answer))
 	if resp.StatusCode >= 300 {
-		return exitError{fmt.Errorf("webhook answered %s", resp.Status)}
+		return failed(fmt.Errorf("webhook answered %s", resp.Status))
 	}
 	return nil
+}
+
+// completions registers the shell completions of the commands under root
+// (deployhook completion bash|zsh|fish writes the scripts that ask for them):
+// --target with the configuration's target names, and deploy's --sha and
+// rollback's --to with the commits the journal recorded for the target.
+func (e *env) completions(root *cobra.Command) {
+	for _, cmd := range root.Commands() {
+		if cmd.Flags().Lookup("target") != nil {
+			_ = cmd.RegisterFlagCompletionFunc("target", e.completeTargets)
+		}
+		switch cmd.Name() {
+		case "deploy":
+			_ = cmd.RegisterFlagCompletionFunc("sha", e.completeSHAs)
+		case "rollback":
+			_ = cmd.RegisterFlagCompletionFunc("to", e.completeSHAs)
+		}
+	}
+}
+
+// completionConfig reads the configuration that cmd's --config (or
+// DEPLOYHOOK_CONFIG) names, without secrets or validation: completion must
+// work where the secrets are not set. Nil when there is none.
+func (e *env) completionConfig(cmd *cobra.Command) *config.Config {
+	path, _ := cmd.Flags().GetString("config")
+	if path == "" {
+		path = e.getenv("DEPLOYHOOK_CONFIG")
+	}
+	if path == "" {
+		return nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	cfg, err := config.Parse(b)
+	if err != nil {
+		return nil
+	}
+	return cfg
+}
+
+// completeTargets completes --target with the configuration's target names.
+func (e *env) completeTargets(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	var out []string
+	if cfg := e.completionConfig(cmd); cfg != nil {
+		for _, t := range cfg.Targets {
+			if strings.HasPrefix(t.Name, toComplete) {
+				out = append(out, t.Name)
+			}
+		}
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+// completeSHAs completes --sha and --to with the commits of the target's
+// last jobs in the journal, newest first, each described by its job. It
+// never creates the journal or its directory.
+func (e *env) completeSHAs(cmd *cobra.Command, _ []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	const none = cobra.ShellCompDirectiveNoFileComp
+	cfg := e.completionConfig(cmd)
+	target, _ := cmd.Flags().GetString("target")
+	if cfg == nil || target == "" {
+		return nil, none
+	}
+	dir, _ := cmd.Flags().GetString("data-dir")
+	if dir == "" {
+		dir = cfg.DataDir
+		if dir == "" {
+			dir = "./.deployhook"
+		}
+	}
+	db := filepath.Join(dir, "deployhook.db")
+	if _, err := os.Stat(db); err != nil {
+		return nil, none
+	}
+	ctx := cmd.Context()
+	st, err := store.Open(ctx, slog.New(slog.DiscardHandler), db)
+	if err != nil {
+		return nil, none
+	}
+	defer st.Close()
+	jobs, err := st.Jobs(ctx, target, 20)
+	if err != nil {
+		return nil, none
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, j := range jobs {
+		sha := j.Trigger.SHA
+		if seen[sha] || !strings.HasPrefix(sha, gitsha.Lower(toComplete)) {
+			continue
+		}
+		seen[sha] = true
+		out = append(out, fmt.Sprintf("%s\t%s %s: %s", sha, j.Created.Local().Format(time.DateTime), j.State, j.Description))
+	}
+	return out, none | cobra.ShellCompDirectiveKeepOrder
 }

@@ -193,6 +193,7 @@ func TestIAP_Check(t *testing.T) {
 	}
 	for _, want := range []string{
 		"✓ configuration: 1 target(s)",
+		"✓ GitHub reporting: with DEPLOYHOOK_GITHUB_TOKEN",
 		"✓ production: GitHub: head of acme/app main: " + s.v.first,
 		"✓ production: Google access token obtained",
 		"✓ production: instance dagster: RUNNING",
@@ -224,8 +225,8 @@ func TestIAP_SSHCommand(t *testing.T) {
 	if out.String() != "through iap\n" {
 		t.Errorf("output %q", out.String())
 	}
-	if err == nil || err.Error() != "remote exit 3" {
-		t.Errorf("err = %v, want the remote exit status", err)
+	if err == nil || err.Error() != "remote exit 3" || exitCode(err) != 3 {
+		t.Errorf("err = %v (exit code %d), want the remote exit status", err, exitCode(err))
 	}
 	if s.relay.Stats().Connects != 1 {
 		t.Errorf("%d tunnels, want 1", s.relay.Stats().Connects)

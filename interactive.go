@@ -31,9 +31,13 @@ func (e *env) sshCmd() *cobra.Command {
 			// It opens a shell: no webhook secret, no GitHub, no journal.
 			s := setup{load: []config.LoadOption{config.WithoutWebhookOrGitHub()}}
 			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
-				client, err := a.tr.client(cmd.Context(), a.cfg.Target(c.target))
+				t := a.cfg.Target(c.target)
+				if t.Transport != executor.TransportIAP && t.Transport != executor.TransportSSH {
+					return usageError(fmt.Errorf("target %s uses transport %s: there is nothing to ssh to", t.Name, t.Transport))
+				}
+				client, err := a.tr.client(cmd.Context(), t)
 				if err != nil {
-					return err
+					return unreachable(err)
 				}
 				defer client.Close()
 				return e.shell(client, args)
@@ -58,7 +62,7 @@ func (ts *transports) client(ctx context.Context, t *config.Target) (*ssh.Client
 }
 
 // shell runs an interactive shell (or args as a command) with a pty when stdin
-// is a terminal, and returns the remote exit status as an exitError.
+// is a terminal, and returns the remote exit status as remoteExit does.
 func (e *env) shell(client *ssh.Client, args []string) error {
 	sess, err := client.NewSession()
 	if err != nil {
@@ -111,9 +115,23 @@ func (e *env) shell(client *ssh.Client, args []string) error {
 			err = sess.Wait()
 		}
 	}
+	return remoteExit(err)
+}
+
+// remoteExit turns the end of a remote command into deployhook ssh's exit:
+// the command's own exit code, as ssh(1) returns it, and 255 (as ssh(1) does)
+// when the command ended without one (killed by a signal, or the connection
+// went away).
+func remoteExit(err error) error {
 	var exit *ssh.ExitError
-	if errors.As(err, &exit) {
-		return exitError{fmt.Errorf("remote exit %d", exit.ExitStatus())}
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit):
+		return exitError{code: exit.ExitStatus(), err: fmt.Errorf("remote exit %d", exit.ExitStatus()), reported: true}
+	case errors.As(err, &missing):
+		return exitError{code: 255, err: errors.New("the remote command ended without an exit status")}
 	}
 	return err
 }
@@ -133,7 +151,7 @@ connection, for tools that want a port (ssh -p PORT user@127.0.0.1, scp, rsync).
 			return e.withApp(cmd.Context(), &c, s, func(a *app) error {
 				x := a.tr.iaps[c.target]
 				if x == nil {
-					return fmt.Errorf("target %s does not use transport iap", c.target)
+					return usageError(fmt.Errorf("target %s does not use transport iap", c.target))
 				}
 				ln, err := net.Listen("tcp", listen)
 				if err != nil {

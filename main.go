@@ -34,16 +34,55 @@ func main() {
 	stop()
 	if err != nil {
 		var ex exitError
-		if !errors.As(err, &ex) {
+		if !errors.As(err, &ex) || !ex.reported {
 			fmt.Fprintln(os.Stderr, "deployhook:", err)
 		}
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
 }
 
-// exitError is an error already reported to the user: main exits 1 without
-// printing it again.
-type exitError struct{ error }
+// The exit codes of deployhook, as the root command's help documents them.
+// ssh -- COMMAND exits with the remote command's own code instead.
+const (
+	exitOK          = 0 // deployed, or nothing failed
+	exitFailed      = 1 // the deploy failed, or check found a failure
+	exitUsage       = 2 // the command line or the configuration is wrong
+	exitUnreachable = 3 // the VM or GitHub could not be reached
+)
+
+// exitError is an error with the code the process exits with.
+type exitError struct {
+	code int
+	err  error
+	// reported: the error is already on stdout (check's ✗ lines, a deploy's
+	// outcome), so main does not print it again.
+	reported bool
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
+
+// usageError marks err as a mistake in the command line or the configuration.
+func usageError(err error) error { return exitError{code: exitUsage, err: err} }
+
+// unreachable marks err as the VM or GitHub not answering.
+func unreachable(err error) error { return exitError{code: exitUnreachable, err: err} }
+
+// failed marks err, already on stdout, as a failed deploy or check.
+func failed(err error) error { return exitError{code: exitFailed, err: err, reported: true} }
+
+// exitCode is the process's exit code for run's error: 0 for nil, the code an
+// exitError carries, else 1.
+func exitCode(err error) int {
+	var ex exitError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ex):
+		return ex.code
+	}
+	return exitFailed
+}
 
 // env is what run gets from the process, so a test can run the whole program.
 type env struct {
@@ -53,15 +92,36 @@ type env struct {
 	stderr io.Writer
 }
 
-// run runs the deployhook command line args.
+// rootLong is deployhook --help: what the program does, where the
+// configuration comes from and what the exit codes mean.
+const rootLong = `deployhook receives GitHub's webhooks and deploys a repository to a Compute
+Engine VM over SSH through Identity-Aware Proxy, reporting to GitHub.
+
+The configuration is --config FILE, or the file DEPLOYHOOK_CONFIG names.
+Only "deployhook serve" runs without one: it then serves the embedded local
+demo (config/local.yaml), and says so.
+
+Exit codes:
+  0  deployed, or everything checked is fine
+  1  the deploy failed, or check found a failure
+  2  usage or configuration error
+  3  the VM or GitHub could not be reached
+"deployhook ssh -- COMMAND" exits with the remote command's exit code.`
+
+// run runs the deployhook command line args. Its error says how the process
+// exits (exitCode): a usage error (an unknown command or flag, a missing
+// --target) is exitUsage.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	e := &env{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "deployhook",
 		Short:         "Deploy a repository to a Compute Engine VM when GitHub says so",
+		Long:          rootLong,
+		Version:       version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("deployhook {{.Version}}\n")
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -70,7 +130,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		e.serveCmd(), e.deployCmd(), e.rollbackCmd(), e.statusCmd(), e.checkCmd(),
 		e.sshCmd(), e.tunnelCmd(), e.sendTestWebhookCmd(), e.versionCmd(),
 	)
-	return root.ExecuteContext(ctx)
+	e.completions(root)
+	// Cobra checks the command, its flags and its arguments before RunE: an
+	// error before any RunE started is a usage error.
+	started := false
+	for _, c := range root.Commands() {
+		if f := c.RunE; f != nil {
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				started = true
+				return f(cmd, args)
+			}
+		}
+	}
+	err := root.ExecuteContext(ctx)
+	var ex exitError
+	if err != nil && !started && !errors.As(err, &ex) {
+		return usageError(err)
+	}
+	return err
 }
 
 func (e *env) versionCmd() *cobra.Command {
@@ -90,21 +167,45 @@ type common struct {
 	config  string
 	dataDir string
 	target  string
+	// demo: without --config or DEPLOYHOOK_CONFIG, load the embedded local
+	// demo (serve); otherwise that is a usage error.
+	demo bool
 }
 
 func (c *common) flags(cmd *cobra.Command, withTarget bool) {
-	cmd.Flags().StringVar(&c.config, "config", "", "configuration file (default: the embedded local demo, config/local.yaml)")
+	cmd.Flags().StringVar(&c.config, "config", "", "configuration file (default: $DEPLOYHOOK_CONFIG)")
 	cmd.Flags().StringVar(&c.dataDir, "data-dir", "", "directory of the journal (overrides data_dir)")
 	if withTarget {
 		cmd.Flags().StringVar(&c.target, "target", "", "target name")
 	}
 }
 
+// errNoConfig is the usage error of a command other than serve without a
+// configuration.
+var errNoConfig = errors.New("no configuration: give --config FILE or set DEPLOYHOOK_CONFIG (only serve runs the embedded demo without one)")
+
+// configPath returns the configuration file c names: --config, else
+// DEPLOYHOOK_CONFIG. Empty means the embedded demo, which only c.demo allows.
+func (e *env) configPath(c *common) (string, error) {
+	if c.config == "" {
+		c.config = e.getenv("DEPLOYHOOK_CONFIG")
+	}
+	if c.config == "" && !c.demo {
+		return "", usageError(errNoConfig)
+	}
+	return c.config, nil
+}
+
 // load reads the configuration (see config.Load for opts) and makes the logger.
+// A configuration that cannot be used is a usage error.
 func (e *env) load(c *common, opts ...config.LoadOption) (*config.Config, *slog.Logger, error) {
-	cfg, err := config.Load(c.config, e.getenv, opts...)
+	path, err := e.configPath(c)
 	if err != nil {
 		return nil, nil, err
+	}
+	cfg, err := config.Load(path, e.getenv, opts...)
+	if err != nil {
+		return nil, nil, usageError(err)
 	}
 	if c.dataDir != "" {
 		cfg.DataDir = c.dataDir
@@ -118,7 +219,7 @@ func (e *env) load(c *common, opts ...config.LoadOption) (*config.Config, *slog.
 		for _, t := range cfg.Targets {
 			names = append(names, t.Name)
 		}
-		return nil, nil, fmt.Errorf("no target %q in the configuration (targets: %s)", c.target, strings.Join(names, ", "))
+		return nil, nil, usageError(fmt.Errorf("no target %q in the configuration (targets: %s)", c.target, strings.Join(names, ", ")))
 	}
 	return cfg, lg, nil
 }
@@ -153,10 +254,12 @@ type app struct {
 }
 
 // assemble opens the journal and builds the reporter, transports and executor.
+// What the configuration names but cannot be used (data_dir, key files, host
+// key pins) is a usage error.
 func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options) (*app, error) {
 	a := &app{cfg: cfg, lg: lg}
 	if err := config.PrepareDataDir(cfg.DataDir); err != nil {
-		return nil, err
+		return nil, usageError(err)
 	}
 	st, err := store.Open(ctx, lg, filepath.Join(cfg.DataDir, "deployhook.db"))
 	if err != nil {
@@ -170,7 +273,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	if *cfg.GitHub.Report {
 		ts, err := tokenSource(cfg)
 		if err != nil {
-			return fail(err)
+			return fail(usageError(err))
 		}
 		a.gh, err = ghstatus.New(lg, ghstatus.Options{
 			BaseURL: cfg.GitHub.APIURL, TokenSource: ts, Deployments: *cfg.GitHub.Deployments,
@@ -185,7 +288,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	}
 	a.tr, err = newTransports(lg, cfg)
 	if err != nil {
-		return fail(err)
+		return fail(usageError(err))
 	}
 	opts.Targets = executorTargets(cfg)
 	if a.gh != nil {
@@ -279,13 +382,16 @@ func routes(cfg *config.Config) []server.Route {
 }
 
 func (e *env) serveCmd() *cobra.Command {
-	var c common
+	c := common{demo: true}
 	var listen string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Receive GitHub webhooks and run the deploys",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if path, _ := e.configPath(&c); path == "" {
+				fmt.Fprint(e.stderr, demoBanner)
+			}
 			cfg, lg, err := e.load(&c)
 			if err != nil {
 				return err
@@ -303,6 +409,16 @@ func (e *env) serveCmd() *cobra.Command {
 	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (overrides listen)")
 	return cmd
 }
+
+// demoBanner is what serve writes on stderr, before any log line, when it
+// serves the embedded demo: a person who forgot --config must not take it for
+// their own configuration.
+const demoBanner = `
+*** deployhook: no --config and no DEPLOYHOOK_CONFIG ***
+*** serving the EMBEDDED LOCAL DEMO (config/local.yaml): it deploys nothing of yours ***
+*** give --config FILE or set DEPLOYHOOK_CONFIG for your own targets ***
+
+`
 
 // serve runs the service until ctx ends, then shuts down in order: stop
 // taking webhooks (deliveries and /readyz are answered 503 with the reason,

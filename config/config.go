@@ -324,8 +324,18 @@ func WithoutWebhookOrGitHub() LoadOption {
 }
 
 // Parse decodes YAML strictly: an unknown key is an error, so a typo never
-// silently turns a setting off.
+// silently turns a setting off. It reports every unknown key, repeated key and
+// value of the wrong kind in the file at once, joined in one error
+// (errors.Join) in the order of the file, each as "line N: ..." naming the
+// YAML key, with the known key an unknown one most resembles.
 func Parse(data []byte) (*Config, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("parse: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if errs := checkDocument(&doc); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var c Config

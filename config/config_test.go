@@ -121,7 +121,7 @@ targets:
 		{"ssh key from env", strings.Replace(base(), ", private_key_file: /k", "", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16, "DEPLOYHOOK_SSH_KEY", "pem"), ""},
 		{"step without command", base() + "    steps:\n      - {name: x, timeout: 1m}\n", env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "a step needs a command"},
 		{"step without timeout", base() + "    steps:\n      - {name: x, run: echo}\n", env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "a step needs a timeout"},
-		{"unknown key", base() + "    colour: blue\n", env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "field colour not found"},
+		{"unknown key", base() + "    colour: blue\n", env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), `line 9: unknown key "colour" in targets[0] (prod)`},
 		{"workflow_run without workflows", strings.Replace(base(), "repo: acme/app", "repo: acme/app\n    deploy_on: workflow_run", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "needs workflows"},
 		{"iap without vm", strings.Replace(base(), "transport: ssh", "transport: iap", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "needs vm.project"},
 		{"bad repo", strings.Replace(base(), "acme/app", "acme", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "must be owner/name"},
