@@ -864,7 +864,7 @@ func (c *chaosRun) finish() {
 	// have left its checkout and its restart there.
 	if !slices.ContainsFunc(c.checkouts, func(co checkout) bool { return co.head == sha && !co.rollback }) ||
 		!slices.ContainsFunc(c.invs, func(i *invocation) bool { return strings.HasPrefix(i.tool, "restart-") && i.ended }) {
-		c.fatal("the VM's stand-ins left no checkout or restart marker for the last deploy of %s: the checks saw nothing (does the deploy still run git and systemctl through PATH?)", c.label(sha))
+		c.fatal("the VM's stand-ins left no checkout or restart marker for the last deploy of %s: the checks saw nothing (does the deploy still run git and systemctl through PATH?); its statuses: %+v", c.label(sha), ss)
 	}
 	switch {
 	case len(ss) == 0 || ss[len(ss)-1].State != "success":
