@@ -321,8 +321,11 @@ targets:
 			pad(len("units: [")+len(strings.Join(us, ", "))+1, 36))
 		w("    settle: %s                         # the units must stay active, without restarts, this long\n", initSettle)
 	} else {
-		w("    # units: [app]                      # restarted in this order, then verified\n")
+		// Explicit: without units: the configuration's default is Dagster's two.
+		w("    units: []                           # none restarted; e.g. [app-worker, app-web], in this order\n")
 	}
+	// Explicit too: the default names Dagster's files.
+	w("    not_applied: []                     # changes the deploy does not apply (e.g. [infra/**]): named in the status\n")
 	w("    rollback: true                      # on failure after the checkout, go back to the previous SHA\n")
 	return []byte(b.String())
 }
@@ -376,7 +379,9 @@ func (p *initPlan) sudoers() string {
 		fmt.Fprintf(&b, "# As %s: %s\n", who, strings.Join(names[u], ", "))
 		fmt.Fprintf(&b, "%s ALL=(%s) NOPASSWD: ALL\n", p.login, u)
 	}
-	b.WriteString("# verify (systemctl show) runs as the login user itself, without sudo.\n")
+	if len(p.units) > 0 {
+		b.WriteString("# verify (systemctl show) runs as the login user itself, without sudo.\n")
+	}
 	return b.String()
 }
 
