@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	root.SetErr(stderr)
 	root.AddCommand(
 		e.serveCmd(), e.deployCmd(), e.rollbackCmd(), e.statusCmd(), e.checkCmd(),
-		e.sshCmd(), e.tunnelCmd(), e.sendTestWebhookCmd(), e.versionCmd(),
+		e.sshCmd(), e.tunnelCmd(), e.sendTestWebhookCmd(), e.versionCmd(), e.initCmd(),
 	)
 	e.completions(root)
 	// Cobra checks the command, its flags and its arguments before RunE: an
