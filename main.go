@@ -306,8 +306,8 @@ func (e *env) serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if listen != "" {
-				cfg.Listen = listen
+			if cfg.Listen, err = listenAddr(listen, e.getenv("PORT"), cfg.Listen); err != nil {
+				return err
 			}
 			if c.config == "" {
 				lg.Warn("no --config: serving the embedded local demo (config/local.yaml)")
@@ -316,7 +316,7 @@ func (e *env) serveCmd() *cobra.Command {
 		},
 	}
 	c.flags(cmd, false)
-	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (overrides listen)")
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (overrides $PORT, which overrides listen)")
 	return cmd
 }
 
