@@ -79,7 +79,7 @@ func (e *env) versionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(e.stdout, "deployhook %s\n", version)
+			_, err := fmt.Fprintln(e.stdout, versionLine())
 			return err
 		},
 	}
