@@ -49,3 +49,8 @@ docker: ## the container image (needs a Docker engine)
 
 clean: ## remove build output and the demo's journal
 	rm -rf bin .deployhook
+
+# --- release (issue 12): reproducible binaries, SBOMs and sums --------------
+.PHONY: release
+release: ## reproducible static binaries (linux/amd64, linux/arm64, darwin/arm64), CycloneDX SBOMs and SHA256SUMS in dist/
+	$(GO) run ./tools/release -out dist -version $(VERSION)

@@ -156,7 +156,7 @@ func (e *env) versionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, err := fmt.Fprintf(e.stdout, "deployhook %s\n", version)
+			_, err := fmt.Fprintln(e.stdout, versionLine())
 			return err
 		},
 	}
@@ -396,8 +396,8 @@ func (e *env) serveCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if listen != "" {
-				cfg.Listen = listen
+			if cfg.Listen, err = listenAddr(listen, e.getenv("PORT"), cfg.Listen); err != nil {
+				return err
 			}
 			if c.config == "" {
 				lg.Warn("no --config: serving the embedded local demo (config/local.yaml)")
@@ -406,7 +406,7 @@ func (e *env) serveCmd() *cobra.Command {
 		},
 	}
 	c.flags(cmd, false)
-	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (overrides listen)")
+	cmd.Flags().StringVar(&listen, "listen", "", "address to listen on (overrides $PORT, which overrides listen)")
 	return cmd
 }
 
