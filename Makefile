@@ -48,7 +48,7 @@ docker: ## the container image (needs a Docker engine)
 	docker build --build-arg VERSION=$(VERSION) -t deployhook:$(VERSION) .
 
 clean: ## remove build output and the demo's journal
-	rm -rf bin .deployhook
+	rm -rf bin dist .deployhook
 
 # --- release (issue 12): reproducible binaries, SBOMs and sums --------------
 .PHONY: release
