@@ -197,16 +197,30 @@ func (e *env) runOne(ctx context.Context, c *common, r cliRequest) error {
 	if err := r.check(); err != nil {
 		return usageError(err)
 	}
+	// On a terminal the steps' output and the progress lines share stdout.
+	var view *progressView
+	out := e.stdout
+	if isTerminal(e.stdout) {
+		view = &progressView{w: e.stdout}
+		out = view
+	}
 	// Ctrl-C cancels the deploy after a short grace: it is reported as interrupted.
-	opts := executor.Options{Output: e.stdout, NoRecover: true, Grace: 5 * time.Second}
+	opts := executor.Options{Output: out, NoRecover: true, Grace: 5 * time.Second}
 	return e.withApp(ctx, c, setup{exec: &opts}, func(a *app) error {
-		return e.runJob(ctx, a, a.cfg.Target(c.target), r)
+		return e.runJob(ctx, a, a.cfg.Target(c.target), r, view)
 	})
 }
 
 // runJob runs the executor of a, enqueues r's job on t, waits for its end,
 // and stops the executor.
-func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest) error {
+//
+// With a view (on a terminal) it also shows each step as it starts and ends,
+// with the time since the deploy started.
+func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest, view *progressView) error {
+	var out io.Writer = e.stdout
+	if view != nil {
+		out = view
+	}
 	kind, sha, lg := r.kind, r.sha, a.lg
 	var err error
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
@@ -240,8 +254,20 @@ func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stdout, "job %s: %s %s to %s\n", en.Job.ID, kind, sha, t.Name)
+	fmt.Fprintf(out, "job %s: %s %s to %s\n", en.Job.ID, kind, sha, t.Name)
+	endProgress := func() {}
+	if view != nil {
+		view.follow(func(ctx context.Context) (executor.Job, error) { return a.store.Job(ctx, en.Job.ID) }, stepCount(a.cfg, t.Name))
+		pctx, stop := context.WithCancel(ctx)
+		shown := make(chan struct{})
+		go func() {
+			defer close(shown)
+			view.watch(pctx, 250*time.Millisecond)
+		}()
+		endProgress = func() { stop(); <-shown }
+	}
 	j, err := a.ex.Wait(ctx, en.Job.ID)
+	endProgress()
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(e.stdout, "interrupted: cancelling the deploy")
@@ -249,8 +275,19 @@ func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest
 		}
 		return err
 	}
-	fmt.Fprintf(e.stdout, "%s: %s\n", j.State, j.Description)
+	fmt.Fprintf(out, "%s: %s\n", j.State, j.Description)
 	return jobExit(&j)
+}
+
+// stepCount is how many steps target name runs (its configured or default
+// sequence), for the progress display.
+func stepCount(cfg *config.Config, name string) int {
+	for _, t := range executorTargets(cfg) {
+		if t.Name == name {
+			return len(t.Steps)
+		}
+	}
+	return 0
 }
 
 // descUnreachable begins the description of a job whose session could not be
