@@ -176,12 +176,8 @@ func (e *Executor) repairLoop(ctx context.Context) {
 	backoff := time.Duration(0)
 	for {
 		if backoff > 0 {
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			if !pause(ctx, backoff) {
 				return
-			case <-t.C:
 			}
 		} else {
 			select {

@@ -9,20 +9,26 @@ import (
 // reportTimeout bounds one attempt to send one report (the Reporter retries inside it).
 const reportTimeout = 45 * time.Second
 
+// pause waits d, or until ctx ends; it reports false when ctx ended.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // send delivers owed reports in order until ctx ends. When GitHub fails, it backs
 // off exponentially between RetryMin and RetryMax; the reports wait in the journal,
 // so nothing is lost across a restart.
 func (e *Executor) send(ctx context.Context) {
 	backoff := time.Duration(0)
 	for {
-		if backoff > 0 {
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
+		if backoff > 0 && !pause(ctx, backoff) {
+			return
 		}
 		ok, err := e.sendOwed(ctx)
 		switch {
