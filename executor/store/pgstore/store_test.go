@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/deployhook/deployhook/executor"
@@ -22,7 +23,7 @@ type tlog struct{ t *testing.T }
 
 func (w tlog) Write(p []byte) (int, error) {
 	w.t.Helper()
-	w.t.Log(string(p))
+	w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	return len(p), nil
 }
 
