@@ -60,11 +60,11 @@ type Config struct {
 	// (it renews every third of it): when a process dies, another one ends its
 	// running jobs as interrupted, and runs its queued ones, once the lease
 	// is over. Default 30s.
-	Lease   Duration `yaml:"lease"`
+	Lease Duration `yaml:"lease"`
 	// Store is the journal's PostgreSQL database, a postgres:// URL without a
 	// password (put one in DEPLOYHOOK_DATABASE_URL). Empty: the SQLite journal
 	// in data_dir. DatabaseURL, from the environment, takes its place.
-	Store string `yaml:"store"`
+	Store   string   `yaml:"store"`
 	Log     Log      `yaml:"log"`
 	GitHub  GitHub   `yaml:"github"`
 	Targets []Target `yaml:"targets"`
