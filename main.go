@@ -22,6 +22,7 @@ import (
 	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/executor/ghstatus"
 	"github.com/deployhook/deployhook/executor/store"
+	"github.com/deployhook/deployhook/executor/store/pgstore"
 	"github.com/deployhook/deployhook/server"
 )
 
@@ -246,7 +247,7 @@ func (e *env) logger(l config.Log) *slog.Logger {
 type app struct {
 	cfg      *config.Config
 	lg       *slog.Logger
-	store    *store.Store
+	store    executor.Store
 	gh       *ghstatus.Client // nil when GitHub reporting is off
 	reporter executor.Reporter
 	tr       *transports
@@ -258,12 +259,9 @@ type app struct {
 // key pins) is a usage error.
 func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options) (*app, error) {
 	a := &app{cfg: cfg, lg: lg}
-	if err := config.PrepareDataDir(cfg.DataDir); err != nil {
-		return nil, usageError(err)
-	}
-	st, err := store.Open(ctx, lg, filepath.Join(cfg.DataDir, "deployhook.db"))
+	st, err := openJournal(ctx, cfg, lg)
 	if err != nil {
-		return nil, err // it says "open journal" already
+		return nil, err
 	}
 	a.store = st
 	fail := func(err error) (*app, error) {
@@ -307,6 +305,19 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		return fail(err)
 	}
 	return a, nil
+}
+
+// openJournal opens the PostgreSQL journal when the configuration names one
+// (DEPLOYHOOK_DATABASE_URL or store), the SQLite journal in data_dir
+// otherwise. The URL, which may carry a password, is never logged.
+func openJournal(ctx context.Context, cfg *config.Config, lg *slog.Logger) (executor.Store, error) {
+	if u := cfg.JournalURL(); u != "" {
+		return pgstore.Open(ctx, lg, u) // it says "open journal" already
+	}
+	if err := config.PrepareDataDir(cfg.DataDir); err != nil {
+		return nil, usageError(err)
+	}
+	return store.Open(ctx, lg, filepath.Join(cfg.DataDir, "deployhook.db")) // it says "open journal" already
 }
 
 func (a *app) close() {

@@ -60,7 +60,11 @@ type Config struct {
 	// (it renews every third of it): when a process dies, another one ends its
 	// running jobs as interrupted, and runs its queued ones, once the lease
 	// is over. Default 30s.
-	Lease   Duration `yaml:"lease"`
+	Lease Duration `yaml:"lease"`
+	// Store is the journal's PostgreSQL database, a postgres:// URL without a
+	// password (put one in DEPLOYHOOK_DATABASE_URL). Empty: the SQLite journal
+	// in data_dir. DatabaseURL, from the environment, takes its place.
+	Store   string   `yaml:"store"`
 	Log     Log      `yaml:"log"`
 	GitHub  GitHub   `yaml:"github"`
 	Targets []Target `yaml:"targets"`
@@ -70,6 +74,9 @@ type Config struct {
 	GitHubToken    string   `yaml:"-"`
 	SSHKey         []byte   `yaml:"-"` // DEPLOYHOOK_SSH_KEY: a PEM private key for every SSH target without a key file
 	SSHPassphrase  []byte   `yaml:"-"`
+	// DatabaseURL is DEPLOYHOOK_DATABASE_URL (or _FILE): the journal's
+	// PostgreSQL URL, password included. It is never logged.
+	DatabaseURL string `yaml:"-"`
 	// Endpoint overrides, from the environment (tests, private setups).
 	IAPURL     string `yaml:"-"`
 	ComputeURL string `yaml:"-"`
@@ -389,6 +396,11 @@ func (c *Config) readEnv(getenv Getenv) error {
 	if c.SSHPassphrase, err = secret("DEPLOYHOOK_SSH_KEY_PASSPHRASE"); err != nil {
 		return err
 	}
+	db, err := secret("DEPLOYHOOK_DATABASE_URL")
+	if err != nil {
+		return err
+	}
+	c.DatabaseURL = string(db)
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
 	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
 	c.OSLoginURL = getenv("DEPLOYHOOK_OSLOGIN_URL")
@@ -408,6 +420,15 @@ func (c *Config) readEnv(getenv Getenv) error {
 		c.GitHub.APIURL = v
 	}
 	return nil
+}
+
+// JournalURL returns the PostgreSQL URL of the journal: DEPLOYHOOK_DATABASE_URL
+// if set, else store; empty for the SQLite journal in data_dir.
+func (c *Config) JournalURL() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return c.Store
 }
 
 func boolPtr(b bool) *bool { return &b }

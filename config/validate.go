@@ -90,6 +90,7 @@ func (c *Config) validate(o loadOptions) error {
 	}
 	errs = append(errs, c.validateEndpoints()...)
 	errs = append(errs, c.validateJournal()...)
+	errs = append(errs, validateStore(c.Store, c.DatabaseURL)...)
 	errs = append(errs, validateGitHub(c.GitHub, c.GitHubToken, !o.noWebhookOrGitHub)...)
 	errs = append(errs, validateLog(c.Log)...)
 	if len(c.Targets) == 0 {
@@ -165,6 +166,35 @@ func (c *Config) validateJournal() []error {
 	}
 	if n := *c.RetainJobs; n < MinRetainJobs || n > MaxRetainJobs {
 		p.add("retain_jobs %d: keep between %d and %d jobs per target (default %d)", n, MinRetainJobs, MaxRetainJobs, DefaultRetainJobs)
+	}
+	return p
+}
+
+// validateStore checks the journal's database: store (from the YAML) and
+// env (DEPLOYHOOK_DATABASE_URL) are not both set; whichever is must be a
+// postgres:// or postgresql:// URL; and store carries no password, since the
+// configuration file is not a place for secrets. No problem quotes either URL.
+func validateStore(store, env string) []error {
+	var p problems
+	if store != "" && env != "" {
+		p.add("both store and DEPLOYHOOK_DATABASE_URL are set: set one")
+		return p
+	}
+	check := func(name, v string) {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			p.add("%s must be a postgres://USER@HOST:PORT/DATABASE URL (leave it unset for the SQLite journal in data_dir)", name)
+			return
+		}
+		if _, ok := u.User.Password(); ok && name == "store" {
+			p.add("store carries a password: remove it from the configuration and set the whole URL in DEPLOYHOOK_DATABASE_URL (or DEPLOYHOOK_DATABASE_URL_FILE) instead")
+		}
+	}
+	if store != "" {
+		check("store", store)
+	}
+	if env != "" {
+		check("DEPLOYHOOK_DATABASE_URL", env)
 	}
 	return p
 }

@@ -153,6 +153,38 @@ func TestValidateGitHub(t *testing.T) {
 	}
 }
 
+func TestValidateStore(t *testing.T) {
+	const pw = "hunter22-secret"
+	tests := []struct {
+		name       string
+		store, env string
+		want       string
+	}{
+		{"neither: SQLite", "", "", ""},
+		{"store", "postgres://deployhook@db.internal:5432/deployhook?sslmode=verify-full", "", ""},
+		{"postgresql scheme", "postgresql://deployhook@db.internal/deployhook", "", ""},
+		{"env with a password", "", "postgres://deployhook:" + pw + "@10.0.0.5/deployhook", ""},
+		{"both", "postgres://a@h/d", "postgres://a@h/d", "both store and DEPLOYHOOK_DATABASE_URL are set: set one"},
+		{"store with a password", "postgres://deployhook:" + pw + "@db/deployhook", "",
+			"store carries a password: remove it from the configuration and set the whole URL in DEPLOYHOOK_DATABASE_URL"},
+		{"store not a URL", "host=db user=x", "", "store must be a postgres://USER@HOST:PORT/DATABASE URL"},
+		{"store of another scheme", "mysql://db/x", "", "store must be a postgres://"},
+		{"env not a URL", "", "postgres//x:" + pw + "@db", "DEPLOYHOOK_DATABASE_URL must be a postgres://"},
+		{"env malformed, with a password", "", "postgres://x:" + pw + "@db:port/d", "DEPLOYHOOK_DATABASE_URL must be a postgres://"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			problems := validateStore(tt.store, tt.env)
+			checkOne(t, problems, tt.want)
+			for _, p := range problems {
+				if strings.Contains(p.Error(), pw) || strings.Contains(p.Error(), "db.internal") {
+					t.Errorf("problem %q quotes the URL", p)
+				}
+			}
+		})
+	}
+}
+
 func TestValidateLog(t *testing.T) {
 	tests := []struct {
 		name string

@@ -1,0 +1,406 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/deployhook/deployhook/executor"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// MaxOutput is the most output bytes kept per step, as in the SQLite journal.
+// Longer output keeps its tail, where a failing command says why.
+const MaxOutput = 64 << 10
+
+// PostgreSQL error codes this package branches on
+// (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+const (
+	codeUniqueViolation     = "23505"
+	codeForeignKeyViolation = "23503"
+)
+
+// jobColumns are the columns scanJob reads, in its order.
+const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
+	body_hash, any_commit, state, description, previous_sha, deployment, owner,
+	created, started, finished`
+
+// finalStates are the end states of a job, as SQL string literals.
+const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
+
+// CreateJob records j, with its steps if it has any, its owner and its
+// trigger's body hash, and owes the reports in owe, in one transaction, and
+// returns j.ID.
+//
+// It deduplicates, in this order: if j.Trigger.Delivery is not empty and a job
+// of j.Target was recorded for that delivery GUID, or if j.Trigger.BodyHash is
+// not empty and a job of j.Target was recorded with that body hash, it records
+// nothing and returns that job's id and an error wrapping
+// executor.ErrDuplicate. The deliveries primary key and the unique index on
+// (target, body_hash) decide (INSERT … ON CONFLICT DO NOTHING waits for a
+// concurrent transaction that inserted the same key, and then sees its
+// outcome), so of concurrent calls for one delivery or body and target, on any
+// number of replicas, exactly one records a job.
+//
+// j.ID, j.Target and j.State must not be empty; a job with j.ID must not
+// exist. A zero j.Created is recorded as the time of the call.
+func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.Report) (existing string, err error) {
+	switch {
+	case j.ID == "":
+		return "", errors.New("create job: empty id")
+	case j.Target == "":
+		return "", fmt.Errorf("create job %s: empty target", j.ID)
+	case j.State == "":
+		return "", fmt.Errorf("create job %s: empty state", j.ID)
+	}
+	if j.Created.IsZero() {
+		j.Created = time.Now()
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return "", fmt.Errorf("create job %s: begin: %w", j.ID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	delivery := j.Trigger.Delivery
+	if delivery != "" {
+		// The delivery row goes in before its job, so that its primary key
+		// decides first; its foreign key is checked at commit (deferred).
+		tag, err := tx.Exec(ctx, `INSERT INTO deliveries (guid, target, job) VALUES ($1, $2, $3)
+			ON CONFLICT (guid, target) DO NOTHING`, delivery, j.Target, j.ID)
+		if err != nil {
+			return "", fmt.Errorf("create job %s: record delivery: %w", j.ID, err)
+		}
+		if tag.RowsAffected() == 0 {
+			var id string
+			if err := tx.QueryRow(ctx, `SELECT job FROM deliveries WHERE guid = $1 AND target = $2`,
+				delivery, j.Target).Scan(&id); err != nil {
+				return "", fmt.Errorf("create job %s: look up delivery: %w", j.ID, err)
+			}
+			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w", j.ID, delivery, id, executor.ErrDuplicate)
+		}
+	}
+	// ON CONFLICT names the body-hash index only: a job id that exists is
+	// still an error.
+	tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+		ON CONFLICT (target, body_hash) WHERE body_hash <> '' DO NOTHING`,
+		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
+		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
+		j.Trigger.BodyHash, j.Trigger.AnyCommit,
+		string(j.State), j.Description, j.PreviousSHA, j.Deployment, j.Owner,
+		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
+	switch {
+	case isCode(err, codeUniqueViolation):
+		return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
+	case err != nil:
+		return "", fmt.Errorf("create job %s: %w", j.ID, err)
+	case tag.RowsAffected() == 0:
+		var id string
+		if err := tx.QueryRow(ctx, `SELECT id FROM jobs WHERE target = $1 AND body_hash = $2`,
+			j.Target, j.Trigger.BodyHash).Scan(&id); err != nil {
+			return "", fmt.Errorf("create job %s: look up body hash: %w", j.ID, err)
+		}
+		return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
+			j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+	}
+	for _, st := range j.Steps {
+		st.Job = j.ID
+		if err := putStep(ctx, tx, st); err != nil {
+			return "", fmt.Errorf("create job %s: %w", j.ID, err)
+		}
+	}
+	if err := oweTx(ctx, tx, owe); err != nil {
+		return "", fmt.Errorf("create job %s: %w", j.ID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return "", fmt.Errorf("create job %s: commit: %w", j.ID, err)
+	}
+	return j.ID, nil
+}
+
+// UpdateJob stores j's state, description, previous SHA, owner, start and
+// finish times, found by j.ID, and adds the reports in owe to the outbox, in
+// one transaction. It leaves the trigger, the creation time, the steps and
+// the Deployment id alone. It returns an error wrapping executor.ErrNotFound,
+// and owes nothing, if no job has j.ID.
+func (s *Store) UpdateJob(ctx context.Context, j executor.Job, owe ...executor.Report) error {
+	if j.State == "" {
+		return fmt.Errorf("update job %s: empty state", j.ID)
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("update job %s: begin: %w", j.ID, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	tag, err := tx.Exec(ctx, `UPDATE jobs
+		SET state = $1, description = $2, previous_sha = $3, owner = $4, started = $5, finished = $6
+		WHERE id = $7`,
+		string(j.State), j.Description, j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
+	if err != nil {
+		return fmt.Errorf("update job %s: %w", j.ID, err)
+	}
+	if err := oneRow(tag, "update job "+j.ID); err != nil {
+		return err
+	}
+	if err := oweTx(ctx, tx, owe); err != nil {
+		return fmt.Errorf("update job %s: %w", j.ID, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("update job %s: commit: %w", j.ID, err)
+	}
+	return nil
+}
+
+// SetDeployment records the GitHub Deployment id of a job. It returns an
+// error wrapping executor.ErrNotFound if there is no such job.
+func (s *Store) SetDeployment(ctx context.Context, job string, deployment int64) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE jobs SET deployment = $1 WHERE id = $2`, deployment, job)
+	if err != nil {
+		return fmt.Errorf("set deployment of job %s: %w", job, err)
+	}
+	return oneRow(tag, "set deployment of job "+job)
+}
+
+// Job returns the job with its steps in order, read in one snapshot
+// (REPEATABLE READ), or an error wrapping executor.ErrNotFound. Times are in
+// UTC.
+func (s *Store) Job(ctx context.Context, id string) (executor.Job, error) {
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("read job %s: begin: %w", id, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+
+	j, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return executor.Job{}, fmt.Errorf("job %s: %w", id, executor.ErrNotFound)
+	}
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("read job %s: %w", id, err)
+	}
+	rows, err := tx.Query(ctx, `SELECT seq, name, skipped, exit_code, error, output, started, duration
+		FROM steps WHERE job = $1 ORDER BY seq`, id)
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		st := executor.StepRun{Job: id}
+		var started *int64
+		var dur int64
+		if err := rows.Scan(&st.Seq, &st.Name, &st.Skipped, &st.ExitCode, &st.Error, &st.Output, &started, &dur); err != nil {
+			return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
+		}
+		st.Started = fromNanos(started)
+		st.Duration = time.Duration(dur)
+		j.Steps = append(j.Steps, st)
+	}
+	if err := rows.Err(); err != nil {
+		return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
+	}
+	return j, nil
+}
+
+// Jobs lists jobs without their steps, newest (by creation, then by
+// recording) first: those of target (all if target is empty), in one of
+// states (any if none is given), at most limit of them (no limit if limit <=
+// 0). No job is an empty list and a nil error.
+func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...executor.State) ([]executor.Job, error) {
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	// A NULL (no) limit is no limit.
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+jobColumns+` FROM jobs
+		WHERE ($1 = '' OR target = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2::text[]))
+		ORDER BY created DESC, seq DESC LIMIT $3`, target, names, lim)
+	if err != nil {
+		return nil, fmt.Errorf("list jobs: %w", err)
+	}
+	return collectJobs(rows, "list jobs")
+}
+
+// collectJobs reads every row of rows with scanJob, and closes rows.
+func collectJobs(rows pgx.Rows, what string) ([]executor.Job, error) {
+	defer rows.Close()
+	jobs := []executor.Job{}
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		jobs = append(jobs, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return jobs, nil
+}
+
+// LastSuccess returns the successful job of target that finished last (of
+// those that finished at the same time, or without a finish time, the newest
+// created, then recorded), without its steps, or an error wrapping
+// executor.ErrNotFound.
+func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, error) {
+	// NULLS LAST: as in the SQLite journal, where NULL sorts lowest.
+	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs
+		WHERE target = $1 AND state = $2 ORDER BY finished DESC NULLS LAST, created DESC, seq DESC LIMIT 1`,
+		target, string(executor.StateSuccess)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return executor.Job{}, fmt.Errorf("last success of %s: %w", target, executor.ErrNotFound)
+	}
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("last success of %s: %w", target, err)
+	}
+	return j, nil
+}
+
+// Deployed returns the newest (by creation) successful job of target that
+// deployed sha, without its steps, or an error wrapping executor.ErrNotFound.
+func (s *Store) Deployed(ctx context.Context, target, sha string) (executor.Job, error) {
+	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs
+		WHERE target = $1 AND sha = $2 AND state = $3 ORDER BY created DESC, seq DESC LIMIT 1`,
+		target, sha, string(executor.StateSuccess)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return executor.Job{}, fmt.Errorf("deploy of %s to %s: %w", sha, target, executor.ErrNotFound)
+	}
+	if err != nil {
+		return executor.Job{}, fmt.Errorf("deploy of %s to %s: %w", sha, target, err)
+	}
+	return j, nil
+}
+
+// AddStep records a step run of job st.Job, replacing the one with the same
+// st.Seq if there is one. Output longer than MaxOutput keeps its last
+// MaxOutput bytes (less up to 3, to start on a character boundary). It
+// returns an error wrapping executor.ErrNotFound if there is no such job.
+func (s *Store) AddStep(ctx context.Context, st executor.StepRun) error {
+	err := putStep(ctx, s.pool, st)
+	if isCode(err, codeForeignKeyViolation) {
+		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, executor.ErrNotFound)
+	}
+	return err
+}
+
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func putStep(ctx context.Context, db execer, st executor.StepRun) error {
+	_, err := db.Exec(ctx, `INSERT INTO steps
+		(job, seq, name, skipped, exit_code, error, output, started, duration)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		ON CONFLICT (job, seq) DO UPDATE SET
+			name = excluded.name, skipped = excluded.skipped, exit_code = excluded.exit_code,
+			error = excluded.error, output = excluded.output, started = excluded.started,
+			duration = excluded.duration`,
+		st.Job, st.Seq, st.Name, st.Skipped, st.ExitCode, st.Error, validText(tail(st.Output, MaxOutput)),
+		nanos(st.Started), int64(st.Duration))
+	if err != nil {
+		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, err)
+	}
+	return nil
+}
+
+// tail returns the last max bytes of s at most, starting on a UTF-8 character
+// boundary when s is valid UTF-8 there.
+func tail(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	s = s[len(s)-max:]
+	for i := 0; i < utf8.UTFMax-1 && i < len(s); i++ {
+		if utf8.RuneStart(s[i]) {
+			return s[i:]
+		}
+	}
+	return s
+}
+
+// validText is s as PostgreSQL's text type takes it: valid UTF-8 without NUL
+// bytes (a UTF-8 database refuses both, and a step's output may hold either),
+// each bad byte and NUL replaced by U+FFFD.
+func validText(s string) string {
+	if utf8.ValidString(s) && !containsNUL(s) {
+		return s
+	}
+	b := make([]rune, 0, len(s))
+	for _, r := range s {
+		if r == 0 {
+			r = utf8.RuneError
+		}
+		b = append(b, r)
+	}
+	return string(b)
+}
+
+func containsNUL(s string) bool {
+	for i := range len(s) {
+		if s[i] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// scanJob reads the jobColumns of one row.
+func scanJob(row pgx.Row) (executor.Job, error) {
+	var j executor.Job
+	var kind, state string
+	var created int64
+	var started, finished *int64
+	err := row.Scan(&j.ID, &j.Target, &kind, &j.Trigger.Repo, &j.Trigger.Branch, &j.Trigger.SHA,
+		&j.Trigger.Delivery, &j.Trigger.Actor, &j.Trigger.Reason, &j.Trigger.Force,
+		&j.Trigger.BodyHash, &j.Trigger.AnyCommit,
+		&state, &j.Description, &j.PreviousSHA, &j.Deployment, &j.Owner, &created, &started, &finished)
+	if err != nil {
+		return executor.Job{}, err
+	}
+	j.Trigger.Kind = executor.Kind(kind)
+	j.State = executor.State(state)
+	j.Created = time.Unix(0, created).UTC()
+	j.Started = fromNanos(started)
+	j.Finished = fromNanos(finished)
+	return j, nil
+}
+
+// nanos is t as unix nanoseconds, nil (NULL) for the zero time.
+func nanos(t time.Time) *int64 {
+	if t.IsZero() {
+		return nil
+	}
+	n := t.UnixNano()
+	return &n
+}
+
+// fromNanos is the inverse of nanos, in UTC.
+func fromNanos(n *int64) time.Time {
+	if n == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, *n).UTC()
+}
+
+// oneRow turns a statement that changed no row into ErrNotFound.
+func oneRow(tag pgconn.CommandTag, what string) error {
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%s: %w", what, executor.ErrNotFound)
+	}
+	return nil
+}
+
+// isCode reports whether err is a PostgreSQL error with SQLSTATE code.
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
+}

@@ -1,0 +1,84 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/deployhook/deployhook/executor"
+)
+
+// Owe adds r to the outbox, to be sent to GitHub until Settle removes it.
+func (s *Store) Owe(ctx context.Context, r executor.Report) error {
+	return oweTx(ctx, s.pool, []executor.Report{r})
+}
+
+// oweTx adds reports to the outbox through db (a transaction, for several).
+func oweTx(ctx context.Context, db execer, reports []executor.Report) error {
+	for _, r := range reports {
+		b, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO outbox (job, report, created) VALUES ($1, $2, $3)`,
+			r.Job, string(b), time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+		}
+	}
+	return nil
+}
+
+// Owed lists the reports in the outbox, oldest (first owed) first, at most
+// limit of them (all if limit <= 0).
+func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, error) {
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, report, created, tries FROM outbox ORDER BY id LIMIT $1`, lim)
+	if err != nil {
+		return nil, fmt.Errorf("list owed reports: %w", err)
+	}
+	defer rows.Close()
+	owed := []executor.OwedReport{}
+	for rows.Next() {
+		var o executor.OwedReport
+		var report string
+		var created int64
+		if err := rows.Scan(&o.ID, &report, &created, &o.Tries); err != nil {
+			return nil, fmt.Errorf("list owed reports: %w", err)
+		}
+		if err := json.Unmarshal([]byte(report), &o.Report); err != nil {
+			return nil, fmt.Errorf("list owed reports: report %d: %w", o.ID, err)
+		}
+		o.Created = time.Unix(0, created).UTC()
+		owed = append(owed, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list owed reports: %w", err)
+	}
+	return owed, nil
+}
+
+// Settle removes report id from the outbox. It returns an error wrapping
+// executor.ErrNotFound if the outbox has no such report (another process
+// settled it).
+func (s *Store) Settle(ctx context.Context, id int64) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM outbox WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("settle report %d: %w", id, err)
+	}
+	return oneRow(tag, fmt.Sprintf("settle report %d", id))
+}
+
+// Retry counts one more failed attempt to send report id. It returns an error
+// wrapping executor.ErrNotFound if the outbox has no such report.
+func (s *Store) Retry(ctx context.Context, id int64) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE outbox SET tries = tries + 1 WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("retry report %d: %w", id, err)
+	}
+	return oneRow(tag, fmt.Sprintf("retry report %d", id))
+}

@@ -1,0 +1,207 @@
+// Package pgstore is deployhook's journal on PostgreSQL: an implementation of
+// executor.Store for deployhook processes (replicas behind a load balancer, or
+// a service and a command line on two machines) that share one database. The
+// embedded SQLite journal (executor/store) stays the default; both pass the
+// conformance suite executor/store/storetest.
+//
+// # Schema
+//
+// The tables are those of the SQLite journal (jobs, steps, deliveries,
+// outbox, owners, health), created and upgraded by numbered migrations
+// embedded in the binary (migrations/NNNN_name.sql). Applied versions are kept
+// in the table schema_migrations. Open applies the pending ones in one
+// transaction under an advisory lock, so that replicas starting together
+// apply each migration once, and refuses, without changing it, a database
+// whose schema is newer than this binary knows.
+//
+// Times are stored as BIGINT unix nanoseconds, not timestamptz (which keeps
+// only microseconds), so that they round-trip exactly.
+//
+// # Concurrency
+//
+// A Store is safe for concurrent use, and any number of processes may share
+// one database. Unique constraints decide, never a check-then-insert: the
+// deliveries table's primary key (delivery GUID, target) and a unique index
+// on jobs (target, body hash) make CreateJob's deduplication atomic, so of
+// any number of concurrent CreateJob calls for one delivery or one signed
+// body and one target, even on several replicas, exactly one records a job.
+// Adopt, Settle and Retry are single statements that report whether they
+// changed a row.
+//
+// # Secrets
+//
+// The database URL may carry a password. No error or log line of this
+// package contains the URL.
+package pgstore
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/deployhook/deployhook/executor"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store is the PostgreSQL journal. It implements executor.Store; all its
+// methods are safe for concurrent use. The zero value is not usable: call
+// Open.
+type Store struct {
+	lg   *slog.Logger
+	pool *pgxpool.Pool
+}
+
+var _ executor.Store = (*Store)(nil)
+
+// Open connects to the PostgreSQL database at url (a postgres:// URL or a
+// key=value connection string, as libpq takes them) and migrates its schema
+// to the version this binary knows. It refuses a database whose schema is
+// newer (written by a newer deployhook), without modifying it. ctx bounds the
+// connection and the migrations only. The caller must Close the Store.
+//
+// Errors never contain url, which may carry a password.
+func Open(ctx context.Context, lg *slog.Logger, url string) (*Store, error) {
+	if url == "" {
+		return nil, errors.New("open journal: empty database URL")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		// The error quotes the URL, password and all, when it cannot redact
+		// it: say what is wrong without it.
+		return nil, errors.New("open journal: the database URL is neither a valid postgres:// URL nor a key=value connection string")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open journal on database %s: %w", cfg.ConnConfig.Database, err)
+	}
+	s := &Store{lg: lg, pool: pool}
+	if err := migrate(ctx, lg, pool, schema()); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("open journal on database %s: %w", cfg.ConnConfig.Database, err)
+	}
+	lg.Debug("journal open", "database", cfg.ConnConfig.Database, "host", cfg.ConnConfig.Host)
+	return s, nil
+}
+
+// Ping checks that the database answers a query. It writes nothing: a
+// readiness probe should call Check.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("ping journal: %w", err)
+	}
+	return nil
+}
+
+// Close closes the journal's connections, waiting for those in use to be
+// released. Calls on a closed Store fail. Close is safe to call twice.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+//go:embed migrations/*.sql
+var embedded embed.FS
+
+// schema returns the embedded migrations.
+func schema() fs.FS {
+	sub, err := fs.Sub(embedded, "migrations")
+	if err != nil {
+		panic(err) // a constant directory that go:embed checked at build time
+	}
+	return sub
+}
+
+// migration is one numbered schema change.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadMigrations reads the *.sql files of fsys, named NNNN_description.sql,
+// and returns them by version. Versions must start at 1 and have no gaps or
+// repeats.
+func loadMigrations(fsys fs.FS) ([]migration, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var ms []migration
+	for _, name := range names {
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", name)
+		}
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		ms = append(ms, migration{version: v, name: path.Base(name), sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: version %d, want %d (versions start at 1, without gaps)", m.name, m.version, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// migrateLock is the key of the transaction-scoped advisory lock that
+// serializes migrations of one database across processes ("dhjr").
+const migrateLock = 0x64686a72
+
+// migrate brings the database to the newest version in fsys, in one
+// transaction (PostgreSQL's DDL is transactional) that holds an advisory lock,
+// so that processes migrating one database at once apply each migration once.
+// A database whose version is newer than fsys knows is refused before
+// anything is written.
+func migrate(ctx context.Context, lg *slog.Logger, pool *pgxpool.Pool, fsys fs.FS) error {
+	ms, err := loadMigrations(fsys)
+	if err != nil {
+		return err
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrateLock)); err != nil {
+		return fmt.Errorf("migrate: lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER NOT NULL PRIMARY KEY,
+		applied BIGINT  NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	var v int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return fmt.Errorf("migrate: read version: %w", err)
+	}
+	if v > len(ms) {
+		return fmt.Errorf("journal schema version %d is newer than this deployhook knows (%d): run a newer deployhook", v, len(ms))
+	}
+	for _, m := range ms[v:] {
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)`,
+			m.version, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		}
+		lg.Info("journal migrated", "version", m.version, "migration", m.name)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
