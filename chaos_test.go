@@ -1099,5 +1099,12 @@ func (c *chaosRun) fatal(format string, args ...any) {
 	for _, e := range c.log[max(0, len(c.log)-30):] {
 		fmt.Fprintf(&b, "  #%-4d %7.2fs  %s\n", e.n, e.at.Seconds(), e.text)
 	}
+	if lb, err := os.ReadFile(c.logFile); err == nil {
+		lines := strings.Split(strings.TrimRight(string(lb), "\n"), "\n")
+		b.WriteString("deployhook's last log lines:\n")
+		for _, l := range lines[max(0, len(lines)-40):] {
+			b.WriteString("  " + l + "\n")
+		}
+	}
 	c.t.Fatal(b.String())
 }
