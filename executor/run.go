@@ -66,6 +66,7 @@ type deploy struct {
 	seq  int
 
 	deployedBefore bool            // a person asked for a SHA this target deployed successfully before
+	recover        string          // the interrupted job whose leftovers the preflight may clear
 	unsaved        map[int]StepRun // step records the journal refused, by seq
 
 	stashed bool // a step kept local changes in a git stash (StashedMarker)
@@ -371,6 +372,7 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 		return r
 	}
 	d.deployedBefore = f.deployedBefore
+	d.recover = d.interrupted(ctx)
 
 	r.failed, r.checkpoint = d.steps(ctx, j.Trigger.SHA, prev, "")
 	if r.failed == nil {
@@ -479,6 +481,29 @@ func stashedAs(output string) (string, bool) {
 }
 
 // command resolves a step into what the transport runs.
+// interrupted returns the id of the target's last job before this one if it
+// ran and ended with the target's state unknown (cut off, or its deployhook
+// killed, after its checkpoint): what it left on the target (a half-done
+// checkout, a stale git index lock) is deployhook's own, and the default
+// sequence's preflight may clear it, keeping any change in a stash. "" when the
+// last job ended cleanly, or the journal cannot tell.
+func (d *deploy) interrupted(ctx context.Context) string {
+	jobs, err := d.e.store.Jobs(ctx, d.t.Name, 5)
+	if err != nil {
+		return ""
+	}
+	for _, j := range jobs { // newest first
+		if j.ID == d.j.ID || j.Started.IsZero() || !j.State.Final() {
+			continue
+		}
+		if j.State == StateError && strings.HasSuffix(j.Description, "target state unknown") {
+			return j.ID
+		}
+		return ""
+	}
+	return ""
+}
+
 func (d *deploy) command(st Step, sha, prev string) Command {
 	env := make(map[string]string, len(d.t.Env)+len(st.Env)+8)
 	for k, v := range d.t.Env {
@@ -498,6 +523,10 @@ func (d *deploy) command(st Step, sha, prev string) Command {
 	delete(env, "DEPLOYHOOK_ROLLBACK")
 	delete(env, "DEPLOYHOOK_DEPLOYED_BEFORE")
 	delete(env, "DEPLOYHOOK_ANY_COMMIT")
+	delete(env, "DEPLOYHOOK_RECOVER")
+	if d.recover != "" {
+		env["DEPLOYHOOK_RECOVER"] = d.recover // the job whose interrupted checkout may have left changes
+	}
 	if sha != d.j.Trigger.SHA {
 		env["DEPLOYHOOK_ROLLBACK"] = "true" // the automatic rollback to the previous SHA
 	}

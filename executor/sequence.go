@@ -93,7 +93,17 @@ func (s Sequence) Steps() (steps []Step, current, changed, contains *Step) {
 		st.Name, st.Run = name, safeGit+run
 		return st
 	}
-	preflight := `flags=$(git ls-files -v) || exit 1
+	// A deploy cut off in its checkout (DEPLOYHOOK_RECOVER names it) can leave
+	// git's index lock behind: no git of a deploy is alive (the steps lock
+	// says so), so it is stale.
+	preflight := `if [ -n "$DEPLOYHOOK_RECOVER" ]; then
+  gitdir=$(git rev-parse --git-dir) || exit 1
+  if [ -e "$gitdir/index.lock" ]; then
+    rm -f "$gitdir/index.lock" || exit 1
+    echo "removed the stale $gitdir/index.lock left by the interrupted job $DEPLOYHOOK_RECOVER"
+  fi
+fi
+flags=$(git ls-files -v) || exit 1
 hidden=$(printf '%s\n' "$flags" | sed -n 's/^[a-z] //p')
 skipped=$(printf '%s\n' "$flags" | sed -n 's/^S //p')
 bad=0
@@ -113,6 +123,17 @@ fi
 	if !s.AllowDirty {
 		preflight += `
 changes=$(git status --porcelain --untracked-files=no) || exit 1
+if [ -n "$changes" ] && [ -n "$DEPLOYHOOK_RECOVER" ]; then
+  # Left by the interrupted job, most likely its half-done checkout: kept,
+  # never lost, and out of the way.
+  name="deployhook $DEPLOYHOOK_JOB: left by the interrupted job $DEPLOYHOOK_RECOVER"
+  echo "the work tree in $PWD has changes since the interrupted job $DEPLOYHOOK_RECOVER:"
+  echo "$changes"
+  git -c user.name=deployhook -c user.email=deployhook@localhost stash push --quiet -m "$name" || { echo "could not stash them"; exit 1; }
+  echo "` + StashedMarker + `$name"
+  echo "get them back with: git stash list (the entry \"$name\"), then git stash apply stash@{N}"
+  changes=
+fi
 if [ -n "$changes" ]; then
   echo "refusing to deploy: the work tree in $PWD has local changes:"
   echo "$changes"

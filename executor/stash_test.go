@@ -179,3 +179,127 @@ func TestStashedAs(t *testing.T) {
 		})
 	}
 }
+
+// TestSequence_RecoverAfterInterruptedCheckout: a deploy cut off in its
+// checkout leaves a half-updated work tree and git's index lock; the next
+// deploy, told by DEPLOYHOOK_RECOVER which job was interrupted, removes the
+// stale lock and stashes what the checkout left, and deploys. Without it, the
+// preflight refuses every later deploy until a person cleans up (found by the
+// chaos test, seed 2026). A person's change with no interrupted job before
+// is still refused.
+func TestSequence_RecoverAfterInterruptedCheckout(t *testing.T) {
+	tests := []struct {
+		name    string
+		recover string
+		wantErr string // the preflight's refusal; "" when the deploy goes on
+	}{
+		{name: "after an interrupted job", recover: "job-6"},
+		{name: "no interrupted job", wantErr: "refusing to deploy: the work tree"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRepo(t)
+			steps, _, _, _ := testSequence().Steps()
+			// What a checkout killed half-way leaves.
+			if err := os.WriteFile(filepath.Join(r.app, "app.py"), []byte("half checked out"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			lock := filepath.Join(r.app, ".git", "index.lock")
+			if err := os.WriteFile(lock, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			env := map[string]string{"DEPLOYHOOK_SHA": r.c3, "DEPLOYHOOK_PREVIOUS_SHA": r.c2, "DEPLOYHOOK_BRANCH": "main",
+				"DEPLOYHOOK_KIND": "push", "DEPLOYHOOK_JOB": "job-7"}
+			if tc.recover != "" {
+				env["DEPLOYHOOK_RECOVER"] = tc.recover
+			}
+			var outs strings.Builder
+			for _, st := range steps {
+				code, out := r.run(&st, env)
+				outs.WriteString(out)
+				if code != 0 {
+					if tc.wantErr != "" && st.Name == "preflight" && strings.Contains(out, tc.wantErr) {
+						return
+					}
+					t.Fatalf("%s exited %d: %s", st.Name, code, out)
+				}
+				if st.Name == "checkout" {
+					break
+				}
+			}
+			if tc.wantErr != "" {
+				t.Fatalf("the deploy went on; want the preflight to refuse: %s", outs.String())
+			}
+			if got := r.git(r.app, "rev-parse", "HEAD"); got != r.c3 {
+				t.Errorf("HEAD = %s, want %s", got, r.c3)
+			}
+			if _, err := os.Stat(lock); err == nil {
+				t.Errorf("the stale index.lock is still there")
+			}
+			name, announced := stashedAs(outs.String())
+			if want := "deployhook job-7: left by the interrupted job job-6"; !announced || name != want {
+				t.Errorf("stashed as %q (%v), want %q; output:\n%s", name, announced, want, outs.String())
+			}
+			if diff := r.git(r.app, "stash", "show", "-p", "stash@{0}"); !strings.Contains(diff, "+half checked out") {
+				t.Errorf("the stash does not hold what the interrupted checkout left:\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestExecutor_TellsStepsOfAnInterruptedJob: DEPLOYHOOK_RECOVER names the
+// target's last job when it ran and ended with the target's state unknown, and
+// only then (a clean end, or nothing run, says nothing).
+func TestExecutor_TellsStepsOfAnInterruptedJob(t *testing.T) {
+	tests := []struct {
+		name  string
+		state State
+		desc  string
+		want  string
+	}{
+		{"cut off after its checkpoint", StateError, "connection lost during checkout; target state unknown", "last"},
+		{"its deployhook killed", StateError, "interrupted: the deployhook that ran it stopped; target state unknown", "last"},
+		{"nothing ran", StateError, "could not reach the target; nothing ran (see the job page)", ""},
+		{"ended cleanly", StateFailure, "verify failed (exit 1); rolled back to c000000", ""},
+		{"deployed", StateSuccess, "deployed c000000", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := newMemStore()
+				seedSuccess(t, store, sha(0))
+				time.Sleep(time.Second)
+				last := Job{ID: "last", Target: "production", State: tc.state, Description: tc.desc,
+					Trigger: Trigger{Kind: KindPush, Repo: "acme/app", Branch: "main", SHA: sha(1)},
+					Created: time.Now(), Started: time.Now(), Finished: time.Now()}
+				if _, err := store.CreateJob(context.Background(), last); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Second)
+				tr, rep := &fakeTransport{}, &fakeReporter{}
+				h := start(t, Options{}, store, tr, rep)
+				if _, err := h.ex.Enqueue(context.Background(), "production", Trigger{Kind: KindPush, Repo: "acme/app",
+					Branch: "main", SHA: sha(2), Delivery: "d-2"}); err != nil {
+					t.Fatal(err)
+				}
+				synctest.Wait()
+				h.stop()
+				tr.mu.Lock()
+				defer tr.mu.Unlock()
+				ran := 0
+				for _, c := range tr.calls {
+					if c.Env["DEPLOYHOOK_SHA"] != sha(2) || c.Name == "current" || c.Name == "contains" {
+						continue
+					}
+					ran++
+					if got := c.Env["DEPLOYHOOK_RECOVER"]; got != tc.want {
+						t.Errorf("step %s: DEPLOYHOOK_RECOVER = %q, want %q", c.Name, got, tc.want)
+					}
+				}
+				if ran == 0 {
+					t.Fatalf("no step of the new deploy ran: %+v", tr.calls)
+				}
+			})
+		})
+	}
+}
