@@ -296,6 +296,18 @@ func TestStore_sqlite(t *testing.T) {
 func TestStore_CreateJob_concurrentDelivery(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.db")
 	stores := []*Store{mustOpen(t, path), mustOpen(t, path)}
+	raceCreate(t, stores, func(i int) (executor.Job, []executor.Report) {
+		j := queuedJob(fmt.Sprintf("j%02d", i), "production", executor.StateQueued, t0)
+		j.Trigger.Delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+		return j, nil
+	})
+}
+
+// raceCreate races 16 CreateJob calls, made by job(i), across stores: exactly
+// one records its job, every other returns that job's id and ErrDuplicate, and
+// the journal lists the winner alone. It returns the winner's id.
+func raceCreate(t *testing.T, stores []*Store, job func(i int) (executor.Job, []executor.Report)) string {
+	t.Helper()
 	const n = 16
 	type result struct {
 		existing string
@@ -305,11 +317,10 @@ func TestStore_CreateJob_concurrentDelivery(t *testing.T) {
 	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i := range n {
+		j, owe := job(i)
 		wg.Go(func() {
-			j := queuedJob(fmt.Sprintf("j%02d", i), "production", executor.StateQueued, t0)
-			j.Trigger.Delivery = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
 			<-start
-			existing, err := stores[i%2].CreateJob(t.Context(), j)
+			existing, err := stores[i%len(stores)].CreateJob(t.Context(), j, owe...)
 			results[i] = result{existing, err}
 		})
 	}
@@ -331,9 +342,10 @@ func TestStore_CreateJob_concurrentDelivery(t *testing.T) {
 		}
 	}
 	jobs, err := stores[0].Jobs(t.Context(), "", 0)
-	if err != nil || !reflect.DeepEqual(ids(jobs), winners) {
+	if err != nil || !slices.Equal(ids(jobs), winners) {
 		t.Errorf("Jobs = %v, %v; want %v", ids(jobs), err, winners)
 	}
+	return winners[0]
 }
 
 // TestOpen_reopen writes, closes, opens again (migrations run again) and finds
@@ -559,45 +571,12 @@ func ownerRow(tb testing.TB, s *Store, id string) (executor.Owner, bool) {
 func TestStore_CreateJob_concurrentBodyHash(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.db")
 	stores := []*Store{mustOpen(t, path), mustOpen(t, path)}
-	const n = 16
-	type result struct {
-		existing string
-		err      error
-	}
-	results := make([]result, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			j := queuedJob(fmt.Sprintf("j%02d", i), "production", executor.StateQueued, t0)
-			j.Trigger.Delivery = fmt.Sprintf("guid-%02d", i)
-			j.Trigger.BodyHash = bodyHash1
-			<-start
-			existing, err := stores[i%2].CreateJob(t.Context(), j, executor.Report{Job: j.ID, State: executor.StateQueued})
-			results[i] = result{existing, err}
-		})
-	}
-	close(start)
-	wg.Wait()
-
-	var winners []string
-	for i, r := range results {
-		if r.err == nil {
-			winners = append(winners, fmt.Sprintf("j%02d", i))
-		}
-	}
-	if len(winners) != 1 {
-		t.Fatalf("%d calls recorded a job (%v), want exactly 1; results %+v", len(winners), winners, results)
-	}
-	for i, r := range results {
-		if r.err != nil && (!errors.Is(r.err, executor.ErrDuplicate) || r.existing != winners[0]) {
-			t.Errorf("call %d = %q, %v; want %s, ErrDuplicate", i, r.existing, r.err, winners[0])
-		}
-	}
-	jobs, err := stores[0].Jobs(t.Context(), "", 0)
-	if err != nil || !slices.Equal(ids(jobs), winners) {
-		t.Errorf("Jobs = %v, %v; want %v", ids(jobs), err, winners)
-	}
+	raceCreate(t, stores, func(i int) (executor.Job, []executor.Report) {
+		j := queuedJob(fmt.Sprintf("j%02d", i), "production", executor.StateQueued, t0)
+		j.Trigger.Delivery = fmt.Sprintf("guid-%02d", i)
+		j.Trigger.BodyHash = bodyHash1
+		return j, []executor.Report{{Job: j.ID, State: executor.StateQueued}}
+	})
 	var deliveries, owed int
 	if err := stores[0].r.QueryRowContext(t.Context(), "SELECT count(*) FROM deliveries").Scan(&deliveries); err != nil || deliveries != 1 {
 		t.Errorf("delivery rows = %d, %v; want 1 (the losers' GUIDs must not be recorded)", deliveries, err)
