@@ -91,13 +91,19 @@ func assertRemoved(t *testing.T, s state) {
 // teardown leaves nothing behind and the machine's settings as they were.
 func TestStart(t *testing.T) {
 	require(t)
-	before := readSysctls(t)
 	var s state
 	t.Run("vm", func(t *testing.T) {
 		v := Start(t, Options{})
 		s = v.st.load(t)
 		if len(s.Masks) == 0 || len(s.Users) != 2 || s.Cgroup == "" || s.PID != v.PID {
 			t.Fatalf("state %+v does not list what Start created", s)
+		}
+		// systemd as PID 1 raised this shared setting: the teardown must
+		// restore it.
+		if was, _ := strconv.Atoi(s.Sysctls["/proc/sys/net/unix/max_dgram_qlen"]); was < 512 {
+			if now := readSysctls(t)["/proc/sys/net/unix/max_dgram_qlen"]; now != "512" {
+				t.Errorf("net.unix.max_dgram_qlen %s while the VM runs, want systemd's 512", now)
+			}
 		}
 		if out, err := v.Exec("cat", "/proc/1/comm"); err != nil || out != "systemd\n" {
 			t.Errorf("PID 1 in the namespaces: %q, %v; want systemd", out, err)
@@ -169,11 +175,14 @@ RestartSec=100ms
 		return
 	}
 	assertRemoved(t, s)
+	// Under the lock, no other test's VM runs (nor raised the settings).
+	l := lockMachine(t)
+	defer l.Close()
 	if _, err := os.Stat(statePath); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("state file left behind: %v", err)
 	}
-	if after := readSysctls(t); fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Errorf("kernel settings after the VM %v, want them as before %v", after, before)
+	if after := readSysctls(t); len(s.Sysctls) != len(sysctls) || fmt.Sprint(after) != fmt.Sprint(s.Sysctls) {
+		t.Errorf("kernel settings after the VM %v, want them as before the boot %v", after, s.Sysctls)
 	}
 }
 
