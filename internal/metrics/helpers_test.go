@@ -94,8 +94,15 @@ func want(t testing.TB, got map[string]float64, want map[string]float64) {
 // elsewhere.
 func promtool(t testing.TB, stdin string, args ...string) {
 	t.Helper()
+	promtoolIn(t, "", stdin, args...)
+}
+
+// promtoolIn is promtool run in directory dir.
+func promtoolIn(t testing.TB, dir, stdin string, args ...string) {
+	t.Helper()
 	bin := sshdtest.Require(t, "promtool", "/usr/bin/promtool")
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Stdin = strings.NewReader(stdin)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
