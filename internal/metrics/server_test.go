@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/deployhook/deployhook/executor"
@@ -121,7 +122,8 @@ func TestMetrics_Server(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	got := samples(t, scrape(t, m))
+	text := scrape(t, m)
+	got := samples(t, text)
 	want(t, got, map[string]float64{
 		`deployhook_webhook_deliveries_total{result="unauthorized"}`:  2,
 		`deployhook_webhook_deliveries_total{result="ping"}`:          1,
@@ -135,6 +137,11 @@ func TestMetrics_Server(t *testing.T) {
 		`deployhook_webhook_deliveries_total{result="timeout"}`:       0,
 		`deployhook_webhook_deliveries_total{result="error"}`:         0,
 	})
+	// Invariant 6: what arrives before authentication costs bounded memory.
+	// Unsigned and foreign deliveries only count up the fixed series.
+	if n := strings.Count(text, "\ndeployhook_webhook_deliveries_total{"); n != len(server.Deliveries) {
+		t.Errorf("%d delivery series, want the %d fixed ones", n, len(server.Deliveries))
+	}
 	if hasSeries(got, `deployhook_queue_jobs{target="web"}`) {
 		t.Error("queue depth exported without a Queue to read")
 	}
