@@ -28,11 +28,13 @@ type Observer interface {
 	JournalWrite(op string, d time.Duration, err error)
 }
 
-// JournalOps are the op names Observer.JournalWrite is called with, one for
-// each Store method that writes.
-var JournalOps = []string{
-	"create_job", "update_job", "set_deployment", "add_step", "beat", "adopt",
-	"prune", "owe", "settle", "retry",
+// JournalOps returns the op names Observer.JournalWrite is called with, one
+// for each Store method that writes.
+func JournalOps() []string {
+	return []string{
+		"create_job", "update_job", "set_deployment", "add_step", "beat", "adopt",
+		"prune", "owe", "settle", "retry",
+	}
 }
 
 // nopObserver observes nothing.

@@ -26,10 +26,12 @@ const (
 	DeliveryError        Delivery = "error"         // any other failure: the journal, GitHub, a panic
 )
 
-// Deliveries lists every Delivery, for metrics that start each at zero.
-var Deliveries = []Delivery{
-	DeliveryDeployed, DeliveryDuplicate, DeliveryIgnored, DeliveryPing, DeliveryUnauthorized,
-	DeliveryBadRequest, DeliveryTimeout, DeliveryTooLarge, DeliveryBusy, DeliveryShuttingDown, DeliveryError,
+// Deliveries returns every Delivery, for metrics that start each at zero.
+func Deliveries() []Delivery {
+	return []Delivery{
+		DeliveryDeployed, DeliveryDuplicate, DeliveryIgnored, DeliveryPing, DeliveryUnauthorized,
+		DeliveryBadRequest, DeliveryTimeout, DeliveryTooLarge, DeliveryBusy, DeliveryShuttingDown, DeliveryError,
+	}
 }
 
 // Observer is told how the server answered webhook deliveries, for metrics

@@ -24,8 +24,10 @@ const (
 	ErrorNetwork ErrorKind = "network"
 )
 
-// ErrorKinds lists every ErrorKind, for metrics that start each at zero.
-var ErrorKinds = []ErrorKind{ErrorRateLimited, ErrorClient, ErrorServer, ErrorNetwork}
+// ErrorKinds returns every ErrorKind, for metrics that start each at zero.
+func ErrorKinds() []ErrorKind {
+	return []ErrorKind{ErrorRateLimited, ErrorClient, ErrorServer, ErrorNetwork}
+}
 
 // Observer is told about every HTTP request the Client sends to GitHub (each
 // try of a retried call on its own), for metrics (internal/metrics implements

@@ -176,7 +176,7 @@ func New(lg *slog.Logger, opts Options) (*Metrics, error) {
 		Help: "Webhook deliveries (POST /webhook), by how they were answered.",
 	}, []string{"result"})
 	m.deliveries = map[server.Delivery]prometheus.Counter{}
-	for _, d := range server.Deliveries {
+	for _, d := range server.Deliveries() {
 		m.deliveries[d] = deliveries.WithLabelValues(string(d))
 	}
 
@@ -216,7 +216,7 @@ func New(lg *slog.Logger, opts Options) (*Metrics, error) {
 		Help: "The executor's writes the journal refused (disk full, read-only, database down), by operation.",
 	}, []string{"op"})
 	m.journalDur, m.journalErr = map[string]prometheus.Observer{}, map[string]prometheus.Counter{}
-	for _, op := range append(executor.JournalOps, Other) {
+	for _, op := range append(executor.JournalOps(), Other) {
 		m.journalDur[op] = journalDur.WithLabelValues(op)
 		m.journalErr[op] = journalErr.WithLabelValues(op)
 	}
@@ -226,7 +226,7 @@ func New(lg *slog.Logger, opts Options) (*Metrics, error) {
 		Help: "Requests to the GitHub API that failed, each try on its own, by kind (rate_limited, client, server, network).",
 	}, []string{"kind"})
 	m.apiErrors = map[ghstatus.ErrorKind]prometheus.Counter{}
-	for _, k := range ghstatus.ErrorKinds {
+	for _, k := range ghstatus.ErrorKinds() {
 		m.apiErrors[k] = apiErrors.WithLabelValues(string(k))
 	}
 	m.rate = &rateGauge{

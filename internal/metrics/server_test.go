@@ -139,8 +139,8 @@ func TestMetrics_Server(t *testing.T) {
 	})
 	// Invariant 6: what arrives before authentication costs bounded memory.
 	// Unsigned and foreign deliveries only count up the fixed series.
-	if n := strings.Count(text, "\ndeployhook_webhook_deliveries_total{"); n != len(server.Deliveries) {
-		t.Errorf("%d delivery series, want the %d fixed ones", n, len(server.Deliveries))
+	if n := strings.Count(text, "\ndeployhook_webhook_deliveries_total{"); n != len(server.Deliveries()) {
+		t.Errorf("%d delivery series, want the %d fixed ones", n, len(server.Deliveries()))
 	}
 	if hasSeries(got, `deployhook_queue_jobs{target="web"}`) {
 		t.Error("queue depth exported without a Queue to read")
