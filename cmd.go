@@ -63,12 +63,12 @@ func (e *env) withApp(ctx context.Context, c *common, s setup, fn func(*app) err
 	}
 	var a *app
 	if s.exec == nil {
-		tr, err := newTransports(lg, cfg)
+		tr, err := newTransports(lg, cfg, nil)
 		if err != nil {
 			return usageError(err)
 		}
 		a = &app{cfg: cfg, lg: lg, tr: tr}
-	} else if a, err = e.assemble(ctx, cfg, lg, *s.exec); err != nil {
+	} else if a, err = e.assemble(ctx, cfg, lg, *s.exec, nil); err != nil {
 		if s.preflight {
 			fmt.Fprintf(e.stdout, "✗ %v\n", err)
 			return exitError{code: exitUsage, err: err, reported: true}

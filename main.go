@@ -23,6 +23,7 @@ import (
 	"github.com/deployhook/deployhook/executor/ghstatus"
 	"github.com/deployhook/deployhook/executor/store"
 	"github.com/deployhook/deployhook/executor/store/pgstore"
+	"github.com/deployhook/deployhook/internal/metrics"
 	"github.com/deployhook/deployhook/server"
 )
 
@@ -257,7 +258,7 @@ type app struct {
 // assemble opens the journal and builds the reporter, transports and executor.
 // What the configuration names but cannot be used (data_dir, key files, host
 // key pins) is a usage error.
-func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options) (*app, error) {
+func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options, m *metrics.Metrics) (*app, error) {
 	a := &app{cfg: cfg, lg: lg}
 	st, err := openJournal(ctx, cfg, lg)
 	if err != nil {
@@ -275,7 +276,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		}
 		a.gh, err = ghstatus.New(lg, ghstatus.Options{
 			BaseURL: cfg.GitHub.APIURL, TokenSource: ts, Deployments: *cfg.GitHub.Deployments,
-			UserAgent: "deployhook/" + version,
+			UserAgent: "deployhook/" + version, Observer: githubObserver(m),
 		})
 		if err != nil {
 			return fail(err)
@@ -284,7 +285,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	} else {
 		a.reporter = ghstatus.LogOnly(lg)
 	}
-	a.tr, err = newTransports(lg, cfg)
+	a.tr, err = newTransports(lg, cfg, m)
 	if err != nil {
 		return fail(usageError(err))
 	}
@@ -436,11 +437,16 @@ const demoBanner = `
 // pages still answer), let the running deploys finish within the grace period
 // and stop the executor, stop HTTP, close the journal.
 func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) error {
-	a, err := e.assemble(ctx, cfg, lg, executor.Options{})
+	mon, err := newMonitor(cfg, lg)
+	if err != nil {
+		return err
+	}
+	a, err := e.assemble(ctx, cfg, lg, executor.Options{Observer: mon.m}, mon.m)
 	if err != nil {
 		return err
 	}
 	defer a.close() // last: the journal outlives every reader and writer
+	mon.watch(a)
 	if a.gh == nil {
 		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
 	}
@@ -451,6 +457,7 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	srv, err := server.New(lg, server.Options{
 		Secrets: cfg.WebhookSecrets, MaxBody: int64(cfg.MaxBody), Routes: routes(cfg),
 		PublicURL: cfg.PublicURL, Badges: *cfg.Badges, ShowOutput: *cfg.ShowOutput, Version: version,
+		Observer: mon.m, Metrics: mon.main(),
 	}, server.Deps{Queue: a.ex, Journal: a.store, Resolver: resolver, Rollbacks: a.ex, Checker: readiness{a}})
 	if err != nil {
 		return err
@@ -459,6 +466,12 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	stopMetrics, err := mon.listen(e.stdout)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	execCtx, stopExec := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopExec()
 	execDone := make(chan error, 1)

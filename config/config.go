@@ -61,6 +61,8 @@ type Config struct {
 	// running jobs as interrupted, and runs its queued ones, once the lease
 	// is over. Default 30s.
 	Lease Duration `yaml:"lease"`
+	// MetricsListen is the address of /metrics' own listener (MetricsPlace).
+	MetricsListen string `yaml:"metrics_listen"`
 	// Store is the journal's PostgreSQL database, a postgres:// URL without a
 	// password (put one in DEPLOYHOOK_DATABASE_URL). Empty: the SQLite journal
 	// in data_dir. DatabaseURL, from the environment, takes its place.

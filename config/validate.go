@@ -89,6 +89,7 @@ func (c *Config) validate(o loadOptions) error {
 		errs = append(errs, validateWebhookSecrets(c.WebhookSecrets)...)
 	}
 	errs = append(errs, c.validateEndpoints()...)
+	errs = append(errs, validateMetrics(c.MetricsListen, c.Listen)...)
 	errs = append(errs, c.validateJournal()...)
 	errs = append(errs, validateStore(c.Store, c.DatabaseURL)...)
 	errs = append(errs, validateGitHub(c.GitHub, c.GitHubToken, !o.noWebhookOrGitHub)...)

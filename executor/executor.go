@@ -60,6 +60,8 @@ type Options struct {
 	// A target's last successful deploy is always kept. Defaults 90 days and 1000.
 	Retain     time.Duration
 	RetainJobs int
+	// Observer is told what the executor does, for metrics; nil: nothing.
+	Observer Observer
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -137,6 +139,7 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		opts.RetainJobs = 0 // Store.Prune: no count limit
 	}
 	opts.Owner = fillOwner(opts.Owner, opts.NoRecover)
+	opts.Observer, store = observer(opts.Observer), observeStore(store, observer(opts.Observer))
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
 		lanes:   make(map[string]*lane),

@@ -134,6 +134,7 @@ func mergeSteps(a, b []StepRun) []StepRun {
 // in memory and written by the repair loop.
 func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
 	u := unwritten{job: j, steps: steps}
+	e.opts.Observer.JobEnded(j)
 	if err := e.write(ctx, u); err != nil {
 		e.jobLogger(j).Error("journal refused the job's outcome: kept in memory until it can be written",
 			"state", j.State, "err", err)

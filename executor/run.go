@@ -383,6 +383,7 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 	if needsRollback(r) {
 		r.rolledBack = true
 		r.rollback, _ = d.steps(ctx, prev, j.Trigger.SHA, "rollback: ")
+		d.e.opts.Observer.RolledBack(d.t.Name, r.rollback == nil)
 		if r.rollback != nil {
 			d.lg.Error("rollback failed", "err", r.rollback)
 		}
@@ -452,6 +453,7 @@ func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError 
 		rec.Error = err.Error()
 	}
 	d.update(rec)
+	d.e.opts.Observer.StepEnded(d.t.Name, name, rec.Duration, err == nil && code == 0)
 	if stash, ok := stashedAs(rec.Output); ok && err == nil && code == 0 {
 		d.stashed = true
 		d.lg.Warn("local changes kept in a git stash", "step", name, "stash", stash)

@@ -137,6 +137,11 @@ type Options struct {
 	ShowOutput bool
 	// Version is shown on pages.
 	Version string
+	// Observer, when set, is told how each webhook delivery was answered.
+	Observer Observer
+	// Metrics, when set, is served at MetricsPath (GET /metrics) to anyone who
+	// reaches this server: set it only when the server is not public.
+	Metrics http.Handler
 	// ResolveTimeout bounds Resolver and Rollbacks calls; 0 means DefaultResolveTimeout.
 	ResolveTimeout time.Duration
 }
@@ -272,6 +277,7 @@ func (s *Server) routes() *echo.Echo {
 	if s.opts.Badges {
 		e.GET("/badge/:file", s.handleBadge)
 	}
+	s.metricsRoute(e)
 	return e
 }
 
