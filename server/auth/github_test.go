@@ -480,7 +480,9 @@ func TestGitHub_options(t *testing.T) {
 		want string // in the error; "" for none
 	}{
 		{"valid", func(*GitHubOptions) {}, ""},
-		{"GHES", func(o *GitHubOptions) { o.WebURL, o.APIURL = "https://ghe.example.com/", "https://ghe.example.com/api/v3/" }, ""},
+		{"GHES", func(o *GitHubOptions) {
+			o.WebURL, o.APIURL = "https://ghe.example.com/", "https://ghe.example.com/api/v3/"
+		}, ""},
 		{"no secret", func(o *GitHubOptions) { o.ClientSecret = "" }, "DEPLOYHOOK_OAUTH_CLIENT_SECRET"},
 		{"no client id", func(o *GitHubOptions) { o.ClientID = "" }, "ui.github.client_id"},
 		{"no public URL", func(o *GitHubOptions) { o.PublicURL = "" }, "public URL"},
