@@ -42,6 +42,7 @@ func TestRun_ExitCodes(t *testing.T) {
 		p := filepath.Join(dir, name+".yaml")
 		yaml := fmt.Sprintf(`log: {format: text}
 github: {report: false}
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app

@@ -274,6 +274,17 @@ github:
   # installation_id: 67890
   # private_key_file: /secrets/github-app.pem
 
+# Sign-in to the console (the pages, live logs and buttons): deployhook refuses to
+# start until you choose. GitHub sign-in needs public_url and an OAuth App whose
+# callback URL is PUBLIC_URL/auth/callback (secret: DEPLOYHOOK_OAUTH_CLIENT_SECRET):
+# ui:
+#   github:
+#     client_id: Iv1.0123456789abcdef
+#     # team: acme/deployers             # may press the buttons, beside push access
+# Behind Identity-Aware Proxy: ui: {auth: iap, iap: {audience: /projects/NUM/global/backendServices/ID,
+#   viewers: [domain:example.com], operators: [user:you@example.com]}}
+# Nobody reaches listen but this machine: ui: {auth: none} (no sign-in at all).
+
 targets:
   - name: %s
     repo: %s

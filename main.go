@@ -450,6 +450,9 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	if a.gh == nil {
 		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
 	}
+	if _, err := consoleAuth(lg, cfg); err != nil { // the lead passes it to server.New
+		return err
+	}
 	var resolver server.Resolver = noResolver{}
 	if a.gh != nil {
 		resolver = a.gh

@@ -258,6 +258,7 @@ lease: 2s
 log: {format: text, level: debug}
 github:
   deployments: false
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app
@@ -670,6 +671,7 @@ func BenchmarkServe_Push(b *testing.B) {
 log: {format: text, level: error}
 shutdown_grace: 1ms
 github: {report: false}
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app

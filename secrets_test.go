@@ -86,6 +86,7 @@ func TestRun_SSHNeedsNoSecrets(t *testing.T) {
 	cfg := filepath.Join(dir, "deployhook.yaml")
 	yaml := fmt.Sprintf(`github:
   report: true
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app

@@ -69,6 +69,7 @@ type Config struct {
 	Store   string   `yaml:"store"`
 	Log     Log      `yaml:"log"`
 	GitHub  GitHub   `yaml:"github"`
+	UI      UI       `yaml:"ui"` // sign-in to the console: config/ui.go
 	Targets []Target `yaml:"targets"`
 
 	// Secrets, from the environment only (see Load).
@@ -104,6 +105,7 @@ type Log struct {
 // GitHub configures reporting to GitHub.
 type GitHub struct {
 	APIURL         string `yaml:"api_url"`
+	WebURL         string `yaml:"web_url"` // OAuth endpoints for console sign-in (GHES: https://HOST/)
 	AppID          int64  `yaml:"app_id"`
 	InstallationID int64  `yaml:"installation_id"`
 	PrivateKeyFile string `yaml:"private_key_file"`
@@ -403,6 +405,9 @@ func (c *Config) readEnv(getenv Getenv) error {
 		return err
 	}
 	c.DatabaseURL = string(db)
+	if err := c.UI.readEnv(secret); err != nil {
+		return err
+	}
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
 	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
 	c.OSLoginURL = getenv("DEPLOYHOOK_OSLOGIN_URL")
@@ -498,6 +503,7 @@ func (c *Config) defaults() {
 	if c.Lease == 0 {
 		c.Lease = Duration(DefaultLease)
 	}
+	c.uiDefaults()
 	if c.Log.Format == "" {
 		c.Log.Format = "auto"
 	}
