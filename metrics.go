@@ -18,12 +18,10 @@ import (
 	"github.com/deployhook/deployhook/server"
 )
 
-// consoleOpen reports whether the console asks nobody to sign in, so that
-// /metrics may be served beside its pages (config.MetricsPlace). Until the
-// console has a sign-in (ui.auth), every page is open to anyone who reaches
-// the listener, as with ui.auth: none; once it has one, this must be
-// cfg.UI.Auth == "none" and nothing else.
-func consoleOpen(*config.Config) bool { return true }
+// consoleOpen reports whether the console asks nobody to sign in (ui.auth:
+// none, the local demo), so that /metrics may be served beside its pages
+// (config.MetricsPlace). With a sign-in, /metrics is only on metrics_listen.
+func consoleOpen(cfg *config.Config) bool { return cfg.UI.Auth == config.AuthNone }
 
 // monitor is serve's metrics: the registry and observers, and where
 // /metrics is served.
