@@ -110,7 +110,11 @@ func newWebhook(service, setting, host, ctype string, opts Options) (*webhook, e
 		}
 	}
 	w := &webhook{service: service, url: opts.URL, hc: hc, ua: cmp.Or(opts.UserAgent, "deployhook"), github: gh, ctype: ctype}
-	for _, s := range []string{opts.URL, u.Path, u.EscapedPath(), u.RawQuery, u.Query().Encode()} {
+	secrets := []string{opts.URL, u.Path, u.EscapedPath(), u.RawQuery, u.Query().Encode()}
+	for _, vs := range u.Query() {
+		secrets = append(secrets, vs...) // a key or a token on its own
+	}
+	for _, s := range secrets {
 		if strings.Trim(s, "/") != "" {
 			w.secrets = append(w.secrets, s)
 		}

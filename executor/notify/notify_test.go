@@ -307,14 +307,32 @@ func TestNotify_ErrorsHideTheURL(t *testing.T) {
 		{name: "slack, refused", url: closed + slackPath,
 			ctx: func() (context.Context, context.CancelFunc) { return context.WithCancel(t.Context()) }},
 	}
+	// A transport (a proxy, say) whose error quotes the request's URL, path
+	// and query, inside the *url.Error that http.Client wraps it in.
+	quoting := &http.Client{Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+		return nil, errors.New("proxy refused " + r.URL.String() + " (path " + r.URL.Path + ", query " + r.URL.RawQuery + ")")
+	})}
+	tests = append(tests, struct {
+		name string
+		url  string
+		ctx  func() (context.Context, context.CancelFunc)
+	}{name: "transport quotes the URL", url: "https://chat.googleapis.com" + chatPath + "?" + chatQuery,
+		ctx: func() (context.Context, context.CancelFunc) { return context.WithCancel(t.Context()) }})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := tt.ctx()
 			defer cancel()
 			var n executor.Notifier
-			if strings.Contains(tt.url, slackPath) {
+			switch {
+			case strings.Contains(tt.url, slackPath):
 				n = newSlack(t, tt.url)
-			} else {
+			case strings.HasPrefix(tt.url, "https://chat.googleapis.com"):
+				g, err := NewGoogleChat(Options{URL: tt.url, Client: quoting})
+				if err != nil {
+					t.Fatal(err)
+				}
+				n = g
+			default:
 				n = newChat(t, tt.url)
 			}
 			err := n.Notify(ctx, rollbackReport())
@@ -332,6 +350,10 @@ func TestNotify_ErrorsHideTheURL(t *testing.T) {
 		})
 	}
 }
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func TestCheckURL(t *testing.T) {
 	const setting = "DEPLOYHOOK_SLACK_WEBHOOK_URL"
