@@ -67,6 +67,7 @@ type Config struct {
 	Store   string   `yaml:"store"`
 	Log     Log      `yaml:"log"`
 	GitHub  GitHub   `yaml:"github"`
+	Notify  Notify   `yaml:"notify"` // Slack and Google Chat notices (config/notify.go)
 	Targets []Target `yaml:"targets"`
 
 	// Secrets, from the environment only (see Load).
@@ -145,6 +146,10 @@ type Target struct {
 	// Env is added to every step's environment (a step's own env wins).
 	Env   map[string]string `yaml:"env"`
 	Steps []Step            `yaml:"steps"`
+
+	// Notify is what the target announces, and where (config/notify.go);
+	// a key it leaves unset takes the global notify:'s.
+	Notify *NotifyRule `yaml:"notify"`
 }
 
 // VM names a Compute Engine instance.
@@ -401,6 +406,9 @@ func (c *Config) readEnv(getenv Getenv) error {
 		return err
 	}
 	c.DatabaseURL = string(db)
+	if err := c.readNotifyEnv(secret); err != nil {
+		return err
+	}
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
 	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
 	c.OSLoginURL = getenv("DEPLOYHOOK_OSLOGIN_URL")
