@@ -93,9 +93,15 @@ type fakeNotifier struct {
 	sent     []Report
 	attempts map[string]int // job + event → attempts
 	fail     func(r Report, attempt int) error
+	// hold, when set, is called with Notify's context before it takes a
+	// notice, without the lock: it may block.
+	hold func(ctx context.Context)
 }
 
-func (f *fakeNotifier) Notify(_ context.Context, r Report) error {
+func (f *fakeNotifier) Notify(ctx context.Context, r Report) error {
+	if f.hold != nil {
+		f.hold(ctx)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.attempts == nil {
@@ -574,4 +580,62 @@ func BenchmarkNotice(b *testing.B) {
 	if store.owedCount() != 0 {
 		b.Fatalf("%d notices left", store.owedCount())
 	}
+}
+
+// A shutdown that begins while a notice is being sent does not make it sent
+// twice: the attempt is not cut short (it may have reached the channel), and
+// it is settled although the sender's context has ended, so the flush at
+// shutdown (and the next start) does not send it again.
+func TestExecutor_NoticeSentDuringShutdownIsSettled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		tr := &fakeTransport{behave: failOn(map[string]string{sha(1): "preflight"})}
+		var h *harness
+		var once sync.Once
+		var cut error
+		// Shutdown starts while Slack takes the notice; Slack answers 200 a
+		// second later, when the sender's own context has ended.
+		slack := &fakeNotifier{hold: func(ctx context.Context) {
+			once.Do(func() {
+				h.cancel()
+				time.Sleep(time.Second)
+				cut = ctx.Err()
+			})
+		}}
+		chat := &fakeNotifier{}
+		h = startNotices(t, ctxStore{store}, store, tr, &fakeReporter{}, slack, chat, nil)
+		h.push(1, "d-1")
+		waitFor(t, "the shutdown", func() bool {
+			select {
+			case err := <-h.done:
+				h.done <- err
+				return true
+			default:
+				return false
+			}
+		})
+		h.stop()
+		if slack.tries() != 1 || store.owedTo("slack") != 0 || cut != nil {
+			t.Errorf("slack tried %d times, %d still owed, attempt cut by %v; want it sent once, uncut, and settled",
+				slack.tries(), store.owedTo("slack"), cut)
+		}
+	})
+}
+
+// ctxStore is a memStore whose outbox writes fail once their context has
+// ended, as the SQL stores' do.
+type ctxStore struct{ *memStore }
+
+func (c ctxStore) Settle(ctx context.Context, id int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.memStore.Settle(ctx, id)
+}
+
+func (c ctxStore) Retry(ctx context.Context, id int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.memStore.Retry(ctx, id)
 }

@@ -24,8 +24,13 @@ func pause(ctx context.Context, d time.Duration) bool {
 }
 
 // noticeTimeout bounds one attempt to send one notice. A chat webhook answers
-// in well under a second; one that hangs must not hold its channel's queue.
-const noticeTimeout = 30 * time.Second
+// in well under a second; one that hangs must not hold its channel's queue,
+// nor a shutdown for long (an attempt under way then is let finish: cut
+// short, it may have reached the channel and would be sent again).
+const noticeTimeout = 10 * time.Second
+
+// recordTimeout bounds recording what an attempt to send a notice did.
+const recordTimeout = 10 * time.Second
 
 // noticeBatch is how many owed notices of one channel one pass reads.
 const noticeBatch = 20
@@ -156,16 +161,26 @@ func (e *Executor) sendNotices(ctx context.Context, c *channel) (done bool, err 
 	for _, o := range owed {
 		r := o.Report
 		lg := e.lg.With("job", r.Job, "sha", r.SHA, "target", r.Target, "channel", c.name, "event", r.Event)
-		nctx, cancel := context.WithTimeout(ctx, noticeTimeout)
+		if ctx.Err() != nil {
+			return false, ctx.Err() // shutting down: start no new attempt
+		}
+		// An attempt, and the record of what it did, run to their end even
+		// when ctx ends meanwhile (a shutdown): a notice that reached the
+		// channel but was not settled would be sent again.
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), noticeTimeout)
 		nerr := c.n.Notify(nctx, r)
 		cancel()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 		if nerr != nil && !errors.Is(nerr, ErrPermanent) {
-			if err := e.store.Retry(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			if err := e.store.Retry(rctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
 				lg.Error("count notice retry", "err", err)
 			}
+			cancel()
 			return false, nerr
 		}
-		if err := e.store.Settle(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+		err := e.store.Settle(rctx, o.ID)
+		cancel()
+		if err != nil && !errors.Is(err, ErrNotFound) {
 			return false, err // ErrNotFound: another process sent and settled it
 		}
 		if nerr != nil {

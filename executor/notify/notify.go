@@ -42,14 +42,14 @@ type Options struct {
 	// UserAgent is sent with every request. Default "deployhook".
 	UserAgent string
 	// Client sends the requests. Default: a client that times out after
-	// 20 s, follows no redirect and reads at most 64 KiB of an answer. A
+	// 10 s, follows no redirect and reads at most 64 KiB of an answer. A
 	// client given here should follow no redirect either.
 	Client *http.Client
 }
 
 // requestTimeout bounds one POST with the default client: a webhook answers
-// in well under a second, and the executor gives each attempt 30 s.
-const requestTimeout = 20 * time.Second
+// in well under a second (the executor gives each attempt 10 s too).
+const requestTimeout = 10 * time.Second
 
 // maxAnswer caps what is read of an answer: only its status is used.
 const maxAnswer = 64 << 10
