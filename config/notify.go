@@ -21,10 +21,6 @@ const (
 	GoogleChatURLEnv = "DEPLOYHOOK_GOOGLE_CHAT_WEBHOOK_URL"
 )
 
-// DefaultNotifyOn is what a target announces when neither it nor the global
-// notify: says (notify.on).
-var DefaultNotifyOn = []executor.Event{executor.EventFailure, executor.EventRollback, executor.EventRecovery}
-
 // Notify is the global notify: block: the defaults of every target's, and
 // where notices may go. The webhook URLs are secrets: they come from the
 // environment only, never from the YAML.
@@ -67,14 +63,14 @@ func (c *Config) readNotifyEnv(secret func(name string) ([]byte, error)) error {
 
 // NotifyOf returns what target t announces and the channels it announces on
 // (ChannelSlack, ChannelGoogleChat), each key taken from t's notify:, else
-// the global notify:, else its default: DefaultNotifyOn, and a channel on
+// the global notify:, else its default: every event (executor.Events), and a channel on
 // when its URL is set. Validate makes sure every channel returned has a URL.
 func (c *Config) NotifyOf(t *Target) (on []executor.Event, channels []string) {
 	var own NotifyRule
 	if t.Notify != nil {
 		own = *t.Notify
 	}
-	on = DefaultNotifyOn
+	on = executor.Events()
 	switch {
 	case own.On != nil:
 		on = own.On

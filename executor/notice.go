@@ -26,11 +26,14 @@ const (
 	EventRecovery Event = "recovery"
 )
 
-// Events lists every Event, in the order a person reads them.
-var Events = []Event{EventFailure, EventRollback, EventRecovery}
+// Events returns every Event, in the order a person reads them (a new slice
+// on each call).
+func Events() []Event { return []Event{EventFailure, EventRollback, EventRecovery} }
 
 // Valid reports whether ev is one of the Event constants.
-func (ev Event) Valid() bool { return slices.Contains(Events, ev) }
+func (ev Event) Valid() bool {
+	return ev == EventFailure || ev == EventRollback || ev == EventRecovery
+}
 
 // NoticeRule says which events of a target's jobs are announced, and where.
 type NoticeRule struct {

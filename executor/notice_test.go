@@ -74,7 +74,7 @@ func TestNoticeRule_wants(t *testing.T) {
 		{name: "a rollback is a failure", on: []Event{EventFailure}, ev: EventRollback, want: true},
 		{name: "a failure is not a rollback", on: []Event{EventRollback}, ev: EventFailure, want: false},
 		{name: "rollback alone", on: []Event{EventRollback}, ev: EventRollback, want: true},
-		{name: "no event", on: Events, ev: "", want: false},
+		{name: "no event", on: Events(), ev: "", want: false},
 		{name: "nothing on", on: nil, ev: EventFailure, want: false},
 	}
 	for _, tt := range tests {
@@ -164,7 +164,7 @@ func (l *logSink) String() string {
 // noticeTarget is testTarget announcing every event on slack and chat.
 func noticeTarget() Target {
 	t := testTarget()
-	t.Notify = NoticeRule{On: Events, Channels: []string{"chat", "slack"}}
+	t.Notify = NoticeRule{On: Events(), Channels: []string{"chat", "slack"}}
 	return t
 }
 
@@ -522,10 +522,10 @@ func TestNew_NoticeRules(t *testing.T) {
 		notifiers map[string]Notifier
 		want      string
 	}{
-		{name: "fine", rule: NoticeRule{On: Events, Channels: []string{"slack"}},
+		{name: "fine", rule: NoticeRule{On: Events(), Channels: []string{"slack"}},
 			notifiers: map[string]Notifier{"slack": &fakeNotifier{}}},
 		{name: "no rule, no notifiers"},
-		{name: "unknown channel", rule: NoticeRule{On: Events, Channels: []string{"teams"}},
+		{name: "unknown channel", rule: NoticeRule{On: Events(), Channels: []string{"teams"}},
 			notifiers: map[string]Notifier{"slack": &fakeNotifier{}}, want: `notifies channel "teams", which has no Notifier`},
 		{name: "unknown event", rule: NoticeRule{On: []Event{"success"}, Channels: []string{"slack"}},
 			notifiers: map[string]Notifier{"slack": &fakeNotifier{}}, want: `announces unknown event "success"`},

@@ -181,7 +181,7 @@ func start(t *testing.T, path string, lg *slog.Logger, rep executor.Reporter, sl
 		Targets: []executor.Target{{
 			Name: "production", Repo: "acme/app", Branch: "main", Environment: "production",
 			Steps:  []executor.Step{{Name: "build", Run: "echo building; exit 3", Timeout: time.Minute}},
-			Notify: executor.NoticeRule{On: executor.Events, Channels: []string{"google_chat", "slack"}},
+			Notify: executor.NoticeRule{On: executor.Events(), Channels: []string{"google_chat", "slack"}},
 		}},
 		PublicURL: "https://deploy.example.com",
 		RetryMin:  10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
