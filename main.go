@@ -290,6 +290,9 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		return fail(usageError(err))
 	}
 	opts.Targets = executorTargets(cfg)
+	if err := wireNotify(cfg, &opts); err != nil {
+		return fail(usageError(err))
+	}
 	if a.gh != nil {
 		// Targets with custom steps ask GitHub whether a commit is older than the
 		// deployed one, or on the branch; the default sequence asks the VM's clone.

@@ -69,7 +69,8 @@ type Config struct {
 	Store   string   `yaml:"store"`
 	Log     Log      `yaml:"log"`
 	GitHub  GitHub   `yaml:"github"`
-	UI      UI       `yaml:"ui"` // sign-in to the console: config/ui.go
+	UI      UI       `yaml:"ui"`     // sign-in to the console: config/ui.go
+	Notify  Notify   `yaml:"notify"` // Slack and Google Chat notices (config/notify.go)
 	Targets []Target `yaml:"targets"`
 
 	// Secrets, from the environment only (see Load).
@@ -106,6 +107,7 @@ type Log struct {
 type GitHub struct {
 	APIURL         string `yaml:"api_url"`
 	WebURL         string `yaml:"web_url"` // OAuth endpoints for console sign-in (GHES: https://HOST/)
+	webURLDerived  bool   // WebURL was not set: it is api_url's host (uiDefaults)
 	AppID          int64  `yaml:"app_id"`
 	InstallationID int64  `yaml:"installation_id"`
 	PrivateKeyFile string `yaml:"private_key_file"`
@@ -149,6 +151,10 @@ type Target struct {
 	// Env is added to every step's environment (a step's own env wins).
 	Env   map[string]string `yaml:"env"`
 	Steps []Step            `yaml:"steps"`
+
+	// Notify is what the target announces, and where (config/notify.go);
+	// a key it leaves unset takes the global notify:'s.
+	Notify *NotifyRule `yaml:"notify"`
 }
 
 // VM names a Compute Engine instance.
@@ -406,6 +412,9 @@ func (c *Config) readEnv(getenv Getenv) error {
 	}
 	c.DatabaseURL = string(db)
 	if err := c.UI.readEnv(secret); err != nil {
+		return err
+	}
+	if err := c.readNotifyEnv(secret); err != nil {
 		return err
 	}
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")

@@ -114,7 +114,8 @@ func decodeKey(s string) ([]byte, error) {
 // uiDefaults applies the defaults of ui: and github.web_url.
 func (c *Config) uiDefaults() {
 	if c.GitHub.WebURL == "" {
-		c.GitHub.WebURL = auth.DefaultWebURL
+		// Derived from api_url, whose own check speaks for it.
+		c.GitHub.WebURL, c.GitHub.webURLDerived = webURLOf(c.GitHub.APIURL), true
 	}
 	if c.UI.Auth == "" && c.UI.GitHub.ClientID != "" {
 		c.UI.Auth = AuthGitHub
@@ -135,7 +136,7 @@ func (c *Config) validateUI(demand bool) []error {
 	}
 	if w, err := url.Parse(c.GitHub.WebURL); err != nil || (w.Scheme != "http" && w.Scheme != "https") || w.Host == "" || w.RawQuery != "" {
 		p.add("github.web_url %q must be an absolute URL (GitHub Enterprise: https://HOST/)", c.GitHub.WebURL)
-	} else if err := endpoint.RequireSecure("github.web_url", c.GitHub.WebURL); err != nil {
+	} else if err := endpoint.RequireSecure("github.web_url", c.GitHub.WebURL); err != nil && !c.GitHub.webURLDerived {
 		p.add("%v", err)
 	}
 	hasGitHub := u.GitHub != (UIGitHub{})
@@ -231,4 +232,15 @@ func validateUIIAP(i UIIAP) []error {
 		}
 	}
 	return p
+}
+
+// webURLOf returns GitHub's web address for an API root: https://github.com
+// for api.github.com (or none), else the API's scheme and host (GitHub
+// Enterprise Server serves both on one host, the API under /api/v3/).
+func webURLOf(api string) string {
+	u, err := url.Parse(api)
+	if api == "" || err != nil || u.Host == "" || strings.EqualFold(u.Hostname(), "api.github.com") {
+		return auth.DefaultWebURL
+	}
+	return u.Scheme + "://" + u.Host + "/"
 }

@@ -160,3 +160,18 @@ func TestLoad_LocalDemoUI(t *testing.T) {
 		t.Errorf("local.yaml ui.auth = %q, want none", c.UI.Auth)
 	}
 }
+
+func TestWebURLOf(t *testing.T) {
+	tests := []struct{ api, want string }{
+		{"https://api.github.com/", "https://github.com/"},
+		{"https://API.GitHub.com", "https://github.com/"},
+		{"https://ghe.example.com/api/v3/", "https://ghe.example.com/"},
+		{"http://127.0.0.1:8080/", "http://127.0.0.1:8080/"},
+		{"", "https://github.com/"},
+	}
+	for _, tt := range tests {
+		if got := webURLOf(tt.api); got != tt.want {
+			t.Errorf("webURLOf(%q) = %q, want %q", tt.api, got, tt.want)
+		}
+	}
+}

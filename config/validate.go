@@ -95,6 +95,7 @@ func (c *Config) validate(o loadOptions) error {
 	errs = append(errs, validateGitHub(c.GitHub, c.GitHubToken, !o.noWebhookOrGitHub)...)
 	errs = append(errs, validateLog(c.Log)...)
 	errs = append(errs, c.validateUI(!o.noWebhookOrGitHub)...)
+	errs = append(errs, c.validateNotify()...)
 	if len(c.Targets) == 0 {
 		errs = append(errs, errors.New("no targets: add at least one under targets:"))
 	}

@@ -51,9 +51,24 @@
 // Options.Retain (and beyond Options.RetainJobs per target), at start and
 // hourly, except each target's last successful deploy.
 //
+// # Notices
+//
+// A target's NoticeRule may announce, on chat channels (Options.Notifiers,
+// e.g. Slack and Google Chat through executor/notify), a failure (a job that
+// ended failure or error), a rollback (one whose description says it rolled
+// back) and a recovery (the first success after a failure or an error). The
+// notices are owed in the outbox in the same transaction as the job's final
+// state, one Report per channel (Report.Notify names it; "" is GitHub), and
+// each channel has its own sender and backoff, so a channel that is down
+// delays neither the deploys nor GitHub's reports, nor they it. A channel's
+// refusal (ErrPermanent: a 4xx) is logged and settled; any other error is
+// retried; an attempt under way at shutdown is let finish and recorded, so
+// it is not sent twice.
+//
 // # Interfaces
 //
 // The package declares the interfaces it consumes and imports none of its
-// subpackages: Transport (executor/remote), Reporter (executor/ghstatus) and
-// Store (executor/store). main wires them together.
+// subpackages: Transport (executor/remote), Reporter (executor/ghstatus),
+// Notifier (executor/notify) and Store (executor/store). main wires them
+// together.
 package executor

@@ -62,6 +62,10 @@ type Options struct {
 	RetainJobs int
 	// Observer is told what the executor does, for metrics; nil: nothing.
 	Observer Observer
+	// Notifiers are the channels notices go to, by name (Target.Notify names
+	// them): each has its own sender and backoff in the outbox, apart from
+	// GitHub's. Nil: no notices.
+	Notifiers map[string]Notifier
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -75,6 +79,7 @@ type Executor struct {
 	lanes   map[string]*lane
 	owed    chan struct{} // wakes the outbox sender; capacity 1
 	jr      *journal      // the journal's health and what it refused
+	nt      *notices      // the notice channels
 	ends    *waiters      // Wait calls, woken when a job's final state is recorded
 	stopped chan struct{} // closed when Run returns
 
@@ -140,11 +145,16 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 	}
 	opts.Owner = fillOwner(opts.Owner, opts.NoRecover)
 	opts.Observer, store = observer(opts.Observer), observeStore(store, observer(opts.Observer))
+	nt, err := newNotices(opts.Notifiers, opts.Targets)
+	if err != nil {
+		return nil, err
+	}
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
 		lanes:   make(map[string]*lane),
 		owed:    make(chan struct{}, 1),
 		jr:      newJournal(),
+		nt:      nt,
 		ends:    newWaiters(),
 		stopped: make(chan struct{}),
 	}
@@ -611,9 +621,10 @@ func (e *Executor) wakeSender() {
 	}
 }
 
-// update stores j's state and owes its report, in one transaction.
-func (e *Executor) update(ctx context.Context, j Job) error {
-	err := e.store.UpdateJob(ctx, j, e.report(e.target(j.Target), j))
+// update stores j's state and owes its report, and the notices in also, in
+// one transaction.
+func (e *Executor) update(ctx context.Context, j Job, also ...Report) error {
+	err := e.store.UpdateJob(ctx, j, append([]Report{e.report(e.target(j.Target), j)}, also...)...)
 	if e.jr.wrote(err) != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
