@@ -133,6 +133,7 @@ func mergeSteps(a, b []StepRun) []StepRun {
 // journal refused before); if the journal refuses it too, the outcome is kept
 // in memory and written by the repair loop.
 func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
+	e.live.finish(j)
 	u := unwritten{job: j, steps: steps}
 	if err := e.write(ctx, u); err != nil {
 		e.jobLogger(j).Error("journal refused the job's outcome: kept in memory until it can be written",
