@@ -7,7 +7,9 @@ import (
 	"time"
 )
 
-// ErrFinal says a job has ended already: there is nothing left to cancel.
+// ErrFinal says a job has ended, or is past the point where a cancel could
+// change its end (its steps are over: it is rolling back after a failed step,
+// or recording its outcome).
 var ErrFinal = errors.New("job already final")
 
 // cancelState is a lane's record of a person's cancel of its running job.
@@ -33,14 +35,15 @@ func (c *cancelCause) Error() string { return "cancelled by " + c.actor }
 // end the rollback); the job then ends in StateError, "cancelled by ACTOR
 // during STEP; rolled back to abc1234" or "…; nothing had changed". For a
 // running job Cancel returns once the cancel is recorded, with the job as it
-// stands; Wait tells its end. A cancel that comes after the job's last step
-// ended changes nothing; Cancel then waits for the job's end (until ctx ends)
-// and returns it with an error wrapping ErrFinal.
+// stands (running); Wait tells its end. Cancelling a job twice is no error;
+// the first actor is the one named.
 //
 // Cancel returns an error wrapping ErrNotFound for a job the journal does not
 // know, or that another deployhook process runs, and one wrapping ErrFinal,
-// with the job, when the job has ended. It decides under the job's lane lock,
-// so the worker sees either the cancel or none. It is safe for concurrent use.
+// with the job as it stands, when the job has ended or its steps are over (a
+// cancel then changes nothing). It decides under the job's lane lock, so the
+// worker sees either the cancel or none, and decides the outcome once. It is
+// safe for concurrent use.
 func (e *Executor) Cancel(ctx context.Context, job, actor string) (Job, error) {
 	actor = publicActor(actor)
 	if actor == "" {
@@ -50,7 +53,7 @@ func (e *Executor) Cancel(ctx context.Context, job, actor string) (Job, error) {
 		j, found, decided := e.cancelIn(ctx, l, job, actor)
 		switch {
 		case decided:
-			return e.ended(ctx, job)
+			return j, fmt.Errorf("job %s is finishing: %w", job, ErrFinal)
 		case found:
 			return j, nil
 		}
@@ -64,18 +67,9 @@ func (e *Executor) Cancel(ctx context.Context, job, actor string) (Job, error) {
 	case j.Owner != e.opts.Owner.ID:
 		return Job{}, fmt.Errorf("job %s runs in another deployhook process: %w", job, ErrNotFound)
 	}
-	// This process's job, neither waiting nor running: its outcome is being
-	// written.
-	return e.ended(ctx, job)
-}
-
-// ended waits for job's end and returns it with an error wrapping ErrFinal.
-func (e *Executor) ended(ctx context.Context, job string) (Job, error) {
-	j, err := e.Wait(ctx, job)
-	if err != nil {
-		return Job{}, err
-	}
-	return j, fmt.Errorf("job %s is %s: %w", job, j.State, ErrFinal)
+	// This process's job, neither waiting nor running: its outcome is
+	// decided and being written.
+	return j, fmt.Errorf("job %s is finishing: %w", job, ErrFinal)
 }
 
 // cancelIn cancels job if it waits or runs in l. found says it did (j is the
@@ -99,7 +93,7 @@ func (e *Executor) cancelIn(ctx context.Context, l *lane, job, actor string) (j 
 			*c = cancelState{job: job} // the worker has not armed it yet: arm sees the cancel
 		}
 		if c.over {
-			return Job{}, false, true
+			return *l.running, false, true
 		}
 		if c.actor == "" {
 			c.actor = actor

@@ -427,22 +427,26 @@ func (o *stepOutput) Write(p []byte) (int, error) {
 	if o.closed {
 		return n, nil // the step has ended: what comes late is not its output
 	}
+	most := maxLine(o.lv.limit)
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
 			o.partial = append(o.partial, p...)
 			break
 		}
-		if len(o.partial) == 0 {
-			o.emit(p[:i])
+		if len(o.partial) == 0 && i <= most {
+			o.emit(p[:i]) // the common case: a whole line in one write
 		} else {
 			o.partial = append(o.partial, p[:i]...)
+			for len(o.partial) > most {
+				o.emitPrefix(most)
+			}
 			o.emit(o.partial)
 			o.partial = o.partial[:0]
 		}
 		p = p[i+1:]
 	}
-	for most := maxLine(o.lv.limit); len(o.partial) > most; {
+	for len(o.partial) > most {
 		o.emitPrefix(most)
 	}
 	switch {
