@@ -568,7 +568,7 @@ func pauseOr(stop <-chan struct{}, d time.Duration) bool {
 
 // redactor replaces secrets in lines of output.
 type redactor struct {
-	secrets []string         // longest first
+	secrets []string          // longest first
 	r       *strings.Replacer // nil: no secrets
 }
 
