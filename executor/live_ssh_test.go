@@ -44,22 +44,8 @@ type vm struct {
 // dir/sleep, prints a line and sleeps (marker); restart records the SHA.
 func startVM(t *testing.T, marker string) *vm {
 	t.Helper()
-	srv := sshdtest.Start(t, sshdtest.Options{})
-	sshdtest.Require(t, "flock", "/usr/bin/flock")
-	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	tr, err := remote.NewSSH(lg, remote.SSHOptions{Addr: srv.Addr, User: srv.User, PrivateKey: srv.ClientPEM,
-		KnownHostsFile: srv.KnownHosts, KillGrace: 500 * time.Millisecond, Target: "vm"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	step := func(name, run string) executor.Step {
-		return executor.Step{Name: name, Run: strings.ReplaceAll(run, "DIR", dir), Timeout: 10 * time.Minute}
-	}
-	target := executor.Target{
-		Name: "vm", Repo: "acme/app", Branch: "main", Rollback: true,
-		Lock: filepath.Join(dir, "lock", "deploy.lock"), LockWait: time.Minute,
-		Steps: []executor.Step{
+	return startVMWith(t, func(step func(name, run string) executor.Step) []executor.Step {
+		return []executor.Step{
 			step("checkout", `echo "$DEPLOYHOOK_SHA" > DIR/current; echo "checked out $DEPLOYHOOK_SHA"`),
 			step("migrate", `[ "$DEPLOYHOOK_ROLLBACK" = true ] && exit 0
 if grep -q "$DEPLOYHOOK_SHA" DIR/hold 2>/dev/null; then
@@ -73,7 +59,31 @@ if grep -q "$DEPLOYHOOK_SHA" DIR/sleep 2>/dev/null; then
   echo "not killed"
 fi`),
 			step("restart", `echo "$DEPLOYHOOK_SHA" >> DIR/restarts`),
-		},
+		}
+	})
+}
+
+// startVMWith starts an executor whose target's steps (made with step, which
+// puts the VM's directory for DIR in their script) run over SSH on a real
+// sshd. The first step is the checkpoint.
+func startVMWith(t testing.TB, steps func(step func(name, run string) executor.Step) []executor.Step) *vm {
+	t.Helper()
+	srv := sshdtest.Start(t, sshdtest.Options{})
+	sshdtest.Require(t, "flock", "/usr/bin/flock")
+	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	tr, err := remote.NewSSH(lg, remote.SSHOptions{Addr: srv.Addr, User: srv.User, PrivateKey: srv.ClientPEM,
+		KnownHostsFile: srv.KnownHosts, KillGrace: 500 * time.Millisecond, Target: "vm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	step := func(name, run string) executor.Step {
+		return executor.Step{Name: name, Run: strings.ReplaceAll(run, "DIR", dir), Timeout: 10 * time.Minute}
+	}
+	target := executor.Target{
+		Name: "vm", Repo: "acme/app", Branch: "main", Rollback: true,
+		Lock: filepath.Join(dir, "lock", "deploy.lock"), LockWait: time.Minute,
+		Steps: steps(step),
 	}
 	target.Steps[0].Checkpoint = true
 	ex, err := executor.New(lg, executor.Options{Targets: []executor.Target{target}}, executor.NewMemStore(), tr, &logReporter{})
@@ -97,7 +107,7 @@ fi`),
 	return v
 }
 
-func (v *vm) deploy(t *testing.T, sha, actor string) executor.Job {
+func (v *vm) deploy(t testing.TB, sha, actor string) executor.Job {
 	t.Helper()
 	en, err := v.ex.Enqueue(context.Background(), "vm", executor.Trigger{Kind: executor.KindManual, Repo: "acme/app",
 		Branch: "main", SHA: sha, Actor: actor, Reason: "manual deploy by " + actor, Force: true, AnyCommit: true})
@@ -125,7 +135,7 @@ func (v *vm) write(t *testing.T, name, s string) {
 
 // next reads the next event, failing the test after a generous deadline
 // (the bound only turns a hang into a failure).
-func next(t *testing.T, ch <-chan executor.LogEvent) (executor.LogEvent, bool) {
+func next(t testing.TB, ch <-chan executor.LogEvent) (executor.LogEvent, bool) {
 	t.Helper()
 	select {
 	case ev, ok := <-ch:
@@ -137,7 +147,7 @@ func next(t *testing.T, ch <-chan executor.LogEvent) (executor.LogEvent, bool) {
 }
 
 // until reads events until one satisfies match, and returns those read.
-func until(t *testing.T, ch <-chan executor.LogEvent, what string, match func(executor.LogEvent) bool) []executor.LogEvent {
+func until(t testing.TB, ch <-chan executor.LogEvent, what string, match func(executor.LogEvent) bool) []executor.LogEvent {
 	t.Helper()
 	var seen []executor.LogEvent
 	for {
@@ -239,3 +249,45 @@ func TestExecutor_LiveOverSSH(t *testing.T) {
 }
 
 func equal(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+// BenchmarkStream_SSHLatency is the time from a line printed by a step on the
+// VM (a real sshd on this machine) to the follower of its live log: a step
+// prints its clock 200 times, as fast as date(1) runs, and the follower
+// compares it with its own. Reported: the mean (ms-print-to-follower) and
+// the slowest line (max-ms). Run it with -benchtime=1x.
+func BenchmarkStream_SSHLatency(b *testing.B) {
+	v := startVMWith(b, func(step func(name, run string) executor.Step) []executor.Step {
+		return []executor.Step{step("print", `for i in $(seq 200); do date +%s%N; done`)}
+	})
+	var sum, worst time.Duration
+	n := 0
+	for i := 0; b.Loop(); i++ {
+		j := v.deploy(b, fmt.Sprintf("%040x", i+1), "bench")
+		ch, err := v.ex.Follow(context.Background(), j.ID, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			ev, ok := next(b, ch)
+			if !ok || ev.Kind == executor.EventEnd {
+				break
+			}
+			if ev.Kind != executor.EventLine {
+				continue
+			}
+			var ns int64
+			if _, err := fmt.Sscan(ev.Line, &ns); err != nil {
+				b.Fatalf("line %q: %v", ev.Line, err)
+			}
+			d := time.Since(time.Unix(0, ns))
+			sum += d
+			worst = max(worst, d)
+			n++
+		}
+	}
+	if n == 0 {
+		b.Fatal("no line arrived")
+	}
+	b.ReportMetric(float64(sum.Microseconds())/float64(n)/1000, "ms-print-to-follower")
+	b.ReportMetric(float64(worst.Microseconds())/1000, "max-ms")
+}
