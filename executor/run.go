@@ -368,7 +368,7 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 	defer disarm()
 	sess, err := d.e.tr.Open(sctx, d.t.Name, d.t.Lock, d.t.LockWait)
 	if err != nil {
-		d.record(StepRun{Name: "connect", ExitCode: -1, Error: err.Error()})
+		d.record(StepRun{Name: "connect", ExitCode: -1, Error: d.e.live.red.line(err.Error())})
 		r.open, r.cancelled, r.cancelBy = err, sctx.Err() != nil, canceller(sctx)
 		d.lg.Error("open session", "err", err)
 		return r
