@@ -290,7 +290,7 @@ func stepCount(cfg *config.Config, name string) int {
 	return 0
 }
 
-// descUnreachable begins the description of a job whose session could not be
+// descUnreachable is in the description of a job whose session could not be
 // opened (executor's outcome): nothing ran because the target did not answer.
 const descUnreachable = "could not reach the target"
 
@@ -301,7 +301,7 @@ func jobExit(j *executor.Job) error {
 	switch {
 	case j.State == executor.StateSuccess:
 		return nil
-	case j.State == executor.StateError && strings.HasPrefix(j.Description, descUnreachable):
+	case j.State == executor.StateError && strings.Contains(j.Description, descUnreachable): // behind who asked for it
 		return exitError{code: exitUnreachable, err: fmt.Errorf("deploy %s: the target could not be reached", j.State), reported: true}
 	}
 	return failed(fmt.Errorf("deploy %s", j.State))

@@ -299,6 +299,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		opts.Heads, opts.Commits = a.gh, a.gh
 	}
 	opts.PublicURL = cfg.PublicURL
+	opts.Redact = append(opts.Redact, redactions(cfg)...)
 	opts.Retain, opts.RetainJobs = time.Duration(*cfg.Retain), *cfg.RetainJobs
 	opts.Lease = time.Duration(cfg.Lease)
 	if opts.Grace == 0 {

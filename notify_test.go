@@ -111,7 +111,7 @@ func TestRun_DeployNotifies(t *testing.T) {
 	commit := func(n int) string { return gh.srv.URL + "/acme/app/commit/" + sha(n) + "|" + sha(n)[:7] + ">" }
 	if got := slack.messages(); len(got) != 2 ||
 		!strings.HasPrefix(got[0], "*Deploy failed*: production\n<"+commit(1)+" of acme/app by ") ||
-		!strings.Contains(got[0], "\nverify failed (exit 3); no previous commit to roll back to\n<https://deploy.example.com/jobs/") ||
+		!strings.Contains(got[0], ": verify failed (exit 3); no previous commit to roll back to\n<https://deploy.example.com/jobs/") ||
 		!strings.HasPrefix(got[1], "*Deploy recovered*: production\n<"+commit(2)) {
 		t.Errorf("Slack got %d messages:\n%s\nwant the failure of %s, then the recovery", len(got), strings.Join(got, "\n"), sha(1)[:7])
 	}

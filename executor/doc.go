@@ -65,6 +65,18 @@
 // retried; an attempt under way at shutdown is let finish and recorded, so
 // it is not sent twice.
 //
+// # Live logs and cancel
+//
+// A step's output is cut into lines as it arrives, each redacted against
+// Options.Redact, and published to the job's live log (Follow: events with
+// IDs, resumable after a reconnect, a slow reader dropped rather than
+// waited for) and written to the journal at most every 250 ms while the step
+// runs. Each step keeps at most Options.OutputLimit: its first quarter and its
+// end, with a marker line for the cut middle. Cancel ends a queued job at
+// once, or kills a running job's step and rolls the target back when the
+// checkpoint had started; the job ends in error naming who cancelled it. A
+// job a person asked for names them in what GitHub is told about it.
+//
 // # Interfaces
 //
 // The package declares the interfaces it consumes and imports none of its

@@ -21,17 +21,23 @@ type Options struct {
 	// PublicURL is deployhook's public base URL; reports link to a job's page
 	// at JobURL(PublicURL, ID). Empty: reports carry no link.
 	PublicURL string
-	// OutputLimit is how many bytes of each step's output the journal keeps (the
-	// tail). Default 16 KiB.
+	// OutputLimit is how many bytes of each step's output the journal and the
+	// live log keep: the first quarter and the end, with a marker line saying
+	// how many bytes were cut between them. Default 16 KiB.
 	OutputLimit int
+	// Redact lists values that must never be stored or published (webhook
+	// secrets, tokens, client secrets): each is replaced by "[redacted]" in
+	// every line of a step's output, and in its error, before the journal,
+	// the live log or Output sees it.
+	Redact []string
 	// Grace is how long a running deploy may go on after shutdown starts before it is
 	// cancelled and reported as an error. Default 2 minutes.
 	Grace time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts to send owed reports.
 	// Defaults 2 s and 5 min.
 	RetryMin, RetryMax time.Duration
-	// Output, when set, also receives every step's output as it runs (the CLI's
-	// deploy command streams it to the terminal).
+	// Output, when set, also receives every step's output as it runs, line by
+	// line and redacted (the CLI's deploy command streams it to the terminal).
 	Output io.Writer
 	// Heads reads branch heads and CI results from GitHub for the reconciler;
 	// nil: no reconciling.
@@ -81,6 +87,7 @@ type Executor struct {
 	jr      *journal      // the journal's health and what it refused
 	nt      *notices      // the notice channels
 	ends    *waiters      // Wait calls, woken when a job's final state is recorded
+	live    *live         // the live logs of running jobs (Follow)
 	stopped chan struct{} // closed when Run returns
 
 	mu      sync.Mutex
@@ -102,6 +109,7 @@ type lane struct {
 	pending *Job   // the waiting job, owned by the lane until the worker takes it
 	current string // the SHA the target runs, as far as deployhook knows
 	lastJob string // the job that deployed current
+	cancel  cancelState
 }
 
 // publish replaces the snapshot of the running job with a copy of j.
@@ -156,6 +164,7 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		jr:      newJournal(),
 		nt:      nt,
 		ends:    newWaiters(),
+		live:    newLive(opts),
 		stopped: make(chan struct{}),
 	}
 	for _, t := range opts.Targets {
@@ -478,7 +487,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		Target:      target,
 		Trigger:     t,
 		State:       StateQueued,
-		Description: "queued: " + t.Reason,
+		Description: queuedDescription(t),
 		Owner:       e.opts.Owner.ID,
 		Created:     time.Now(),
 	}
@@ -594,6 +603,8 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 		}
 		j := *l.pending // the worker's own copy from now on
 		l.pending = nil
+		running := j
+		l.running = &running // so that Cancel finds it before run publishes it
 		l.mu.Unlock()
 		e.run(runCtx, l, j)
 	}

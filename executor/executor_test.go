@@ -569,21 +569,6 @@ func TestMatchGlob(t *testing.T) {
 	}
 }
 
-func TestTailBuffer(t *testing.T) {
-	b := newTail(10)
-	for range 100 {
-		b.Write([]byte("0123456789abc"))
-	}
-	if got, want := b.String(), "…\n"+tail(strings.Repeat("0123456789abc", 100), 10); got != want {
-		t.Errorf("tail = %q", got)
-	}
-	small := newTail(100)
-	small.Write([]byte("hello"))
-	if small.String() != "hello" {
-		t.Errorf("small = %q", small.String())
-	}
-}
-
 // After an outage, a job's pending reports that its final one makes stale are
 // not sent: the commits get their final status with fewer requests.
 func TestExecutor_StaleReportsSkipped(t *testing.T) {

@@ -135,6 +135,7 @@ func mergeSteps(a, b []StepRun) []StepRun {
 // records steps the journal refused before); if the journal refuses it too,
 // the outcome is kept in memory and written by the repair loop.
 func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
+	e.live.finish(j)
 	u := unwritten{job: j, steps: steps, notices: e.noticesFor(ctx, j)}
 	e.opts.Observer.JobEnded(j)
 	if err := e.write(ctx, u); err != nil {

@@ -10,7 +10,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/deployhook/deployhook/internal/gitsha"
@@ -27,7 +26,7 @@ func (e *Executor) run(ctx context.Context, l *lane, j Job) {
 	j.State = StateRunning
 	j.Owner = e.opts.Owner.ID
 	j.Started = time.Now()
-	j.Description = "deploying " + short(j.Trigger.SHA)
+	j.Description = runningDescription(j.Trigger)
 	l.publish(j)
 	if err := e.update(bg, j); err != nil {
 		lg.Error("record job start", "err", err)
@@ -82,6 +81,7 @@ type stepError struct {
 	exitCode  int
 	err       error // nil for a non-zero exit
 	transport bool  // the session broke: no further command can run
+	unstarted bool  // the context had ended before the step could start
 }
 
 func (s *stepError) Error() string {
@@ -128,20 +128,37 @@ type runResult struct {
 	rolledBack bool       // the rollback ran
 	rollback   *stepError // the rollback step that failed; nil: the rollback worked
 	notApplied string     // "; not applied: …" for a success
+	kind       Kind       // the trigger's kind
+	by         string     // the person who asked for the job (requester); "" for automatic ones
+	cancelBy   string     // the person whose Cancel ended the steps; "" when none did
 }
 
 // needsRollback reports whether r's failure calls for the automatic rollback:
-// a step failed (not the connection, not a shutdown) after the checkpoint, the
-// target rolls back, and the previous SHA is known.
+// a step failed (not the connection, not a shutdown; a person's cancel is a
+// failure) after the checkpoint, the target rolls back, and the previous SHA
+// is known.
 func needsRollback(r runResult) bool {
 	f := r.failed
-	return f != nil && !f.transport && !errors.Is(f.err, context.Canceled) &&
+	return f != nil && !f.transport && (!errors.Is(f.err, context.Canceled) || r.cancelBy != "") &&
 		r.checkpoint && r.rollbackOn && r.prev != ""
 }
 
 // outcome decides a run's final state and public description, and the SHA the
-// target runs for sure afterwards ("" when unchanged or unknown).
+// target runs for sure afterwards ("" when unchanged or unknown). The
+// description of a job a person asked for names them (credit).
 func outcome(r runResult) (st State, description, now string) {
+	st, description, now = decide(r)
+	if st != StateSuccess {
+		description = credit(r.kind, r.by, r.cancelBy, description)
+	}
+	return st, description, now
+}
+
+// decide is outcome before the credit.
+func decide(r runResult) (st State, description, now string) {
+	if r.cancelBy != "" {
+		return cancelled(r)
+	}
 	if r.open != nil {
 		switch {
 		case errors.Is(r.open, ErrLocked):
@@ -159,7 +176,7 @@ func outcome(r runResult) (st State, description, now string) {
 	}
 	f := r.failed
 	if f == nil {
-		return StateSuccess, "deployed " + short(r.sha) + r.notApplied, r.sha
+		return StateSuccess, successDescription(r.kind, r.sha, r.by) + r.notApplied, r.sha
 	}
 	cause := f.public()
 	switch {
@@ -344,19 +361,24 @@ func (d *deploy) repo() string {
 func (d *deploy) execute(ctx context.Context) (r runResult) {
 	j := d.j
 	r.sha, r.rollbackOn = j.Trigger.SHA, d.t.Rollback
-	sess, err := d.e.tr.Open(ctx, d.t.Name, d.t.Lock, d.t.LockWait)
+	r.kind, r.by = j.Trigger.Kind, requester(j.Trigger)
+	// Everything up to the last step runs under sctx, which a person's
+	// Cancel also ends; the rollback runs under ctx, which it does not.
+	sctx, disarm := d.e.arm(ctx, d.t.Name, j.ID)
+	defer disarm()
+	sess, err := d.e.tr.Open(sctx, d.t.Name, d.t.Lock, d.t.LockWait)
 	if err != nil {
-		d.record(StepRun{Name: "connect", ExitCode: -1, Error: err.Error()})
-		r.open, r.cancelled = err, ctx.Err() != nil
+		d.record(StepRun{Name: "connect", ExitCode: -1, Error: d.e.live.red.line(err.Error())})
+		r.open, r.cancelled, r.cancelBy = err, sctx.Err() != nil, canceller(sctx)
 		d.lg.Error("open session", "err", err)
 		return r
 	}
 	d.sess = sess
 	defer sess.Close()
 
-	prev, err := d.previous(ctx)
+	prev, err := d.previous(sctx)
 	if err != nil {
-		r.current = err
+		r.current, r.cancelBy = err, canceller(sctx)
 		d.lg.Error("read current SHA", "err", err)
 		return r
 	}
@@ -366,20 +388,29 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 		d.lg.Error("record previous SHA", "err", err)
 	}
 
-	f := d.facts(ctx, prev)
+	f := d.facts(sctx, prev)
 	if r.verdict = admit(f); r.verdict.state != "" {
+		r.cancelBy = canceller(sctx)
 		d.lg.Warn("nothing ran", "state", r.verdict.state, "why", r.verdict.description)
 		return r
 	}
 	d.deployedBefore = f.deployedBefore
-	d.recover = d.interrupted(ctx)
+	d.recover = d.interrupted(sctx)
+	if r.cancelBy = canceller(sctx); r.cancelBy != "" {
+		d.lg.Warn("cancelled before any step ran", "by", r.cancelBy)
+		return r
+	}
 
-	r.failed, r.checkpoint = d.steps(ctx, j.Trigger.SHA, prev, "")
+	r.failed, r.checkpoint = d.steps(sctx, j.Trigger.SHA, prev, "")
+	if r.failed != nil && errors.Is(r.failed.err, context.Canceled) {
+		r.cancelBy = canceller(sctx)
+	}
+	disarm() // from here on, a Cancel changes nothing
 	if r.failed == nil {
 		r.notApplied = d.notApplied(ctx)
 		return r
 	}
-	d.lg.Warn("deploy failed", "err", r.failed)
+	d.lg.Warn("deploy failed", "err", r.failed, "cancelled_by", r.cancelBy)
 	if needsRollback(r) {
 		r.rolledBack = true
 		r.rollback, _ = d.steps(ctx, prev, j.Trigger.SHA, "rollback: ")
@@ -419,6 +450,9 @@ func (d *deploy) steps(ctx context.Context, sha, prev, prefix string) (*stepErro
 			continue
 		}
 		name := prefix + st.Name
+		if err := ctx.Err(); err != nil {
+			return &stepError{step: name, exitCode: -1, err: err, unstarted: true}, checkpoint
+		}
 		if len(st.WhenChanged) > 0 {
 			if changed, known := d.changedFiles(ctx, sha, prev); known && !matchAny(st.WhenChanged, changed) {
 				d.record(StepRun{Name: name, Skipped: "no change to " + strings.Join(st.WhenChanged, ", ")})
@@ -433,27 +467,35 @@ func (d *deploy) steps(ctx context.Context, sha, prev, prefix string) (*stepErro
 	return nil, checkpoint
 }
 
-// step runs one command and records it.
+// step runs one command and records it. Its output goes, line by line and
+// redacted, to the job's live log as it arrives, and to the journal at most
+// every journalEvery while it runs and once at its end; its end is published
+// once the journal has the final record.
 func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError {
-	out := newTail(d.e.opts.OutputLimit)
-	var w io.Writer = out
-	if d.e.opts.Output != nil {
-		w = io.MultiWriter(out, prefixWriter(d.e.opts.Output, name))
-	}
-	rec := StepRun{Name: name, ExitCode: -1, Started: time.Now()}
-	seq := d.record(rec)
+	rec := StepRun{Job: d.j.ID, Name: name, ExitCode: -1, Started: time.Now()}
+	rec.Seq = d.record(rec)
+	f := d.e.live.open(d.j.ID)
+	out := d.e.live.output(f, f.startStep(rec.Seq, name), name)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		d.journal(rec, out, stop)
+	}()
 	d.lg.Info("step started", "step", name)
-	code, err := d.sess.Run(ctx, cmd, w)
-	rec.Seq = seq
+	code, err := d.sess.Run(ctx, cmd, out)
+	out.close()
+	close(stop)
+	<-stopped // no write of the output so far may land after the final one
 	rec.Duration = time.Since(rec.Started)
 	rec.ExitCode = code
-	rec.Output = out.String()
+	rec.Output = f.output(out.s)
 	if err != nil {
 		rec.ExitCode = -1
-		rec.Error = err.Error()
+		rec.Error = d.e.live.red.line(err.Error())
 	}
 	d.update(rec)
 	d.e.opts.Observer.StepEnded(d.t.Name, name, rec.Duration, err == nil && code == 0)
+	f.doneStep(out.s, rec.ExitCode, rec.Duration)
 	if stash, ok := stashedAs(rec.Output); ok && err == nil && code == 0 {
 		d.stashed = true
 		d.lg.Warn("local changes kept in a git stash", "step", name, "stash", stash)
@@ -655,43 +697,6 @@ func matchGlob(g, f string) bool {
 		return ok
 	}
 	return false
-}
-
-// tailBuffer keeps the last n bytes written to it.
-type tailBuffer struct {
-	mu      sync.Mutex
-	n       int
-	buf     []byte
-	dropped bool
-}
-
-func newTail(n int) *tailBuffer { return &tailBuffer{n: n} }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.n; over > 0 {
-		// Trim in chunks so a long stream is not copied on every write.
-		if over > t.n/4 || len(t.buf) > 2*t.n {
-			t.buf = append(t.buf[:0], t.buf[over:]...)
-			t.dropped = true
-		}
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.buf
-	if len(b) > t.n {
-		b, t.dropped = b[len(b)-t.n:], true
-	}
-	if t.dropped {
-		return "…\n" + string(b)
-	}
-	return string(b)
 }
 
 func tail(s string, n int) string {
