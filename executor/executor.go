@@ -95,6 +95,9 @@ type lane struct {
 	pending *Job   // the waiting job, owned by the lane until the worker takes it
 	current string // the SHA the target runs, as far as deployhook knows
 	lastJob string // the job that deployed current
+	// watching ends the watch of the last deploy (Watch) while one runs: a
+	// newer job ends it before it starts. Nil when no watch runs.
+	watching context.CancelCauseFunc
 }
 
 // publish replaces the snapshot of the running job with a copy of j.
@@ -152,6 +155,11 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		for _, s := range t.Steps {
 			if s.Run == "" || s.Timeout <= 0 {
 				return nil, fmt.Errorf("executor: target %q: step %q without Run or Timeout", t.Name, s.Name)
+			}
+		}
+		if t.Watch != nil {
+			if err := t.Watch.valid(t); err != nil {
+				return nil, fmt.Errorf("executor: target %q: %w", t.Name, err)
 			}
 		}
 		if t.Reconcile > 0 && !t.DeployOn.Valid() {
@@ -399,6 +407,7 @@ func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 		newer = l.running
 	case newer == nil:
 		l.pending = &j
+		l.stopWatch(&j)
 		l.signal()
 		e.jobLogger(j).Info("orphaned job requeued")
 		return
@@ -492,6 +501,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		e.end(ctx, old)
 	}
 	l.pending = &j
+	l.stopWatch(&j)
 	e.wakeSender()
 	l.signal()
 	e.jobLogger(j).Info("job queued", "reason", t.Reason)
@@ -582,7 +592,9 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 		j := *l.pending // the worker's own copy from now on
 		l.pending = nil
 		l.mu.Unlock()
-		e.run(runCtx, l, j)
+		if d := e.run(runCtx, l, j); d != nil {
+			e.watch(ctx, runCtx, l, d) // the lane is free meanwhile: a newer job ends it
+		}
 	}
 }
 
