@@ -145,6 +145,7 @@ type Target struct {
 	// Env is added to every step's environment (a step's own env wins).
 	Env   map[string]string `yaml:"env"`
 	Steps []Step            `yaml:"steps"`
+	Watch *Watch            `yaml:"watch"` // the post-deploy watch (watch.go)
 }
 
 // VM names a Compute Engine instance.
