@@ -294,6 +294,7 @@ func (e *Executor) watch(ctx, runCtx context.Context, l *lane, d *deploy) {
 			w.stopped(wctx)
 			return
 		}
+		w.lg.Debug("watch check", "n", n)
 		kind, line := w.check(wctx)
 		if wctx.Err() != nil {
 			w.stopped(wctx) // a check cut short says nothing
