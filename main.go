@@ -373,6 +373,7 @@ func executorTargets(cfg *config.Config) []executor.Target {
 			// Custom steps: ancestry and the branch are asked of GitHub instead.
 			et.Steps, et.Contains = steps, contains
 		}
+		et.Watch = targetWatch(&t, seq) // watch.go
 		for _, s := range t.Steps {
 			et.Steps = append(et.Steps, executor.Step{
 				Name: s.Name, Run: s.Run, User: s.User, Sudo: s.Sudo, Dir: s.Dir, Env: s.Env,

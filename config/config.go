@@ -155,6 +155,7 @@ type Target struct {
 	// Notify is what the target announces, and where (config/notify.go);
 	// a key it leaves unset takes the global notify:'s.
 	Notify *NotifyRule `yaml:"notify"`
+	Watch  *Watch      `yaml:"watch"` // the post-deploy watch (watch.go)
 }
 
 // VM names a Compute Engine instance.

@@ -321,6 +321,7 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 	for j, s := range t.Steps {
 		p = append(p, validateStep(where, j, s)...)
 	}
+	p = append(p, validateWatch(where, t)...)
 	return p
 }
 

@@ -30,6 +30,17 @@
 // Trigger.AnyCommit. Decisions are pure functions (admit, outcome) applied by
 // the worker, which owns its job; the lane only keeps snapshots of it.
 //
+// # Watch
+//
+// A target with a Watch keeps checking after a successful deploy, which is
+// final and reported at once: the lane's worker runs the check every
+// Watch.Every until Watch.For has passed, and is free for a newer job, which
+// ends the watch before it starts. Watch.Trips degraded checks in a row roll
+// the job back under the deploy lock, as after a failed step past the
+// checkpoint, and the job ends failure ("rolled back after 6 min: 4 of 5 runs
+// failed since deploy, 0 of 9 before"): the one case of a final job changing
+// state. See Watch.
+//
 // # Owners
 //
 // Every process that runs the executor owns the jobs it creates, and holds a

@@ -110,6 +110,9 @@ type lane struct {
 	current string // the SHA the target runs, as far as deployhook knows
 	lastJob string // the job that deployed current
 	cancel  cancelState
+	// watching ends the watch of the last deploy (Watch) while one runs: a
+	// newer job ends it before it starts. Nil when no watch runs.
+	watching context.CancelCauseFunc
 }
 
 // publish replaces the snapshot of the running job with a copy of j.
@@ -174,6 +177,11 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		for _, s := range t.Steps {
 			if s.Run == "" || s.Timeout <= 0 {
 				return nil, fmt.Errorf("executor: target %q: step %q without Run or Timeout", t.Name, s.Name)
+			}
+		}
+		if t.Watch != nil {
+			if err := t.Watch.valid(t); err != nil {
+				return nil, fmt.Errorf("executor: target %q: %w", t.Name, err)
 			}
 		}
 		if t.Reconcile > 0 && !t.DeployOn.Valid() {
@@ -421,6 +429,7 @@ func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 		newer = l.running
 	case newer == nil:
 		l.pending = &j
+		l.stopWatch(&j)
 		l.signal()
 		e.jobLogger(j).Info("orphaned job requeued")
 		return
@@ -514,6 +523,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		e.end(ctx, old)
 	}
 	l.pending = &j
+	l.stopWatch(&j)
 	e.wakeSender()
 	l.signal()
 	e.jobLogger(j).Info("job queued", "reason", t.Reason)
@@ -606,7 +616,9 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 		running := j
 		l.running = &running // so that Cancel finds it before run publishes it
 		l.mu.Unlock()
-		e.run(runCtx, l, j)
+		if d := e.run(runCtx, l, j); d != nil {
+			e.watch(ctx, runCtx, l, d) // the lane is free meanwhile: a newer job ends it
+		}
 	}
 }
 

@@ -105,10 +105,21 @@ func (lv *live) finish(j Job) {
 	time.AfterFunc(feedRetain, func() {
 		lv.mu.Lock()
 		defer lv.mu.Unlock()
-		if lv.feeds[j.ID] == f {
-			delete(lv.feeds, j.ID)
+		if lv.feeds[j.ID] == f && f.ended() {
+			delete(lv.feeds, j.ID) // not when a watch reopened it: its end comes later
 		}
 	})
+}
+
+// reopen returns job's live log for a phase after the job's end (the
+// post-deploy watch): a log that ended takes events again, with IDs going on
+// from its last, until finish publishes its end once more.
+func (lv *live) reopen(job string) *feed {
+	f := lv.open(job)
+	f.mu.Lock()
+	f.end = nil
+	f.mu.Unlock()
+	return f
 }
 
 // Follow returns the live log of job: every event with an ID greater than
@@ -305,6 +316,13 @@ func (f *feed) doneStep(s *stepLog, exit int, d time.Duration) {
 	defer f.mu.Unlock()
 	ev := f.publish(LogEvent{Kind: EventDone, Step: s.start.Step, Exit: exit, Millis: d.Milliseconds(), Time: time.Now()})
 	s.done = &ev
+}
+
+// ended reports whether the end of the job was published.
+func (f *feed) ended() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.end != nil
 }
 
 // finish publishes the end of the job and closes every follower. It reports

@@ -18,8 +18,9 @@ import (
 // run deploys j to l's target, decides the outcome, applies it to the lane under
 // its lock and records and reports it. ctx ends when the grace period of a
 // shutdown is over. It returns once the journal took the outcome (or ctx ended):
-// the lane starts no new job before.
-func (e *Executor) run(ctx context.Context, l *lane, j Job) {
+// the lane starts no new job before. It returns the deploy when the job
+// succeeded and the target watches it (Watch), else nil.
+func (e *Executor) run(ctx context.Context, l *lane, j Job) *deploy {
 	lg := e.jobLogger(j)
 	// Journal writes and reports must still happen after ctx is cancelled.
 	bg := context.WithoutCancel(ctx)
@@ -53,6 +54,10 @@ func (e *Executor) run(ctx context.Context, l *lane, j Job) {
 	lg.Info("deploy finished", "state", j.State, "description", j.Description,
 		"duration", j.Finished.Sub(j.Started).Round(time.Millisecond))
 	e.jr.waitWritten(ctx, j.ID)
+	if j.State == StateSuccess && l.t.Watch != nil && !e.opts.NoRecover {
+		return d
+	}
+	return nil
 }
 
 // deploy is one run of a target's steps.

@@ -211,6 +211,10 @@ type Target struct {
 	// Notify says which final states of the target's jobs are announced, and
 	// on which channels (see NoticeRule). The zero value announces nothing.
 	Notify NoticeRule
+	// Watch, when set, keeps checking the target after a successful deploy
+	// and rolls it back when the application degrades (see Watch). New
+	// refuses a Watch without Rollback.
+	Watch *Watch
 }
 
 // Command is what a Transport runs: a step with its environment resolved.
@@ -339,6 +343,9 @@ type Store interface {
 	// UpdateJob stores j's state, description, previous SHA, owner and times
 	// (not its steps, not its deployment) and owes the reports in owe, in one
 	// transaction: a job never reaches a state whose report is not owed.
+	// A final job may change state too: the post-deploy watch (Watch) turns
+	// a success into a failure or an error once, its steps and Deployment
+	// kept; LastSuccess and Deployed then no longer return it.
 	// ErrNotFound if there is no such job.
 	UpdateJob(ctx context.Context, j Job, owe ...Report) error
 	// SetDeployment records the GitHub Deployment id of a job. ErrNotFound if
