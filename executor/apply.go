@@ -68,8 +68,8 @@ const (
 // dagster.yaml, dagster-code.service") and leaves the files they name out of
 // the changes it says were not applied.
 const (
-	AppliedMarker        = "deployhook: applied: "        // installed
-	InPlaceMarker        = "deployhook: in place: "       // changed, but the installed file has that content already
+	AppliedMarker        = "deployhook: applied: "         // installed
+	InPlaceMarker        = "deployhook: in place: "        // changed, but the installed file has that content already
 	NotUninstalledMarker = "deployhook: not uninstalled: " // removed from the checkout, left installed
 )
 
@@ -212,10 +212,9 @@ if [ -n "${DEPLOYHOOK_ROLLBACK:-}" ]; then
       echo "removed $to/$u, which job $DEPLOYHOOK_JOB installed"; n=$((n+1))
     done < "$dir/new"
   fi
-  if [ $n -gt 0 ]; then
-    systemctl --no-ask-password daemon-reload || { echo "systemctl daemon-reload failed"; exit 1; }
-    echo "systemctl daemon-reload"
-  fi
+  if [ $n = 0 ]; then echo "this job installed no unit file: nothing to restore"; exit 0; fi
+  systemctl --no-ask-password daemon-reload || { echo "systemctl daemon-reload failed"; exit 1; }
+  echo "systemctl daemon-reload"
   exit 0
 fi
 { private "$backup" && private "$jobdir" && private "$dir"; } || exit 1

@@ -256,9 +256,10 @@ retry() { # NAME FUNCTION SECONDS
   end=$(( $(date +%s) + $3 )); n=0; last=
   while :; do
     n=$((n+1)); reason=
-    $2; rc=$?
-    if [ $rc = 0 ]; then echo "probe $1: passed (attempt $n)"; return 0; fi
-    if [ "$reason" != "$last" ]; then echo "probe $1: attempt $n: $reason"; last=$reason; fi
+    $2 > "$tmp/out" 2>&1; rc=$?
+    if [ $rc = 0 ]; then cat "$tmp/out"; echo "probe $1: passed (attempt $n)"; return 0; fi
+    # What the tools said, and why, each time it changes.
+    if [ "$reason" != "$last" ]; then cat "$tmp/out"; echo "probe $1: attempt $n: $reason"; last=$reason; fi
     if [ $rc != 1 ] || [ "$(date +%s)" -ge "$end" ]; then break; fi
     sleep 1
   done
