@@ -145,6 +145,9 @@ type Target struct {
 	// Env is added to every step's environment (a step's own env wins).
 	Env   map[string]string `yaml:"env"`
 	Steps []Step            `yaml:"steps"`
+
+	ApplyOptions  `yaml:",inline"` // apply, apply_units, apply_dagster_yaml, apply_backup_dir (config/apply.go)
+	VerifyOptions `yaml:",inline"` // verify, verify_within (config/verify.go)
 }
 
 // VM names a Compute Engine instance.

@@ -318,6 +318,8 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 	for j, s := range t.Steps {
 		p = append(p, validateStep(where, j, s)...)
 	}
+	p = append(p, validateApply(where, t)...)
+	p = append(p, validateVerify(where, t)...)
 	return p
 }
 
