@@ -115,3 +115,32 @@ func TestRun_CheckPrintsSudoers(t *testing.T) {
 		}
 	}
 }
+
+// README, "What a deploy applies": the Dagster example loads (given the
+// connection keys it leaves out) and applies units and dagster.yaml with
+// probes.
+func TestReadme_ApplyExampleLoads(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "### What a deploy applies")
+	_, rest, ok2 := strings.Cut(rest, "```yaml\n")
+	block, _, ok3 := strings.Cut(rest, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("no YAML example under \"What a deploy applies\"")
+	}
+	block = strings.Replace(block, "    # ... repo, transport, vm, ssh as in config/example.yaml\n",
+		"    repo: acme/app\n    transport: ssh\n    ssh: {address: \"10.0.0.5:22\", user: deploy, private_key_file: /k, known_hosts_file: /kh}\n", 1)
+	cfg := loadApplyTarget(t, block)
+	et := executorTargets(cfg)[0]
+	var probes int
+	for _, s := range et.Steps {
+		if strings.HasPrefix(s.Name, "probe: ") {
+			probes++
+		}
+	}
+	if a := cfg.Targets[0].ApplyOptions.Executor(); a.Units == nil || a.DagsterYAML == nil || probes != 2 {
+		t.Errorf("the README's example applies %+v with %d probes, want units, dagster.yaml and 2 probes", a, probes)
+	}
+}
