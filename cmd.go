@@ -475,6 +475,9 @@ func (e *env) checkTarget(ctx context.Context, a *app, t config.Target, report f
 	for _, c := range a.tr.checks(ctx, t) {
 		report(c.err == nil, "%s: %s%s", t.Name, c.what, resultText(c.detail, c.err))
 	}
+	if s := targetSudoers(t); s != "" {
+		fmt.Fprintf(e.stdout, "%s: the sudoers lines its login user needs on the VM (check them with visudo -cf FILE, install as /etc/sudoers.d/deployhook):\n%s\n", t.Name, s)
+	}
 }
 
 // The marks of deployhook check's lines.

@@ -361,10 +361,7 @@ func executorTargets(cfg *config.Config) []executor.Target {
 			Rollback: *t.Rollback, Dir: t.AppDir, Env: t.Env,
 			Reconcile: time.Duration(t.Reconcile), DeployOn: t.DeployOn, Workflows: t.Workflows,
 		}
-		seq := executor.Sequence{
-			AppDir: t.AppDir, AppUser: t.AppUser, Units: t.Units,
-			Settle: time.Duration(t.Settle), AllowDirty: t.AllowDirty,
-		}
+		seq := targetSequence(t)
 		steps, current, changed, contains := seq.Steps()
 		if t.AppDir != "" {
 			et.Current, et.Changed = current, changed

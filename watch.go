@@ -20,10 +20,10 @@ func targetWatch(t *config.Target, seq executor.Sequence) *executor.Watch {
 		out.Check = executor.Step{Name: "watch check", Run: w.Run, Timeout: time.Duration(w.Timeout)}
 		return out
 	}
-	sig := executor.WatchSignals{
-		// ProbeScript is where the target's verify: probes join every check:
-		// the probe-script builder of the apply work is connected here.
-		ProbeScript: "",
+	sig := executor.WatchSignals{}
+	if probes := watchProbes(seq.Probes); len(probes) > 0 {
+		// The target's verify: probes join every check, one attempt each.
+		sig.ProbeScript = executor.ProbeScript(probes, 0)
 	}
 	if f := w.FailedRuns; f != nil {
 		sig.FailedRuns = &executor.FailedRuns{URL: f.URL, MaxShare: f.MaxShare, MinRuns: f.MinRuns}
@@ -31,5 +31,19 @@ func targetWatch(t *config.Target, seq executor.Sequence) *executor.Watch {
 	check, baseline := seq.WatchCheck(sig)
 	check.Timeout, baseline.Timeout = time.Duration(w.Timeout), time.Duration(w.Timeout)
 	out.Check, out.Baseline = check, &baseline
+	return out
+}
+
+// watchProbes returns the probes a watch check runs: all but the command
+// probes, which run as their own user (the app user by default) in the deploy
+// while the check runs as the login user. A command worth watching can be the
+// watch's own run: instead.
+func watchProbes(all []executor.Probe) []executor.Probe {
+	var out []executor.Probe
+	for _, p := range all {
+		if p.Command == nil {
+			out = append(out, p)
+		}
+	}
 	return out
 }

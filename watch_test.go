@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/internal/dagstertest"
 	"github.com/deployhook/deployhook/internal/sshdtest"
 )
@@ -85,5 +86,33 @@ func TestVM_WatchRollsBackOnFailingRuns(t *testing.T) {
 	}
 	if gql.Requests() < 2 {
 		t.Errorf("%d GraphQL requests, want one per check", gql.Requests())
+	}
+}
+
+// The target's verify: probes join every watch check, but for command probes,
+// which run as their own user in the deploy while a check runs as the login
+// user.
+func TestTargetWatch_Probes(t *testing.T) {
+	tg := config.Target{
+		AppDir: "/srv/app", AppUser: "app", Units: []string{"dagster"},
+		Watch: &config.Watch{For: config.Duration(15 * time.Minute)},
+	}
+	tg.Verify = []config.Probe{
+		{Name: "webserver", HTTP: &config.HTTPProbe{URL: "http://127.0.0.1:3000/server_info"}},
+		{Name: "migrations", Command: &config.CommandProbe{Run: "./check-migrations"}},
+	}
+	w := targetWatch(&tg, targetSequence(tg))
+	if w == nil {
+		t.Fatal("no watch")
+	}
+	if !strings.Contains(w.Check.Run, "http://127.0.0.1:3000/server_info") || !strings.Contains(w.Check.Run, "webserver") {
+		t.Errorf("the watch check does not run the http probe:\n%s", w.Check.Run)
+	}
+	if strings.Contains(w.Check.Run, "check-migrations") {
+		t.Errorf("the watch check runs the command probe as the login user:\n%s", w.Check.Run)
+	}
+	tg.Verify = nil
+	if w := targetWatch(&tg, targetSequence(tg)); strings.Contains(w.Check.Run, "probes=") {
+		t.Errorf("a target without probes gets a probe block:\n%s", w.Check.Run)
 	}
 }

@@ -154,8 +154,10 @@ type Target struct {
 
 	// Notify is what the target announces, and where (config/notify.go);
 	// a key it leaves unset takes the global notify:'s.
-	Notify *NotifyRule `yaml:"notify"`
-	Watch  *Watch      `yaml:"watch"` // the post-deploy watch (watch.go)
+	Notify        *NotifyRule      `yaml:"notify"`
+	Watch         *Watch           `yaml:"watch"` // the post-deploy watch (watch.go)
+	ApplyOptions  `yaml:",inline"` // apply, apply_units, apply_dagster_yaml, apply_backup_dir (config/apply.go)
+	VerifyOptions `yaml:",inline"` // verify, verify_within (config/verify.go)
 }
 
 // VM names a Compute Engine instance.

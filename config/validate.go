@@ -322,6 +322,8 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 		p = append(p, validateStep(where, j, s)...)
 	}
 	p = append(p, validateWatch(where, t)...)
+	p = append(p, validateApply(where, t)...)
+	p = append(p, validateVerify(where, t)...)
 	return p
 }
 

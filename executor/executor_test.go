@@ -214,7 +214,7 @@ func TestExecutor_Failures(t *testing.T) {
 			name:      "success names what is not applied",
 			changed:   "dagster.yaml\ninfra/main.tf\nsrc/app.py\n",
 			wantState: StateSuccess,
-			wantDesc:  "deployed " + sha(2)[:7] + "; not applied: dagster.yaml, infra/",
+			wantDesc:  "deployed " + sha(2)[:7] + "; not applied: dagster.yaml; infra/ changed: terraform apply needed",
 			wantSteps: []string{"preflight", "checkout", "restart", "verify"},
 		},
 	}

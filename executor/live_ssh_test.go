@@ -31,8 +31,8 @@ func (r *logReporter) Report(_ context.Context, rep executor.Report) (int64, err
 	return 0, nil
 }
 
-// vm is an executor deploying to a real sshd on 127.0.0.1 whose "VM" is dir.
-type vm struct {
+// liveVM is an executor deploying to a real sshd on 127.0.0.1 whose "VM" is dir.
+type liveVM struct {
 	ex   *executor.Executor
 	dir  string
 	stop func()
@@ -42,7 +42,7 @@ type vm struct {
 // sshd: checkout records the SHA in dir/current; migrate, for a SHA listed in
 // dir/hold, prints a line and waits for dir/release; for one listed in
 // dir/sleep, prints a line and sleeps (marker); restart records the SHA.
-func startVM(t *testing.T, marker string) *vm {
+func startVM(t *testing.T, marker string) *liveVM {
 	t.Helper()
 	return startVMWith(t, func(step func(name, run string) executor.Step) []executor.Step {
 		return []executor.Step{
@@ -66,7 +66,7 @@ fi`),
 // startVMWith starts an executor whose target's steps (made with step, which
 // puts the VM's directory for DIR in their script) run over SSH on a real
 // sshd. The first step is the checkpoint.
-func startVMWith(t testing.TB, steps func(step func(name, run string) executor.Step) []executor.Step) *vm {
+func startVMWith(t testing.TB, steps func(step func(name, run string) executor.Step) []executor.Step) *liveVM {
 	t.Helper()
 	srv := sshdtest.Start(t, sshdtest.Options{})
 	sshdtest.Require(t, "flock", "/usr/bin/flock")
@@ -93,7 +93,7 @@ func startVMWith(t testing.TB, steps func(step func(name, run string) executor.S
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ex.Run(ctx) }()
-	v := &vm{ex: ex, dir: dir}
+	v := &liveVM{ex: ex, dir: dir}
 	var once sync.Once
 	v.stop = func() {
 		once.Do(func() {
@@ -107,7 +107,7 @@ func startVMWith(t testing.TB, steps func(step func(name, run string) executor.S
 	return v
 }
 
-func (v *vm) deploy(t testing.TB, sha, actor string) executor.Job {
+func (v *liveVM) deploy(t testing.TB, sha, actor string) executor.Job {
 	t.Helper()
 	en, err := v.ex.Enqueue(context.Background(), "vm", executor.Trigger{Kind: executor.KindManual, Repo: "acme/app",
 		Branch: "main", SHA: sha, Actor: actor, Reason: "manual deploy by " + actor, Force: true, AnyCommit: true})
@@ -117,7 +117,7 @@ func (v *vm) deploy(t testing.TB, sha, actor string) executor.Job {
 	return en.Job
 }
 
-func (v *vm) read(t *testing.T, name string) string {
+func (v *liveVM) read(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(v.dir, name))
 	if err != nil {
@@ -126,7 +126,7 @@ func (v *vm) read(t *testing.T, name string) string {
 	return string(b)
 }
 
-func (v *vm) write(t *testing.T, name, s string) {
+func (v *liveVM) write(t *testing.T, name, s string) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(v.dir, name), []byte(s), 0o644); err != nil {
 		t.Fatal(err)

@@ -73,7 +73,8 @@ type deploy struct {
 	recover        string          // the interrupted job whose leftovers the preflight may clear
 	unsaved        map[int]StepRun // step records the journal refused, by seq
 
-	stashed bool // a step kept local changes in a git stash (StashedMarker)
+	stashed bool       // a step kept local changes in a git stash (StashedMarker)
+	notes   applyNotes // what the apply steps said about the changed files
 
 	changed      []string // files changed between previous and new SHA
 	changedKnown bool
@@ -84,9 +85,10 @@ type deploy struct {
 type stepError struct {
 	step      string
 	exitCode  int
-	err       error // nil for a non-zero exit
-	transport bool  // the session broke: no further command can run
-	unstarted bool  // the context had ended before the step could start
+	err       error  // nil for a non-zero exit
+	transport bool   // the session broke: no further command can run
+	unstarted bool   // the context had ended before the step could start
+	reason    string // for a non-zero exit: public words the step printed (probeFailure)
 }
 
 func (s *stepError) Error() string {
@@ -115,6 +117,8 @@ func (s *stepError) public() string {
 		return "interrupted: deployhook shutting down during " + s.step
 	case s.err != nil:
 		return s.step + " did not finish"
+	case s.reason != "":
+		return s.reason
 	}
 	return fmt.Sprintf("%s failed (exit %d)", s.step, s.exitCode)
 }
@@ -505,13 +509,14 @@ func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError 
 		d.stashed = true
 		d.lg.Warn("local changes kept in a git stash", "step", name, "stash", stash)
 	}
+	d.notes.read(rec.Output)
 	d.lg.Info("step finished", "step", name, "exit", rec.ExitCode, "err", err,
 		"duration", rec.Duration.Round(time.Millisecond))
 	switch {
 	case err == nil && code == 0:
 		return nil
 	case err == nil:
-		return &stepError{step: name, exitCode: code}
+		return &stepError{step: name, exitCode: code, reason: probeFailure(rec.Output)}
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &stepError{step: name, exitCode: -1, err: err}
 	}
@@ -619,28 +624,20 @@ func (d *deploy) changedFiles(ctx context.Context, sha, prev string) ([]string, 
 	return d.changed, true
 }
 
-// notApplied returns "; not applied: a, b" for the changed files the deploy does
-// not apply, or "".
+// notApplied returns the end of a successful deploy's description: what the
+// apply steps installed and left installed, and the changed files the deploy
+// does not apply (changeSummary); "" when there is nothing to say.
 func (d *deploy) notApplied(ctx context.Context) string {
-	if len(d.t.NotApplied) == 0 {
-		return ""
+	var changed []string
+	known := false
+	if len(d.t.NotApplied) > 0 {
+		changed, known = d.changedFiles(ctx, d.j.Trigger.SHA, d.j.PreviousSHA)
 	}
-	changed, known := d.changedFiles(ctx, d.j.Trigger.SHA, d.j.PreviousSHA)
-	if !known {
-		return ""
+	s := changeSummary(d.notes, d.t.NotApplied, changed, known)
+	if s != "" {
+		d.lg.Info("what the deploy applied and did not apply", "summary", strings.TrimPrefix(s, "; "))
 	}
-	var hit []string
-	for _, g := range d.t.NotApplied {
-		if matchAny([]string{g}, changed) {
-			hit = append(hit, strings.TrimSuffix(strings.TrimSuffix(g, "**"), "*"))
-		}
-	}
-	if len(hit) == 0 {
-		return ""
-	}
-	sort.Strings(hit)
-	d.lg.Warn("the deploy does not apply these changes", "not_applied", hit)
-	return "; not applied: " + strings.Join(hit, ", ")
+	return s
 }
 
 // record adds a step record and returns its sequence number.

@@ -204,10 +204,10 @@ func humanAfter(d time.Duration) string {
 	return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
 }
 
-// publicReason is the public reason of a degraded check: the last non-empty
+// watchReason is the public reason of a degraded check: the last non-empty
 // line of its output, without control characters, at most reasonLimit
 // characters; a fixed text when there is none.
-func publicReason(out string) string {
+func watchReason(out string) string {
 	line := strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) || r == utf8.RuneError {
 			return -1
@@ -239,8 +239,8 @@ type watcher struct {
 	sess Session // the check session, without the lock; nil when not open
 	rec  StepRun // the watch step's record
 	out  *tailBuffer
-	feed *feed    // the job's live log, reopened for the watch
-	slog *stepLog // the watch step in it
+	feed *feed     // the job's live log, reopened for the watch
+	slog *stepLog  // the watch step in it
 	base string    // the baseline's line; "" until taken
 	from time.Time // the watch's start, right after the deploy's end
 }
@@ -423,10 +423,10 @@ func (w *watcher) check(ctx context.Context) (checkKind, string) {
 	out, code, err := w.run(ctx, w.w.Check)
 	switch {
 	case err == nil && code == 0:
-		return checkHealthy, publicReason(out)
+		return checkHealthy, watchReason(out)
 	case err == nil && code == 1:
 		w.lg.Warn("watch check: degraded", "output", tail(out, 2000))
-		return checkDegraded, publicReason(out)
+		return checkDegraded, watchReason(out)
 	case err == nil:
 		w.lg.Warn("watch check: unknown", "exit", code, "output", tail(out, 2000))
 		return checkUnknown, fmt.Sprintf("check exited %d", code)

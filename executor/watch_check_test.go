@@ -182,7 +182,7 @@ func TestWatchCheck_Run(t *testing.T) {
 			if code != tt.wantCode || lastLine(out) != tt.wantLast {
 				t.Errorf("exit %d, last line %q; want %d, %q\noutput:\n%s", code, lastLine(out), tt.wantCode, tt.wantLast, out)
 			}
-			if got := publicReason(out); tt.wantCode == 1 && strings.Contains(got, gql.URL) {
+			if got := watchReason(out); tt.wantCode == 1 && strings.Contains(got, gql.URL) {
 				t.Errorf("public reason %q names the endpoint", got)
 			}
 		})

@@ -669,8 +669,8 @@ func TestPublicReason(t *testing.T) {
 		{strings.Repeat("é", 150), strings.Repeat("é", 99) + "…"},
 	}
 	for _, tt := range tests {
-		if got := publicReason(tt.out); got != tt.want {
-			t.Errorf("publicReason(%q) = %q, want %q", tt.out, got, tt.want)
+		if got := watchReason(tt.out); got != tt.want {
+			t.Errorf("watchReason(%q) = %q, want %q", tt.out, got, tt.want)
 		}
 	}
 }
