@@ -68,7 +68,7 @@ func (e *Executor) flush(ctx context.Context) {
 // sendOwed sends owed reports oldest first. It returns done when the outbox was
 // empty, and the error that stopped it (the report stays owed).
 func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
-	owed, err := e.store.Owed(ctx, 50)
+	owed, err := e.owedBatch(ctx, 50)
 	if err != nil {
 		return false, err
 	}
