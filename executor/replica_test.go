@@ -303,7 +303,6 @@ func readFile(t *testing.T, name string) string {
 	return string(b)
 }
 
-
 // A replica whose lane is taken from it in the middle of a deploy (another
 // replica claimed it: here the test moves the lane in the journal) cancels
 // the deploy and writes nothing of its end: the job stays running in the
