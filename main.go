@@ -436,7 +436,7 @@ const demoBanner = `
 // pages still answer), let the running deploys finish within the grace period
 // and stop the executor, stop HTTP, close the journal.
 func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) error {
-	a, err := e.assemble(ctx, cfg, lg, executor.Options{})
+	a, err := e.assemble(ctx, cfg, lg, replicaOptions(cfg))
 	if err != nil {
 		return err
 	}

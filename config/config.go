@@ -69,6 +69,8 @@ type Config struct {
 	GitHub  GitHub   `yaml:"github"`
 	Targets []Target `yaml:"targets"`
 
+	Replicas bool `yaml:"replicas"` // several deployhook serve share the PostgreSQL journal (config/replicas.go)
+
 	// Secrets, from the environment only (see Load).
 	WebhookSecrets [][]byte `yaml:"-"`
 	GitHubToken    string   `yaml:"-"`

@@ -91,6 +91,7 @@ func (c *Config) validate(o loadOptions) error {
 	errs = append(errs, c.validateEndpoints()...)
 	errs = append(errs, c.validateJournal()...)
 	errs = append(errs, validateStore(c.Store, c.DatabaseURL)...)
+	errs = append(errs, c.validateReplicas()...)
 	errs = append(errs, validateGitHub(c.GitHub, c.GitHubToken, !o.noWebhookOrGitHub)...)
 	errs = append(errs, validateLog(c.Log)...)
 	if len(c.Targets) == 0 {
