@@ -443,7 +443,9 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	if err != nil {
 		return err
 	}
-	a, err := e.assemble(ctx, cfg, lg, executor.Options{Observer: mon.m}, mon.m)
+	opts := replicaOptions(cfg)
+	opts.Observer = mon.m
+	a, err := e.assemble(ctx, cfg, lg, opts, mon.m)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // applyBase is a valid target of the default sequence; tests append keys.
-const applyBase = `
+const applyBase = `ui: {auth: none}
 targets:
   - name: prod
     repo: acme/app

@@ -92,6 +92,7 @@ func (c *Config) validate(o loadOptions) error {
 	errs = append(errs, validateMetrics(c.MetricsListen, c.Listen)...)
 	errs = append(errs, c.validateJournal()...)
 	errs = append(errs, validateStore(c.Store, c.DatabaseURL)...)
+	errs = append(errs, c.validateReplicas()...)
 	errs = append(errs, validateGitHub(c.GitHub, c.GitHubToken, !o.noWebhookOrGitHub)...)
 	errs = append(errs, validateLog(c.Log)...)
 	errs = append(errs, c.validateUI(!o.noWebhookOrGitHub)...)

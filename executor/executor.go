@@ -72,6 +72,16 @@ type Options struct {
 	// them): each has its own sender and backoff in the outbox, apart from
 	// GitHub's. Nil: no notices.
 	Notifiers map[string]Notifier
+	// Replicas makes this process one of several deployhook replicas sharing
+	// the journal, which must then implement Lanes: a target's jobs run only
+	// on the replica that holds its lane's lease, every write of them is
+	// fenced by the lease's token, owed reports are claimed before they are
+	// sent, and the reconciler runs on the holder of ReconcilerLane. See
+	// lanes.go.
+	Replicas bool
+	// LaneLease is how long a replica's lease on a lane lasts without
+	// renewal; it is renewed every LaneLease/3. Default DefaultLaneLease.
+	LaneLease time.Duration
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -81,6 +91,7 @@ type Executor struct {
 	store Store
 	tr    Transport
 	rep   Reporter
+	rl    Lanes // the journal's lanes, when Options.Replicas; else nil
 
 	lanes   map[string]*lane
 	owed    chan struct{} // wakes the outbox sender; capacity 1
@@ -113,6 +124,8 @@ type lane struct {
 	// watching ends the watch of the last deploy (Watch) while one runs: a
 	// newer job ends it before it starts. Nil when no watch runs.
 	watching context.CancelCauseFunc
+
+	lease laneLease // this replica's hold on the lane (Options.Replicas)
 }
 
 // publish replaces the snapshot of the running job with a copy of j.
@@ -155,13 +168,23 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		opts.RetainJobs = 0 // Store.Prune: no count limit
 	}
 	opts.Owner = fillOwner(opts.Owner, opts.NoRecover)
+	if opts.LaneLease <= 0 {
+		opts.LaneLease = DefaultLaneLease
+	}
+	var rl Lanes // before the Observer's wrapper hides it (fenced writes go untimed)
+	if opts.Replicas {
+		var ok bool
+		if rl, ok = store.(Lanes); !ok {
+			return nil, errors.New("executor: replicas need a journal with lanes (PostgreSQL)")
+		}
+	}
 	opts.Observer, store = observer(opts.Observer), observeStore(store, observer(opts.Observer))
 	nt, err := newNotices(opts.Notifiers, opts.Targets)
 	if err != nil {
 		return nil, err
 	}
 	e := &Executor{
-		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
+		lg: lg, opts: opts, store: store, tr: tr, rep: rep, rl: rl,
 		lanes:   make(map[string]*lane),
 		owed:    make(chan struct{}, 1),
 		jr:      newJournal(),
@@ -341,6 +364,10 @@ func (e *Executor) Run(ctx context.Context) error {
 
 	var workers sync.WaitGroup
 	for _, l := range e.lanes {
+		if e.rl != nil {
+			workers.Go(func() { e.replicaWork(ctx, runCtx, l) })
+			continue
+		}
 		workers.Go(func() { e.work(ctx, runCtx, l) })
 	}
 	var sender, keepers sync.WaitGroup
@@ -497,7 +524,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		Trigger:     t,
 		State:       StateQueued,
 		Description: queuedDescription(t),
-		Owner:       e.opts.Owner.ID,
+		Owner:       e.jobOwner(target),
 		Created:     time.Now(),
 	}
 	existing, err := e.store.CreateJob(ctx, j, e.report(l.t, j))
@@ -509,11 +536,22 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		if t.Delivery != "" && old.Trigger.Delivery == t.Delivery {
 			return Enqueued{Job: old, Duplicate: true, Reason: "delivery seen before"}, nil
 		}
+		if (t.BodyHash == "" || old.Trigger.BodyHash != t.BodyHash) && old.Trigger.SHA == t.SHA {
+			// A replicated lane's unfinished job of this SHA (Lanes).
+			return Enqueued{Job: old, Duplicate: true, Reason: short(t.SHA) + " is already queued or deploying"}, nil
+		}
 		return Enqueued{Job: old, Ignored: "this delivery's body was seen before as job " + old.ID +
 			" (a replay under a new delivery id?)"}, nil
 	}
 	if e.jr.wrote(err) != nil {
 		return Enqueued{}, fmt.Errorf("%w: record job: %w", ErrJournal, err)
+	}
+	if e.rl != nil {
+		// The lane's holder, this replica or another, finds it in the journal.
+		e.wakeSender()
+		l.signal()
+		e.jobLogger(j).Info("job queued", "reason", t.Reason)
+		return Enqueued{Job: j}, nil
 	}
 	if l.pending != nil {
 		old := *l.pending
@@ -645,9 +683,9 @@ func (e *Executor) wakeSender() {
 }
 
 // update stores j's state and owes its report, and the notices in also, in
-// one transaction.
+// one transaction (fenced by the lane's lease on a replica).
 func (e *Executor) update(ctx context.Context, j Job, also ...Report) error {
-	err := e.store.UpdateJob(ctx, j, append([]Report{e.report(e.target(j.Target), j)}, also...)...)
+	err := e.updateJob(ctx, j, append([]Report{e.report(e.target(j.Target), j)}, also...)...)
 	if e.jr.wrote(err) != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}

@@ -42,7 +42,7 @@ func newJournal() *journal {
 func (jr *journal) wrote(err error) error {
 	jr.mu.Lock()
 	defer jr.mu.Unlock()
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrDuplicate) {
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrDuplicate) && !errors.Is(err, ErrFenced) {
 		jr.err = err
 	} else {
 		jr.err = nil
@@ -138,7 +138,14 @@ func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
 	e.live.finish(j)
 	u := unwritten{job: j, steps: steps, notices: e.noticesFor(ctx, j)}
 	e.opts.Observer.JobEnded(j)
-	if err := e.write(ctx, u); err != nil {
+	err := e.write(ctx, u)
+	if errors.Is(err, ErrFenced) {
+		// A replica that lost the lane never writes a job's end: the lane's
+		// next holder ends it.
+		e.jobLogger(j).Warn("job outcome not written: this replica lost the lane", "state", j.State)
+		return
+	}
+	if err != nil {
 		e.jobLogger(j).Error("journal refused the job's outcome: kept in memory until it can be written",
 			"state", j.State, "err", err)
 		e.jr.add(u)
@@ -148,7 +155,7 @@ func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
 // write records u's steps and final state, owing its notices with it.
 func (e *Executor) write(ctx context.Context, u unwritten) error {
 	for _, s := range u.steps {
-		if err := e.jr.wrote(e.store.AddStep(ctx, s)); err != nil {
+		if err := e.jr.wrote(e.addStep(ctx, u.job.Target, s)); err != nil {
 			return fmt.Errorf("record step %d of job %s: %w", s.Seq, u.job.ID, err)
 		}
 	}

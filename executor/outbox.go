@@ -118,13 +118,13 @@ func (e *Executor) flushPass(ctx context.Context, lg *slog.Logger, msg string, p
 // channel's, it reads them all, so a backlog of another channel's never hides
 // this one's.
 func (e *Executor) owedTo(ctx context.Context, channel string, limit int) (mine, lost []OwedReport, err error) {
-	all, err := e.store.Owed(ctx, limit)
+	all, err := e.owedBatch(ctx, limit)
 	if err != nil {
 		return nil, nil, err
 	}
 	mine, lost = e.splitOwed(all, channel)
 	if len(all) == limit && len(mine) < limit {
-		if all, err = e.store.Owed(ctx, 0); err != nil {
+		if all, err = e.owedBatch(ctx, 0); err != nil {
 			return nil, nil, err
 		}
 		mine, lost = e.splitOwed(all, channel)

@@ -98,8 +98,8 @@ func (e *Executor) sweep(ctx context.Context) error {
 	me := e.opts.Owner.ID
 	ended, requeued := 0, 0
 	for _, j := range orphans { // newest first: the newest queued one is requeued
-		if j.State.Final() || j.Owner == me {
-			continue
+		if j.State.Final() || j.Owner == me || (e.rl != nil && e.lanes[j.Target] != nil) {
+			continue // a replica's lanes adopt their own orphans (laneOrphans)
 		}
 		if err := e.jr.wrote(e.store.Adopt(ctx, j.ID, j.Owner, me)); err != nil {
 			if !errors.Is(err, ErrNotFound) {

@@ -28,6 +28,9 @@ func (e *Executor) reconcileLoop(ctx context.Context, l *lane) {
 			return
 		case <-t.C:
 		}
+		if !e.mayReconcile(ctx, l.t.Reconcile) {
+			continue
+		}
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		if err := e.reconcile(rctx, l); err != nil {
 			e.lg.Warn("reconcile", "target", l.t.Name, "err", err)

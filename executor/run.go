@@ -25,7 +25,7 @@ func (e *Executor) run(ctx context.Context, l *lane, j Job) *deploy {
 	// Journal writes and reports must still happen after ctx is cancelled.
 	bg := context.WithoutCancel(ctx)
 	j.State = StateRunning
-	j.Owner = e.opts.Owner.ID
+	j.Owner = e.jobOwner(j.Target)
 	j.Started = time.Now()
 	j.Description = runningDescription(j.Trigger)
 	l.publish(j)
@@ -393,7 +393,7 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 	}
 	r.prev = prev
 	j.PreviousSHA = prev
-	if err := d.e.jr.wrote(d.e.store.UpdateJob(context.WithoutCancel(ctx), *j)); err != nil {
+	if err := d.e.jr.wrote(d.e.updateJob(context.WithoutCancel(ctx), *j)); err != nil {
 		d.lg.Error("record previous SHA", "err", err)
 	}
 
@@ -652,7 +652,7 @@ func (d *deploy) record(s StepRun) int {
 // the job's outcome.
 func (d *deploy) update(s StepRun) {
 	s.Job = d.j.ID
-	if err := d.e.jr.wrote(d.e.store.AddStep(context.Background(), s)); err != nil {
+	if err := d.e.jr.wrote(d.e.addStep(context.Background(), d.t.Name, s)); err != nil {
 		d.lg.Error("record step", "step", s.Name, "err", err)
 		d.unsaved[s.Seq] = s
 		return

@@ -453,3 +453,76 @@ var (
 	// 503 so that it can be redelivered later.
 	ErrJournal = errors.New("journal not writable")
 )
+
+// Lanes is what deployhook processes that share one journal as replicas
+// (Options.Replicas) need of it besides Store: leases on lanes with fencing
+// tokens, job writes fenced by them, and an outbox that several processes
+// drain at once. Implementations: executor/store (SQLite) and
+// executor/store/pgstore (PostgreSQL); executor/store/storetest.RunLanes is
+// its conformance suite. All methods are safe for concurrent use, from any
+// number of processes sharing the journal.
+//
+// A lane is named: a target's lane has the target's name; other leases (the
+// reconciler's, ReconcilerLane) have names no target can have. Its lease has
+// one owner at a time, and a fencing token that grows by at least one every
+// time the lane changes hands, never on renewal. A job write fenced by a
+// token succeeds only while the lane of the job's target still has that
+// token, checked in the same transaction as the write: a process that lost
+// its lease can never write a job's final state afterwards, even when its
+// own clock or its connection lags.
+//
+// A store that implements Lanes also refuses, in CreateJob, a second
+// unfinished (queued or running) job of one target and SHA whose owner is
+// the target's lane (LaneOwner): it returns the unfinished job's id and
+// ErrDuplicate. A unique constraint decides, so of replicas recording one
+// SHA at once exactly one job is recorded.
+type Lanes interface {
+	// ClaimLane takes lane for owner until until, if the lane is free, was
+	// released, or its lease ended before now; or renews it when owner holds
+	// it (its lease live or not, as long as no one else took it). It returns
+	// the lane's fencing token: the same as before on a renewal, a greater
+	// one when the lane changes hands. ErrLaneHeld when another owner's lease
+	// is live (ends at or after now). owner must not be empty.
+	ClaimLane(ctx context.Context, lane, owner string, now, until time.Time) (token int64, err error)
+	// ReleaseLane gives up owner's lease on lane, so that any process may take
+	// it at once (with a greater token). ErrNotFound if owner does not hold
+	// the lane.
+	ReleaseLane(ctx context.Context, lane, owner string) error
+	// UpdateJobFenced is UpdateJob, done only if the lane of j's target has
+	// token token when it commits; otherwise it changes and owes nothing and
+	// returns ErrFenced. ErrNotFound if there is no such job.
+	UpdateJobFenced(ctx context.Context, token int64, j Job, owe ...Report) error
+	// AddStepFenced is AddStep, done only if the lane of the job's target has
+	// token token when it commits; otherwise it records nothing and returns
+	// ErrFenced. ErrNotFound if there is no such job.
+	AddStepFenced(ctx context.Context, token int64, s StepRun) error
+	// ClaimOwed claims for owner, until until, at most limit (> 0) owed
+	// reports, oldest first, and returns them: reports no other owner holds a
+	// live claim on (until at or after the time of the call), owner's own
+	// claims included. A report is claimed only with every older report of
+	// the same job (a job's reports are sent in order): so of processes
+	// draining at once, each report goes to one of them while its claim
+	// lasts, and a job's reports are never in two processes' hands. Settle
+	// and Retry work on claimed reports as on others.
+	ClaimOwed(ctx context.Context, owner string, limit int, until time.Time) ([]OwedReport, error)
+}
+
+// Lane errors.
+var (
+	// ErrLaneHeld says another owner holds a live lease on the lane.
+	ErrLaneHeld = errors.New("lane held by another deployhook")
+	// ErrFenced says a fenced write was refused: the lane changed hands
+	// since its token was issued.
+	ErrFenced = errors.New("lane lost: write fenced off")
+)
+
+// LaneOwner is the owner of the jobs of target's lane when deployhook runs
+// as replicas: the jobs belong to whichever process holds the lane's lease,
+// not to the process that recorded them. The holder renews an Owner of this
+// ID with the lease, so Orphans sees them alive while a holder lives.
+func LaneOwner(target string) string { return "lane:" + target }
+
+// ReconcilerLane is the lease whose holder runs the reconciler when
+// deployhook runs as replicas. No target can have this name (target names
+// are lower-case letters, digits, - and _).
+const ReconcilerLane = ":reconciler"

@@ -143,3 +143,40 @@ func BenchmarkStore_Prune(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*old), "ns/job")
 }
+
+// intakeJob is job i as intake records a delivery that deploys: a delivery
+// GUID, a body hash, an owner, and the queued report owed with it.
+func intakeJob(i int, owner string) (executor.Job, executor.Report) {
+	j := queuedJob(fmt.Sprintf("job-%d", i), "production", executor.StateQueued, t0.Add(time.Duration(i)))
+	j.Trigger.SHA = fmt.Sprintf("%040x", i)
+	j.Trigger.Delivery = fmt.Sprintf("guid-%d", i)
+	j.Trigger.BodyHash = fmt.Sprintf("%064x", i)
+	j.Owner = owner
+	return j, executor.Report{Job: j.ID, Target: j.Target, Environment: j.Target, Repo: j.Trigger.Repo,
+		SHA: j.Trigger.SHA, State: executor.StateQueued, Description: "queued: push by octocat",
+		URL: "https://deploy.example.com/jobs/" + j.ID}
+}
+
+// BenchmarkIntake is the journal's part of a delivery that deploys
+// (CreateJob with its delivery, body hash, owner and queued report), on the
+// SQLite journal; pgstore's BenchmarkIntake is the same on PostgreSQL, so
+// that go test -bench Intake ./executor/store/... shows them side by side.
+func BenchmarkIntake(b *testing.B) {
+	for _, owner := range []string{"serve-1", executor.LaneOwner("production")} {
+		name := "journal=sqlite/owner=process"
+		if owner != "serve-1" {
+			name = "journal=sqlite/owner=lane"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := benchStore(b)
+			i := 0
+			for b.Loop() {
+				j, r := intakeJob(i, owner)
+				if _, err := s.CreateJob(b.Context(), j, r); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}

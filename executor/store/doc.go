@@ -24,7 +24,14 @@
 //     jobs, each with the end of its lease, which Beat renews. Orphans lists the
 //     unfinished jobs of owners whose lease ended, and Adopt hands one to a
 //     live process with a compare-and-set, so a job has one owner at a time;
-//   - health: one row whose counter Check bumps, to prove the file takes writes.
+//   - health: one row whose counter Check bumps, to prove the file takes writes;
+//   - lanes: the leases of executor.Lanes, each with its owner, the end of its
+//     lease and its fencing token. The outbox's claim columns say which
+//     process is sending a report until when; a unique index on (target, SHA)
+//     of the unfinished jobs of a replicated lane (owner executor.LaneOwner)
+//     makes one job of a SHA recorded at two processes at once. The single
+//     write connection serializes ClaimLane, the fenced writes and ClaimOwed,
+//     as row locks do in PostgreSQL.
 //
 // # Retention
 //

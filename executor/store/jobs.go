@@ -97,13 +97,22 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
 	switch {
 	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
-		// The only unique index of jobs besides its primary key.
-		id, err := existingJob(ctx, tx, `SELECT id FROM jobs WHERE target = ? AND body_hash = ?`, j.Target, j.Trigger.BodyHash)
-		if err != nil {
+		// One of the two unique indexes of jobs besides its primary key: the
+		// body hash's, or that of a replicated lane's unfinished SHA.
+		id, err := existingJob(ctx, tx, `SELECT id FROM jobs WHERE target = ? AND body_hash = ? AND body_hash <> ''`, j.Target, j.Trigger.BodyHash)
+		if err == nil {
+			return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
+				j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
 			return "", fmt.Errorf("create job %s: look up body hash: %w", j.ID, err)
 		}
-		return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
-			j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+		id, err = existingJob(ctx, tx, `SELECT id FROM jobs WHERE target = ? AND sha = ?
+			AND state IN ('queued', 'running') AND substr(owner, 1, 5) = 'lane:'`, j.Target, j.Trigger.SHA)
+		if err != nil {
+			return "", fmt.Errorf("create job %s: look up unfinished job of %s: %w", j.ID, j.Trigger.SHA, err)
+		}
+		return id, fmt.Errorf("create job %s: job %s of this target and SHA is not finished: %w", j.ID, id, executor.ErrDuplicate)
 	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY):
 		return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
 	case err != nil:
@@ -150,6 +159,17 @@ func (s *Store) UpdateJob(ctx context.Context, j executor.Job, owe ...executor.R
 		return fmt.Errorf("update job %s: begin: %w", j.ID, err)
 	}
 	defer tx.Rollback()
+	if err := updateTx(ctx, tx, j, owe); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("update job %s: commit: %w", j.ID, err)
+	}
+	return nil
+}
+
+// updateTx is UpdateJob's work inside tx.
+func updateTx(ctx context.Context, tx *sql.Tx, j executor.Job, owe []executor.Report) error {
 	res, err := tx.ExecContext(ctx, `UPDATE jobs
 		SET state = ?, description = ?, previous_sha = ?, owner = ?, started = ?, finished = ?
 		WHERE id = ?`,
@@ -162,9 +182,6 @@ func (s *Store) UpdateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	}
 	if err := oweTx(ctx, tx, owe); err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("update job %s: commit: %w", j.ID, err)
 	}
 	return nil
 }

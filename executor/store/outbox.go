@@ -58,16 +58,10 @@ func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, err
 	defer rows.Close()
 	owed := []executor.OwedReport{}
 	for rows.Next() {
-		var o executor.OwedReport
-		var report string
-		var created int64
-		if err := rows.Scan(&o.ID, &report, &created, &o.Tries); err != nil {
+		o, err := scanOwed(rows)
+		if err != nil {
 			return nil, fmt.Errorf("list owed reports: %w", err)
 		}
-		if err := json.Unmarshal([]byte(report), &o.Report); err != nil {
-			return nil, fmt.Errorf("list owed reports: report %d: %w", o.ID, err)
-		}
-		o.Created = time.Unix(0, created).UTC()
 		owed = append(owed, o)
 	}
 	if err := rows.Err(); err != nil {

@@ -172,6 +172,19 @@ func TestStore(t *testing.T) {
 	})
 }
 
+// TestLanes runs the conformance suite of executor.Lanes on the SQLite
+// journal: its single writer serializes what PostgreSQL decides with row
+// locks.
+func TestLanes(t *testing.T) {
+	storetest.RunLanes(t, func(t *testing.T) storetest.LaneStore {
+		s, err := Open(t.Context(), newLogger(t), filepath.Join(t.TempDir(), "journal.db"))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 // TestStore_sqlite checks what the SQLite journal promises beyond
 // executor.Store's contract, one subtest per promise, each on a fresh file.
 func TestStore_sqlite(t *testing.T) {

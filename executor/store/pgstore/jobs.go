@@ -94,6 +94,16 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 		string(j.State), j.Description, j.PreviousSHA, j.Deployment, j.Owner,
 		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
 	switch {
+	case isConstraint(err, "jobs_lane_sha"):
+		// Not ON CONFLICT: a statement may name one arbiter index only.
+		// The failed statement aborted tx: look the job up outside it.
+		tx.Rollback(context.WithoutCancel(ctx))
+		var id string
+		if err := s.pool.QueryRow(ctx, `SELECT id FROM jobs WHERE target = $1 AND sha = $2
+			AND state IN ('queued', 'running') AND substr(owner, 1, 5) = 'lane:'`, j.Target, j.Trigger.SHA).Scan(&id); err != nil {
+			return "", fmt.Errorf("create job %s: look up unfinished job of %s: %w", j.ID, j.Trigger.SHA, err)
+		}
+		return id, fmt.Errorf("create job %s: job %s of this target and SHA is not finished: %w", j.ID, id, executor.ErrDuplicate)
 	case isCode(err, codeUniqueViolation):
 		return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
 	case err != nil:
@@ -136,6 +146,17 @@ func (s *Store) UpdateJob(ctx context.Context, j executor.Job, owe ...executor.R
 		return fmt.Errorf("update job %s: begin: %w", j.ID, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
+	if err := updateTx(ctx, tx, j, owe); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("update job %s: commit: %w", j.ID, err)
+	}
+	return nil
+}
+
+// updateTx is UpdateJob's work inside tx.
+func updateTx(ctx context.Context, tx pgx.Tx, j executor.Job, owe []executor.Report) error {
 	tag, err := tx.Exec(ctx, `UPDATE jobs
 		SET state = $1, description = $2, previous_sha = $3, owner = $4, started = $5, finished = $6
 		WHERE id = $7`,
@@ -148,9 +169,6 @@ func (s *Store) UpdateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	}
 	if err := oweTx(ctx, tx, owe); err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("update job %s: commit: %w", j.ID, err)
 	}
 	return nil
 }
@@ -403,4 +421,11 @@ func oneRow(tag pgconn.CommandTag, what string) error {
 func isCode(err error, code string) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && pe.Code == code
+}
+
+// isConstraint reports whether err is a PostgreSQL unique violation of the
+// constraint or index named name.
+func isConstraint(err error, name string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == codeUniqueViolation && pe.ConstraintName == name
 }

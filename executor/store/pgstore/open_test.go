@@ -30,8 +30,8 @@ func TestOpen_concurrent(t *testing.T) {
 		}
 		defer stores[i].Close()
 	}
-	if got := versions(t, url); got != "1" {
-		t.Errorf("schema_migrations versions = %q, want \"1\" (applied once)", got)
+	if got := versions(t, url); got != "1,2" {
+		t.Errorf("schema_migrations versions = %q, want \"1,2\" (each applied once)", got)
 	}
 	j := executor.Job{ID: "j1", Target: "production", State: executor.StateQueued,
 		Trigger: executor.Trigger{Kind: executor.KindPush, Delivery: "d1"}}
@@ -54,17 +54,17 @@ func TestOpen_versions(t *testing.T) {
 		t.Fatalf("Open again: %v", err)
 	}
 	s.Close()
-	if got := versions(t, url); got != "1" {
-		t.Fatalf("versions after two Opens = %q, want \"1\"", got)
+	if got := versions(t, url); got != "1,2" {
+		t.Fatalf("versions after two Opens = %q, want \"1,2\"", got)
 	}
 
-	exec(t, url, `INSERT INTO schema_migrations (version, applied) VALUES (2, 0)`)
+	exec(t, url, `INSERT INTO schema_migrations (version, applied) VALUES (3, 0)`)
 	_, err = pgstore.Open(t.Context(), testLogger(t), url)
-	if err == nil || !strings.Contains(err.Error(), "schema version 2 is newer") {
+	if err == nil || !strings.Contains(err.Error(), "schema version 3 is newer") {
 		t.Fatalf("Open(newer schema) error = %v, want one saying the schema is newer", err)
 	}
-	if got := versions(t, url); got != "1,2" {
-		t.Errorf("versions after the refused Open = %q, want \"1,2\" (untouched)", got)
+	if got := versions(t, url); got != "1,2,3" {
+		t.Errorf("versions after the refused Open = %q, want \"1,2,3\" (untouched)", got)
 	}
 }
 

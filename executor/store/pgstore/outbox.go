@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/jackc/pgx/v5"
 )
 
 // Owe adds r to the outbox, to be sent to GitHub until Settle removes it.
@@ -41,6 +42,16 @@ func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, err
 	if err != nil {
 		return nil, fmt.Errorf("list owed reports: %w", err)
 	}
+	owed, err := collectOwed(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list owed reports: %w", err)
+	}
+	return owed, nil
+}
+
+// collectOwed reads every (id, report, created, tries) row of rows, and
+// closes rows. No row is an empty list.
+func collectOwed(rows pgx.Rows) ([]executor.OwedReport, error) {
 	defer rows.Close()
 	owed := []executor.OwedReport{}
 	for rows.Next() {
@@ -48,18 +59,15 @@ func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, err
 		var report string
 		var created int64
 		if err := rows.Scan(&o.ID, &report, &created, &o.Tries); err != nil {
-			return nil, fmt.Errorf("list owed reports: %w", err)
+			return nil, err
 		}
 		if err := json.Unmarshal([]byte(report), &o.Report); err != nil {
-			return nil, fmt.Errorf("list owed reports: report %d: %w", o.ID, err)
+			return nil, fmt.Errorf("report %d: %w", o.ID, err)
 		}
 		o.Created = time.Unix(0, created).UTC()
 		owed = append(owed, o)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list owed reports: %w", err)
-	}
-	return owed, nil
+	return owed, rows.Err()
 }
 
 // Settle removes report id from the outbox. It returns an error wrapping

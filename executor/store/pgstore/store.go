@@ -7,7 +7,7 @@
 // # Schema
 //
 // The tables are those of the SQLite journal (jobs, steps, deliveries,
-// outbox, owners, health), created and upgraded by numbered migrations
+// outbox, owners, health, lanes), created and upgraded by numbered migrations
 // embedded in the binary (migrations/NNNN_name.sql). Applied versions are kept
 // in the table schema_migrations. Open applies the pending ones in one
 // transaction under an advisory lock, so that replicas starting together
@@ -27,6 +27,17 @@
 // body and one target, even on several replicas, exactly one records a job.
 // Adopt, Settle and Retry are single statements that report whether they
 // changed a row.
+//
+// # Replicas
+//
+// Store implements executor.Lanes. ClaimLane is one INSERT … ON CONFLICT DO
+// UPDATE on the lanes table, so of replicas claiming a lane at once exactly
+// one gets it; a fenced write locks the lane's row FOR SHARE and checks its
+// token in the transaction of the write, so no write of a replica that lost
+// the lane can commit after the new holder's claim; ClaimOwed takes the
+// oldest reports FOR UPDATE SKIP LOCKED and sets their claim; and a partial
+// unique index on (target, sha) of a replicated lane's unfinished jobs makes
+// the same SHA arriving at two replicas one job.
 //
 // # Secrets
 //

@@ -46,3 +46,12 @@ func TestStore(t *testing.T) {
 		return s
 	})
 }
+
+// TestLanes runs the conformance suite of executor.Lanes against a real
+// PostgreSQL server.
+func TestLanes(t *testing.T) {
+	storetest.RunLanes(t, func(t *testing.T) storetest.LaneStore {
+		s, _ := mustOpen(t)
+		return s
+	})
+}

@@ -1,0 +1,387 @@
+package executor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/remote"
+	"github.com/deployhook/deployhook/executor/store/pgstore"
+	"github.com/deployhook/deployhook/executor/store/pgstore/pgtest"
+	"github.com/jackc/pgx/v5"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// replica is one deployhook process of TestReplicas: its journal connection,
+// its executor and what its reporter sent.
+type replica struct {
+	name  string
+	store *pgstore.Store
+	ex    *executor.Executor
+	rep   *recorder
+	stop  context.CancelFunc
+	done  chan error
+}
+
+// recorder is a Reporter that keeps what it was asked to send.
+type recorder struct {
+	mu   sync.Mutex
+	sent []executor.Report
+}
+
+func (r *recorder) Report(_ context.Context, rep executor.Report) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, rep)
+	return 0, nil
+}
+
+func (r *recorder) reports() []executor.Report {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]executor.Report(nil), r.sent...)
+}
+
+// TestReplicas runs three replicas sharing one real PostgreSQL journal and
+// one local target, sends pushes of six SHAs spread across them (each SHA to
+// every live replica at once, under its own delivery GUID), and kills the
+// replica that holds the lane in the middle of a deploy (its journal
+// connection closes and its context ends, as a kill -9 leaves things: no
+// write, no release). Then: each SHA is one job; no two deploys overlap on
+// the target; every job is final; the killed deploy is ended as interrupted
+// by another replica; the last SHA is deployed and reported final.
+// Invariants 3 and 4 of DESIGN.md are what it guards.
+func TestReplicas(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "runs.log")
+	target := executor.Target{
+		Name: "production", Repo: "acme/app", Branch: "main",
+		Lock: filepath.Join(dir, "lock", "deploy.lock"), LockWait: time.Minute,
+		Steps: []executor.Step{{
+			Name: "deploy", Timeout: time.Minute,
+			// The step records its start and end on the target; one killed
+			// by its deployhook's end records "stop".
+			Run: `echo "start $DEPLOYHOOK_JOB" >> ` + logFile + `
+trap 'echo "stop $DEPLOYHOOK_JOB" >> ` + logFile + `; exit 143' TERM
+sleep 0.4 & wait
+echo "end $DEPLOYHOOK_JOB" >> ` + logFile,
+		}},
+	}
+	const lease = 2 * time.Second
+	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	tr := remote.NewLocal(lg, remote.LocalOptions{KillGrace: time.Second})
+	var reps []*replica
+	for i := range 3 {
+		name := fmt.Sprintf("r%d", i)
+		st, err := pgstore.Open(t.Context(), lg.With("replica", name), url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := &recorder{}
+		ex, err := executor.New(lg.With("replica", name), executor.Options{
+			Targets: []executor.Target{target}, Replicas: true, LaneLease: lease,
+			Lease: 3 * time.Second, Grace: 50 * time.Millisecond, RetryMin: 50 * time.Millisecond,
+			Owner: executor.Owner{ID: "owner-" + name},
+		}, st, tr, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &replica{name: name, store: st, ex: ex, rep: rec, stop: cancel, done: make(chan error, 1)}
+		go func() { r.done <- ex.Run(ctx) }()
+		reps = append(reps, r)
+	}
+	killed := -1
+	t.Cleanup(func() {
+		for i, r := range reps {
+			r.stop()
+			if err := <-r.done; err != nil {
+				t.Errorf("replica %s: Run: %v", r.name, err)
+			}
+			if i != killed {
+				r.store.Close()
+			}
+		}
+	})
+	// Ready answers once each replica has started.
+	for _, r := range reps {
+		waitFor(t, "replica "+r.name+" ready", func() bool { return r.ex.Ready(t.Context()) == nil })
+	}
+
+	shas := []string{}
+	for i := range 6 {
+		shas = append(shas, fmt.Sprintf("%040x", 0xa0+i))
+	}
+	jobOf := map[string]string{} // SHA → its one job
+	var killedJob string
+	var moved time.Duration
+	for i, sha := range shas {
+		// Four pushes of sha at once, spread across the live replicas.
+		var live []*replica
+		for k, r := range reps {
+			if k != killed {
+				live = append(live, r)
+			}
+		}
+		results := make([]executor.Enqueued, 4)
+		errs := make([]error, 4)
+		var wg sync.WaitGroup
+		for k := range 4 {
+			r := live[k%len(live)]
+			wg.Go(func() {
+				results[k], errs[k] = r.ex.Enqueue(t.Context(), "production", executor.Trigger{
+					Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: sha,
+					Delivery: fmt.Sprintf("guid-%d-%d", i, k), Reason: "push",
+				})
+			})
+		}
+		wg.Wait()
+		created := 0
+		for k := range 4 {
+			if errs[k] != nil {
+				t.Fatalf("push %d of %s: %v", k, sha[:7], errs[k])
+			}
+			if !results[k].Duplicate && results[k].Ignored == "" {
+				created++
+				jobOf[sha] = results[k].Job.ID
+			}
+		}
+		if created != 1 {
+			t.Fatalf("four pushes of %s created %d jobs, want 1: %+v", sha[:7], created, results)
+		}
+		for k := range 4 {
+			if id := results[k].Job.ID; id != jobOf[sha] && results[k].Ignored == "" {
+				t.Errorf("push %d of %s answered with job %s, want %s", k, sha[:7], id, jobOf[sha])
+			}
+		}
+		// The job's deploy starts before the next SHA is pushed.
+		waitFor(t, "the deploy of "+sha[:7]+" to start", func() bool {
+			return strings.Contains(readFile(t, logFile), "start "+jobOf[sha]+"\n")
+		})
+		if i != 2 {
+			continue
+		}
+		// Kill the lane's holder in the middle of this deploy.
+		holder, token := laneHolder(t, url)
+		for k, r := range reps {
+			if r.ex.Owner().ID == holder {
+				killed = k
+			}
+		}
+		if killed < 0 {
+			t.Fatalf("lane held by %q, none of the replicas", holder)
+		}
+		killedJob = jobOf[sha]
+		start := time.Now()
+		reps[killed].store.Close()
+		reps[killed].stop()
+		waitFor(t, "another replica to take the lane", func() bool {
+			h, tok := laneHolder(t, url)
+			return h != holder && h != "" && tok > token
+		})
+		moved = time.Since(start)
+		t.Logf("the lane moved %v after the kill (lease %v)", moved.Round(time.Millisecond), lease)
+	}
+
+	// Every job ends; the last SHA is deployed.
+	check := reps[(killed+1)%len(reps)].store
+	waitFor(t, "every job to end", func() bool {
+		jobs, err := check.Jobs(t.Context(), "production", 0, executor.StateQueued, executor.StateRunning)
+		return err == nil && len(jobs) == 0
+	})
+	all, err := check.Jobs(t.Context(), "production", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySHA := map[string][]executor.Job{}
+	for _, j := range all {
+		bySHA[j.Trigger.SHA] = append(bySHA[j.Trigger.SHA], j)
+	}
+	for _, sha := range shas {
+		js := bySHA[sha]
+		if len(js) != 1 || js[0].ID != jobOf[sha] {
+			t.Errorf("jobs of %s = %+v, want exactly job %s", sha[:7], js, jobOf[sha])
+		}
+	}
+	k, err := check.Job(t.Context(), killedJob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.State != executor.StateError || k.Description != "interrupted: the deployhook that ran it stopped; target state unknown" {
+		t.Errorf("killed job ended %s %q, want error, interrupted", k.State, k.Description)
+	}
+	last, err := check.LastSuccess(t.Context(), "production")
+	if err != nil || last.Trigger.SHA != shas[len(shas)-1] {
+		t.Errorf("LastSuccess = %s, %v; want %s", last.Trigger.SHA, err, shas[len(shas)-1][:7])
+	}
+
+	// No two deploys overlapped on the target: each start follows the end
+	// (or stop) of the run before it.
+	running := ""
+	for line := range strings.Lines(readFile(t, logFile)) {
+		ev, job, _ := strings.Cut(strings.TrimSpace(line), " ")
+		switch {
+		case ev == "start" && running != "":
+			t.Errorf("job %s started while job %s ran", job, running)
+		case ev == "start":
+			running = job
+		case job != running:
+			t.Errorf("%s of job %s, but job %q ran", ev, job, running)
+		default:
+			running = ""
+		}
+	}
+
+	// Every job's final state reaches GitHub, from one replica or another.
+	waitFor(t, "every job's final state reported", func() bool {
+		final := map[string]executor.State{}
+		for _, r := range reps {
+			for _, rep := range r.rep.reports() {
+				if rep.State.Final() {
+					final[rep.Job] = rep.State
+				}
+			}
+		}
+		for _, j := range all {
+			if final[j.ID] != j.State {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// laneHolder reads who holds the production lane, and its token.
+func laneHolder(t *testing.T, url string) (string, int64) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var owner string
+	var token int64
+	err = conn.QueryRow(t.Context(), `SELECT owner, token FROM lanes WHERE name = 'production'`).Scan(&owner, &token)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return owner, token
+}
+
+// waitFor polls cond until it holds, and fails t after a generous deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readFile returns the file's content, "" when it does not exist yet.
+func readFile(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A replica whose lane is taken from it in the middle of a deploy (another
+// replica claimed it: here the test moves the lane in the journal) cancels
+// the deploy and writes nothing of its end: the job stays running in the
+// journal, with no final report owed, for the new holder to end.
+func TestReplicas_lostLaneWritesNoEnd(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	dir := t.TempDir()
+	logFile := filepath.Join(dir, "runs.log")
+	target := executor.Target{
+		Name: "production", Repo: "acme/app", Branch: "main",
+		Steps: []executor.Step{{
+			Name: "deploy", Timeout: time.Minute,
+			Run: `echo "start $DEPLOYHOOK_JOB" >> ` + logFile + `
+trap 'echo "stop $DEPLOYHOOK_JOB" >> ` + logFile + `; exit 143' TERM
+sleep 60 & wait`,
+		}},
+	}
+	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	st, err := pgstore.Open(t.Context(), lg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ex, err := executor.New(lg, executor.Options{
+		Targets: []executor.Target{target}, Replicas: true, LaneLease: time.Second,
+		Grace: time.Minute, Owner: executor.Owner{ID: "replica-a"},
+	}, st, remote.NewLocal(lg, remote.LocalOptions{KillGrace: time.Second}), &recorder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- ex.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "ready", func() bool { return ex.Ready(t.Context()) == nil })
+
+	en, err := ex.Enqueue(t.Context(), "production", executor.Trigger{
+		Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: fmt.Sprintf("%040x", 1), Delivery: "g1", Reason: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deploy to start", func() bool { return strings.Contains(readFile(t, logFile), "start "+en.Job.ID) })
+	_, token := laneHolder(t, url)
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), `UPDATE lanes SET owner = 'thief', token = token + 1, lease_until = $1 WHERE name = 'production'`,
+		time.Now().Add(time.Hour).UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the deploy to be killed", func() bool { return strings.Contains(readFile(t, logFile), "stop "+en.Job.ID) })
+	cancel() // and Run returns once the cancelled deploy has ended
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	done <- nil
+
+	j, err := st.Job(t.Context(), en.Job.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j.State != executor.StateRunning || !j.Finished.IsZero() {
+		t.Errorf("job after the lane was lost: %s %q finished %v; want still running, no end written", j.State, j.Description, j.Finished)
+	}
+	if len(j.Steps) != 1 || j.Steps[0].ExitCode != -1 || j.Steps[0].Duration != 0 {
+		t.Errorf("steps after the lane was lost = %+v, want only the start record of deploy", j.Steps)
+	}
+	owed, err := st.Owed(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range owed {
+		if o.Report.State.Final() {
+			t.Errorf("a final report was owed by the replica that lost the lane: %+v", o.Report)
+		}
+	}
+	if h, tok := laneHolder(t, url); h != "thief" || tok != token+1 {
+		t.Errorf("lane = %s %d, want thief's, token %d (untouched by the replica that lost it)", h, tok, token+1)
+	}
+}
