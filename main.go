@@ -444,14 +444,9 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	if a.gh == nil {
 		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
 	}
-	var resolver server.Resolver = noResolver{}
-	if a.gh != nil {
-		resolver = a.gh
-	}
-	srv, err := server.New(lg, server.Options{
-		Secrets: cfg.WebhookSecrets, MaxBody: int64(cfg.MaxBody), Routes: routes(cfg),
-		PublicURL: cfg.PublicURL, Badges: *cfg.Badges, ShowOutput: *cfg.ShowOutput, Version: version,
-	}, server.Deps{Queue: a.ex, Journal: a.store, Resolver: resolver, Rollbacks: a.ex, Checker: readiness{a}})
+	// Sign-in: the "none" mode (server.AllowAll) until ui.auth's modes are
+	// built here; the pages are as open as they were before the console.
+	srv, err := newServer(lg, cfg, a, server.AllowAll("local"))
 	if err != nil {
 		return err
 	}
