@@ -206,6 +206,12 @@ func testLogger(tb testing.TB) *slog.Logger {
 
 func newFixture(tb testing.TB, edit func(*Options)) *fixture {
 	tb.Helper()
+	return newFixtureWith(tb, edit, nil)
+}
+
+// newFixtureWith is newFixture whose Deps editDeps may change (nil: none).
+func newFixtureWith(tb testing.TB, edit func(*Options), editDeps func(*Deps)) *fixture {
+	tb.Helper()
 	f := &fixture{
 		queue:     &fakeQueue{},
 		journal:   &fakeJournal{},
@@ -222,10 +228,14 @@ func newFixture(tb testing.TB, edit func(*Options)) *fixture {
 	if edit != nil {
 		edit(&opts)
 	}
-	srv, err := New(testLogger(tb), opts, Deps{
+	deps := Deps{
 		Queue: f.queue, Journal: f.journal, Resolver: f.resolver, Rollbacks: f.rollbacks,
 		Checker: f.checker, Now: func() time.Time { return testNow }, Auth: AllowAll("tester"),
-	})
+	}
+	if editDeps != nil {
+		editDeps(&deps)
+	}
+	srv, err := New(testLogger(tb), opts, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
