@@ -314,3 +314,40 @@ func (failingLive) Follow(context.Context, string, int64) (<-chan executor.LogEv
 func (failingLive) Cancel(context.Context, string, string) (executor.Job, error) {
 	return executor.Job{}, errors.New("no")
 }
+
+// TestConsole_events_outlivesWriteTimeout: the server's WriteTimeout (a
+// minute in Serve) would cut a stream that lasts as long as the deploy;
+// each write of the stream moves the deadline. Here it is 200 ms, and the
+// event comes well after it.
+func TestConsole_events_outlivesWriteTimeout(t *testing.T) {
+	c := newConsole(t, nil)
+	ch := make(chan executor.LogEvent, 1)
+	c.live.open["jrun"] = ch
+	ts := httptest.NewUnstartedServer(c.h)
+	ts.Config.WriteTimeout = 200 * time.Millisecond
+	ts.Start()
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	r, err := http.NewRequestWithContext(ctx, http.MethodGet, ts.URL+"/jobs/jrun/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AddCookie(&http.Cookie{Name: "session", Value: "alice"})
+	resp, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, err := br.ReadString('\n'); err != nil || line != "retry: 2000\n" {
+		t.Fatalf("first line %q, %v", line, err)
+	}
+	time.Sleep(500 * time.Millisecond) // past the first write deadline: not a synchronisation
+	ev := executor.LogEvent{ID: 1, Kind: "end", State: executor.StateSuccess, Time: testNow}
+	ch <- ev
+	rest, err := io.ReadAll(br)
+	if want := "\n" + strings.TrimPrefix(sse(t, ev), "retry: 2000\n\n"); err != nil || string(rest) != want {
+		t.Errorf("after the write deadline: %q, %v; want %q", rest, err, want)
+	}
+}
