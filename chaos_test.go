@@ -572,6 +572,7 @@ log: {format: text, level: info}
 shutdown_grace: 5s
 github:
   deployments: false
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app

@@ -95,7 +95,7 @@ func TestRun_ForcedRollback(t *testing.T) {
 		}
 	}
 	out, err := cli("rollback", "--to", sha(1), "--force")
-	if err != nil || !strings.Contains(out, "rollback "+sha(1)) || !strings.Contains(out, "success: deployed "+sha(1)[:7]) {
+	if err != nil || !strings.Contains(out, "rollback "+sha(1)) || !strings.Contains(out, "success: rolled back to "+sha(1)[:7]+" by ") {
 		t.Fatalf("forced rollback: %v\n%s", err, out)
 	}
 	st, err := store.Open(t.Context(), slog.New(slog.NewTextHandler(t.Output(), nil)), filepath.Join(data, "deployhook.db"))

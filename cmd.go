@@ -63,12 +63,12 @@ func (e *env) withApp(ctx context.Context, c *common, s setup, fn func(*app) err
 	}
 	var a *app
 	if s.exec == nil {
-		tr, err := newTransports(lg, cfg)
+		tr, err := newTransports(lg, cfg, nil)
 		if err != nil {
 			return usageError(err)
 		}
 		a = &app{cfg: cfg, lg: lg, tr: tr}
-	} else if a, err = e.assemble(ctx, cfg, lg, *s.exec); err != nil {
+	} else if a, err = e.assemble(ctx, cfg, lg, *s.exec, nil); err != nil {
 		if s.preflight {
 			fmt.Fprintf(e.stdout, "✗ %v\n", err)
 			return exitError{code: exitUsage, err: err, reported: true}
@@ -290,7 +290,7 @@ func stepCount(cfg *config.Config, name string) int {
 	return 0
 }
 
-// descUnreachable begins the description of a job whose session could not be
+// descUnreachable is in the description of a job whose session could not be
 // opened (executor's outcome): nothing ran because the target did not answer.
 const descUnreachable = "could not reach the target"
 
@@ -301,7 +301,7 @@ func jobExit(j *executor.Job) error {
 	switch {
 	case j.State == executor.StateSuccess:
 		return nil
-	case j.State == executor.StateError && strings.HasPrefix(j.Description, descUnreachable):
+	case j.State == executor.StateError && strings.Contains(j.Description, descUnreachable): // behind who asked for it
 		return exitError{code: exitUnreachable, err: fmt.Errorf("deploy %s: the target could not be reached", j.State), reported: true}
 	}
 	return failed(fmt.Errorf("deploy %s", j.State))
@@ -474,6 +474,9 @@ func (e *env) checkTarget(ctx context.Context, a *app, t config.Target, report f
 	}
 	for _, c := range a.tr.checks(ctx, t) {
 		report(c.err == nil, "%s: %s%s", t.Name, c.what, resultText(c.detail, c.err))
+	}
+	if s := targetSudoers(t); s != "" {
+		fmt.Fprintf(e.stdout, "%s: the sudoers lines its login user needs on the VM (check them with visudo -cf FILE, install as /etc/sudoers.d/deployhook):\n%s\n", t.Name, s)
 	}
 }
 

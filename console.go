@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"net/url"
-	"strings"
 
 	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/executor/ghstatus"
@@ -12,28 +10,27 @@ import (
 )
 
 // newServer builds the HTTP server over the assembled service a: the
-// webhook receiver and the operator console, whose people auth signs in.
-// The executor streams live logs and cancels jobs when it can (server.Live),
-// and GitHub, when reporting is on, tells the history pages about commits.
-func newServer(lg *slog.Logger, cfg *config.Config, a *app, auth server.Auth) (*server.Server, error) {
+// webhook receiver and the operator console, whose people auth signs in
+// (consoleAuth). The executor streams the live logs and cancels jobs;
+// GitHub, when reporting is on, tells the history pages about commits; mon
+// observes the deliveries and, when the configuration puts it beside the
+// pages, serves /metrics.
+func newServer(lg *slog.Logger, cfg *config.Config, a *app, auth server.Auth, mon *monitor) (*server.Server, error) {
 	var resolver server.Resolver = noResolver{}
 	var commits server.Commits
 	if a.gh != nil {
 		resolver = a.gh
 		commits = commitLookup{a.gh}
 	}
-	deps := server.Deps{
-		Queue: a.ex, Journal: a.store, Resolver: resolver, Rollbacks: a.ex, Checker: readiness{a},
-		Auth: auth, Commits: commits,
-	}
-	if live, ok := any(a.ex).(server.Live); ok {
-		deps.Live = live
-	}
 	return server.New(lg, server.Options{
 		Secrets: cfg.WebhookSecrets, MaxBody: int64(cfg.MaxBody), Routes: routes(cfg),
 		PublicURL: cfg.PublicURL, Badges: cfg.Badges.On(), PrivateBadges: cfg.Badges.Private(),
-		ShowOutput: *cfg.ShowOutput, Version: version, WebURL: webURL(cfg.GitHub.APIURL),
-	}, deps)
+		ShowOutput: *cfg.ShowOutput, Version: version, WebURL: cfg.GitHub.WebURL,
+		Observer: mon.m, Metrics: mon.main(),
+	}, server.Deps{
+		Queue: a.ex, Journal: a.store, Resolver: resolver, Rollbacks: a.ex, Checker: readiness{a},
+		Auth: auth, Live: a.ex, Commits: commits,
+	})
 }
 
 // commitLookup is server.Commits through GitHub's API.
@@ -42,22 +39,4 @@ type commitLookup struct{ gh *ghstatus.Client }
 func (c commitLookup) Commit(ctx context.Context, repo, sha string) (server.CommitInfo, error) {
 	ci, err := c.gh.Commit(ctx, repo, sha)
 	return server.CommitInfo(ci), err
-}
-
-// webURL is GitHub's web address for its REST API root api:
-// https://github.com for https://api.github.com/, https://HOST for GitHub
-// Enterprise Server's https://HOST/api/v3/; "" (the server's default,
-// github.com) for anything else.
-func webURL(api string) string {
-	u, err := url.Parse(api)
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	switch {
-	case strings.EqualFold(u.Host, "api.github.com"):
-		return "https://github.com"
-	case strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/api/v3"):
-		return u.Scheme + "://" + u.Host
-	}
-	return ""
 }

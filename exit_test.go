@@ -42,6 +42,7 @@ func TestRun_ExitCodes(t *testing.T) {
 		p := filepath.Join(dir, name+".yaml")
 		yaml := fmt.Sprintf(`log: {format: text}
 github: {report: false}
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app
@@ -335,7 +336,7 @@ func TestRun_StatusJSON(t *testing.T) {
 	if current["sha"] != sha(1) || current["job"] != j["id"] || current["finished"] == nil || len(current) != 3 {
 		t.Errorf("current = %v, want sha, job and finished of the deploy", current)
 	}
-	if j["kind"] != "manual" || j["sha"] != sha(1) || j["state"] != "success" || j["description"] != "deployed "+sha(1)[:7] ||
+	if j["kind"] != "manual" || j["sha"] != sha(1) || j["state"] != "success" || j["description"] != fmt.Sprintf("deployed %s by %s", sha(1)[:7], j["actor"]) ||
 		j["actor"] == "" || j["created"] == nil || j["finished"] == nil || len(j) != 8 {
 		t.Errorf("job = %v", j)
 	}
@@ -392,7 +393,7 @@ func TestRun_Completion(t *testing.T) {
 	}
 	got := complete(none, "rollback", "--config", cfg, "--data-dir", data, "--target", "production", "--to", "c0")
 	lines := strings.Split(got, "\n")
-	if len(lines) != 4 || !strings.HasPrefix(lines[0], sha(2)+"\t") || !strings.HasSuffix(lines[0], " success: deployed "+sha(2)[:7]) ||
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], sha(2)+"\t") || !strings.Contains(lines[0], " success: deployed "+sha(2)[:7]+" by ") ||
 		!strings.HasPrefix(lines[1], sha(1)+"\t") || lines[2] != ":36" {
 		t.Errorf("--to completes\n%s\nwant %s then %s, newest first, with their jobs", got, sha(2), sha(1))
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -274,6 +275,17 @@ github:
   # installation_id: 67890
   # private_key_file: /secrets/github-app.pem
 
+# Sign-in to the console (the pages, live logs and buttons): deployhook refuses to
+# start until you choose. GitHub sign-in needs public_url and an OAuth App whose
+# callback URL is PUBLIC_URL/auth/callback (secret: DEPLOYHOOK_OAUTH_CLIENT_SECRET):
+# ui:
+#   github:
+#     client_id: Iv1.0123456789abcdef
+#     # team: acme/deployers             # may press the buttons, beside push access
+# Behind Identity-Aware Proxy: ui: {auth: iap, iap: {audience: /projects/NUM/global/backendServices/ID,
+#   viewers: [domain:example.com], operators: [user:you@example.com]}}
+# Nobody reaches listen but this machine: ui: {auth: none} (no sign-in at all).
+
 targets:
   - name: %s
     repo: %s
@@ -345,27 +357,35 @@ func (p *initPlan) sequence() executor.Sequence {
 	return executor.Sequence{AppDir: p.appDir, AppUser: p.appUser, Units: p.units, Settle: initSettle}
 }
 
-// sudoers returns the /etc/sudoers.d lines the login user needs: one rule
-// per user the default sequence's steps and probes run as through sudo
-// (the app user for git and uv, root for the restarts), in the order the
-// sequence first needs them, each after a comment naming its steps. Empty
-// with OS Login, whose roles/compute.osAdminLogin grants sudo already.
-//
-// Every step runs as "sudo -n [-u USER] -- sh -c WRAPPER ..." (the transport's
-// timeout wrapper, see executor/remote), and a stuck one is signalled with
-// "sudo -n [-u USER] -- kill": a rule naming only a step's own command
-// (systemctl restart UNIT) would never match, so each rule allows ALL as
-// its user, and the comments say so.
+// sudoers returns the /etc/sudoers.d lines the login user needs for the
+// plan's sequence (sudoersFor); empty with OS Login, whose
+// roles/compute.osAdminLogin grants sudo already.
 func (p *initPlan) sudoers() string {
 	if p.oslogin {
 		return ""
 	}
-	users, names := sudoUsers(p.sequence())
+	steps, current, changed, contains := p.sequence().Steps()
+	return sudoersFor(p.login, append(steps, *current, *changed, *contains))
+}
+
+// sudoersFor returns the /etc/sudoers.d lines login needs to run steps: one
+// rule per user they run as through sudo (root for Sudo steps: the
+// restarts, and the apply steps when the target applies files), in the
+// order first needed, each after a comment naming its steps; empty when no
+// step uses sudo.
+//
+// Every step runs as "sudo -n [-u USER] -- sh -c WRAPPER ..." (the transport's
+// timeout wrapper, see executor/remote), and a stuck one is signalled with
+// "sudo -n [-u USER] -- kill": a rule naming only a step's own command
+// (systemctl restart UNIT, or a root-owned helper script) would never match,
+// so each rule allows ALL as its user, and the comments say so.
+func sudoersFor(login string, steps []executor.Step) string {
+	users, names := sudoUsers(steps)
 	if len(users) == 0 {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "# /etc/sudoers.d/deployhook: what deployhook's login user %s runs through sudo -n.\n", p.login)
+	fmt.Fprintf(&b, "# /etc/sudoers.d/deployhook: what deployhook's login user %s runs through sudo -n.\n", login)
 	b.WriteString("# deployhook runs every step as \"sudo -n [-u USER] -- sh -c WRAPPER ...\" (its timeout\n")
 	b.WriteString("# wrapper) and ends a stuck one with \"sudo -n [-u USER] -- kill\", so each rule allows\n")
 	b.WriteString("# every command as its user: the one for root makes the login user root on this VM.\n")
@@ -377,20 +397,21 @@ func (p *initPlan) sudoers() string {
 			who += " (sudo -n -u " + u + ")"
 		}
 		fmt.Fprintf(&b, "# As %s: %s\n", who, strings.Join(names[u], ", "))
-		fmt.Fprintf(&b, "%s ALL=(%s) NOPASSWD: ALL\n", p.login, u)
+		fmt.Fprintf(&b, "%s ALL=(%s) NOPASSWD: ALL\n", login, u)
 	}
-	if len(p.units) > 0 {
+	if slices.ContainsFunc(steps, func(s executor.Step) bool { return strings.HasPrefix(s.Name, "apply ") }) {
+		b.WriteString("# The apply steps read the checkout as the app user through runuser, as root: no rule of their own.\n")
+	}
+	if slices.ContainsFunc(steps, func(s executor.Step) bool { return s.Name == "verify" && s.User == "" && !s.Sudo }) {
 		b.WriteString("# verify (systemctl show) runs as the login user itself, without sudo.\n")
 	}
 	return b.String()
 }
 
-// sudoUsers returns the users seq's steps and probes run as through sudo
-// (root for Sudo steps), in the order of first use, and the names of the
-// steps that run as each.
-func sudoUsers(seq executor.Sequence) (users []string, names map[string][]string) {
-	steps, current, changed, contains := seq.Steps()
-	steps = append(steps, *current, *changed, *contains)
+// sudoUsers returns the users steps run as through sudo (root for Sudo
+// steps), in the order of first use, and the names of the steps that run as
+// each.
+func sudoUsers(steps []executor.Step) (users []string, names map[string][]string) {
 	names = map[string][]string{}
 	for _, s := range steps {
 		u := s.User

@@ -34,6 +34,26 @@ func initSecrets(name string) string {
 	}[name]
 }
 
+// loadInit loads the configuration init wrote at path as config.Load does
+// at run time, once the person chose the console's sign-in (init leaves it
+// to them: ui: is commented out, and a configuration without it does not
+// start); here they chose none.
+func loadInit(t *testing.T, path string) (*config.Config, error) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(path, initSecrets); err == nil || !strings.Contains(err.Error(), "ui.auth is not set") {
+		t.Errorf("config.Load of the file as written: %v, want it to ask for ui.auth", err)
+	}
+	chosen := filepath.Join(t.TempDir(), "chosen.yaml")
+	if err := os.WriteFile(chosen, append(b, "ui: {auth: none}\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config.Load(chosen, initSecrets)
+}
+
 // runInit runs deployhook init in dir with args and stdin, and returns its
 // error and stdout.
 func runInit(t *testing.T, dir string, stdin io.Reader, args ...string) (error, string, string) {
@@ -181,7 +201,7 @@ func TestInit_Flags(t *testing.T) {
 		t.Errorf("mode of the file: %v, %v; want 0644", fi.Mode(), err)
 	}
 
-	cfg, err := config.Load(path, initSecrets)
+	cfg, err := loadInit(t, path)
 	if err != nil {
 		t.Fatalf("config.Load of the written file: %v", err)
 	}
@@ -245,7 +265,7 @@ func TestInit_Transports(t *testing.T) {
 			if err != nil {
 				t.Fatalf("init: %v", err)
 			}
-			cfg, err := config.Load(filepath.Join(dir, "deployhook.yaml"), initSecrets)
+			cfg, err := loadInit(t, filepath.Join(dir, "deployhook.yaml"))
 			if err != nil {
 				t.Fatalf("config.Load of the written file: %v", err)
 			}

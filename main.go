@@ -23,6 +23,7 @@ import (
 	"github.com/deployhook/deployhook/executor/ghstatus"
 	"github.com/deployhook/deployhook/executor/store"
 	"github.com/deployhook/deployhook/executor/store/pgstore"
+	"github.com/deployhook/deployhook/internal/metrics"
 	"github.com/deployhook/deployhook/server"
 )
 
@@ -257,7 +258,7 @@ type app struct {
 // assemble opens the journal and builds the reporter, transports and executor.
 // What the configuration names but cannot be used (data_dir, key files, host
 // key pins) is a usage error.
-func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options) (*app, error) {
+func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options, m *metrics.Metrics) (*app, error) {
 	a := &app{cfg: cfg, lg: lg}
 	st, err := openJournal(ctx, cfg, lg)
 	if err != nil {
@@ -275,7 +276,7 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 		}
 		a.gh, err = ghstatus.New(lg, ghstatus.Options{
 			BaseURL: cfg.GitHub.APIURL, TokenSource: ts, Deployments: *cfg.GitHub.Deployments,
-			UserAgent: "deployhook/" + version,
+			UserAgent: "deployhook/" + version, Observer: githubObserver(m),
 		})
 		if err != nil {
 			return fail(err)
@@ -284,17 +285,21 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 	} else {
 		a.reporter = ghstatus.LogOnly(lg)
 	}
-	a.tr, err = newTransports(lg, cfg)
+	a.tr, err = newTransports(lg, cfg, m)
 	if err != nil {
 		return fail(usageError(err))
 	}
 	opts.Targets = executorTargets(cfg)
+	if err := wireNotify(cfg, &opts); err != nil {
+		return fail(usageError(err))
+	}
 	if a.gh != nil {
 		// Targets with custom steps ask GitHub whether a commit is older than the
 		// deployed one, or on the branch; the default sequence asks the VM's clone.
 		opts.Heads, opts.Commits = a.gh, a.gh
 	}
 	opts.PublicURL = cfg.PublicURL
+	opts.Redact = append(opts.Redact, redactions(cfg)...)
 	opts.Retain, opts.RetainJobs = time.Duration(*cfg.Retain), *cfg.RetainJobs
 	opts.Lease = time.Duration(cfg.Lease)
 	if opts.Grace == 0 {
@@ -356,10 +361,7 @@ func executorTargets(cfg *config.Config) []executor.Target {
 			Rollback: *t.Rollback, Dir: t.AppDir, Env: t.Env,
 			Reconcile: time.Duration(t.Reconcile), DeployOn: t.DeployOn, Workflows: t.Workflows,
 		}
-		seq := executor.Sequence{
-			AppDir: t.AppDir, AppUser: t.AppUser, Units: t.Units,
-			Settle: time.Duration(t.Settle), AllowDirty: t.AllowDirty,
-		}
+		seq := targetSequence(t)
 		steps, current, changed, contains := seq.Steps()
 		if t.AppDir != "" {
 			et.Current, et.Changed = current, changed
@@ -368,6 +370,7 @@ func executorTargets(cfg *config.Config) []executor.Target {
 			// Custom steps: ancestry and the branch are asked of GitHub instead.
 			et.Steps, et.Contains = steps, contains
 		}
+		et.Watch = targetWatch(&t, seq) // watch.go
 		for _, s := range t.Steps {
 			et.Steps = append(et.Steps, executor.Step{
 				Name: s.Name, Run: s.Run, User: s.User, Sudo: s.Sudo, Dir: s.Dir, Env: s.Env,
@@ -436,17 +439,24 @@ const demoBanner = `
 // pages still answer), let the running deploys finish within the grace period
 // and stop the executor, stop HTTP, close the journal.
 func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) error {
-	a, err := e.assemble(ctx, cfg, lg, executor.Options{})
+	mon, err := newMonitor(cfg, lg)
+	if err != nil {
+		return err
+	}
+	a, err := e.assemble(ctx, cfg, lg, executor.Options{Observer: mon.m}, mon.m)
 	if err != nil {
 		return err
 	}
 	defer a.close() // last: the journal outlives every reader and writer
+	mon.watch(a)
 	if a.gh == nil {
 		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
 	}
-	// Sign-in: the "none" mode (server.AllowAll) until ui.auth's modes are
-	// built here; the pages are as open as they were before the console.
-	srv, err := newServer(lg, cfg, a, server.AllowAll("local"))
+	auth, err := consoleAuth(lg, cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := newServer(lg, cfg, a, auth, mon)
 	if err != nil {
 		return err
 	}
@@ -454,6 +464,12 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	stopMetrics, err := mon.listen(e.stdout)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopMetrics()
 	execCtx, stopExec := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopExec()
 	execDone := make(chan error, 1)

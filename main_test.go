@@ -258,6 +258,7 @@ lease: 2s
 log: {format: text, level: debug}
 github:
   deployments: false
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app
@@ -638,7 +639,7 @@ func TestRun_DeployAndRollback(t *testing.T) {
 	if err != nil {
 		t.Fatalf("rollback: %v\n%s", err, out)
 	}
-	if !strings.Contains(out, "rollback "+sha(1)) || !strings.Contains(out, "success: deployed "+sha(1)[:7]) {
+	if !strings.Contains(out, "rollback "+sha(1)) || !strings.Contains(out, "success: rolled back to "+sha(1)[:7]+" by ") {
 		t.Errorf("rollback output:\n%s", out)
 	}
 	ran, _ := os.ReadFile(filepath.Join(dir, "ran"))
@@ -655,7 +656,7 @@ func TestRun_DeployAndRollback(t *testing.T) {
 	// A failing deploy makes the command fail; the step's output is streamed.
 	os.WriteFile(filepath.Join(dir, "fail"), []byte(sha(3)), 0o600)
 	if out, err := cli("deploy", "--sha", sha(3)); err == nil || !strings.Contains(out, "[verify] verify failed\n") ||
-		!strings.Contains(out, "failure: verify failed") {
+		!strings.Contains(out, "failure: deploy by ") || !strings.Contains(out, ": verify failed") {
 		t.Errorf("failing deploy: %v\n%s", err, out)
 	}
 }
@@ -670,6 +671,7 @@ func BenchmarkServe_Push(b *testing.B) {
 log: {format: text, level: error}
 shutdown_grace: 1ms
 github: {report: false}
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app

@@ -62,7 +62,7 @@ func TestRun_StatusNeedsNoSecrets(t *testing.T) {
 	head := func(s string, n int) []string { return strings.Fields(s)[:min(n, len(strings.Fields(s)))] }
 	tail := func(s string, n int) []string { f := strings.Fields(s); return f[max(len(f)-n, 0):] }
 	if len(lines) != 2 || !slices.Equal(head(lines[0], 5), []string{"production", "acme/app", "main", "runs", short}) ||
-		!slices.Equal(tail(lines[1], 4), []string{short, "success", "deployed", short}) {
+		!slices.Equal(tail(lines[1], 6)[:5], []string{short, "success", "deployed", short, "by"}) {
 		t.Errorf("status output:\n%s\nwant the target running %s and its one successful job", out, short)
 	}
 
@@ -86,6 +86,7 @@ func TestRun_SSHNeedsNoSecrets(t *testing.T) {
 	cfg := filepath.Join(dir, "deployhook.yaml")
 	yaml := fmt.Sprintf(`github:
   report: true
+ui: {auth: none}
 targets:
   - name: production
     repo: acme/app

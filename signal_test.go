@@ -44,6 +44,7 @@ func TestMain_SignalEndsServeCleanly(t *testing.T) {
 			if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
 log: {format: json, level: info}
 github: {report: false}
+ui: {auth: none}
 targets:
   - name: demo
     repo: acme/app

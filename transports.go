@@ -14,6 +14,7 @@ import (
 	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/executor/gcp"
 	"github.com/deployhook/deployhook/executor/remote"
+	"github.com/deployhook/deployhook/internal/metrics"
 )
 
 // transports is the executor's Transport: it opens each target's session with the
@@ -24,7 +25,7 @@ type transports struct {
 	google *gcp.Google // the Google clients of the iap targets, made on first use
 }
 
-func newTransports(lg *slog.Logger, cfg *config.Config) (*transports, error) {
+func newTransports(lg *slog.Logger, cfg *config.Config, m *metrics.Metrics) (*transports, error) {
 	ts := &transports{byName: map[string]executor.Transport{}, iaps: map[string]*gcp.Transport{}}
 	for _, t := range cfg.Targets {
 		tlg := lg.With("target", t.Name)
@@ -53,7 +54,7 @@ func newTransports(lg *slog.Logger, cfg *config.Config) (*transports, error) {
 				Target: t.Name, Project: t.VM.Project, Zone: t.VM.Zone, Instance: t.VM.Instance,
 				Interface: t.VM.Interface, Port: t.VM.Port, IAPEndpoint: cfg.IAPURL,
 				SSH: opts, GuestAttributes: *t.SSH.GuestAttributes,
-				OSLogin: t.SSH.OSLogin, Clients: ts.google,
+				OSLogin: t.SSH.OSLogin, Clients: ts.google, IAPObserver: iapObserver(m, t.Name),
 			})
 			if err != nil {
 				return nil, err

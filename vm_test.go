@@ -401,7 +401,7 @@ func TestVM_NotAppliedNamed(t *testing.T) {
 		"infra/files/dagster-code.service": "[Service]\nRestart=always\n",
 	})
 	push(t, p, c2)
-	if s, want := final(t, gh, c2), "deployed "+c2[:7]+"; not applied: dagster.yaml, infra/"; s.State != "success" || s.Description != want {
+	if s, want := final(t, gh, c2), "deployed "+c2[:7]+"; not applied: dagster.yaml; infra/ changed: terraform apply needed"; s.State != "success" || s.Description != want {
 		t.Errorf("status %s %q, want success %q", s.State, s.Description, want)
 	}
 	if got := v.head(t); got != c2 {

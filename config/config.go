@@ -61,12 +61,16 @@ type Config struct {
 	// running jobs as interrupted, and runs its queued ones, once the lease
 	// is over. Default 30s.
 	Lease Duration `yaml:"lease"`
+	// MetricsListen is the address of /metrics' own listener (MetricsPlace).
+	MetricsListen string `yaml:"metrics_listen"`
 	// Store is the journal's PostgreSQL database, a postgres:// URL without a
 	// password (put one in DEPLOYHOOK_DATABASE_URL). Empty: the SQLite journal
 	// in data_dir. DatabaseURL, from the environment, takes its place.
 	Store   string   `yaml:"store"`
 	Log     Log      `yaml:"log"`
 	GitHub  GitHub   `yaml:"github"`
+	UI      UI       `yaml:"ui"`     // sign-in to the console: config/ui.go
+	Notify  Notify   `yaml:"notify"` // Slack and Google Chat notices (config/notify.go)
 	Targets []Target `yaml:"targets"`
 
 	// Secrets, from the environment only (see Load).
@@ -102,6 +106,8 @@ type Log struct {
 // GitHub configures reporting to GitHub.
 type GitHub struct {
 	APIURL         string `yaml:"api_url"`
+	WebURL         string `yaml:"web_url"` // OAuth endpoints for console sign-in (GHES: https://HOST/)
+	webURLDerived  bool   // WebURL was not set: it is api_url's host (uiDefaults)
 	AppID          int64  `yaml:"app_id"`
 	InstallationID int64  `yaml:"installation_id"`
 	PrivateKeyFile string `yaml:"private_key_file"`
@@ -145,6 +151,13 @@ type Target struct {
 	// Env is added to every step's environment (a step's own env wins).
 	Env   map[string]string `yaml:"env"`
 	Steps []Step            `yaml:"steps"`
+
+	// Notify is what the target announces, and where (config/notify.go);
+	// a key it leaves unset takes the global notify:'s.
+	Notify        *NotifyRule      `yaml:"notify"`
+	Watch         *Watch           `yaml:"watch"` // the post-deploy watch (watch.go)
+	ApplyOptions  `yaml:",inline"` // apply, apply_units, apply_dagster_yaml, apply_backup_dir (config/apply.go)
+	VerifyOptions `yaml:",inline"` // verify, verify_within (config/verify.go)
 }
 
 // VM names a Compute Engine instance.
@@ -401,6 +414,12 @@ func (c *Config) readEnv(getenv Getenv) error {
 		return err
 	}
 	c.DatabaseURL = string(db)
+	if err := c.UI.readEnv(secret); err != nil {
+		return err
+	}
+	if err := c.readNotifyEnv(secret); err != nil {
+		return err
+	}
 	c.IAPURL = getenv("DEPLOYHOOK_IAP_URL")
 	c.ComputeURL = getenv("DEPLOYHOOK_COMPUTE_URL")
 	c.OSLoginURL = getenv("DEPLOYHOOK_OSLOGIN_URL")
@@ -493,6 +512,7 @@ func (c *Config) defaults() {
 	if c.Lease == 0 {
 		c.Lease = Duration(DefaultLease)
 	}
+	c.uiDefaults()
 	if c.Log.Format == "" {
 		c.Log.Format = "auto"
 	}

@@ -40,7 +40,7 @@ func TestLoad_Example(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "key")
 	os.WriteFile(key, []byte("not read at load"), 0o600)
-	c, err := Load("example.yaml", env("DEPLOYHOOK_WEBHOOK_SECRET", secret16, "DEPLOYHOOK_GITHUB_TOKEN", "ghp_x"))
+	c, err := Load("example.yaml", env("DEPLOYHOOK_WEBHOOK_SECRET", secret16, "DEPLOYHOOK_GITHUB_TOKEN", "ghp_x", "DEPLOYHOOK_OAUTH_CLIENT_SECRET", "x"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestLoad_SecretFiles(t *testing.T) {
 }
 
 // iapOSLogin is an iap target that logs in through OS Login.
-const iapOSLogin = `
+const iapOSLogin = `ui: {auth: none}
 targets:
   - name: prod
     repo: acme/app
@@ -95,7 +95,7 @@ targets:
 
 func TestValidate_FailsClosed(t *testing.T) {
 	base := func() string {
-		return `
+		return `ui: {auth: none}
 targets:
   - name: prod
     repo: acme/app
@@ -115,7 +115,7 @@ targets:
 		{"no secret", base(), env(), "no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET"},
 		{"short secret", base(), env("DEPLOYHOOK_WEBHOOK_SECRET", "abc"), "at least 16"},
 		{"unknown transport", strings.Replace(base(), "transport: ssh", "transport: telnet", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), `transport "telnet": use iap, ssh or local`},
-		{"duplicate target", base() + strings.Replace(base(), "targets:\n", "", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), `target name "prod" is used twice`},
+		{"duplicate target", base() + strings.Replace(base(), "ui: {auth: none}\ntargets:\n", "", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), `target name "prod" is used twice`},
 		{"no host key pin", strings.Replace(base(), ", known_hosts_file: /kh", "", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "no host key pin"},
 		{"no ssh key", strings.Replace(base(), ", private_key_file: /k", "", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16), "no SSH key"},
 		{"ssh key from env", strings.Replace(base(), ", private_key_file: /k", "", 1), env("DEPLOYHOOK_WEBHOOK_SECRET", secret16, "DEPLOYHOOK_SSH_KEY", "pem"), ""},

@@ -10,7 +10,7 @@ import (
 )
 
 // ssh8 is a valid ssh target with the default sequence, for the issue 8 rules.
-const ssh8 = `
+const ssh8 = `ui: {auth: none}
 targets:
   - name: prod
     repo: acme/app

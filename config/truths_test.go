@@ -85,7 +85,7 @@ func TestFileWarnings_GoogleCredentialsFILE(t *testing.T) {
 // listed by git in app_dir. On a target with steps: and no app_dir it did
 // nothing, silently (issue 12); now start-up refuses it.
 func TestValidate_NotAppliedNeedsAppDir(t *testing.T) {
-	const base = `
+	const base = `ui: {auth: none}
 targets:
   - name: prod
     repo: acme/app

@@ -89,10 +89,13 @@ func (c *Config) validate(o loadOptions) error {
 		errs = append(errs, validateWebhookSecrets(c.WebhookSecrets)...)
 	}
 	errs = append(errs, c.validateEndpoints()...)
+	errs = append(errs, validateMetrics(c.MetricsListen, c.Listen)...)
 	errs = append(errs, c.validateJournal()...)
 	errs = append(errs, validateStore(c.Store, c.DatabaseURL)...)
 	errs = append(errs, validateGitHub(c.GitHub, c.GitHubToken, !o.noWebhookOrGitHub)...)
 	errs = append(errs, validateLog(c.Log)...)
+	errs = append(errs, c.validateUI(!o.noWebhookOrGitHub)...)
+	errs = append(errs, c.validateNotify()...)
 	if len(c.Targets) == 0 {
 		errs = append(errs, errors.New("no targets: add at least one under targets:"))
 	}
@@ -318,6 +321,9 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 	for j, s := range t.Steps {
 		p = append(p, validateStep(where, j, s)...)
 	}
+	p = append(p, validateWatch(where, t)...)
+	p = append(p, validateApply(where, t)...)
+	p = append(p, validateVerify(where, t)...)
 	return p
 }
 

@@ -406,6 +406,7 @@ targets:
 	want := []string{
 		"no webhook secret: set DEPLOYHOOK_WEBHOOK_SECRET",
 		`log.format "yaml": use auto, json or text`,
+		"ui.auth is not set: the console's pages show the deploys and have buttons, so they need sign-in",
 		"targets[0] (prod): no SSH key: set ssh.private_key_file",
 		"targets[0] (prod) step 1 (a): a step needs a timeout",
 		`targets[1] (prod): target name "prod" is used twice`,

@@ -30,6 +30,17 @@
 // Trigger.AnyCommit. Decisions are pure functions (admit, outcome) applied by
 // the worker, which owns its job; the lane only keeps snapshots of it.
 //
+// # Watch
+//
+// A target with a Watch keeps checking after a successful deploy, which is
+// final and reported at once: the lane's worker runs the check every
+// Watch.Every until Watch.For has passed, and is free for a newer job, which
+// ends the watch before it starts. Watch.Trips degraded checks in a row roll
+// the job back under the deploy lock, as after a failed step past the
+// checkpoint, and the job ends failure ("rolled back after 6 min: 4 of 5 runs
+// failed since deploy, 0 of 9 before"): the one case of a final job changing
+// state. See Watch.
+//
 // # Owners
 //
 // Every process that runs the executor owns the jobs it creates, and holds a
@@ -51,9 +62,36 @@
 // Options.Retain (and beyond Options.RetainJobs per target), at start and
 // hourly, except each target's last successful deploy.
 //
+// # Notices
+//
+// A target's NoticeRule may announce, on chat channels (Options.Notifiers,
+// e.g. Slack and Google Chat through executor/notify), a failure (a job that
+// ended failure or error), a rollback (one whose description says it rolled
+// back) and a recovery (the first success after a failure or an error). The
+// notices are owed in the outbox in the same transaction as the job's final
+// state, one Report per channel (Report.Notify names it; "" is GitHub), and
+// each channel has its own sender and backoff, so a channel that is down
+// delays neither the deploys nor GitHub's reports, nor they it. A channel's
+// refusal (ErrPermanent: a 4xx) is logged and settled; any other error is
+// retried; an attempt under way at shutdown is let finish and recorded, so
+// it is not sent twice.
+//
+// # Live logs and cancel
+//
+// A step's output is cut into lines as it arrives, each redacted against
+// Options.Redact, and published to the job's live log (Follow: events with
+// IDs, resumable after a reconnect, a slow reader dropped rather than
+// waited for) and written to the journal at most every 250 ms while the step
+// runs. Each step keeps at most Options.OutputLimit: its first quarter and its
+// end, with a marker line for the cut middle. Cancel ends a queued job at
+// once, or kills a running job's step and rolls the target back when the
+// checkpoint had started; the job ends in error naming who cancelled it. A
+// job a person asked for names them in what GitHub is told about it.
+//
 // # Interfaces
 //
 // The package declares the interfaces it consumes and imports none of its
-// subpackages: Transport (executor/remote), Reporter (executor/ghstatus) and
-// Store (executor/store). main wires them together.
+// subpackages: Transport (executor/remote), Reporter (executor/ghstatus),
+// Notifier (executor/notify) and Store (executor/store). main wires them
+// together.
 package executor

@@ -21,17 +21,23 @@ type Options struct {
 	// PublicURL is deployhook's public base URL; reports link to a job's page
 	// at JobURL(PublicURL, ID). Empty: reports carry no link.
 	PublicURL string
-	// OutputLimit is how many bytes of each step's output the journal keeps (the
-	// tail). Default 16 KiB.
+	// OutputLimit is how many bytes of each step's output the journal and the
+	// live log keep: the first quarter and the end, with a marker line saying
+	// how many bytes were cut between them. Default 16 KiB.
 	OutputLimit int
+	// Redact lists values that must never be stored or published (webhook
+	// secrets, tokens, client secrets): each is replaced by "[redacted]" in
+	// every line of a step's output, and in its error, before the journal,
+	// the live log or Output sees it.
+	Redact []string
 	// Grace is how long a running deploy may go on after shutdown starts before it is
 	// cancelled and reported as an error. Default 2 minutes.
 	Grace time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts to send owed reports.
 	// Defaults 2 s and 5 min.
 	RetryMin, RetryMax time.Duration
-	// Output, when set, also receives every step's output as it runs (the CLI's
-	// deploy command streams it to the terminal).
+	// Output, when set, also receives every step's output as it runs, line by
+	// line and redacted (the CLI's deploy command streams it to the terminal).
 	Output io.Writer
 	// Heads reads branch heads and CI results from GitHub for the reconciler;
 	// nil: no reconciling.
@@ -60,6 +66,12 @@ type Options struct {
 	// A target's last successful deploy is always kept. Defaults 90 days and 1000.
 	Retain     time.Duration
 	RetainJobs int
+	// Observer is told what the executor does, for metrics; nil: nothing.
+	Observer Observer
+	// Notifiers are the channels notices go to, by name (Target.Notify names
+	// them): each has its own sender and backoff in the outbox, apart from
+	// GitHub's. Nil: no notices.
+	Notifiers map[string]Notifier
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -73,7 +85,9 @@ type Executor struct {
 	lanes   map[string]*lane
 	owed    chan struct{} // wakes the outbox sender; capacity 1
 	jr      *journal      // the journal's health and what it refused
+	nt      *notices      // the notice channels
 	ends    *waiters      // Wait calls, woken when a job's final state is recorded
+	live    *live         // the live logs of running jobs (Follow)
 	stopped chan struct{} // closed when Run returns
 
 	mu      sync.Mutex
@@ -95,6 +109,10 @@ type lane struct {
 	pending *Job   // the waiting job, owned by the lane until the worker takes it
 	current string // the SHA the target runs, as far as deployhook knows
 	lastJob string // the job that deployed current
+	cancel  cancelState
+	// watching ends the watch of the last deploy (Watch) while one runs: a
+	// newer job ends it before it starts. Nil when no watch runs.
+	watching context.CancelCauseFunc
 }
 
 // publish replaces the snapshot of the running job with a copy of j.
@@ -137,12 +155,19 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		opts.RetainJobs = 0 // Store.Prune: no count limit
 	}
 	opts.Owner = fillOwner(opts.Owner, opts.NoRecover)
+	opts.Observer, store = observer(opts.Observer), observeStore(store, observer(opts.Observer))
+	nt, err := newNotices(opts.Notifiers, opts.Targets)
+	if err != nil {
+		return nil, err
+	}
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep,
 		lanes:   make(map[string]*lane),
 		owed:    make(chan struct{}, 1),
 		jr:      newJournal(),
+		nt:      nt,
 		ends:    newWaiters(),
+		live:    newLive(opts),
 		stopped: make(chan struct{}),
 	}
 	for _, t := range opts.Targets {
@@ -152,6 +177,11 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		for _, s := range t.Steps {
 			if s.Run == "" || s.Timeout <= 0 {
 				return nil, fmt.Errorf("executor: target %q: step %q without Run or Timeout", t.Name, s.Name)
+			}
+		}
+		if t.Watch != nil {
+			if err := t.Watch.valid(t); err != nil {
+				return nil, fmt.Errorf("executor: target %q: %w", t.Name, err)
 			}
 		}
 		if t.Reconcile > 0 && !t.DeployOn.Valid() {
@@ -399,6 +429,7 @@ func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 		newer = l.running
 	case newer == nil:
 		l.pending = &j
+		l.stopWatch(&j)
 		l.signal()
 		e.jobLogger(j).Info("orphaned job requeued")
 		return
@@ -465,7 +496,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		Target:      target,
 		Trigger:     t,
 		State:       StateQueued,
-		Description: "queued: " + t.Reason,
+		Description: queuedDescription(t),
 		Owner:       e.opts.Owner.ID,
 		Created:     time.Now(),
 	}
@@ -492,6 +523,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		e.end(ctx, old)
 	}
 	l.pending = &j
+	l.stopWatch(&j)
 	e.wakeSender()
 	l.signal()
 	e.jobLogger(j).Info("job queued", "reason", t.Reason)
@@ -581,8 +613,12 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 		}
 		j := *l.pending // the worker's own copy from now on
 		l.pending = nil
+		running := j
+		l.running = &running // so that Cancel finds it before run publishes it
 		l.mu.Unlock()
-		e.run(runCtx, l, j)
+		if d := e.run(runCtx, l, j); d != nil {
+			e.watch(ctx, runCtx, l, d) // the lane is free meanwhile: a newer job ends it
+		}
 	}
 }
 
@@ -608,9 +644,10 @@ func (e *Executor) wakeSender() {
 	}
 }
 
-// update stores j's state and owes its report, in one transaction.
-func (e *Executor) update(ctx context.Context, j Job) error {
-	err := e.store.UpdateJob(ctx, j, e.report(e.target(j.Target), j))
+// update stores j's state and owes its report, and the notices in also, in
+// one transaction.
+func (e *Executor) update(ctx context.Context, j Job, also ...Report) error {
+	err := e.store.UpdateJob(ctx, j, append([]Report{e.report(e.target(j.Target), j)}, also...)...)
 	if e.jr.wrote(err) != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}

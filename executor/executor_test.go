@@ -214,7 +214,7 @@ func TestExecutor_Failures(t *testing.T) {
 			name:      "success names what is not applied",
 			changed:   "dagster.yaml\ninfra/main.tf\nsrc/app.py\n",
 			wantState: StateSuccess,
-			wantDesc:  "deployed " + sha(2)[:7] + "; not applied: dagster.yaml, infra/",
+			wantDesc:  "deployed " + sha(2)[:7] + "; not applied: dagster.yaml; infra/ changed: terraform apply needed",
 			wantSteps: []string{"preflight", "checkout", "restart", "verify"},
 		},
 	}
@@ -566,21 +566,6 @@ func TestMatchGlob(t *testing.T) {
 		if got := matchGlob(tc.glob, tc.file); got != tc.want {
 			t.Errorf("matchGlob(%q, %q) = %v, want %v", tc.glob, tc.file, got, tc.want)
 		}
-	}
-}
-
-func TestTailBuffer(t *testing.T) {
-	b := newTail(10)
-	for range 100 {
-		b.Write([]byte("0123456789abc"))
-	}
-	if got, want := b.String(), "…\n"+tail(strings.Repeat("0123456789abc", 100), 10); got != want {
-		t.Errorf("tail = %q", got)
-	}
-	small := newTail(100)
-	small.Write([]byte("hello"))
-	if small.String() != "hello" {
-		t.Errorf("small = %q", small.String())
 	}
 }
 

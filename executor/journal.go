@@ -25,10 +25,12 @@ type journal struct {
 	changed chan struct{}        // closed (and replaced) when the backlog shrinks
 }
 
-// unwritten is a job's final state and the step records the journal refused.
+// unwritten is a job's final state and the step records the journal refused,
+// with the notices owed with that state (noticesFor).
 type unwritten struct {
-	job   Job
-	steps []StepRun
+	job     Job
+	steps   []StepRun
+	notices []Report
 }
 
 func newJournal() *journal {
@@ -129,11 +131,13 @@ func mergeSteps(a, b []StepRun) []StepRun {
 	return out
 }
 
-// end writes j's final state with its report (and the step records steps the
-// journal refused before); if the journal refuses it too, the outcome is kept
-// in memory and written by the repair loop.
+// end writes j's final state with its report and notices (and the step
+// records steps the journal refused before); if the journal refuses it too,
+// the outcome is kept in memory and written by the repair loop.
 func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
-	u := unwritten{job: j, steps: steps}
+	e.live.finish(j)
+	u := unwritten{job: j, steps: steps, notices: e.noticesFor(ctx, j)}
+	e.opts.Observer.JobEnded(j)
 	if err := e.write(ctx, u); err != nil {
 		e.jobLogger(j).Error("journal refused the job's outcome: kept in memory until it can be written",
 			"state", j.State, "err", err)
@@ -141,14 +145,18 @@ func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
 	}
 }
 
-// write records u's steps and final state.
+// write records u's steps and final state, owing its notices with it.
 func (e *Executor) write(ctx context.Context, u unwritten) error {
 	for _, s := range u.steps {
 		if err := e.jr.wrote(e.store.AddStep(ctx, s)); err != nil {
 			return fmt.Errorf("record step %d of job %s: %w", s.Seq, u.job.ID, err)
 		}
 	}
-	return e.update(ctx, u.job)
+	if err := e.update(ctx, u.job, u.notices...); err != nil {
+		return err
+	}
+	e.nt.wake(u.notices)
+	return nil
 }
 
 // repair tries once to write every outcome the journal refused, and returns

@@ -3,6 +3,8 @@ package executor
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -21,22 +23,51 @@ func pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// send delivers owed reports in order until ctx ends. When GitHub fails, it backs
-// off exponentially between RetryMin and RetryMax; the reports wait in the journal,
-// so nothing is lost across a restart.
+// noticeTimeout bounds one attempt to send one notice. A chat webhook answers
+// in well under a second; one that hangs must not hold its channel's queue,
+// nor a shutdown for long (an attempt under way then is let finish: cut
+// short, it may have reached the channel and would be sent again).
+const noticeTimeout = 10 * time.Second
+
+// recordTimeout bounds recording what an attempt to send a notice did.
+const recordTimeout = 10 * time.Second
+
+// noticeBatch is how many owed notices of one channel one pass reads.
+const noticeBatch = 20
+
+// send delivers owed reports until ctx ends: GitHub's in this goroutine, and
+// each notice channel's in one of its own, so that a channel that fails (and
+// backs off) never holds up GitHub or another channel, nor they it. It
+// returns when all of them have stopped.
 func (e *Executor) send(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, c := range e.nt.channels {
+		wg.Go(func() {
+			e.deliver(ctx, e.lg.With("channel", c.name), "notices delayed", c.wake,
+				func(ctx context.Context) (bool, error) { return e.sendNotices(ctx, c) })
+		})
+	}
+	e.deliver(ctx, e.lg, "reports to GitHub delayed", e.owed, e.sendOwed)
+	wg.Wait()
+}
+
+// deliver runs pass until ctx ends: again at once while it reports more to
+// do, then when wake fires. When pass fails, it backs off exponentially
+// between RetryMin and RetryMax, logging msg; the reports wait in the
+// journal, so nothing is lost across a restart.
+func (e *Executor) deliver(ctx context.Context, lg *slog.Logger, msg string, wake <-chan struct{}, pass func(context.Context) (done bool, err error)) {
 	backoff := time.Duration(0)
 	for {
 		if backoff > 0 && !pause(ctx, backoff) {
 			return
 		}
-		ok, err := e.sendOwed(ctx)
+		ok, err := pass(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
 			backoff = min(max(backoff*2, e.opts.RetryMin), e.opts.RetryMax)
-			e.lg.Warn("reports to GitHub delayed", "err", err, "retry_in", backoff)
+			lg.Warn(msg, "err", err, "retry_in", backoff)
 			continue
 		case !ok:
 			backoff = 0
@@ -46,17 +77,32 @@ func (e *Executor) send(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-e.owed:
+		case <-wake:
 		}
 	}
 }
 
-// flush makes one bounded pass over the outbox, at shutdown.
+// flush makes one bounded pass over the outbox, at shutdown: GitHub's
+// reports and each channel's notices at the same time, so that an
+// unreachable GitHub does not use up the time the notices have.
 func (e *Executor) flush(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, c := range e.nt.channels {
+		wg.Go(func() {
+			e.flushPass(ctx, e.lg.With("channel", c.name), "notices left in the journal for the next start",
+				func(ctx context.Context) (bool, error) { return e.sendNotices(ctx, c) })
+		})
+	}
+	e.flushPass(ctx, e.lg, "reports left in the journal for the next start", e.sendOwed)
+	wg.Wait()
+}
+
+// flushPass runs pass until it is done, fails (logging msg) or ctx ends.
+func (e *Executor) flushPass(ctx context.Context, lg *slog.Logger, msg string, pass func(context.Context) (bool, error)) {
 	for ctx.Err() == nil {
-		done, err := e.sendOwed(ctx)
+		done, err := pass(ctx)
 		if err != nil {
-			e.lg.Warn("reports left in the journal for the next start", "err", err)
+			lg.Warn(msg, "err", err)
 			return
 		}
 		if done {
@@ -65,12 +111,102 @@ func (e *Executor) flush(ctx context.Context) {
 	}
 }
 
-// sendOwed sends owed reports oldest first. It returns done when the outbox was
-// empty, and the error that stopped it (the report stays owed).
-func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
-	owed, err := e.store.Owed(ctx, 50)
+// owedTo returns the oldest reports owed to channel ("" GitHub), at most
+// limit, and the notices owed to channels this Executor has no Notifier for
+// (a channel removed from the configuration). The outbox holds every
+// channel's reports in one order: when the oldest limit rows are not all the
+// channel's, it reads them all, so a backlog of another channel's never hides
+// this one's.
+func (e *Executor) owedTo(ctx context.Context, channel string, limit int) (mine, lost []OwedReport, err error) {
+	all, err := e.store.Owed(ctx, limit)
+	if err != nil {
+		return nil, nil, err
+	}
+	mine, lost = e.splitOwed(all, channel)
+	if len(all) == limit && len(mine) < limit {
+		if all, err = e.store.Owed(ctx, 0); err != nil {
+			return nil, nil, err
+		}
+		mine, lost = e.splitOwed(all, channel)
+	}
+	return mine[:min(len(mine), limit)], lost, nil
+}
+
+// splitOwed returns the reports of owed that are channel's, and the notices
+// to channels that have no Notifier.
+func (e *Executor) splitOwed(owed []OwedReport, channel string) (mine, lost []OwedReport) {
+	for _, o := range owed {
+		switch n := o.Report.Notify; {
+		case n == channel:
+			mine = append(mine, o)
+		case n != "" && e.nt.channel(n) == nil:
+			lost = append(lost, o)
+		}
+	}
+	return mine, lost
+}
+
+// sendNotices sends channel c's owed notices oldest first. It returns done
+// when none was owed, and the error that stopped it (the notice stays owed,
+// its tries counted). A notice the channel refused for good is logged and
+// settled.
+func (e *Executor) sendNotices(ctx context.Context, c *channel) (done bool, err error) {
+	owed, _, err := e.owedTo(ctx, c.name, noticeBatch)
 	if err != nil {
 		return false, err
+	}
+	if len(owed) == 0 {
+		return true, nil
+	}
+	for _, o := range owed {
+		r := o.Report
+		lg := e.lg.With("job", r.Job, "sha", r.SHA, "target", r.Target, "channel", c.name, "event", r.Event)
+		if ctx.Err() != nil {
+			return false, ctx.Err() // shutting down: start no new attempt
+		}
+		// An attempt, and the record of what it did, run to their end even
+		// when ctx ends meanwhile (a shutdown): a notice that reached the
+		// channel but was not settled would be sent again.
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), noticeTimeout)
+		nerr := c.n.Notify(nctx, r)
+		cancel()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+		if nerr != nil && !errors.Is(nerr, ErrPermanent) {
+			if err := e.store.Retry(rctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+				lg.Error("count notice retry", "err", err)
+			}
+			cancel()
+			return false, nerr
+		}
+		err := e.store.Settle(rctx, o.ID)
+		cancel()
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err // ErrNotFound: another process sent and settled it
+		}
+		if nerr != nil {
+			lg.Error("the channel refused a notice; dropped it", "err", nerr, "tries", o.Tries+1)
+		} else {
+			lg.Info("notice sent", "tries", o.Tries+1)
+		}
+	}
+	return false, nil
+}
+
+// sendOwed sends the reports owed to GitHub oldest first, and settles the
+// notices owed to channels that have no Notifier. It returns done when no
+// report was owed to GitHub, and the error that stopped it (the report stays
+// owed).
+func (e *Executor) sendOwed(ctx context.Context) (done bool, err error) {
+	owed, lost, err := e.owedTo(ctx, "", 50)
+	if err != nil {
+		return false, err
+	}
+	for _, o := range lost {
+		if err := e.store.Settle(ctx, o.ID); err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
+		e.lg.Warn("notice dropped: its channel is not configured", "channel", o.Report.Notify,
+			"job", o.Report.Job, "target", o.Report.Target, "event", o.Report.Event)
 	}
 	if len(owed) == 0 {
 		return true, nil

@@ -10,7 +10,6 @@ import (
 	"path"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/deployhook/deployhook/internal/gitsha"
@@ -19,15 +18,16 @@ import (
 // run deploys j to l's target, decides the outcome, applies it to the lane under
 // its lock and records and reports it. ctx ends when the grace period of a
 // shutdown is over. It returns once the journal took the outcome (or ctx ended):
-// the lane starts no new job before.
-func (e *Executor) run(ctx context.Context, l *lane, j Job) {
+// the lane starts no new job before. It returns the deploy when the job
+// succeeded and the target watches it (Watch), else nil.
+func (e *Executor) run(ctx context.Context, l *lane, j Job) *deploy {
 	lg := e.jobLogger(j)
 	// Journal writes and reports must still happen after ctx is cancelled.
 	bg := context.WithoutCancel(ctx)
 	j.State = StateRunning
 	j.Owner = e.opts.Owner.ID
 	j.Started = time.Now()
-	j.Description = "deploying " + short(j.Trigger.SHA)
+	j.Description = runningDescription(j.Trigger)
 	l.publish(j)
 	if err := e.update(bg, j); err != nil {
 		lg.Error("record job start", "err", err)
@@ -54,6 +54,10 @@ func (e *Executor) run(ctx context.Context, l *lane, j Job) {
 	lg.Info("deploy finished", "state", j.State, "description", j.Description,
 		"duration", j.Finished.Sub(j.Started).Round(time.Millisecond))
 	e.jr.waitWritten(ctx, j.ID)
+	if j.State == StateSuccess && l.t.Watch != nil && !e.opts.NoRecover {
+		return d
+	}
+	return nil
 }
 
 // deploy is one run of a target's steps.
@@ -69,7 +73,8 @@ type deploy struct {
 	recover        string          // the interrupted job whose leftovers the preflight may clear
 	unsaved        map[int]StepRun // step records the journal refused, by seq
 
-	stashed bool // a step kept local changes in a git stash (StashedMarker)
+	stashed bool       // a step kept local changes in a git stash (StashedMarker)
+	notes   applyNotes // what the apply steps said about the changed files
 
 	changed      []string // files changed between previous and new SHA
 	changedKnown bool
@@ -80,8 +85,10 @@ type deploy struct {
 type stepError struct {
 	step      string
 	exitCode  int
-	err       error // nil for a non-zero exit
-	transport bool  // the session broke: no further command can run
+	err       error  // nil for a non-zero exit
+	transport bool   // the session broke: no further command can run
+	unstarted bool   // the context had ended before the step could start
+	reason    string // for a non-zero exit: public words the step printed (probeFailure)
 }
 
 func (s *stepError) Error() string {
@@ -110,6 +117,8 @@ func (s *stepError) public() string {
 		return "interrupted: deployhook shutting down during " + s.step
 	case s.err != nil:
 		return s.step + " did not finish"
+	case s.reason != "":
+		return s.reason
 	}
 	return fmt.Sprintf("%s failed (exit %d)", s.step, s.exitCode)
 }
@@ -128,20 +137,37 @@ type runResult struct {
 	rolledBack bool       // the rollback ran
 	rollback   *stepError // the rollback step that failed; nil: the rollback worked
 	notApplied string     // "; not applied: …" for a success
+	kind       Kind       // the trigger's kind
+	by         string     // the person who asked for the job (requester); "" for automatic ones
+	cancelBy   string     // the person whose Cancel ended the steps; "" when none did
 }
 
 // needsRollback reports whether r's failure calls for the automatic rollback:
-// a step failed (not the connection, not a shutdown) after the checkpoint, the
-// target rolls back, and the previous SHA is known.
+// a step failed (not the connection, not a shutdown; a person's cancel is a
+// failure) after the checkpoint, the target rolls back, and the previous SHA
+// is known.
 func needsRollback(r runResult) bool {
 	f := r.failed
-	return f != nil && !f.transport && !errors.Is(f.err, context.Canceled) &&
+	return f != nil && !f.transport && (!errors.Is(f.err, context.Canceled) || r.cancelBy != "") &&
 		r.checkpoint && r.rollbackOn && r.prev != ""
 }
 
 // outcome decides a run's final state and public description, and the SHA the
-// target runs for sure afterwards ("" when unchanged or unknown).
+// target runs for sure afterwards ("" when unchanged or unknown). The
+// description of a job a person asked for names them (credit).
 func outcome(r runResult) (st State, description, now string) {
+	st, description, now = decide(r)
+	if st != StateSuccess {
+		description = credit(r.kind, r.by, r.cancelBy, description)
+	}
+	return st, description, now
+}
+
+// decide is outcome before the credit.
+func decide(r runResult) (st State, description, now string) {
+	if r.cancelBy != "" {
+		return cancelled(r)
+	}
 	if r.open != nil {
 		switch {
 		case errors.Is(r.open, ErrLocked):
@@ -159,7 +185,7 @@ func outcome(r runResult) (st State, description, now string) {
 	}
 	f := r.failed
 	if f == nil {
-		return StateSuccess, "deployed " + short(r.sha) + r.notApplied, r.sha
+		return StateSuccess, successDescription(r.kind, r.sha, r.by) + r.notApplied, r.sha
 	}
 	cause := f.public()
 	switch {
@@ -344,19 +370,24 @@ func (d *deploy) repo() string {
 func (d *deploy) execute(ctx context.Context) (r runResult) {
 	j := d.j
 	r.sha, r.rollbackOn = j.Trigger.SHA, d.t.Rollback
-	sess, err := d.e.tr.Open(ctx, d.t.Name, d.t.Lock, d.t.LockWait)
+	r.kind, r.by = j.Trigger.Kind, requester(j.Trigger)
+	// Everything up to the last step runs under sctx, which a person's
+	// Cancel also ends; the rollback runs under ctx, which it does not.
+	sctx, disarm := d.e.arm(ctx, d.t.Name, j.ID)
+	defer disarm()
+	sess, err := d.e.tr.Open(sctx, d.t.Name, d.t.Lock, d.t.LockWait)
 	if err != nil {
-		d.record(StepRun{Name: "connect", ExitCode: -1, Error: err.Error()})
-		r.open, r.cancelled = err, ctx.Err() != nil
+		d.record(StepRun{Name: "connect", ExitCode: -1, Error: d.e.live.red.line(err.Error())})
+		r.open, r.cancelled, r.cancelBy = err, sctx.Err() != nil, canceller(sctx)
 		d.lg.Error("open session", "err", err)
 		return r
 	}
 	d.sess = sess
 	defer sess.Close()
 
-	prev, err := d.previous(ctx)
+	prev, err := d.previous(sctx)
 	if err != nil {
-		r.current = err
+		r.current, r.cancelBy = err, canceller(sctx)
 		d.lg.Error("read current SHA", "err", err)
 		return r
 	}
@@ -366,23 +397,33 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 		d.lg.Error("record previous SHA", "err", err)
 	}
 
-	f := d.facts(ctx, prev)
+	f := d.facts(sctx, prev)
 	if r.verdict = admit(f); r.verdict.state != "" {
+		r.cancelBy = canceller(sctx)
 		d.lg.Warn("nothing ran", "state", r.verdict.state, "why", r.verdict.description)
 		return r
 	}
 	d.deployedBefore = f.deployedBefore
-	d.recover = d.interrupted(ctx)
+	d.recover = d.interrupted(sctx)
+	if r.cancelBy = canceller(sctx); r.cancelBy != "" {
+		d.lg.Warn("cancelled before any step ran", "by", r.cancelBy)
+		return r
+	}
 
-	r.failed, r.checkpoint = d.steps(ctx, j.Trigger.SHA, prev, "")
+	r.failed, r.checkpoint = d.steps(sctx, j.Trigger.SHA, prev, "")
+	if r.failed != nil && errors.Is(r.failed.err, context.Canceled) {
+		r.cancelBy = canceller(sctx)
+	}
+	disarm() // from here on, a Cancel changes nothing
 	if r.failed == nil {
 		r.notApplied = d.notApplied(ctx)
 		return r
 	}
-	d.lg.Warn("deploy failed", "err", r.failed)
+	d.lg.Warn("deploy failed", "err", r.failed, "cancelled_by", r.cancelBy)
 	if needsRollback(r) {
 		r.rolledBack = true
 		r.rollback, _ = d.steps(ctx, prev, j.Trigger.SHA, "rollback: ")
+		d.e.opts.Observer.RolledBack(d.t.Name, r.rollback == nil)
 		if r.rollback != nil {
 			d.lg.Error("rollback failed", "err", r.rollback)
 		}
@@ -418,6 +459,9 @@ func (d *deploy) steps(ctx context.Context, sha, prev, prefix string) (*stepErro
 			continue
 		}
 		name := prefix + st.Name
+		if err := ctx.Err(); err != nil {
+			return &stepError{step: name, exitCode: -1, err: err, unstarted: true}, checkpoint
+		}
 		if len(st.WhenChanged) > 0 {
 			if changed, known := d.changedFiles(ctx, sha, prev); known && !matchAny(st.WhenChanged, changed) {
 				d.record(StepRun{Name: name, Skipped: "no change to " + strings.Join(st.WhenChanged, ", ")})
@@ -432,37 +476,47 @@ func (d *deploy) steps(ctx context.Context, sha, prev, prefix string) (*stepErro
 	return nil, checkpoint
 }
 
-// step runs one command and records it.
+// step runs one command and records it. Its output goes, line by line and
+// redacted, to the job's live log as it arrives, and to the journal at most
+// every journalEvery while it runs and once at its end; its end is published
+// once the journal has the final record.
 func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError {
-	out := newTail(d.e.opts.OutputLimit)
-	var w io.Writer = out
-	if d.e.opts.Output != nil {
-		w = io.MultiWriter(out, prefixWriter(d.e.opts.Output, name))
-	}
-	rec := StepRun{Name: name, ExitCode: -1, Started: time.Now()}
-	seq := d.record(rec)
+	rec := StepRun{Job: d.j.ID, Name: name, ExitCode: -1, Started: time.Now()}
+	rec.Seq = d.record(rec)
+	f := d.e.live.open(d.j.ID)
+	out := d.e.live.output(f, f.startStep(rec.Seq, name), name)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		d.journal(rec, out, stop)
+	}()
 	d.lg.Info("step started", "step", name)
-	code, err := d.sess.Run(ctx, cmd, w)
-	rec.Seq = seq
+	code, err := d.sess.Run(ctx, cmd, out)
+	out.close()
+	close(stop)
+	<-stopped // no write of the output so far may land after the final one
 	rec.Duration = time.Since(rec.Started)
 	rec.ExitCode = code
-	rec.Output = out.String()
+	rec.Output = f.output(out.s)
 	if err != nil {
 		rec.ExitCode = -1
-		rec.Error = err.Error()
+		rec.Error = d.e.live.red.line(err.Error())
 	}
 	d.update(rec)
+	d.e.opts.Observer.StepEnded(d.t.Name, name, rec.Duration, err == nil && code == 0)
+	f.doneStep(out.s, rec.ExitCode, rec.Duration)
 	if stash, ok := stashedAs(rec.Output); ok && err == nil && code == 0 {
 		d.stashed = true
 		d.lg.Warn("local changes kept in a git stash", "step", name, "stash", stash)
 	}
+	d.notes.read(rec.Output)
 	d.lg.Info("step finished", "step", name, "exit", rec.ExitCode, "err", err,
 		"duration", rec.Duration.Round(time.Millisecond))
 	switch {
 	case err == nil && code == 0:
 		return nil
 	case err == nil:
-		return &stepError{step: name, exitCode: code}
+		return &stepError{step: name, exitCode: code, reason: probeFailure(rec.Output)}
 	case errors.Is(err, ErrTimeout), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return &stepError{step: name, exitCode: -1, err: err}
 	}
@@ -570,28 +624,20 @@ func (d *deploy) changedFiles(ctx context.Context, sha, prev string) ([]string, 
 	return d.changed, true
 }
 
-// notApplied returns "; not applied: a, b" for the changed files the deploy does
-// not apply, or "".
+// notApplied returns the end of a successful deploy's description: what the
+// apply steps installed and left installed, and the changed files the deploy
+// does not apply (changeSummary); "" when there is nothing to say.
 func (d *deploy) notApplied(ctx context.Context) string {
-	if len(d.t.NotApplied) == 0 {
-		return ""
+	var changed []string
+	known := false
+	if len(d.t.NotApplied) > 0 {
+		changed, known = d.changedFiles(ctx, d.j.Trigger.SHA, d.j.PreviousSHA)
 	}
-	changed, known := d.changedFiles(ctx, d.j.Trigger.SHA, d.j.PreviousSHA)
-	if !known {
-		return ""
+	s := changeSummary(d.notes, d.t.NotApplied, changed, known)
+	if s != "" {
+		d.lg.Info("what the deploy applied and did not apply", "summary", strings.TrimPrefix(s, "; "))
 	}
-	var hit []string
-	for _, g := range d.t.NotApplied {
-		if matchAny([]string{g}, changed) {
-			hit = append(hit, strings.TrimSuffix(strings.TrimSuffix(g, "**"), "*"))
-		}
-	}
-	if len(hit) == 0 {
-		return ""
-	}
-	sort.Strings(hit)
-	d.lg.Warn("the deploy does not apply these changes", "not_applied", hit)
-	return "; not applied: " + strings.Join(hit, ", ")
+	return s
 }
 
 // record adds a step record and returns its sequence number.
@@ -653,43 +699,6 @@ func matchGlob(g, f string) bool {
 		return ok
 	}
 	return false
-}
-
-// tailBuffer keeps the last n bytes written to it.
-type tailBuffer struct {
-	mu      sync.Mutex
-	n       int
-	buf     []byte
-	dropped bool
-}
-
-func newTail(n int) *tailBuffer { return &tailBuffer{n: n} }
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.n; over > 0 {
-		// Trim in chunks so a long stream is not copied on every write.
-		if over > t.n/4 || len(t.buf) > 2*t.n {
-			t.buf = append(t.buf[:0], t.buf[over:]...)
-			t.dropped = true
-		}
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	b := t.buf
-	if len(b) > t.n {
-		b, t.dropped = b[len(b)-t.n:], true
-	}
-	if t.dropped {
-		return "…\n" + string(b)
-	}
-	return string(b)
 }
 
 func tail(s string, n int) string {

@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -26,6 +27,15 @@ type Sequence struct {
 	AllowDirty bool
 	Sync       string   // the dependency command; default "uv sync --frozen"
 	SyncWhen   []string // files whose change makes Sync run; default uv.lock, pyproject.toml
+	// Apply installs unit files and dagster.yaml from the checkout, after
+	// sync and before the restarts; the zero value installs nothing.
+	Apply Apply
+	// Probes run after verify, one step each ("probe: NAME"), each retried
+	// every second for up to VerifyWithin (default DefaultVerifyWithin). A
+	// probe runs as the app user (a command probe as its own user, if it
+	// names one), in AppDir.
+	Probes       []Probe
+	VerifyWithin time.Duration
 }
 
 // Validate reports what the sequence lacks to run safely.
@@ -40,7 +50,19 @@ func (s Sequence) Validate() error {
 	if len(missing) > 0 {
 		return fmt.Errorf("the default deploy sequence needs %s", strings.Join(missing, " and "))
 	}
-	return nil
+	errs := []error{s.Apply.Validate()}
+	seen := map[string]bool{}
+	for i, p := range s.Probes {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("verify[%d]: %w", i, err))
+			continue
+		}
+		if n := p.name(); seen[n] {
+			errs = append(errs, fmt.Errorf("verify[%d]: a second probe named %q: give each its own name", i, n))
+		}
+		seen[p.name()] = true
+	}
+	return errors.Join(errs...)
 }
 
 // StashedMarker starts the line the default sequence's stash step prints
@@ -70,9 +92,14 @@ const safeGit = `git() { command git -c core.hooksPath=/dev/null -c core.fsmonit
 //  3. checkout (the checkpoint): check out exactly the SHA, detached, and verify
 //     git rev-parse HEAD;
 //  4. sync: uv sync --frozen, only when uv.lock or pyproject.toml changed;
-//  5. one restart per unit, as root through sudo -n (never a password prompt);
-//  6. verify: every unit active, and still active with an unchanged NRestarts
-//     after Settle.
+//  5. with Apply, "apply units" and "apply dagster.yaml" (as root), each only
+//     when its files changed: install them with a backup; in the automatic
+//     rollback, restore what the job replaced (see Apply);
+//  6. one restart per unit, as root through sudo -n (never a password prompt);
+//     with Apply.Units, then "restart applied units";
+//  7. verify: every unit active, and still active with an unchanged NRestarts
+//     after Settle;
+//  8. one "probe: NAME" step per probe (ProbeScript).
 //
 // It also returns the probes: current (git rev-parse HEAD), changed (git diff
 // --name-only between the previous and the new SHA) and contains (exit 0 when
@@ -180,10 +207,35 @@ echo "at $head"`)
 	sy.Timeout = 15 * time.Minute
 	sy.WhenChanged = when
 	steps = append(steps, sy)
+	apply := s.Apply.withDefaults()
+	var unitFiles []string
+	if u := apply.Units; u != nil {
+		unitFiles = []string{u.From + "/*.service", u.From + "/*.timer"}
+		steps = append(steps, Step{
+			Name: "apply units", Sudo: true, Dir: s.AppDir, Timeout: 5 * time.Minute, WhenChanged: unitFiles,
+			Run: unitsScript(s.AppUser, apply.BackupDir, *u),
+		})
+	}
+	if y := apply.DagsterYAML; y != nil {
+		steps = append(steps, Step{
+			Name: "apply dagster.yaml", Sudo: true, Dir: s.AppDir, Timeout: 2 * time.Minute, WhenChanged: []string{y.From},
+			Run: dagsterYAMLScript(s.AppUser, apply.BackupDir, *y),
+		})
+	}
 	for _, u := range s.Units {
 		steps = append(steps, Step{
 			Name: "restart " + u, Sudo: true, Timeout: 5 * time.Minute,
 			Run: "systemctl --no-ask-password restart " + shell.Quote(u),
+		})
+	}
+	if u := apply.Units; u != nil {
+		var skip []string
+		for _, n := range s.Units {
+			skip = append(skip, unitFile(n))
+		}
+		steps = append(steps, Step{
+			Name: "restart applied units", Sudo: true, Timeout: 5 * time.Minute, WhenChanged: unitFiles,
+			Run: restartAppliedScript(apply.BackupDir, u.Order, skip),
 		})
 	}
 	if len(s.Units) > 0 {
@@ -192,6 +244,7 @@ echo "at $head"`)
 			Run: verifyScript(s.Units, settle),
 		})
 	}
+	steps = append(steps, s.probeSteps()...)
 	probe := Step{User: s.AppUser, Dir: s.AppDir, Timeout: time.Minute}
 	c := with(probe, "current", "git rev-parse HEAD")
 	ch := with(probe, "changed files", `git diff --name-only "$DEPLOYHOOK_PREVIOUS_SHA" "$DEPLOYHOOK_SHA"`)
@@ -199,6 +252,31 @@ echo "at $head"`)
 git cat-file -e "$DEPLOYHOOK_SHA^{commit}" 2>/dev/null || exit 1
 git merge-base --is-ancestor "$DEPLOYHOOK_SHA" "$DEPLOYHOOK_PREVIOUS_SHA"`)
 	return steps, &c, &ch, &in
+}
+
+// probeSteps returns one step per probe.
+func (s Sequence) probeSteps() []Step {
+	within := s.VerifyWithin
+	if within <= 0 {
+		within = DefaultVerifyWithin
+	}
+	var steps []Step
+	for _, p := range s.Probes {
+		user := s.AppUser
+		if p.Command != nil && p.Command.User != "" {
+			user = p.Command.User
+		}
+		if d := p.DagsterCodeLocation; d != nil && d.Venv == "" {
+			c := *d
+			c.Venv = strings.TrimSuffix(s.AppDir, "/") + "/.venv"
+			p.DagsterCodeLocation = &c
+		}
+		steps = append(steps, Step{
+			Name: "probe: " + p.name(), User: user, Dir: s.AppDir,
+			Timeout: within + 2*time.Minute, Run: ProbeScript([]Probe{p}, within),
+		})
+	}
+	return steps
 }
 
 // verifyScript checks that each unit is active, waits settle seconds, and checks

@@ -208,6 +208,13 @@ type Target struct {
 	Reconcile time.Duration
 	DeployOn  DeployOn
 	Workflows []string
+	// Notify says which final states of the target's jobs are announced, and
+	// on which channels (see NoticeRule). The zero value announces nothing.
+	Notify NoticeRule
+	// Watch, when set, keeps checking the target after a successful deploy
+	// and rolls it back when the application degrades (see Watch). New
+	// refuses a Watch without Rollback.
+	Watch *Watch
 }
 
 // Command is what a Transport runs: a step with its environment resolved.
@@ -264,6 +271,15 @@ type Report struct {
 	Description string `json:"description"` // public text, at most 140 characters
 	URL         string `json:"url"`         // the job's page, JobURL (target_url, log_url); empty without a public URL
 	Deployment  int64  `json:"deployment"`  // the job's GitHub Deployment id, 0 if none was created yet
+	// Notify names the channel the report is owed to: "" is GitHub (a
+	// Reporter), any other value a notice for that Notifier (Options.Notifiers).
+	// Outbox rows written before notices existed have no such field: they
+	// decode as "", and go to GitHub as before.
+	Notify string `json:"notify,omitempty"`
+	// Event and Actor are set on notices only: which event the notice announces,
+	// and who or what asked for the job (Trigger.Actor).
+	Event Event  `json:"event,omitempty"`
+	Actor string `json:"actor,omitempty"`
 }
 
 // JobsPath is where the job pages live under deployhook's public URL: a job's
@@ -327,6 +343,9 @@ type Store interface {
 	// UpdateJob stores j's state, description, previous SHA, owner and times
 	// (not its steps, not its deployment) and owes the reports in owe, in one
 	// transaction: a job never reaches a state whose report is not owed.
+	// A final job may change state too: the post-deploy watch (Watch) turns
+	// a success into a failure or an error once, its steps and Deployment
+	// kept; LastSuccess and Deployed then no longer return it.
 	// ErrNotFound if there is no such job.
 	UpdateJob(ctx context.Context, j Job, owe ...Report) error
 	// SetDeployment records the GitHub Deployment id of a job. ErrNotFound if

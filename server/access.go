@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"net/http"
+	"net/url"
+	"strings"
 )
 
 // Person is who is signed in.
@@ -39,26 +41,64 @@ type Auth interface {
 	SignIn(next string) string
 }
 
-// AuthPath is where Auth.Handler is served.
+// AuthPath is the path prefix under which Auth.Handler serves the sign-in flow.
 const AuthPath = "/auth/"
 
 // AllowAll returns the "none" mode: everyone is login, with write access to everything.
 // Only for an explicit `ui: {auth: none}` (the local demo). CSRF is still a real random token.
+//
+// The token is made once, from crypto/rand, and is the same for every request
+// of the process: a page of another site cannot read it, so it cannot forge a
+// form that carries it. Its Handler answers every path under AuthPath with a
+// short page saying that sign-in is off; SignIn returns next itself when it is
+// a path on this server (see SafeNext), else "/".
 func AllowAll(login string) Auth {
-	return allowAll{p: Person{Login: login, Provider: "none", CSRF: rand.Text()}}
+	return &allowAll{p: Person{Login: login, Provider: "none", CSRF: rand.Text()}}
 }
 
-// allowAll is AllowAll's Auth.
 type allowAll struct{ p Person }
 
-func (a allowAll) Who(*http.Request) (Person, bool) { return a.p, true }
+func (a *allowAll) Who(*http.Request) (Person, bool) { return a.p, true }
 
-func (a allowAll) Access(context.Context, Person, string) (Access, error) { return AccessWrite, nil }
+func (a *allowAll) Access(context.Context, Person, string) (Access, error) { return AccessWrite, nil }
 
-func (a allowAll) Handler() http.Handler {
+func (a *allowAll) SignIn(next string) string { return SafeNext(next) }
+
+func (a *allowAll) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "sign-in is off (ui.auth: none): everyone is signed in", http.StatusNotFound)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write([]byte("Sign-in is off (ui: {auth: none}): everyone who reaches this server may see and do everything.\n"))
 	})
 }
 
-func (a allowAll) SignIn(string) string { return "/" }
+// maxNext bounds the length of a path kept across a sign-in.
+const maxNext = 2048
+
+// SafeNext returns next when it is a path on this server, to go back to after
+// signing in, and "/" otherwise. A path qualifies when it starts with exactly
+// one "/", contains no backslash or control byte (browsers read "/\evil.com"
+// as "//evil.com"), has no scheme or host once parsed (nor a path that
+// decodes to "//..."), does not lead back into
+// AuthPath (a sign-in that ends in a sign-in), and is at most 2048 bytes.
+// The query is kept; a fragment is dropped (browsers do not send one).
+func SafeNext(next string) string {
+	if len(next) == 0 || len(next) > maxNext || next[0] != '/' || strings.HasPrefix(next, "//") {
+		return "/"
+	}
+	for i := 0; i < len(next); i++ {
+		if c := next[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return "/"
+		}
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
+		return "/"
+	}
+	if u.Path+"/" == AuthPath || strings.HasPrefix(u.Path, AuthPath) {
+		return "/"
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.String()
+}

@@ -52,8 +52,8 @@ type Commits interface {
 // server is signed in, so its pages are as public as the listener.
 const providerNone = "none"
 
-// signOutPath is where the page header's sign-out form posts, with the
-// session's CSRF token (Auth.Handler serves it).
+// signOutPath is the page header's sign-out link: Auth.Handler's page
+// there signs out (a POST with the session's CSRF token), or says how.
 const signOutPath = AuthPath + "signout"
 
 // personKey is the echo.Context key of the signed-in Person.

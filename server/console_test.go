@@ -454,8 +454,8 @@ func TestConsole_lists(t *testing.T) {
 			if strings.Contains(body, "octo-org") != slices.Contains(tt.wantTargets, "staging") {
 				t.Errorf("index names staging's repository to %s", tt.login)
 			}
-			if !strings.Contains(body, "signed in as <strong>"+tt.login+"</strong>") {
-				t.Errorf("index does not say who is signed in")
+			if !strings.Contains(body, "signed in as <strong>"+tt.login+`</strong> · <a href="/auth/signout">sign out</a>`) {
+				t.Errorf("index does not say who is signed in, or how to sign out")
 			}
 		})
 	}

@@ -282,7 +282,7 @@ type pageInfo struct {
 	Title   string
 	Version string
 	Login   string // the signed-in person; empty on public pages
-	SignOut string // where the sign-out form posts; empty in the "none" mode
+	SignOut string // the sign-out page; empty in the "none" mode
 	CSRF    string // the session's token, for the forms
 }
 

@@ -52,7 +52,8 @@ type (
 
 // handleWebhook is POST /webhook: verify, parse, match, enqueue, answer. It
 // acknowledges only; the deploy runs in the executor.
-func (s *Server) handleWebhook(c echo.Context) error {
+func (s *Server) handleWebhook(c echo.Context) (err error) {
+	defer s.observeFailure(c, &err)
 	if s.draining.Load() {
 		// Before the body is read: nothing would be queued anyway.
 		return publicf(http.StatusServiceUnavailable, "%s", msgShuttingDown)
@@ -102,6 +103,7 @@ func (s *Server) handleWebhook(c echo.Context) error {
 	}
 	if ev.Name == "ping" {
 		note(c, slog.Bool("pong", true))
+		s.delivered(DeliveryPing)
 		return c.JSON(http.StatusOK, pongBody{Pong: true})
 	}
 
@@ -139,6 +141,7 @@ func bodyID(sig string) string {
 // ignore answers 200 with the reason, so GitHub's delivery log explains itself.
 func (s *Server) ignore(c echo.Context, ev webhook.Event, reason string) error {
 	note(c, slog.String("repo", ev.Repo), slog.String("ignored", reason))
+	s.delivered(DeliveryIgnored)
 	return c.JSON(http.StatusOK, ignoredBody{Ignored: reason})
 }
 
@@ -335,6 +338,7 @@ func (s *Server) enqueue(c echo.Context, ev webhook.Event, routes []Route, trigg
 		}
 	}
 	s.noteJobs(c, ev, triggers[0].Kind, answers)
+	s.delivered(deliveryOf(answers))
 	code := http.StatusAccepted
 	if fresh == 0 {
 		code = http.StatusOK

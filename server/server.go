@@ -149,6 +149,11 @@ type Options struct {
 	WebURL string
 	// Version is shown on pages.
 	Version string
+	// Observer, when set, is told how each webhook delivery was answered.
+	Observer Observer
+	// Metrics, when set, is served at MetricsPath (GET /metrics) to anyone who
+	// reaches this server: set it only when the server is not public.
+	Metrics http.Handler
 	// ResolveTimeout bounds Resolver and Rollbacks calls; 0 means DefaultResolveTimeout.
 	ResolveTimeout time.Duration
 }
@@ -335,6 +340,7 @@ func (s *Server) routes() *echo.Echo {
 	} {
 		e.Add(r.method, r.path, r.h, s.signedIn)
 	}
+	s.metricsRoute(e)
 	return e
 }
 

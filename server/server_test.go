@@ -1169,6 +1169,9 @@ func TestServer_Index(t *testing.T) {
 	if strings.Contains(body, "<img") {
 		t.Errorf("index does not escape the trigger reason")
 	}
+	if strings.Contains(body, "sign out") {
+		t.Errorf("the none mode offers to sign out")
+	}
 }
 
 // svgText parses an SVG and returns the text of its visible <text> elements and title.

@@ -765,6 +765,7 @@ func TestExample_Template(t *testing.T) {
 			"vm_name": cty.StringVal("dagster"), "app_dir": cty.StringVal("/opt/app"),
 			"app_user": cty.StringVal("app"), "oslogin": cty.BoolVal(oslogin),
 			"public_url": cty.StringVal("https://deployhook-123456789012.us-central1.run.app"),
+			"client_id":  cty.StringVal("Iv1.0123456789abcdef"),
 		}
 		v, diags := tmpl.Value(&hcl.EvalContext{Variables: vars})
 		if diags.HasErrors() {
@@ -775,7 +776,11 @@ func TestExample_Template(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The environment Cloud Run gives the container from Secret Manager.
-		env := map[string]string{"DEPLOYHOOK_WEBHOOK_SECRET": "from-secret-manager"}
+		env := map[string]string{
+			"DEPLOYHOOK_WEBHOOK_SECRET":      "from-secret-manager",
+			"DEPLOYHOOK_OAUTH_CLIENT_SECRET": "oauth-secret-from-secret-manager",
+			"DEPLOYHOOK_SESSION_KEY":         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+		}
 		if !oslogin {
 			env["DEPLOYHOOK_SSH_KEY"] = newSSHKey(t)
 		}

@@ -66,6 +66,9 @@ type Options struct {
 	Port int
 	// IAPEndpoint overrides the IAP relay's URL (iap.Options.Endpoint).
 	IAPEndpoint string
+	// IAPObserver, when set, is told about the transport's IAP tunnels
+	// (iap.Options.Observer).
+	IAPObserver iap.Observer
 
 	// SSH holds the settings of the SSH connection through the tunnel: User
 	// and the key (Signer, PrivateKey, PrivateKeyFile, Passphrase,
@@ -359,7 +362,7 @@ func (t *Transport) connection(ctx context.Context) (*remote.SSH, oslogin.Key, e
 func (t *Transport) iapOptions(nic string, tokens oauth2.TokenSource) iap.Options {
 	o := t.opts
 	return iap.Options{Endpoint: o.IAPEndpoint, Project: o.Project, Zone: o.Zone, Instance: o.Instance,
-		Interface: nic, Port: o.Port, TokenSource: tokens}
+		Interface: nic, Port: o.Port, TokenSource: tokens, Observer: o.IAPObserver}
 }
 
 // deleteKey deletes key from the OS Login profile in the background, so that

@@ -62,6 +62,8 @@ type Options struct {
 	// limit that asks for more is not waited for: the call returns at once with
 	// a (non-permanent) error.
 	MaxWait time.Duration
+	// Observer, when set, is told about every request's failure and rate limit.
+	Observer Observer
 }
 
 // Client talks to the GitHub REST API for deployhook. It is safe for concurrent
@@ -86,7 +88,7 @@ func New(lg *slog.Logger, opts Options) (*Client, error) {
 	opts.Backoff = cmp.Or(opts.Backoff, time.Second)
 	opts.MaxWait = cmp.Or(opts.MaxWait, time.Minute)
 
-	gh, err := newGitHub(opts.HTTPClient, opts.TokenSource, opts.BaseURL)
+	gh, err := newGitHub(observeClient(opts.HTTPClient, opts.Observer), opts.TokenSource, opts.BaseURL)
 	if err != nil {
 		return nil, err
 	}

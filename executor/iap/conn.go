@@ -220,6 +220,7 @@ func (c *Conn) readLoop(ws *websocket.Conn) {
 				err = net.ErrClosed
 			}
 			c.lg.Warn("iap tunnel: reconnect failed", "target", c.raddr.String(), "err", err)
+			observeFailure(c.opts.Observer, EventReconnectFailed, err)
 			c.fail(err)
 			return
 		}
@@ -473,6 +474,7 @@ func (c *Conn) reconnect(old *websocket.Conn) (*websocket.Conn, error) {
 		c.gen++
 		c.mu.Unlock()
 		c.stats.reconnects.Add(1)
+		observe(c.opts.Observer, EventReconnect)
 		rc.lastOK = time.Now()
 		signal(c.sendReady)
 		c.lg.Info("iap tunnel: reconnected", "target", c.raddr.String(), "attempt", attempt+1)

@@ -66,6 +66,9 @@ type Options struct {
 	// CloseTimeout bounds how long Close waits to hand written data to the relay;
 	// 5 s when zero.
 	CloseTimeout time.Duration
+
+	// Observer, when set, is told about connects, reconnects and failures.
+	Observer Observer
 }
 
 // ReconnectPolicy bounds how the tunnel resumes its session after the WebSocket drops
@@ -206,11 +209,13 @@ func Dial(ctx context.Context, lg *slog.Logger, opts Options) (*Conn, error) {
 	ws, f, err := c.handshake(ctx, u, false)
 	if err != nil {
 		c.cancel()
+		observeFailure(opts.Observer, EventConnectFailed, err)
 		return nil, fmt.Errorf("iap dial %s: %w", c.raddr, err)
 	}
 	c.sid = f.SID
 	c.ws = ws
 	c.lg.Debug("iap tunnel open", "target", c.raddr.String())
+	observe(opts.Observer, EventConnect)
 	c.start(ws)
 	return c, nil
 }

@@ -23,6 +23,8 @@ module "deployhook" {
   image                  = var.image
   github_token_secret_id = var.github_token_secret_id
 
+  oauth_client_secret_secret_id = var.oauth_client_secret_secret_id
+
   # The configuration deployhook reads. Secrets never go here: the webhook secret and
   # the GitHub token come from Secret Manager through the environment.
   config_yaml = templatefile("${path.module}/config.yaml.tftpl", {
@@ -35,5 +37,6 @@ module "deployhook" {
     app_user   = var.app_user
     oslogin    = var.oslogin
     public_url = module.deployhook.service_url
+    client_id  = var.oauth_client_id
   })
 }

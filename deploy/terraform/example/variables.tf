@@ -82,3 +82,18 @@ variable "ssh_key_secret_id" {
   type        = string
   default     = null
 }
+
+variable "oauth_client_id" {
+  description = "The client ID of the GitHub OAuth App people sign in to the console with (its callback URL: the service URL + /auth/callback). The service is public, so its pages need a sign-in."
+  type        = string
+
+  validation {
+    condition     = length(trimspace(var.oauth_client_id)) > 0
+    error_message = "oauth_client_id is required: the console of a public service needs a sign-in."
+  }
+}
+
+variable "oauth_client_secret_secret_id" {
+  description = "An existing Secret Manager secret with that OAuth App's client secret."
+  type        = string
+}

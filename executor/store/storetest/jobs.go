@@ -343,6 +343,50 @@ func testUpdateJobUnknown(t *testing.T, s executor.Store) {
 	}
 }
 
+// A final job changes state once more when the post-deploy watch rolls it
+// back: the success becomes a failure, its steps and Deployment kept, a step
+// added after it was final, and its report owed; LastSuccess goes back to
+// the previous success and Deployed no longer knows its SHA.
+func testUpdateJobFinalAgain(t *testing.T, s executor.Store) {
+	prev := finished(job("prev", "production", executor.StateSuccess, t0), t0.Add(time.Minute))
+	prev.Trigger.SHA = sha2
+	mustCreate(t, s, prev)
+	j := finished(fullJob("watched"), t0.Add(3*time.Minute))
+	j.State, j.Description = executor.StateSuccess, "deployed 0123456"
+	mustCreate(t, s, j)
+	if err := s.SetDeployment(t.Context(), "watched", 77); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.LastSuccess(t.Context(), "production"); err != nil || last.ID != "watched" {
+		t.Fatalf("LastSuccess = %s, %v; want watched", last.ID, err)
+	}
+	watch := executor.StepRun{Job: "watched", Seq: 4, Name: "watch", ExitCode: 1,
+		Output: "+30s degraded (1 of 1): dagster is failed\n", Started: t0.Add(3 * time.Minute), Duration: 30 * time.Second}
+	if err := s.AddStep(t.Context(), watch); err != nil {
+		t.Fatalf("AddStep after the job is final: %v", err)
+	}
+	j.State, j.Description, j.Finished = executor.StateFailure, "rolled back after 1 min: dagster is failed", t0.Add(5*time.Minute)
+	failure := report(j, executor.StateFailure, j.Description)
+	if err := s.UpdateJob(t.Context(), j, failure); err != nil {
+		t.Fatalf("UpdateJob of a final job: %v", err)
+	}
+	want := j
+	want.Deployment = 77
+	want.Steps = append(want.Steps, watch)
+	equalJob(t, "Job(watched)", mustJob(t, s, "watched"), want)
+	if got := reportsOf(mustOwed(t, s)); !reflect.DeepEqual(got, []executor.Report{failure}) {
+		t.Errorf("owed reports = %+v, want the failure", got)
+	}
+	if last, err := s.LastSuccess(t.Context(), "production"); err != nil || last.ID != "prev" {
+		t.Errorf("LastSuccess = %s, %v; want prev", last.ID, err)
+	}
+	_, err := s.Deployed(t.Context(), "production", sha1)
+	wantNotFound(t, "Deployed(the rolled-back SHA)", err)
+	if got, err := s.Jobs(t.Context(), "production", 0, executor.StateSuccess); err != nil || len(got) != 1 || got[0].ID != "prev" {
+		t.Errorf("Jobs(success) = %v, %v; want [prev]", ids(got), err)
+	}
+}
+
 // SetDeployment records (and replaces) a job's Deployment id, and nothing
 // else; ErrNotFound for an unknown job.
 func testSetDeployment(t *testing.T, s executor.Store) {

@@ -8,7 +8,8 @@ import (
 	"github.com/deployhook/deployhook/executor"
 )
 
-// outboxReports are three reports with every field set.
+// outboxReports are three reports with every field set (the last one is a
+// notice: Notify, Event and Actor).
 func outboxReports() []executor.Report {
 	return []executor.Report{
 		{Job: "j1", Target: "production", Environment: "prod", Repo: "acme/app", SHA: sha1,
@@ -16,7 +17,8 @@ func outboxReports() []executor.Report {
 		{Job: "j1", Target: "production", Environment: "prod", Repo: "acme/app", SHA: sha1,
 			State: executor.StateSuccess, Description: "deployed", URL: "https://deploy.example.com/jobs/j1", Deployment: 77},
 		{Job: "j2", Target: "staging", Environment: "staging", Repo: "acme/app", SHA: sha2,
-			State: executor.StateSuperseded, Description: "superseded by 89abcde", URL: "https://deploy.example.com/jobs/j2"},
+			State: executor.StateFailure, Description: "verify failed (exit 3); rolled back to 89abcde", URL: "https://deploy.example.com/jobs/j2",
+			Notify: "slack", Event: executor.EventRollback, Actor: "octocat"},
 	}
 }
 

@@ -56,6 +56,7 @@ func Run(t *testing.T, open func(t *testing.T) executor.Store) {
 		{"UpdateJob/stores state, description, previous SHA, owner and times only", testUpdateJob},
 		{"UpdateJob/owes its reports", testUpdateJobOwes},
 		{"UpdateJob/unknown job", testUpdateJobUnknown},
+		{"UpdateJob/a success turned failure by its watch", testUpdateJobFinalAgain},
 		{"SetDeployment", testSetDeployment},
 		{"Job and Jobs", func(t *testing.T, s executor.Store) {
 			runReader(t, recordJobs(t, s))

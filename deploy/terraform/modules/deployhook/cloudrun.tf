@@ -19,8 +19,9 @@ locals {
 
   secret_env = {
     for k, v in {
-      DEPLOYHOOK_GITHUB_TOKEN = var.github_token_secret_id
-      DEPLOYHOOK_SSH_KEY      = var.ssh_key_secret_id
+      DEPLOYHOOK_GITHUB_TOKEN        = var.github_token_secret_id
+      DEPLOYHOOK_SSH_KEY             = var.ssh_key_secret_id
+      DEPLOYHOOK_OAUTH_CLIENT_SECRET = var.oauth_client_secret_secret_id
     } : k => v if v != null
   }
 }
@@ -137,6 +138,17 @@ resource "google_cloud_run_v2_service" "deployhook" {
         }
       }
 
+      # Seals the console's session cookies: sessions outlive a new revision.
+      env {
+        name = "DEPLOYHOOK_SESSION_KEY"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.session_key.secret_id
+            version = google_secret_manager_secret_version.session_key.version
+          }
+        }
+      }
+
       dynamic "env" {
         for_each = local.secret_env
         content {
@@ -209,6 +221,7 @@ resource "google_cloud_run_v2_service" "deployhook" {
 
   depends_on = [
     google_secret_manager_secret_iam_member.webhook_secret,
+    google_secret_manager_secret_iam_member.session_key,
     google_secret_manager_secret_iam_member.config,
     google_secret_manager_secret_iam_member.external,
     google_storage_bucket_iam_member.data,

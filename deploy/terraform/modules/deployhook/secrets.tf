@@ -29,12 +29,43 @@ resource "google_secret_manager_secret_iam_member" "webhook_secret" {
   member    = google_service_account.deployhook.member
 }
 
+# The key that seals the console's session cookies (DEPLOYHOOK_SESSION_KEY, 32
+# bytes in hex): generated here like the webhook secret, so that every revision
+# and instance opens the sessions the others sealed.
+resource "random_id" "session_key" {
+  byte_length = 32
+}
+
+resource "google_secret_manager_secret" "session_key" {
+  project   = var.project_id
+  secret_id = "${var.name}-session-key"
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.apis]
+}
+
+resource "google_secret_manager_secret_version" "session_key" {
+  secret      = google_secret_manager_secret.session_key.id
+  secret_data = random_id.session_key.hex
+}
+
+resource "google_secret_manager_secret_iam_member" "session_key" {
+  project   = var.project_id
+  secret_id = google_secret_manager_secret.session_key.secret_id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.deployhook.member
+}
+
 # Secrets made outside Terraform (so they never enter the state) that deployhook reads.
 resource "google_secret_manager_secret_iam_member" "external" {
   for_each = {
     for k, v in {
-      github_token = var.github_token_secret_id
-      ssh_key      = var.ssh_key_secret_id
+      github_token        = var.github_token_secret_id
+      ssh_key             = var.ssh_key_secret_id
+      oauth_client_secret = var.oauth_client_secret_secret_id
     } : k => v if v != null
   }
 

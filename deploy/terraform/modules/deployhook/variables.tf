@@ -181,6 +181,12 @@ variable "ssh_key_secret_id" {
   default     = null
 }
 
+variable "oauth_client_secret_secret_id" {
+  description = "The ID of an existing Secret Manager secret holding the console's GitHub OAuth client secret for DEPLOYHOOK_OAUTH_CLIENT_SECRET (ui.auth: github), or null. Made outside Terraform so the secret never enters the state."
+  type        = string
+  default     = null
+}
+
 variable "deletion_protection" {
   description = "Protect the Cloud Run service and the data bucket from terraform destroy (the bucket holds the deploy history)."
   type        = bool

@@ -1,0 +1,572 @@
+package executor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/deployhook/deployhook/internal/gitsha"
+)
+
+// Watch is a target's post-deploy watch. After a deploy of the target ends
+// StateSuccess (reported at once: commit status, Deployment, LastSuccess and
+// the badge move as for any success), the lane's worker keeps checking the
+// target every Every until For has passed, and rolls the deploy back when
+// Trips checks in a row say the application degraded.
+//
+// Check runs on the target, through a session that does not take the deploy
+// lock (a person's deploy by hand, or a command-line deployhook, may run
+// meanwhile): exit 0 healthy; exit 1 degraded, its last output line being the
+// public reason (at most a hundred characters of it are kept); any other exit
+// code, a timeout or a broken connection is unknown: logged, never a trip,
+// and Unknowns of them in a row end the watch with a note. A healthy or
+// degraded check ends an unknown streak; an unknown ends a degraded one.
+//
+// The watch ends without touching the target when a newer job starts on the
+// lane or appears in the journal (a command-line deploy), when the target's
+// current commit (Target.Current) is no longer the job's, at shutdown, and
+// when For has passed. A rollback takes the deploy lock, checks again under
+// it that the target runs the job's SHA, runs the job's rollback steps as
+// after a failed step past the checkpoint, and then ends the job StateFailure
+// ("rolled back after 6 min: REASON") or, when the rollback fails,
+// StateError: a final job changes state this one more time, with its report
+// owed like any other. The rollback restores the commit the target ran before
+// the job, as the rollback of a failed deploy does.
+//
+// A target watches only when it rolls back (Target.Rollback); a job with no
+// previous commit is not watched; a command-line deploy (Options.NoRecover)
+// never watches, since it ends when its job is final.
+type Watch struct {
+	For   time.Duration // how long after the deploy; > 0
+	Every time.Duration // the time between checks; > 0 and at most For
+	Trips int           // degraded checks in a row that roll back; >= 1
+	// Check is the script run on the target at each check. It gets the
+	// steps' environment, and $DEPLOYHOOK_WATCH_BASELINE.
+	Check Step
+	// Baseline, when set, runs once when the watch starts: its last output
+	// line is passed to every check as $DEPLOYHOOK_WATCH_BASELINE (unit
+	// restart counts, the target's clock at the deploy). Until it succeeds
+	// no check runs: each failed attempt counts as an unknown check.
+	Baseline *Step
+	// Unknowns is how many unknown checks in a row end the watch; 0 means
+	// DefaultWatchUnknowns.
+	Unknowns int
+}
+
+// DefaultWatchUnknowns is Watch.Unknowns when it is 0.
+const DefaultWatchUnknowns = 5
+
+// baselineLimit bounds the baseline passed to every check in its environment.
+const baselineLimit = 1024
+
+// reasonLimit bounds the public reason of a degraded check, so that the
+// status description keeps its own words within GitHub's 140 characters.
+const reasonLimit = 100
+
+// valid reports what makes w unusable on target t, as New's precondition.
+func (w *Watch) valid(t Target) error {
+	switch {
+	case w.For <= 0 || w.Every <= 0 || w.Every > w.For:
+		return fmt.Errorf("watch for %s every %s: both > 0, every at most for", w.For, w.Every)
+	case w.Trips < 1:
+		return fmt.Errorf("watch trips %d: at least 1", w.Trips)
+	case w.Check.Run == "" || w.Check.Timeout <= 0:
+		return errors.New("watch check without Run or Timeout")
+	case w.Baseline != nil && (w.Baseline.Run == "" || w.Baseline.Timeout <= 0):
+		return errors.New("watch baseline without Run or Timeout")
+	case !t.Rollback:
+		return errors.New("a watch needs the rollback on")
+	}
+	return nil
+}
+
+// errNewerDeploy is the cause that ends a watch when a newer job starts.
+type errNewerDeploy struct{ job string }
+
+func (e errNewerDeploy) Error() string { return "newer deploy " + e.job }
+
+// stopWatch ends the watch running on l, if any, because job j is newer. The
+// caller holds l.mu.
+func (l *lane) stopWatch(j *Job) {
+	if l.watching != nil {
+		l.watching(errNewerDeploy{j.ID})
+	}
+}
+
+// checkKind is what one check of a watch said.
+type checkKind uint8
+
+const (
+	checkHealthy checkKind = iota
+	checkDegraded
+	checkUnknown
+	checkMoved // the target or the journal moved on: the watch ends
+)
+
+// watchCount is the streaks of a watch: degraded and unknown checks in a row.
+type watchCount struct{ degraded, unknown int }
+
+// watchAction is what a watch does after a check.
+type watchAction uint8
+
+const (
+	watchGoOn watchAction = iota
+	watchRollBack
+	watchGiveUp
+)
+
+// judge decides what a watch does after a check of kind k, given the streaks
+// before it, and returns the streaks after it. trips degraded checks in a row
+// roll back; unknowns unknown checks in a row end the watch.
+func judge(c watchCount, k checkKind, trips, unknowns int) (watchCount, watchAction) {
+	switch k {
+	case checkDegraded:
+		c = watchCount{degraded: c.degraded + 1}
+		if c.degraded >= trips {
+			return c, watchRollBack
+		}
+	case checkUnknown:
+		c = watchCount{unknown: c.unknown + 1}
+		if c.unknown >= unknowns {
+			return c, watchGiveUp
+		}
+	default:
+		c = watchCount{}
+	}
+	return c, watchGoOn
+}
+
+// tripped is what a rollback by the watch met, for watchOutcome.
+type tripped struct {
+	after    time.Duration // from the deploy's end to the trip
+	reason   string        // the degraded check's public reason
+	prev     string        // the commit rolled back to
+	open     error         // the locked session could not be opened
+	unread   bool          // under the lock, the target's commit could not be read
+	rollback *stepError    // the rollback step that failed; nil: it worked
+}
+
+// watchOutcome decides the job's new final state and public description after
+// its watch tripped.
+func watchOutcome(r tripped) (State, string) {
+	when := fmt.Sprintf(" after %s: ", humanAfter(r.after))
+	switch {
+	case r.open != nil && errors.Is(r.open, ErrLocked):
+		return StateError, describe("degraded"+when, r.reason, "; the deploy lock was held: nothing rolled back")
+	case r.open != nil:
+		return StateError, describe("degraded"+when, r.reason, "; could not reach the target: nothing rolled back")
+	case r.unread:
+		return StateError, describe("degraded"+when, r.reason, "; the target's commit could not be read: nothing rolled back")
+	case r.rollback != nil && (r.rollback.transport || errors.Is(r.rollback.err, context.Canceled)):
+		return StateError, describe("degraded"+when, r.reason, "; rollback to "+short(r.prev)+
+			" cut off at "+r.rollback.step+": target state unknown")
+	case r.rollback != nil:
+		return StateError, describe("degraded"+when, r.reason, "; rollback to "+short(r.prev)+
+			" failed at "+r.rollback.step+": target state unknown")
+	}
+	return StateFailure, describe("rolled back"+when, r.reason, "")
+}
+
+// maxDescription is GitHub's limit on a commit status or Deployment status
+// description (GITHUB-FACTS: longer is a 422 and a lost status).
+const maxDescription = 140
+
+// describe joins head, reason and tail, shortening reason so the whole fits
+// in maxDescription characters.
+func describe(head, reason, tail string) string {
+	room := maxDescription - utf8.RuneCountInString(head) - utf8.RuneCountInString(tail)
+	return head + shorten(reason, room) + tail
+}
+
+// shorten cuts s to at most n characters, ending in "…" when cut.
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	if n <= 1 {
+		return "…"
+	}
+	r := []rune(s)
+	return strings.TrimSpace(string(r[:n-1])) + "…"
+}
+
+// humanAfter says how long after the deploy: "40 s", "6 min".
+func humanAfter(d time.Duration) string {
+	if d < 90*time.Second {
+		return fmt.Sprintf("%d s", int(d.Round(time.Second)/time.Second))
+	}
+	return fmt.Sprintf("%d min", int(d.Round(time.Minute)/time.Minute))
+}
+
+// watchReason is the public reason of a degraded check: the last non-empty
+// line of its output, without control characters, at most reasonLimit
+// characters; a fixed text when there is none.
+func watchReason(out string) string {
+	line := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, lastLine(out))
+	if line = strings.TrimSpace(line); line == "" {
+		return "the watch check failed"
+	}
+	return shorten(line, reasonLimit)
+}
+
+// lastLine returns the last line of s that is not blank.
+func lastLine(s string) string {
+	s = strings.TrimRight(s, " \t\r\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return strings.TrimSpace(s)
+}
+
+// watcher is one watch: the worker's, for the job it just deployed.
+type watcher struct {
+	e    *Executor
+	l    *lane
+	d    *deploy // the deploy of the job: its job, step records and rollback
+	w    Watch
+	lg   *slog.Logger
+	sess Session // the check session, without the lock; nil when not open
+	rec  StepRun // the watch step's record
+	out  *tailBuffer
+	feed *feed     // the job's live log, reopened for the watch
+	slog *stepLog  // the watch step in it
+	base string    // the baseline's line; "" until taken
+	from time.Time // the watch's start, right after the deploy's end
+}
+
+// watch watches the target after d's job succeeded, until the watch ends (see
+// Watch). ctx ends at shutdown, which ends the watch; runCtx ends when the
+// grace period of a shutdown is over, which cuts a rollback short. It returns
+// once the job's outcome, if the watch changed it, was written.
+func (e *Executor) watch(ctx, runCtx context.Context, l *lane, d *deploy) {
+	w := &watcher{e: e, l: l, d: d, w: *l.t.Watch, lg: d.lg.With("phase", "watch"),
+		out: newTail(e.opts.OutputLimit), from: time.Now()}
+	if w.w.Unknowns <= 0 {
+		w.w.Unknowns = DefaultWatchUnknowns
+	}
+	if d.j.PreviousSHA == "" {
+		w.lg.Info("not watched: no previous commit to roll back to")
+		w.begin("not watched: no previous commit to roll back to")
+		w.end(0)
+		return
+	}
+	wctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	l.mu.Lock()
+	if l.pending != nil {
+		l.mu.Unlock()
+		w.begin("watch ended: newer deploy " + l.pendingID())
+		w.end(0)
+		return
+	}
+	l.watching = stop
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.watching = nil
+		l.mu.Unlock()
+	}()
+	defer w.closeSession()
+
+	w.begin(fmt.Sprintf("watching for %s: a check every %s; %d degraded in a row roll back to %s",
+		w.w.For, w.w.Every, w.w.Trips, short(d.j.PreviousSHA)))
+	w.lg.Info("watch started", "for", w.w.For, "every", w.w.Every, "trips", w.w.Trips)
+	w.baseline(wctx) // right after the deploy; a failure is retried by the first check
+	var count watchCount
+	for n := 1; ; n++ {
+		next := w.from.Add(time.Duration(n) * w.w.Every)
+		if next.After(w.from.Add(w.w.For)) {
+			w.print(fmt.Sprintf("watch passed: healthy for %s", w.w.For))
+			w.lg.Info("watch passed")
+			w.end(0)
+			return
+		}
+		if !pause(wctx, time.Until(next)) {
+			w.stopped(wctx)
+			return
+		}
+		w.lg.Debug("watch check", "n", n)
+		kind, line := w.check(wctx)
+		if wctx.Err() != nil {
+			w.stopped(wctx) // a check cut short says nothing
+			return
+		}
+		if kind == checkMoved {
+			w.print("watch ended: " + line)
+			w.lg.Info("watch ended", "why", line)
+			w.end(0)
+			return
+		}
+		var act watchAction
+		count, act = judge(count, kind, w.w.Trips, w.w.Unknowns)
+		at := "+" + time.Since(w.from).Round(time.Second).String()
+		switch kind {
+		case checkHealthy:
+			w.print(at + " healthy: " + line)
+		case checkDegraded:
+			w.print(fmt.Sprintf("%s degraded (%d of %d): %s", at, count.degraded, w.w.Trips, line))
+		case checkUnknown:
+			w.print(fmt.Sprintf("%s unknown (%d of %d): %s", at, count.unknown, w.w.Unknowns, line))
+		}
+		switch act {
+		case watchRollBack:
+			w.rollBack(runCtx, line)
+			return
+		case watchGiveUp:
+			w.print(fmt.Sprintf("watch ended: %d checks in a row could not tell (see the log)", count.unknown))
+			w.lg.Warn("watch ended: the checks could not tell", "unknown", count.unknown)
+			w.end(0)
+			return
+		}
+	}
+}
+
+// pendingID is the id of l's pending job. The caller holds l.mu.
+func (l *lane) pendingID() string {
+	if l.pending == nil {
+		return ""
+	}
+	return l.pending.ID
+}
+
+// stopped ends the watch that ctx ended: a newer job, or shutdown.
+func (w *watcher) stopped(ctx context.Context) {
+	var newer errNewerDeploy
+	if errors.As(context.Cause(ctx), &newer) {
+		w.print("watch ended: " + newer.Error())
+		w.lg.Info("watch ended: newer deploy", "by_job", newer.job)
+	} else {
+		w.print("watch ended: deployhook shutting down; the deploy stays a success")
+		w.lg.Info("watch ended by shutdown: the job stays success")
+	}
+	w.end(0)
+}
+
+// begin records the watch step, running, with its first line.
+func (w *watcher) begin(line string) {
+	w.rec = StepRun{Name: "watch", ExitCode: -1, Started: w.from}
+	w.rec.Seq = w.d.record(w.rec)
+	w.feed = w.e.live.reopen(w.d.j.ID)
+	w.slog = w.feed.startStep(w.rec.Seq, w.rec.Name)
+	w.print(line)
+}
+
+// print adds a line to the watch step's output and records it.
+func (w *watcher) print(line string) {
+	line = w.e.live.red.line(line)
+	fmt.Fprintln(w.out, line)
+	w.feed.line(w.slog, line)
+	if o := w.e.opts.Output; o != nil {
+		fmt.Fprintf(o, "[watch] %s\n", line)
+	}
+	w.rec.Output = w.out.String()
+	w.rec.Duration = time.Since(w.from)
+	w.d.update(w.rec)
+}
+
+// end records the watch step as finished with code.
+func (w *watcher) end(code int) {
+	w.rec.ExitCode = code
+	w.rec.Duration = time.Since(w.from)
+	w.d.update(w.rec)
+	w.feed.doneStep(w.slog, code, w.rec.Duration)
+	if code == 0 {
+		// The job stays what it was; a rollback's end publishes its own.
+		w.e.live.finish(*w.d.j)
+	}
+}
+
+func (w *watcher) closeSession() {
+	if w.sess != nil {
+		w.sess.Close()
+		w.sess = nil
+	}
+}
+
+// check runs one check: the journal and the target's commit first (a newer
+// deploy ends the watch), then the check script. It returns what it found
+// and the line that says it.
+func (w *watcher) check(ctx context.Context) (checkKind, string) {
+	j, t := w.d.j, w.l.t
+	if jobs, err := w.e.store.Jobs(ctx, t.Name, 1); err != nil {
+		w.lg.Warn("watch: read the journal", "err", err)
+	} else if len(jobs) == 1 && jobs[0].ID != j.ID {
+		return checkMoved, "newer deploy " + jobs[0].ID
+	}
+	if w.sess == nil {
+		sess, err := w.e.tr.Open(ctx, t.Name, "", 0)
+		if err != nil {
+			w.lg.Warn("watch: open a session", "err", err)
+			return checkUnknown, "could not reach the target"
+		}
+		w.sess = sess
+	}
+	if sha, ok := w.current(ctx); !ok {
+		return checkUnknown, "could not read the target's current commit"
+	} else if sha != "" && sha != j.Trigger.SHA {
+		return checkMoved, "the target runs " + short(sha) + " now, deployed outside this job"
+	}
+	if !w.baseline(ctx) {
+		return checkUnknown, "could not take the baseline"
+	}
+	out, code, err := w.run(ctx, w.w.Check)
+	switch {
+	case err == nil && code == 0:
+		return checkHealthy, watchReason(out)
+	case err == nil && code == 1:
+		w.lg.Warn("watch check: degraded", "output", tail(out, 2000))
+		return checkDegraded, watchReason(out)
+	case err == nil:
+		w.lg.Warn("watch check: unknown", "exit", code, "output", tail(out, 2000))
+		return checkUnknown, fmt.Sprintf("check exited %d", code)
+	case errors.Is(err, ErrTimeout):
+		w.lg.Warn("watch check timed out", "output", tail(out, 2000))
+		return checkUnknown, "check timed out"
+	}
+	w.lg.Warn("watch check did not finish", "err", err)
+	return checkUnknown, "check did not finish"
+}
+
+// baseline takes the baseline if the watch has one and it was not taken yet,
+// opening the check session when needed. It reports whether the checks may run.
+func (w *watcher) baseline(ctx context.Context) bool {
+	if w.base != "" || w.w.Baseline == nil {
+		return true
+	}
+	if w.sess == nil {
+		sess, err := w.e.tr.Open(ctx, w.l.t.Name, "", 0)
+		if err != nil {
+			w.lg.Warn("watch: open a session", "err", err)
+			return false
+		}
+		w.sess = sess
+	}
+	out, code, err := w.run(ctx, *w.w.Baseline)
+	line := lastLine(out)
+	if err != nil || code != 0 || line == "" || len(line) > baselineLimit {
+		w.lg.Warn("watch: baseline failed", "exit", code, "err", err, "output", tail(out, 500))
+		return false
+	}
+	w.base = line
+	w.lg.Info("watch baseline taken", "baseline", line)
+	return true
+}
+
+// run runs st on the check session with the watch's environment; a transport
+// error closes the session, to be opened again by the next check.
+func (w *watcher) run(ctx context.Context, st Step) (string, int, error) {
+	j := w.d.j
+	cmd := w.d.command(st, j.Trigger.SHA, j.PreviousSHA)
+	cmd.Env["DEPLOYHOOK_WATCH_BASELINE"] = w.base
+	out := newTail(16 << 10)
+	code, err := w.sess.Run(ctx, cmd, out)
+	if err != nil && !errors.Is(err, ErrTimeout) && ctx.Err() == nil {
+		w.closeSession()
+	}
+	return out.String(), code, err
+}
+
+// current reads the commit the target runs through Target.Current: ok false
+// when it cannot be read, sha "" when the target has no probe for it.
+func (w *watcher) current(ctx context.Context) (sha string, ok bool) {
+	p := w.l.t.Current
+	if p == nil {
+		return "", true
+	}
+	out, code, err := w.run(ctx, *p)
+	sha = strings.TrimSpace(out)
+	if err != nil || code != 0 || !gitsha.Valid(sha) {
+		w.lg.Warn("watch: current commit unknown", "exit", code, "err", err, "output", tail(out, 200))
+		return "", false
+	}
+	return sha, true
+}
+
+// rollBack rolls the job back after its watch tripped on reason, under the
+// deploy lock, and ends the job (watchOutcome), unless the target moved on
+// meanwhile: then nothing is touched and the job stays a success.
+func (w *watcher) rollBack(ctx context.Context, reason string) {
+	d, t := w.d, w.l.t
+	j := d.j
+	r := tripped{after: time.Since(w.from), reason: reason, prev: j.PreviousSHA}
+	w.closeSession()
+	w.print("rolling back to " + short(r.prev) + " under the deploy lock")
+	w.lg.Warn("watch tripped: rolling back", "reason", reason, "to", r.prev)
+	sess, err := w.e.tr.Open(ctx, t.Name, t.Lock, t.LockWait)
+	if err != nil {
+		w.lg.Error("watch: open the locked session for the rollback", "err", err)
+		r.open = err
+	} else {
+		defer sess.Close()
+		d.sess = sess
+		why, unread := w.movedUnderLock(ctx, sess)
+		switch {
+		case unread:
+			r.unread = true
+		case why != "":
+			w.print("watch ended: " + why + "; nothing rolled back")
+			w.lg.Info("watch ended before its rollback", "why", why)
+			w.end(0)
+			return
+		default:
+			d.recover = "" // the deploy ended cleanly: nothing of an interrupted one is left
+			r.rollback, _ = d.steps(ctx, r.prev, j.Trigger.SHA, "rollback: ")
+			w.e.opts.Observer.RolledBack(t.Name, r.rollback == nil)
+		}
+	}
+	state, desc := watchOutcome(r)
+	w.print(desc)
+	w.end(1)
+
+	bg := context.WithoutCancel(ctx)
+	lastJob := ""
+	if old, err := w.e.store.Deployed(bg, t.Name, r.prev); err == nil {
+		lastJob = old.ID
+	}
+	w.l.mu.Lock()
+	j.State, j.Description, j.Finished = state, desc, time.Now()
+	if w.l.current == j.Trigger.SHA {
+		// As after a failed deploy, the target runs the previous commit
+		// as far as the journal knows (LastSuccess, after a restart too).
+		w.l.current, w.l.lastJob = r.prev, lastJob
+	}
+	w.l.mu.Unlock()
+	w.e.end(bg, *j, d.unsavedSteps()...)
+	w.lg.Warn("watch ended the deploy", "state", state, "description", desc)
+	w.e.jr.waitWritten(ctx, j.ID)
+}
+
+// movedUnderLock reports why the rollback must not run, or "": under the
+// deploy lock the target must still run the job's SHA, and no newer job may
+// be in the journal. unread says the target's commit could not be read.
+func (w *watcher) movedUnderLock(ctx context.Context, sess Session) (why string, unread bool) {
+	j := w.d.j
+	if jobs, err := w.e.store.Jobs(ctx, j.Target, 1); err == nil && len(jobs) == 1 && jobs[0].ID != j.ID {
+		return "newer deploy " + jobs[0].ID, false
+	}
+	if w.l.t.Current == nil {
+		return "", false
+	}
+	var out bytes.Buffer
+	code, err := sess.Run(ctx, w.d.command(*w.l.t.Current, j.Trigger.SHA, ""), &out)
+	sha := strings.TrimSpace(out.String())
+	switch {
+	case err != nil || code != 0 || !gitsha.Valid(sha):
+		w.lg.Error("watch: current commit unknown under the lock", "exit", code, "err", err, "output", tail(out.String(), 200))
+		return "", true
+	case sha != j.Trigger.SHA:
+		return "the target runs " + short(sha) + " now, deployed outside this job", false
+	}
+	return "", false
+}
