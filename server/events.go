@@ -24,14 +24,6 @@ const heartbeatEvery = 15 * time.Second
 // reconnects (the SSE retry field).
 const reconnectMillis = 2000
 
-// The kinds of executor.LogEvent, as the live log sends them.
-const (
-	eventStep = "step" // a step started
-	eventLine = "line" // a line of a step's output
-	eventDone = "done" // a step ended
-	eventEnd  = "end"  // the job is final: the last event
-)
-
 // handleEvents is GET /jobs/:id/events: the job's live log as Server-Sent
 // Events (https://html.spec.whatwg.org/multipage/server-sent-events.html).
 // Each executor.LogEvent is one event: "id:" its ID, "event:" its kind,
@@ -77,7 +69,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	w.raw(fmt.Appendf(nil, "retry: %d\n\n", reconnectMillis))
 
 	if events == nil {
-		return w.event(executor.LogEvent{Kind: eventEnd, State: j.State, Description: j.Description, Time: s.deps.Now()})
+		return w.event(executor.LogEvent{Kind: executor.EventEnd, State: j.State, Description: j.Description, Time: s.deps.Now()})
 	}
 	show := s.showOutput(person(c))
 	heartbeat := time.NewTicker(heartbeatEvery)
@@ -96,13 +88,13 @@ func (s *Server) handleEvents(c echo.Context) error {
 				// reconnects with its last id.
 				return nil
 			}
-			if ev.Kind == eventLine && !show {
+			if ev.Kind == executor.EventLine && !show {
 				continue
 			}
 			if err := w.event(ev); err != nil {
 				return nil
 			}
-			if ev.Kind == eventEnd {
+			if ev.Kind == executor.EventEnd {
 				return nil
 			}
 		}

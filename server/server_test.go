@@ -101,12 +101,22 @@ func (q *fakeQueue) calls() []enqueued {
 // earlier in the slice first) and without steps. It passes the read side of
 // the journal's conformance suite (TestFakeJournal).
 type fakeJournal struct {
+	mu    sync.Mutex     // for set while a server runs
 	jobs  []executor.Job // the last recorded first
 	err   error          // every call fails with it when set
 	panic bool           // Job panics when set
 }
 
+// set replaces the jobs while requests may be served.
+func (j *fakeJournal) set(jobs []executor.Job) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.jobs = jobs
+}
+
 func (j *fakeJournal) Job(ctx context.Context, id string) (executor.Job, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.panic {
 		panic("journal exploded")
 	}
@@ -122,6 +132,8 @@ func (j *fakeJournal) Job(ctx context.Context, id string) (executor.Job, error) 
 }
 
 func (j *fakeJournal) Jobs(ctx context.Context, target string, limit int, states ...executor.State) ([]executor.Job, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.err != nil {
 		return nil, j.err
 	}
