@@ -454,18 +454,11 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	if a.gh == nil {
 		lg.Warn("GitHub reporting is off: statuses are logged, not sent")
 	}
-	if _, err := consoleAuth(lg, cfg); err != nil { // the lead passes it to server.New
+	auth, err := consoleAuth(lg, cfg)
+	if err != nil {
 		return err
 	}
-	var resolver server.Resolver = noResolver{}
-	if a.gh != nil {
-		resolver = a.gh
-	}
-	srv, err := server.New(lg, server.Options{
-		Secrets: cfg.WebhookSecrets, MaxBody: int64(cfg.MaxBody), Routes: routes(cfg),
-		PublicURL: cfg.PublicURL, Badges: *cfg.Badges, ShowOutput: *cfg.ShowOutput, Version: version,
-		Observer: mon.m, Metrics: mon.main(),
-	}, server.Deps{Queue: a.ex, Journal: a.store, Resolver: resolver, Rollbacks: a.ex, Checker: readiness{a}})
+	srv, err := newServer(lg, cfg, a, auth, mon)
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ type Config struct {
 	DataDir       string   `yaml:"data_dir"`
 	MaxBody       ByteSize `yaml:"max_body"`
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
-	Badges        *bool    `yaml:"badges"`
+	Badges        Badges   `yaml:"badges"` // true, false or private (config/badges.go)
 	// ShowOutput puts the steps' output tails and error texts on the job pages,
 	// which are linked from GitHub. Default false: output may name hosts or
 	// carry what a step printed, and the pages are public.
@@ -499,9 +499,6 @@ func (c *Config) defaults() {
 	}
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = Duration(2 * time.Minute)
-	}
-	if c.Badges == nil {
-		c.Badges = boolPtr(true)
 	}
 	if c.ShowOutput == nil {
 		c.ShowOutput = boolPtr(false)

@@ -60,7 +60,8 @@ func stateColor(st executor.State) string {
 
 // handleBadge is GET /badge/:target.svg and GET /badge/:target.json: the target's
 // last job that ran (or runs, or waits to) as a shields.io-style badge (state,
-// short SHA, age; nothing else).
+// short SHA, age; nothing else). With Options.PrivateBadges it runs after
+// signedIn, and a target the person may not read is an unknown target.
 func (s *Server) handleBadge(c echo.Context) error {
 	file := c.Param("file")
 	target, isSVG := strings.CutSuffix(file, ".svg")
@@ -72,7 +73,7 @@ func (s *Server) handleBadge(c echo.Context) error {
 	}
 	b := badge{SchemaVersion: 1, Label: "deploy"}
 	code := http.StatusOK
-	if !s.known(target) {
+	if !s.known(target) || (s.opts.PrivateBadges && s.reader(c).access(s.repoOf(target, "")) < AccessRead) {
 		code = http.StatusNotFound
 		b.Message, b.Color, b.IsError = "unknown target", "lightgrey", true
 	} else {

@@ -99,7 +99,7 @@ func BenchmarkWebhook(b *testing.B) {
 			b.Run(sz.name+"/"+c.name, func(b *testing.B) {
 				body := grownPush(b, c.branch, sz.size)
 				srv, err := New(testLogger(b), Options{Secrets: [][]byte{testSecret}, Routes: testRoutes()},
-					Deps{Queue: benchQueue{}, Journal: &fakeJournal{}, Resolver: &fakeResolver{}, Rollbacks: &fakeRollbacks{}})
+					Deps{Queue: benchQueue{}, Journal: &fakeJournal{}, Resolver: &fakeResolver{}, Rollbacks: &fakeRollbacks{}, Auth: AllowAll("bench")})
 				if err != nil {
 					b.Fatal(err)
 				}

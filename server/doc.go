@@ -1,31 +1,70 @@
 // Package server is deployhook's HTTP front, built on echo: it receives GitHub
-// webhooks, turns them into deploy requests for the executor's queue, and shows what
-// the deploys did. It acknowledges; it never deploys: no handler starts work.
+// webhooks, turns them into deploy requests for the executor's queue, and is the
+// operator console that shows what the deploys did and lets people redeploy, roll
+// back and cancel. It acknowledges; it never deploys: no handler starts work.
 //
 // # Routes
+//
+// Public, for GitHub, load balancers and the sign-in flow:
 //
 //	POST /webhook              a GitHub delivery (see below)
 //	GET  /healthz              200 "ok" while the process answers
 //	GET  /readyz               200 "ready"; 503 {"error": "not ready: REASON"} while
 //	                           the Checker fails or the server is shutting down
+//	ANY  /auth/...             Deps.Auth's sign-in flow (AuthPath)
+//	GET  /static/FILE          the pages' script and style sheet
+//	GET  /badge/TARGET.svg     shields.io-style badge: "deploy | STATE · SHA7 · AGE"
+//	GET  /badge/TARGET.json    the same as a shields.io endpoint badge
+//	                           (Options.Badges; 404 when off or for an unknown
+//	                           target; behind sign-in with Options.PrivateBadges)
+//
+// The operator console, for people signed in (Deps.Auth):
+//
 //	GET  /                     HTML index: targets with their last job, recent jobs
 //	GET  /jobs?target=&limit=  JSON {"jobs": [...]}, newest first (limit 1..200, default 20)
 //	GET  /jobs/:id             a job: JSON with "Accept: application/json" or
 //	                           ?format=json, else an HTML page; 404 for an unknown id.
 //	                           This is the target_url of the job's commit statuses
 //	                           (executor.JobURL; the path is executor.JobPath).
-//	GET  /badge/TARGET.svg     shields.io-style badge: "deploy | STATE · SHA7 · AGE"
-//	GET  /badge/TARGET.json    the same as a shields.io endpoint badge
-//	                           (Options.Badges; 404 when off or for an unknown target)
+//	GET  /jobs/:id/events      the job's live log, Server-Sent Events (handleEvents)
+//	GET  /jobs/:id/cancel      confirm a cancel; POST it (form: csrf)
+//	GET  /targets/:name        the target's deploys, 25 a page (?page=N), with
+//	                           commits, compare links and, for writers, buttons
+//	GET  /targets/:name/deploy?sha=  confirm a redeploy or rollback; POST it
+//	                           (form: sha, csrf): 303 to the new job's page
+//
+// # Sign-in and access
+//
+// Without a session (Auth.Who), a page request is answered 303 to
+// Auth.SignIn with its path and query, to come back to; a program (JSON by
+// Accept, ?format=json or a .json path; an event stream) gets 401 {"error":
+// "sign in: ..."}. A person sees the targets whose repository Auth.Access
+// says they may read, and jobs of those only; for anything else they get
+// the answer of something that does not exist (404), and lists leave it
+// out. An access that cannot be decided is denied (503 on a page). Actions
+// (deploy, cancel) and their confirmation pages need write access (403 for
+// a reader); the POSTs also need the session's CSRF token in the form field
+// csrf (compared in constant time), and are refused (403) when
+// Sec-Fetch-Site or Origin says another site sent them. Each action is
+// logged with the person's login, and queued with them as the actor:
+// Trigger{Kind: KindRollback or KindManual, Force: true, Reason: "rollback
+// by LOGIN in the console"}; the executor's rules decide whether it runs.
+//
+// Pages carry a Content-Security-Policy without 'unsafe-inline': the
+// script that follows a running job's live log and the style sheet are
+// files under /static. Without JavaScript a finished job's page is
+// complete, and a running one says to reload.
 //
 // Every error is answered as JSON {"error": "public reason"}; the internal detail
 // goes to the log only. Each request is logged in one line, with its outcome (job,
 // ignore reason, internal error), the delivery, event and user agent headers cut
 // to 100 bytes, and never the signature header or the body.
 //
-// Job pages and the job JSON show a step's output and error text only with
-// Options.ShowOutput (off in the zero Options); without, a step that did not
-// finish shows a public summary ("timed out", "connection lost", "could not
+// Job pages, the job JSON and the live log show a step's output and error
+// text to people signed in through a provider who may read the target; in
+// the "none" mode (AllowAll), where anyone who reaches the server is signed
+// in, only with Options.ShowOutput. Without, a step that did not finish
+// shows a public summary ("timed out", "connection lost", "could not
 // connect to the target"), never the error text, which may name hosts and
 // addresses.
 //

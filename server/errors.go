@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -42,7 +43,8 @@ type errorBody struct {
 }
 
 // handleError is the one HTTP error handler: a publicError's message, echo's own
-// errors (404, 405) by their status text, anything else a bare 500. It does not
+// errors (404, 405) by their status text, anything else a bare 500. A browser
+// (Accept: text/html, not JSON) gets the message on a page; anyone else JSON. It does not
 // log: logRequests puts the internal error on the request's one log line.
 func (s *Server) handleError(err error, c echo.Context) {
 	code, msg := http.StatusInternalServerError, "internal error"
@@ -62,12 +64,41 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	if req.Method == http.MethodHead {
+	switch {
+	case req.Method == http.MethodHead:
 		err = c.NoContent(code)
-	} else {
+	case wantsPage(c):
+		err = s.errorPage(c, code, msg)
+	default:
 		err = c.JSON(code, errorBody{Error: msg})
 	}
 	if err != nil {
 		s.lg.Warn("write error answer", "err", err)
 	}
+}
+
+// wantsPage reports whether the client is a browser showing pages: it
+// accepts text/html and did not ask for JSON or an event stream.
+func wantsPage(c echo.Context) bool {
+	return !wantsMachine(c) && strings.Contains(c.Request().Header.Get(echo.HeaderAccept), echo.MIMETextHTML)
+}
+
+// errorPage answers code with msg (public) on an HTML page, or as JSON
+// when the page cannot be rendered.
+func (s *Server) errorPage(c echo.Context, code int, msg string) error {
+	tmpl, err := s.tmpl()
+	if err == nil {
+		var b bytes.Buffer
+		data := struct {
+			Page   pageInfo
+			Status string
+			Msg    string
+		}{s.pageInfo(c, http.StatusText(code)), fmt.Sprintf("%d %s", code, http.StatusText(code)), msg}
+		if err = tmpl.ExecuteTemplate(&b, "error.html", data); err == nil {
+			pageHeaders(c.Response().Header())
+			return c.HTMLBlob(code, b.Bytes())
+		}
+	}
+	s.lg.Warn("render error page", "err", err)
+	return c.JSON(code, errorBody{Error: msg})
 }

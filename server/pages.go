@@ -3,10 +3,10 @@ package server
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,9 +45,10 @@ func (s *Server) handleReadyz(c echo.Context) error {
 	return c.String(http.StatusOK, "ready")
 }
 
-// jobView is the public view of a job: what the JSON and the HTML page show. The
-// steps' output and error texts (which may name hosts) only with ShowOutput;
-// without, a step's error is its public summary (stepSummary).
+// jobView is the view of a job: what the JSON and the HTML page show. The
+// steps' output and error texts (which may name hosts) only for a person
+// who may see them (Server.showOutput); otherwise a step's error is its
+// public summary (stepSummary).
 type jobView struct {
 	ID          string         `json:"id"`
 	Target      string         `json:"target"`
@@ -86,8 +87,9 @@ type stepView struct {
 	Error    string `json:"error,omitempty"` // why the step did not finish: a public summary unless ShowOutput
 }
 
-// view turns a job into its public view.
-func (s *Server) view(j executor.Job) jobView {
+// view turns a job into its view, with the steps' output and error texts
+// when output is set.
+func (s *Server) view(j executor.Job, output bool) jobView {
 	now := s.deps.Now()
 	v := jobView{
 		ID:          j.ID,
@@ -115,7 +117,7 @@ func (s *Server) view(j executor.Job) jobView {
 	for _, st := range j.Steps {
 		sv := stepView{Seq: st.Seq, Name: st.Name, ExitCode: st.ExitCode, Skipped: st.Skipped,
 			Duration: roundDuration(st.Duration).String(), Millis: st.Duration.Milliseconds()}
-		if s.opts.ShowOutput {
+		if output {
 			sv.Output, sv.Error = st.Output, st.Error
 		} else {
 			sv.Error = stepSummary(st)
@@ -126,33 +128,43 @@ func (s *Server) view(j executor.Job) jobView {
 }
 
 // handleJob is GET /jobs/:id: JSON with Accept: application/json or ?format=json,
-// else the HTML page.
+// else the HTML page. A running job's page follows its live log with
+// /static/console.js; without JavaScript it says to reload.
 func (s *Server) handleJob(c echo.Context) error {
-	id := c.Param("id")
-	j, err := s.deps.Journal.Job(c.Request().Context(), id)
-	if errors.Is(err, executor.ErrNotFound) {
-		return publicf(http.StatusNotFound, "no job %s", truncate(id, 64))
-	}
+	p := person(c)
+	j, err := s.readJob(c, c.Param("id"), AccessRead)
 	if err != nil {
-		return public(http.StatusInternalServerError, "cannot read the journal", err)
+		return err
 	}
-	v := s.view(j)
+	v := s.view(j, s.showOutput(p))
 	if wantsJSON(c) {
 		return c.JSON(http.StatusOK, v)
 	}
-	p := s.pageInfo("Job " + j.ID + " · " + j.Target)
-	p.Refresh = !j.State.Final()
+	// Write access shows the cancel button; the POST checks it again.
+	a, err := s.deps.Auth.Access(c.Request().Context(), p, s.repoOf(j.Target, j.Trigger.Repo))
+	if err != nil {
+		a = AccessRead
+	}
+	page := s.pageInfo(c, "Job "+j.ID+" · "+j.Target)
 	return s.render(c, "job.html", struct {
-		Page pageInfo
-		Job  jobView
-	}{p, v})
+		Page      pageInfo
+		Job       jobView
+		Running   bool
+		Events    string
+		CanCancel bool
+		Known     bool // the target is configured: its history page exists
+		Now       int64
+	}{page, v, !j.State.Final(), executor.JobPath(j.ID) + "/events",
+		a >= AccessWrite && s.deps.Live != nil && !j.State.Final(), s.known(j.Target), s.deps.Now().UnixMilli()})
 }
 
-// handleJobs is GET /jobs?target=&limit=: recent jobs as JSON, newest first.
+// handleJobs is GET /jobs?target=&limit=: recent jobs as JSON, newest first,
+// of the targets the person may read.
 func (s *Server) handleJobs(c echo.Context) error {
 	target := c.QueryParam("target")
-	if target != "" && !s.known(target) {
-		return publicf(http.StatusNotFound, "no target %s", truncate(target, 64))
+	rd := s.reader(c)
+	if target != "" && (!s.known(target) || rd.access(s.repoOf(target, "")) < AccessRead) {
+		return errNoTarget(target)
 	}
 	limit := defaultListLimit
 	if l := c.QueryParam("limit"); l != "" {
@@ -162,17 +174,50 @@ func (s *Server) handleJobs(c echo.Context) error {
 		}
 		limit = n
 	}
-	jobs, err := s.deps.Journal.Jobs(c.Request().Context(), target, limit)
+	jobs, err := s.readableJobs(c.Request().Context(), rd, target, limit)
 	if err != nil {
 		return public(http.StatusInternalServerError, "cannot read the journal", err)
 	}
 	out := struct {
 		Jobs []jobView `json:"jobs"`
 	}{Jobs: make([]jobView, 0, len(jobs))}
+	show := s.showOutput(person(c))
 	for _, j := range jobs {
-		out.Jobs = append(out.Jobs, s.view(j))
+		out.Jobs = append(out.Jobs, s.view(j, show))
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// readableJobs lists the newest jobs, at most limit, of target (every
+// target if empty) that rd's person may read. When the person may read
+// every configured target, it is one query, filtered (jobs of targets no
+// longer configured are decided by their repository); otherwise one query
+// per readable target, merged.
+func (s *Server) readableJobs(ctx context.Context, rd *reader, target string, limit int) ([]executor.Job, error) {
+	var readable []string
+	for _, t := range s.targets {
+		if rd.access(s.repoOf(t, "")) >= AccessRead {
+			readable = append(readable, t)
+		}
+	}
+	if target != "" || len(readable) == len(s.targets) {
+		jobs, err := s.deps.Journal.Jobs(ctx, target, limit)
+		if err != nil {
+			return nil, err
+		}
+		return slices.DeleteFunc(jobs, func(j executor.Job) bool { return !rd.job(j) }), nil
+	}
+	var all []executor.Job
+	for _, t := range readable {
+		jobs, err := s.deps.Journal.Jobs(ctx, t, limit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, jobs...)
+	}
+	// Stable: a target's jobs keep the journal's order among equal times.
+	slices.SortStableFunc(all, func(a, b executor.Job) int { return b.Created.Compare(a.Created) })
+	return all[:min(len(all), limit)], nil
 }
 
 // targetRow is one line of the index's target table.
@@ -182,18 +227,24 @@ type targetRow struct {
 	Badge string // Markdown for the README badge, when badges are on
 }
 
-// handleIndex is GET /: every target with its last job, and the recent jobs.
+// handleIndex is GET /: the targets the person may read, with their last
+// job, and their recent jobs.
 func (s *Server) handleIndex(c echo.Context) error {
 	ctx := c.Request().Context()
+	rd := s.reader(c)
+	show := s.showOutput(person(c))
 	var rows []targetRow
 	for _, t := range s.targets {
 		row := targetRow{Route: s.routeOf(t)}
+		if rd.access(row.Repo) < AccessRead {
+			continue
+		}
 		jobs, err := s.deps.Journal.Jobs(ctx, t, 1)
 		if err != nil {
 			return public(http.StatusInternalServerError, "cannot read the journal", err)
 		}
 		if len(jobs) > 0 {
-			v := s.view(jobs[0])
+			v := s.view(jobs[0], show)
 			row.Last = &v
 		}
 		if s.opts.Badges {
@@ -201,19 +252,19 @@ func (s *Server) handleIndex(c echo.Context) error {
 		}
 		rows = append(rows, row)
 	}
-	recent, err := s.deps.Journal.Jobs(ctx, "", defaultListLimit)
+	recent, err := s.readableJobs(ctx, rd, "", defaultListLimit)
 	if err != nil {
 		return public(http.StatusInternalServerError, "cannot read the journal", err)
 	}
 	views := make([]jobView, 0, len(recent))
 	for _, j := range recent {
-		views = append(views, s.view(j))
+		views = append(views, s.view(j, show))
 	}
 	return s.render(c, "index.html", struct {
 		Page    pageInfo
 		Targets []targetRow
 		Recent  []jobView
-	}{s.pageInfo("deployhook"), rows, views})
+	}{s.pageInfo(c, "deployhook"), rows, views})
 }
 
 // routeOf returns the first route of target.
@@ -230,11 +281,18 @@ func (s *Server) routeOf(target string) Route {
 type pageInfo struct {
 	Title   string
 	Version string
-	Refresh bool // reload every few seconds: the job is not finished
+	Login   string // the signed-in person; empty on public pages
+	SignOut string // the sign-out page; empty in the "none" mode
+	CSRF    string // the session's token, for the forms
 }
 
-func (s *Server) pageInfo(title string) pageInfo {
-	return pageInfo{Title: title, Version: s.opts.Version}
+func (s *Server) pageInfo(c echo.Context, title string) pageInfo {
+	p := person(c)
+	pi := pageInfo{Title: title, Version: s.opts.Version, Login: p.Login, CSRF: p.CSRF}
+	if p.Login != "" && p.Provider != providerNone {
+		pi.SignOut = signOutPath
+	}
+	return pi
 }
 
 // render executes a template into a buffer first, so a template error is a clean 500.
@@ -247,10 +305,22 @@ func (s *Server) render(c echo.Context, name string, data any) error {
 	if err := tmpl.ExecuteTemplate(&b, name, data); err != nil {
 		return public(http.StatusInternalServerError, "internal error", fmt.Errorf("render %s: %w", name, err))
 	}
-	h := c.Response().Header()
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'")
-	h.Set("X-Content-Type-Options", "nosniff")
+	pageHeaders(c.Response().Header())
 	return c.HTMLBlob(http.StatusOK, b.Bytes())
+}
+
+// contentSecurityPolicy is every page's policy: no inline script or style
+// (the pages load /static/console.js and console.css), connections only to
+// this server (the live log), forms only to it, and no framing.
+const contentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+	"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// pageHeaders sets the headers of every HTML page.
+func pageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store")
 }
 
 // funcs are the template helpers.

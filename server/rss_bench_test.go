@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 func childServe(in io.Reader, out, errOut io.Writer) int {
 	srv, err := New(slog.New(slog.NewTextHandler(errOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Options{Secrets: [][]byte{testSecret}, Routes: testRoutes()},
-		Deps{Queue: benchQueue{}, Journal: &fakeJournal{}, Resolver: &fakeResolver{}, Rollbacks: &fakeRollbacks{}})
+		Deps{Queue: benchQueue{}, Journal: &fakeJournal{}, Resolver: &fakeResolver{}, Rollbacks: &fakeRollbacks{}, Auth: AllowAll("bench")})
 	if err != nil {
 		fmt.Fprintln(errOut, err)
 		return 1

@@ -130,11 +130,23 @@ type Options struct {
 	PublicURL string
 	// Badges serves /badge/TARGET.svg and .json; off, they are 404.
 	Badges bool
+	// PrivateBadges puts the badges behind sign-in, like the pages: only a
+	// person who may read the target's repository sees its badge (others get
+	// 404, as for an unknown target). Off: badges are public.
+	PrivateBadges bool
 	// ShowOutput puts the steps' output tails and their error texts (which may
-	// name hosts and addresses) on job pages and in the job JSON. Off (the zero
-	// value): a step that did not finish shows only a public summary ("timed
-	// out", "connection lost"), and no output.
+	// name hosts and addresses) on job pages, in the job JSON and in the live
+	// log for everyone signed in through the "none" mode (AllowAll), where
+	// anyone who reaches the server is signed in. A person signed in through
+	// a provider (GitHub, IAP) who may read the target's repository always
+	// sees them. Off (the zero value), the "none" mode shows a step that did
+	// not finish with a public summary only ("timed out", "connection
+	// lost"), and no output.
 	ShowOutput bool
+	// WebURL is GitHub's web address (https://github.com, or
+	// https://HOST for GitHub Enterprise Server), for the commit and compare
+	// links of the history pages. Empty: https://github.com.
+	WebURL string
 	// Version is shown on pages.
 	Version string
 	// Observer, when set, is told how each webhook delivery was answered.
@@ -146,14 +158,26 @@ type Options struct {
 	ResolveTimeout time.Duration
 }
 
-// Deps are the Server's collaborators. Queue and Journal are required; Resolver and
-// Rollbacks are required when a route has a DispatchWorkflow; Checker is optional.
+// Deps are the Server's collaborators. Queue, Journal and Auth are required;
+// Resolver and Rollbacks are required when a route has a DispatchWorkflow;
+// Checker, Live and Commits are optional.
 type Deps struct {
 	Queue     Queue
 	Journal   Journal
 	Resolver  Resolver
 	Rollbacks Rollbacks
 	Checker   Checker
+	// Auth signs people in and says what they may see and do. Every route
+	// but the webhook, the health checks, the sign-in flow, the static
+	// assets and the public badges needs a session. Required: the local
+	// demo uses AllowAll.
+	Auth Auth
+	// Live streams the running jobs' logs and cancels jobs. Nil: job pages
+	// show the journal only, and there is no cancel button.
+	Live Live
+	// Commits looks up commit messages and authors for the history pages,
+	// cached. Nil: the pages show SHAs alone.
+	Commits Commits
 	// Now is the clock for ages on pages and badges; nil means time.Now.
 	Now func() time.Time
 }
@@ -179,6 +203,11 @@ type Server struct {
 	// answered 503. closing is set by Shutdown only: Serve refuses to start.
 	draining atomic.Bool
 	closing  atomic.Bool
+	// streams ends with Shutdown: the live log streams, which would
+	// otherwise hold Shutdown until its deadline, end with it.
+	streams    context.Context
+	endStreams context.CancelFunc
+	commits    *commitCache // nil without Deps.Commits
 
 	mu    sync.Mutex
 	srv   *http.Server
@@ -231,10 +260,21 @@ func New(lg *slog.Logger, opts Options, deps Deps) (*Server, error) {
 	if deps.Queue == nil || deps.Journal == nil {
 		return nil, errors.New("server: Queue and Journal are required")
 	}
+	if deps.Auth == nil {
+		return nil, errors.New("server: Auth is required: configure a sign-in mode (for the local demo, AllowAll)")
+	}
+	opts.WebURL = strings.TrimRight(opts.WebURL, "/")
+	if opts.WebURL == "" {
+		opts.WebURL = "https://github.com"
+	}
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
 	s := &Server{lg: lg, opts: opts, deps: deps}
+	s.streams, s.endStreams = context.WithCancel(context.Background())
+	if deps.Commits != nil {
+		s.commits = newCommitCache(deps.Commits)
+	}
 	seen := map[string]bool{}
 	for i, r := range opts.Routes {
 		if r.Target == "" || r.Repo == "" || r.Branch == "" {
@@ -268,14 +308,37 @@ func (s *Server) routes() *echo.Echo {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(s.logRequests, s.recoverPanics)
 
+	// Public: GitHub, health checks, the sign-in flow, what the pages load.
 	e.POST("/webhook", s.handleWebhook)
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
-	e.GET("/", s.handleIndex)
-	e.GET(executor.JobsPath, s.handleJobs)
-	e.GET(executor.JobPath(":id"), s.handleJob) // the page every report links to (executor.JobURL)
+	e.Any(AuthPath+"*", echo.WrapHandler(s.deps.Auth.Handler()))
+	e.GET("/static/:file", s.handleStatic)
 	if s.opts.Badges {
-		e.GET("/badge/:file", s.handleBadge)
+		if s.opts.PrivateBadges {
+			e.GET("/badge/:file", s.handleBadge, s.signedIn)
+		} else {
+			e.GET("/badge/:file", s.handleBadge)
+		}
+	}
+
+	// Everything else needs a session. (Not an echo Group: a group's
+	// middleware also answers every unknown path, which would hide 405s.)
+	for _, r := range []struct {
+		method, path string
+		h            echo.HandlerFunc
+	}{
+		{http.MethodGet, "/", s.handleIndex},
+		{http.MethodGet, executor.JobsPath, s.handleJobs},
+		{http.MethodGet, executor.JobPath(":id"), s.handleJob}, // the page every report links to (executor.JobURL)
+		{http.MethodGet, executor.JobPath(":id") + "/events", s.handleEvents},
+		{http.MethodGet, executor.JobPath(":id") + "/cancel", s.handleCancelConfirm},
+		{http.MethodPost, executor.JobPath(":id") + "/cancel", s.handleCancel},
+		{http.MethodGet, "/targets/:name", s.handleTarget},
+		{http.MethodGet, "/targets/:name/deploy", s.handleDeployConfirm},
+		{http.MethodPost, "/targets/:name/deploy", s.handleDeploy},
+	} {
+		e.Add(r.method, r.path, r.h, s.signedIn)
 	}
 	s.metricsRoute(e)
 	return e
@@ -336,11 +399,13 @@ func (s *Server) Drain() {
 	s.draining.Store(true)
 }
 
-// Shutdown stops intake as Drain does, closes the listener, and lets
-// requests in flight finish until ctx ends. It is safe to call more than once.
+// Shutdown stops intake as Drain does, ends the live log streams (a
+// browser reconnects to another instance, or after the restart), closes the
+// listener, and lets requests in flight finish until ctx ends. It is safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.closing.Store(true)
+	s.endStreams()
 	s.mu.Lock()
 	srv := s.srv
 	s.mu.Unlock()

@@ -101,12 +101,22 @@ func (q *fakeQueue) calls() []enqueued {
 // earlier in the slice first) and without steps. It passes the read side of
 // the journal's conformance suite (TestFakeJournal).
 type fakeJournal struct {
+	mu    sync.Mutex     // for set while a server runs
 	jobs  []executor.Job // the last recorded first
 	err   error          // every call fails with it when set
 	panic bool           // Job panics when set
 }
 
+// set replaces the jobs while requests may be served.
+func (j *fakeJournal) set(jobs []executor.Job) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.jobs = jobs
+}
+
 func (j *fakeJournal) Job(ctx context.Context, id string) (executor.Job, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.panic {
 		panic("journal exploded")
 	}
@@ -122,6 +132,8 @@ func (j *fakeJournal) Job(ctx context.Context, id string) (executor.Job, error) 
 }
 
 func (j *fakeJournal) Jobs(ctx context.Context, target string, limit int, states ...executor.State) ([]executor.Job, error) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	if j.err != nil {
 		return nil, j.err
 	}
@@ -206,6 +218,12 @@ func testLogger(tb testing.TB) *slog.Logger {
 
 func newFixture(tb testing.TB, edit func(*Options)) *fixture {
 	tb.Helper()
+	return newFixtureWith(tb, edit, nil)
+}
+
+// newFixtureWith is newFixture whose Deps editDeps may change (nil: none).
+func newFixtureWith(tb testing.TB, edit func(*Options), editDeps func(*Deps)) *fixture {
+	tb.Helper()
 	f := &fixture{
 		queue:     &fakeQueue{},
 		journal:   &fakeJournal{},
@@ -222,10 +240,14 @@ func newFixture(tb testing.TB, edit func(*Options)) *fixture {
 	if edit != nil {
 		edit(&opts)
 	}
-	srv, err := New(testLogger(tb), opts, Deps{
+	deps := Deps{
 		Queue: f.queue, Journal: f.journal, Resolver: f.resolver, Rollbacks: f.rollbacks,
-		Checker: f.checker, Now: func() time.Time { return testNow },
-	})
+		Checker: f.checker, Now: func() time.Time { return testNow }, Auth: AllowAll("tester"),
+	}
+	if editDeps != nil {
+		editDeps(&deps)
+	}
+	srv, err := New(testLogger(tb), opts, deps)
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
@@ -878,7 +900,7 @@ func TestServer_Webhook_redelivery(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	deps := Deps{Queue: &fakeQueue{}, Journal: &fakeJournal{}}
+	deps := Deps{Queue: &fakeQueue{}, Journal: &fakeJournal{}, Auth: AllowAll("tester")}
 	tests := []struct {
 		name    string
 		opts    Options
@@ -889,7 +911,9 @@ func TestNew(t *testing.T) {
 		{name: "empty secret", opts: Options{Secrets: [][]byte{{}}}, deps: deps, wantErr: "secret 1 is empty"},
 		{name: "empty second secret", opts: Options{Secrets: [][]byte{testSecret, nil}}, deps: deps, wantErr: "secret 2 is empty"},
 		{name: "three secrets", opts: Options{Secrets: [][]byte{testSecret, testSecret, testSecret}}, deps: deps, wantErr: "3 webhook secrets"},
-		{name: "no queue", opts: Options{Secrets: [][]byte{testSecret}}, deps: Deps{Journal: &fakeJournal{}}, wantErr: "Queue and Journal are required"},
+		{name: "no queue", opts: Options{Secrets: [][]byte{testSecret}}, deps: Deps{Journal: &fakeJournal{}, Auth: AllowAll("tester")}, wantErr: "Queue and Journal are required"},
+		{name: "no auth", opts: Options{Secrets: [][]byte{testSecret}}, deps: Deps{Queue: &fakeQueue{}, Journal: &fakeJournal{}},
+			wantErr: "server: Auth is required: configure a sign-in mode (for the local demo, AllowAll)"},
 		{name: "bad deploy_on", opts: Options{Secrets: [][]byte{testSecret},
 			Routes: []Route{{Target: "p", Repo: "a/b", Branch: "main", DeployOn: "tag"}}}, deps: deps, wantErr: `server: route 1 (p): DeployOn "tag" is not an executor.DeployOn value`},
 		{name: "no deploy_on", opts: Options{Secrets: [][]byte{testSecret},
@@ -923,7 +947,7 @@ func TestNew(t *testing.T) {
 // templates, parsed on the first page view, parse and define every page the
 // server renders, and are parsed once.
 func TestServer_templates(t *testing.T) {
-	s, err := New(testLogger(t), Options{Secrets: [][]byte{testSecret}}, Deps{Queue: &fakeQueue{}, Journal: &fakeJournal{}})
+	s, err := New(testLogger(t), Options{Secrets: [][]byte{testSecret}}, Deps{Queue: &fakeQueue{}, Journal: &fakeJournal{}, Auth: AllowAll("tester")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -931,7 +955,7 @@ func TestServer_templates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse templates: %v", err)
 	}
-	for _, name := range []string{"index.html", "job.html"} {
+	for _, name := range []string{"index.html", "job.html", "target.html", "confirm.html", "error.html"} {
 		if tmpl.Lookup(name) == nil {
 			t.Errorf("no template %s", name)
 		}
@@ -1062,14 +1086,37 @@ func TestServer_Job(t *testing.T) {
 	}
 }
 
-func TestServer_Job_runningRefreshes(t *testing.T) {
+// TestServer_Job_running: a running job's page no longer reloads itself
+// (the old meta refresh); it loads the live log script, which the
+// Content-Security-Policy allows from this server only, and says to reload
+// when there is no JavaScript. A finished job's page has no script.
+func TestServer_Job_running(t *testing.T) {
 	f := newFixture(t, nil)
 	j := testJob()
 	j.State, j.Finished = executor.StateRunning, time.Time{}
-	f.journal.jobs = []executor.Job{j}
+	done := testJob()
+	done.ID = "j2"
+	f.journal.jobs = []executor.Job{j, done}
+
 	rec := serve(t, f.h, httptest.NewRequest(http.MethodGet, "/jobs/j1", nil))
-	if !strings.Contains(rec.Body.String(), `http-equiv="refresh"`) {
-		t.Errorf("a running job's page does not refresh: %s", rec.Body)
+	body := rec.Body.String()
+	for _, want := range []string{`<script src="/static/console.js"></script>`, `data-events="/jobs/j1/events"`,
+		"reload to see progress", fmt.Sprintf(`data-now="%d"`, testNow.UnixMilli())} {
+		if !strings.Contains(body, want) {
+			t.Errorf("a running job's page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, `http-equiv="refresh"`) {
+		t.Error("a running job's page still reloads itself")
+	}
+	csp := rec.Header().Get("Content-Security-Policy")
+	if !strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || strings.Contains(body, "<style") {
+		t.Errorf("CSP %q (or an inline style) allows inline code", csp)
+	}
+
+	rec = serve(t, f.h, httptest.NewRequest(http.MethodGet, "/jobs/j2", nil))
+	if body := rec.Body.String(); strings.Contains(body, "<script") || strings.Contains(body, "reload to see progress") || strings.Contains(body, "data-events") {
+		t.Errorf("a finished job's page follows a live log:\n%s", body)
 	}
 }
 
@@ -1133,6 +1180,9 @@ func TestServer_Index(t *testing.T) {
 	}
 	if strings.Contains(body, "<img") {
 		t.Errorf("index does not escape the trigger reason")
+	}
+	if strings.Contains(body, "sign out") {
+		t.Errorf("the none mode offers to sign out")
 	}
 }
 

@@ -1,0 +1,158 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/deployhook/deployhook/executor"
+)
+
+// heartbeatEvery is how often an idle event stream gets a comment line, so
+// that proxies and load balancers (Cloud Run, Google's load balancers) do
+// not close it as idle, and a dead browser is noticed.
+const heartbeatEvery = 15 * time.Second
+
+// reconnectMillis is the wait the stream asks a browser to make before it
+// reconnects (the SSE retry field).
+const reconnectMillis = 2000
+
+// handleEvents is GET /jobs/:id/events: the job's live log as Server-Sent
+// Events (https://html.spec.whatwg.org/multipage/server-sent-events.html).
+// Each executor.LogEvent is one event: "id:" its ID, "event:" its kind,
+// "data:" its JSON. It resumes after the Last-Event-ID header (a browser's
+// reconnect), or ?after= (the page's first connect); a comment every
+// heartbeatEvery keeps it open; it ends after the "end" event. A job that is
+// final in the journal, or that this process does not run (Live.Follow
+// answers executor.ErrNotFound, or there is no Live), gets one "end" event
+// with the journal's state and description. "line" events, which carry step
+// output, are left out for a person who may not see output (showOutput).
+// Shutdown ends every stream.
+func (s *Server) handleEvents(c echo.Context) error {
+	j, err := s.readJob(c, c.Param("id"), AccessRead)
+	if err != nil {
+		return err
+	}
+	after, err := lastEventID(c.Request())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(c.Request().Context())
+	defer cancel()
+	defer context.AfterFunc(s.streams, cancel)()
+
+	var events <-chan executor.LogEvent
+	if !j.State.Final() && s.deps.Live != nil {
+		events, err = s.deps.Live.Follow(ctx, j.ID, after)
+		switch {
+		case errors.Is(err, executor.ErrNotFound):
+			events = nil
+		case err != nil:
+			return public(http.StatusServiceUnavailable, "cannot follow the job now: reload the page", err)
+		}
+	}
+
+	w := &eventWriter{c: c, rc: http.NewResponseController(c.Response())}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/event-stream; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no") // nginx and others: do not buffer the stream
+	h.Set("X-Content-Type-Options", "nosniff")
+	c.Response().WriteHeader(http.StatusOK)
+	w.raw(fmt.Appendf(nil, "retry: %d\n\n", reconnectMillis))
+
+	if events == nil {
+		return w.event(executor.LogEvent{Kind: executor.EventEnd, State: j.State, Description: j.Description, Time: s.deps.Now()})
+	}
+	show := s.showOutput(person(c))
+	heartbeat := time.NewTicker(heartbeatEvery)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-heartbeat.C:
+			if err := w.raw([]byte(": heartbeat\n\n")); err != nil {
+				return nil // the browser is gone
+			}
+		case ev, ok := <-events:
+			if !ok {
+				// Follow dropped a slow reader, or ctx ended: the browser
+				// reconnects with its last id.
+				return nil
+			}
+			if ev.Kind == executor.EventLine && !show {
+				continue
+			}
+			if err := w.event(ev); err != nil {
+				return nil
+			}
+			if ev.Kind == executor.EventEnd {
+				return nil
+			}
+		}
+	}
+}
+
+// lastEventID is where a stream resumes: the Last-Event-ID header, else
+// ?after=, else 0 (from the start).
+func lastEventID(r *http.Request) (int64, error) {
+	v := r.Header.Get("Last-Event-ID")
+	if v == "" {
+		v = r.URL.Query().Get("after")
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, publicf(http.StatusBadRequest, "Last-Event-ID and after must be an event id (a number from 0)")
+	}
+	return n, nil
+}
+
+// eventWriter writes one event stream, flushing each write, and pushing the
+// connection's write deadline forward each time: the server's WriteTimeout
+// bounds a write, not a stream that lasts as long as the deploy.
+type eventWriter struct {
+	c   echo.Context
+	rc  *http.ResponseController
+	buf bytes.Buffer
+}
+
+// event writes ev as one Server-Sent Event. The JSON is one line: data
+// holds no newline.
+func (w *eventWriter) event(ev executor.LogEvent) error {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	w.buf.Reset()
+	if ev.ID > 0 {
+		w.buf.WriteString("id: ")
+		w.buf.WriteString(strconv.FormatInt(ev.ID, 10))
+		w.buf.WriteByte('\n')
+	}
+	w.buf.WriteString("event: ")
+	w.buf.WriteString(ev.Kind)
+	w.buf.WriteString("\ndata: ")
+	w.buf.Write(data)
+	w.buf.WriteString("\n\n")
+	return w.raw(w.buf.Bytes())
+}
+
+// raw writes b and flushes it.
+func (w *eventWriter) raw(b []byte) error {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // ErrNotSupported in tests: no deadline to move
+	if _, err := w.c.Response().Write(b); err != nil {
+		return err
+	}
+	return w.rc.Flush()
+}
