@@ -159,6 +159,7 @@ func (s *sdVM) config(t *testing.T, settle time.Duration, steps string) string {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, `public_url: https://deploy.example.com
+ui: {auth: none}
 show_output: true # the tests read steps' output from the job pages
 log: {format: text, level: debug}
 github:

@@ -439,8 +439,16 @@ func (v *VM) addUser(tb testing.TB, name string) string {
 // failed half-way.
 func (v *VM) teardown(tb testing.TB, canary string) {
 	if v.PID != 0 && tb.Failed() {
-		out, _ := v.Exec("journalctl", "--no-pager", "-n", "200")
-		tb.Logf("the VM's journal:\n%s", out)
+		// The kernel's messages are the machine's (journald reads the
+		// shared /dev/kmsg): the units' are what explains a failure.
+		out, _ := v.Exec("journalctl", "--no-pager", "-n", "400")
+		var keep []string
+		for _, line := range strings.Split(out, "\n") {
+			if !strings.Contains(line, " kernel: ") {
+				keep = append(keep, line)
+			}
+		}
+		tb.Logf("the VM's journal (without the kernel's):\n%s", strings.Join(keep, "\n"))
 	}
 	if v.PID != 0 {
 		if out, err := v.Systemctl("kill", "--signal=KILL", "deployhook-sshd.service"); err != nil {
