@@ -18,7 +18,8 @@ import (
 // applyTarget is a target of the default sequence that applies unit files
 // and dagster.yaml and runs probes (issue 13).
 func applyTarget(addr, user, key, hostKey string) string {
-	return fmt.Sprintf(`log: {format: text}
+	return fmt.Sprintf(`ui: {auth: none}
+log: {format: text}
 github: {report: false}
 targets:
   - name: production
@@ -41,6 +42,9 @@ targets:
 func loadApplyTarget(t *testing.T, yaml string) *config.Config {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "c.yaml")
+	if !strings.Contains(yaml, "ui:") {
+		yaml = "ui: {auth: none}\n" + yaml // README's examples leave the console out
+	}
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
