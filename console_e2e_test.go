@@ -1,20 +1,28 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"github.com/deployhook/deployhook/internal/browsertest"
+	"github.com/deployhook/deployhook/internal/sshdtest"
 	"github.com/deployhook/deployhook/server/auth/authtest"
+	"github.com/deployhook/deployhook/webhook"
 )
 
 // The commits of acme/app in the console's end-to-end test, oldest first.
@@ -252,4 +260,150 @@ func waitStatus(t *testing.T, gh *consoleGitHub, sha, state string) {
 		}
 		time.Sleep(20 * time.Millisecond) // a poll interval, not a synchronisation
 	}
+}
+
+// BenchmarkConsole_LineToPage measures how long a line printed on the VM
+// takes to reach an open job page, through the real path: a step on a real
+// sshd prints each line it reads from a FIFO (the signal), deployhook's
+// executor reads it from the SSH session into the job's live log, the HTTP
+// server sends it as a Server-Sent Event, and an HTTP client reads the
+// stream as a browser's EventSource does. One op is one line, from the
+// write into the FIFO to the event read; it reports the mean and the 99th
+// percentile in milliseconds.
+func BenchmarkConsole_LineToPage(b *testing.B) {
+	srv := sshdtest.Start(b, sshdtest.Options{})
+	dir := b.TempDir()
+	lockDir := filepath.Join(dir, "lock")
+	fifo := filepath.Join(dir, "signal")
+	if err := os.Mkdir(lockDir, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`
+public_url: http://127.0.0.1
+show_output: true
+log: {format: text, level: error}
+shutdown_grace: 1s
+github: {report: false}
+ui: {auth: none}
+targets:
+  - name: production
+    repo: acme/app
+    branch: main
+    transport: ssh
+    ssh:
+      address: %s
+      user: %s
+      private_key_file: %s
+      known_hosts_file: %s
+      timeout: 20s
+    lock: %s/deploy.lock
+    steps:
+      - name: print
+        run: echo ready; while IFS= read -r line; do echo "$line"; done < %s
+        timeout: 1h
+`, srv.Addr, srv.User, srv.ClientKeyFile(b), srv.KnownHosts, lockDir, fifo)
+	cfgPath := filepath.Join(dir, "deployhook.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	env := map[string]string{"DEPLOYHOOK_WEBHOOK_SECRET": testSecret}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfgPath, "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data")},
+			func(k string) string { return env[k] }, nil, pw, io.Discard)
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	base := readURL(b, pr)
+	go io.Copy(io.Discard, pr)
+
+	body, err := sampleDelivery("push", "acme/app", "main", consoleNewer.sha)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, base+"/webhook", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", "bench-line")
+	req.Header.Set("X-Hub-Signature-256", webhook.Sign(body, []byte(testSecret)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var queued struct{ Job string }
+	err = json.NewDecoder(resp.Body).Decode(&queued)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		b.Fatalf("push: %d %v", resp.StatusCode, err)
+	}
+
+	// The page's stream, read as EventSource does: each "line" event's line.
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	sreq, _ := http.NewRequestWithContext(sctx, http.MethodGet, base+"/jobs/"+queued.Job+"/events", nil)
+	sreq.Header.Set("Accept", "text/event-stream")
+	sresp, err := http.DefaultClient.Do(sreq)
+	if err != nil || sresp.StatusCode != http.StatusOK {
+		b.Fatalf("events: %v %v", sresp, err)
+	}
+	defer sresp.Body.Close()
+	lines := make(chan string, 16)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(sresp.Body)
+		var kind string
+		for sc.Scan() {
+			switch t := sc.Text(); {
+			case strings.HasPrefix(t, "event: "):
+				kind = strings.TrimPrefix(t, "event: ")
+			case strings.HasPrefix(t, "data: ") && kind == "line":
+				var ev struct{ Line string }
+				if json.Unmarshal([]byte(strings.TrimPrefix(t, "data: ")), &ev) == nil {
+					lines <- ev.Line
+				}
+			}
+		}
+	}()
+	next := func(what string) {
+		select {
+		case l, ok := <-lines:
+			if !ok || l != what {
+				b.Fatalf("read %q (stream open: %v), want %q", l, ok, what)
+			}
+		case <-time.After(time.Minute):
+			b.Fatalf("no line %q within a minute", what)
+		}
+	}
+	next("ready")
+	signal, err := os.OpenFile(fifo, os.O_WRONLY, 0) // the step has it open for reading: no wait
+	if err != nil {
+		b.Fatal(err)
+	}
+	var took []time.Duration
+	for i := 0; b.Loop(); i++ {
+		line := fmt.Sprintf("line %d", i)
+		start := time.Now()
+		if _, err := io.WriteString(signal, line+"\n"); err != nil {
+			b.Fatal(err)
+		}
+		next(line)
+		took = append(took, time.Since(start))
+	}
+	signal.Close() // the step reads the end of its input and ends
+	slices.Sort(took)
+	var sum time.Duration
+	for _, d := range took {
+		sum += d
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(sum/time.Duration(len(took))), "mean-ms")
+	b.ReportMetric(ms(took[(len(took)*99)/100]), "p99-ms")
 }
