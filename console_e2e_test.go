@@ -206,6 +206,12 @@ func TestConsole_Browser(t *testing.T) {
 	if want := "success | rollback | " + consoleOlder.sha + " | alice | rollback by alice in the console"; job != want {
 		t.Errorf("the rollback job: %q, want %q", job, want)
 	}
+	// The commit status says who rolled back.
+	want := status{SHA: consoleOlder.sha, State: "success", TargetURL: base + "/jobs/" + rollback,
+		Description: "rolled back to 4c1f0a9 by alice", Context: "deploy/production"}
+	if got := waitJobStatus(t, gh, want.TargetURL); got != want {
+		t.Errorf("the rollback's status %+v, want %+v", got, want)
+	}
 
 	// Alice signs out; Bob, who may only read, signs in.
 	b.Do("sign out", chromedp.Navigate(base+"/auth/signout"), chromedp.Click(chromedp.CSS(`button[type=submit]`)))
@@ -406,4 +412,24 @@ targets:
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(sum/time.Duration(len(took))), "mean-ms")
 	b.ReportMetric(ms(took[(len(took)*99)/100]), "p99-ms")
+}
+
+// waitJobStatus waits for the final commit status that links to jobURL.
+func waitJobStatus(t *testing.T, gh *consoleGitHub, jobURL string) status {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		gh.mu.Lock()
+		for _, s := range gh.statuses {
+			if s.TargetURL == jobURL && s.State != "pending" {
+				gh.mu.Unlock()
+				return s
+			}
+		}
+		gh.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no final status for %s within a minute", jobURL)
+		}
+		time.Sleep(20 * time.Millisecond) // a poll interval, not a synchronisation
+	}
 }
