@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/deployhook/deployhook/config"
 	"github.com/deployhook/deployhook/internal/browsertest"
 	"github.com/deployhook/deployhook/internal/sshdtest"
 	"github.com/deployhook/deployhook/server/auth/authtest"
@@ -431,5 +432,58 @@ func waitJobStatus(t *testing.T, gh *consoleGitHub, jobURL string) status {
 			t.Fatalf("no final status for %s within a minute", jobURL)
 		}
 		time.Sleep(20 * time.Millisecond) // a poll interval, not a synchronisation
+	}
+}
+
+// README, "The console": its two YAML examples (GitHub sign-in, IAP) load
+// as written, with the client secret from the environment.
+func TestReadme_ConsoleExamplesLoad(t *testing.T) {
+	b, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "## The console\n")
+	section, _, ok2 := strings.Cut(rest, "\n## ")
+	if !ok || !ok2 {
+		t.Fatal("no section \"The console\" in the README")
+	}
+	var blocks []string
+	for {
+		var block string
+		var found bool
+		if _, section, found = strings.Cut(section, "```yaml\n"); !found {
+			break
+		}
+		block, section, _ = strings.Cut(section, "```")
+		blocks = append(blocks, block)
+	}
+	if len(blocks) != 2 {
+		t.Fatalf("%d YAML examples in \"The console\", want 2", len(blocks))
+	}
+	const target = `targets:
+  - name: production
+    repo: acme/app
+    branch: main
+    transport: local
+    steps: [{name: hello, run: echo hello, timeout: 10s}]
+`
+	env := map[string]string{"DEPLOYHOOK_WEBHOOK_SECRET": testSecret, "DEPLOYHOOK_OAUTH_CLIENT_SECRET": "s3cret", "DEPLOYHOOK_GITHUB_TOKEN": testToken}
+	for i, want := range []string{config.AuthGitHub, config.AuthIAP} {
+		yaml := blocks[i]
+		if !strings.Contains(yaml, "public_url:") {
+			yaml = "public_url: https://deploy.example.com\n" + yaml
+		}
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, []byte(yaml+target), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(p, func(k string) string { return env[k] })
+		if err != nil {
+			t.Errorf("example %d: %v", i+1, err)
+			continue
+		}
+		if cfg.UI.Auth != want {
+			t.Errorf("example %d: ui.auth %q, want %q", i+1, cfg.UI.Auth, want)
+		}
 	}
 }
