@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 DEMO_SECRET := local-demo-secret-not-for-production
 
-.PHONY: help run test fuzz chaos lint bench build docker send-test-webhook clean
+.PHONY: help run test fuzz chaos lint bench screenshots build docker send-test-webhook clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -40,6 +40,9 @@ lint: ## go vet and staticcheck (pinned)
 
 bench: ## the benchmarks named in BENCHMARKS.md
 	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s . ./webhook/ ./server/ ./executor/...
+
+screenshots: ## the console's pictures in docs/screenshots, made by TestConsole_Browser in headless Chromium
+	DEPLOYHOOK_UPDATE_SCREENSHOTS=1 $(GO) test -count=1 -run '^TestConsole_Browser$$' .
 
 build: ## a static binary in bin/deployhook
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/deployhook .

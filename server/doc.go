@@ -53,7 +53,10 @@
 // Pages carry a Content-Security-Policy without 'unsafe-inline': the
 // script that follows a running job's live log and the style sheet are
 // files under /static. Without JavaScript a finished job's page is
-// complete, and a running one says to reload.
+// complete, and a running one says to reload. A job's live log outlives
+// the job while its post-deploy watch runs: the page of a job that the
+// journal calls final follows it too (afterEnd), and shows the watch's end
+// in place.
 //
 // Every error is answered as JSON {"error": "public reason"}; the internal detail
 // goes to the log only. Each request is logged in one line, with its outcome (job,

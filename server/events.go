@@ -29,12 +29,15 @@ const reconnectMillis = 2000
 // Each executor.LogEvent is one event: "id:" its ID, "event:" its kind,
 // "data:" its JSON. It resumes after the Last-Event-ID header (a browser's
 // reconnect), or ?after= (the page's first connect); a comment every
-// heartbeatEvery keeps it open; it ends after the "end" event. A job that is
-// final in the journal, or that this process does not run (Live.Follow
-// answers executor.ErrNotFound, or there is no Live), gets one "end" event
-// with the journal's state and description. "line" events, which carry step
-// output, are left out for a person who may not see output (showOutput).
-// Shutdown ends every stream.
+// heartbeatEvery keeps it open; it ends after the "end" event.
+//
+// Live.Follow is asked first, for a final job too: a job's live log goes on
+// after the journal calls it final while the post-deploy watch runs (see
+// afterEnd), and it ends with the "end" of that phase. Only a job that this
+// process does not follow (Follow answers executor.ErrNotFound, or there is
+// no Live) gets one "end" event with the journal's state and description.
+// "line" events, which carry step output, are left out for a person who may
+// not see output (showOutput). Shutdown ends every stream.
 func (s *Server) handleEvents(c echo.Context) error {
 	j, err := s.readJob(c, c.Param("id"), AccessRead)
 	if err != nil {
@@ -49,7 +52,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	defer context.AfterFunc(s.streams, cancel)()
 
 	var events <-chan executor.LogEvent
-	if !j.State.Final() && s.deps.Live != nil {
+	if s.deps.Live != nil {
 		events, err = s.deps.Live.Follow(ctx, j.ID, after)
 		switch {
 		case errors.Is(err, executor.ErrNotFound):
@@ -155,4 +158,19 @@ func (w *eventWriter) raw(b []byte) error {
 		return err
 	}
 	return w.rc.Flush()
+}
+
+// afterEnd reports whether j, final in the journal, has a phase after its
+// end that has not ended as far as the journal knows: the post-deploy watch
+// (executor.Watch), which the executor records as a last step that starts
+// once the job is final and keeps ExitCode -1 until the watch ends. A step
+// that was killed also keeps -1, but it started before the job's end. The
+// job's page follows the live log while afterEnd holds; whether the watch
+// runs in this process is Live.Follow's to say.
+func afterEnd(j executor.Job) bool {
+	if !j.State.Final() || len(j.Steps) == 0 || j.Finished.IsZero() {
+		return false
+	}
+	last := j.Steps[len(j.Steps)-1]
+	return last.ExitCode == -1 && last.Skipped == "" && !last.Started.IsZero() && !last.Started.Before(j.Finished)
 }

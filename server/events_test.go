@@ -115,7 +115,7 @@ func TestConsole_events_fromJournal(t *testing.T) {
 	}{
 		{name: "run elsewhere", job: "jrun", wantFollows: []string{"jrun after 0"},
 			want: executor.LogEvent{Kind: "end", State: executor.StateRunning, Description: "deployed", Time: testNow}},
-		{name: "ended", job: "j3",
+		{name: "ended", job: "j3", wantFollows: []string{"j3 after 0"},
 			want: executor.LogEvent{Kind: "end", State: executor.StateSuccess, Description: "deployed", Time: testNow}},
 		{name: "no Live", job: "jrun", noLive: true,
 			want: executor.LogEvent{Kind: "end", State: executor.StateRunning, Description: "deployed", Time: testNow}},

@@ -129,7 +129,8 @@ func (s *Server) view(j executor.Job, output bool) jobView {
 
 // handleJob is GET /jobs/:id: JSON with Accept: application/json or ?format=json,
 // else the HTML page. A running job's page follows its live log with
-// /static/console.js; without JavaScript it says to reload.
+// /static/console.js, and so does a final job's page while its post-deploy
+// watch runs (afterEnd); without JavaScript it says to reload.
 func (s *Server) handleJob(c echo.Context) error {
 	p := person(c)
 	j, err := s.readJob(c, c.Param("id"), AccessRead)
@@ -149,12 +150,13 @@ func (s *Server) handleJob(c echo.Context) error {
 	return s.render(c, "job.html", struct {
 		Page      pageInfo
 		Job       jobView
-		Running   bool
+		Running   bool // the page follows the live log
+		Watching  bool // of a final job: its post-deploy watch
 		Events    string
 		CanCancel bool
 		Known     bool // the target is configured: its history page exists
 		Now       int64
-	}{page, v, !j.State.Final(), executor.JobPath(j.ID) + "/events",
+	}{page, v, !j.State.Final() || afterEnd(j), afterEnd(j), executor.JobPath(j.ID) + "/events",
 		a >= AccessWrite && s.deps.Live != nil && !j.State.Final(), s.known(j.Target), s.deps.Now().UnixMilli()})
 }
 

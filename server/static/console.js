@@ -3,7 +3,11 @@
 // The job page renders what the journal holds; this script opens the job's
 // event stream (Server-Sent Events), rebuilds the steps from it, appends each
 // line to its step as it arrives, shows the running step's elapsed time, and
-// reloads into the final page when the job ends. It builds the page with
+// reloads into the final page when the job ends. A job that was final when
+// the page was made (data-final: its post-deploy watch runs) is followed
+// until the watch's end, which updates the page in place: the watch is its
+// last step, and the end's state is the job's (a success, or a failure after
+// the watch rolled it back). It builds the page with
 // textContent only (never HTML from the stream), and is served as a file so
 // that the Content-Security-Policy allows no inline script.
 (function () {
@@ -17,6 +21,7 @@
   // The browser's clock minus the server's, so that elapsed times use the
   // server's step start times.
   var skew = Date.now() - Number(steps.dataset.now || Date.now());
+  var final = steps.dataset.final || "";
   var rebuilt = false;
   var sections = {};
   var running = null; // {meta: element, start: ms on the server's clock}
@@ -93,7 +98,7 @@
     if (!rebuilt) {
       rebuilt = true;
       steps.textContent = "";
-      say("Live: lines appear as the VM prints them.");
+      say(final ? "Live: the watch's checks appear as they run." : "Live: lines appear as the VM prints them.");
       ticker = window.setInterval(tick, 1000);
     }
   }
@@ -153,8 +158,28 @@
       say("This deploy runs elsewhere: reload to see progress.");
       return;
     }
+    if (final) {
+      // A reload would find the page of a final job again: show the end here.
+      showEnd(ev);
+      say(rebuilt ? "The post-deploy watch has ended." : "The post-deploy watch does not run here: reload later to see its outcome.");
+      return;
+    }
     window.location.reload();
   });
+
+  // showEnd puts the state and description of the job's end in the heading.
+  function showEnd(ev) {
+    var state = document.querySelector("h1 .state");
+    if (state && ev.state) {
+      state.className = "state " + ev.state;
+      state.textContent = ev.state;
+    }
+    var desc = document.getElementById("description");
+    if (desc && ev.description) {
+      desc.textContent = ev.description;
+      desc.hidden = false;
+    }
+  }
 
   source.addEventListener("error", function () {
     // EventSource reconnects by itself, resuming after the last event id;
