@@ -83,7 +83,7 @@ func TestMetrics_Server(t *testing.T) {
 	srv, err := server.New(lg, server.Options{
 		Secrets: [][]byte{[]byte(testSecret)}, MaxBody: 64 << 10, Observer: m,
 		Routes: []server.Route{{Target: "web", Repo: "acme/app", Branch: "main", DeployOn: executor.DeployOnPush}},
-	}, server.Deps{Queue: ex, Journal: st})
+	}, server.Deps{Queue: ex, Journal: st, Auth: server.AllowAll("anyone")})
 	if err != nil {
 		t.Fatal(err)
 	}
