@@ -135,9 +135,7 @@ func mergeSteps(a, b []StepRun) []StepRun {
 // records steps the journal refused before); if the journal refuses it too,
 // the outcome is kept in memory and written by the repair loop.
 func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
-	e.live.finish(j)
 	u := unwritten{job: j, steps: steps, notices: e.noticesFor(ctx, j)}
-	e.opts.Observer.JobEnded(j)
 	err := e.write(ctx, u)
 	if errors.Is(err, ErrFenced) {
 		// A replica that lost the lane never writes a job's end: the lane's
@@ -145,6 +143,11 @@ func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
 		e.jobLogger(j).Warn("job outcome not written: this replica lost the lane", "state", j.State)
 		return
 	}
+	// After the write: a page that reloads at the end reads the final
+	// state from the journal (and the metrics count what was recorded, or
+	// is kept to be).
+	e.live.finish(j)
+	e.opts.Observer.JobEnded(j)
 	if err != nil {
 		e.jobLogger(j).Error("journal refused the job's outcome: kept in memory until it can be written",
 			"state", j.State, "err", err)
