@@ -51,6 +51,9 @@ func (e *env) sshCmd() *cobra.Command {
 
 // client returns an SSH client connected to t.
 func (ts *transports) client(ctx context.Context, t *config.Target) (*ssh.Client, error) {
+	if t.IsFleet() {
+		return nil, fmt.Errorf("target %s is a fleet of VMs: ssh to one of them directly", t.Name)
+	}
 	switch t.Transport {
 	case executor.TransportIAP:
 		return ts.iaps[t.Name].Client(ctx)

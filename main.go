@@ -360,6 +360,7 @@ func executorTargets(cfg *config.Config) []executor.Target {
 			Lock: t.Lock, LockWait: time.Duration(t.LockWait), NotApplied: t.NotApplied,
 			Rollback: *t.Rollback, Dir: t.AppDir, Env: t.Env,
 			Reconcile: time.Duration(t.Reconcile), DeployOn: t.DeployOn, Workflows: t.Workflows,
+			Rollout: t.ExecutorRollout(), // fleet.go
 		}
 		seq := targetSequence(t)
 		steps, current, changed, contains := seq.Steps()

@@ -22,7 +22,9 @@ import (
 type transports struct {
 	byName map[string]executor.Transport
 	iaps   map[string]*gcp.Transport
-	google *gcp.Google // the Google clients of the iap targets, made on first use
+	google *gcp.Google       // the Google clients of the iap targets, made on first use
+	fleets map[string]*fleet // the fleet targets (fleet.go)
+	fc     fleetClient
 }
 
 func newTransports(lg *slog.Logger, cfg *config.Config, m *metrics.Metrics) (*transports, error) {
@@ -36,6 +38,12 @@ func newTransports(lg *slog.Logger, cfg *config.Config, m *metrics.Metrics) (*tr
 		opts, err := sshOptions(cfg, t)
 		if err != nil {
 			return nil, err
+		}
+		if t.IsFleet() {
+			if err := ts.addFleet(tlg, cfg, t, opts, m); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		switch t.Transport {
 		case executor.TransportSSH:
@@ -80,6 +88,7 @@ func (ts *transports) Close() {
 	for _, x := range ts.iaps {
 		x.Close()
 	}
+	ts.closeFleets()
 	if ts.google != nil {
 		ts.google.Close()
 	}
@@ -123,6 +132,9 @@ func (ts *transports) checks(ctx context.Context, t config.Target) []check {
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	var out []check
+	if ts.fleets[t.Name] != nil {
+		return ts.fleetChecks(ctx, t)
+	}
 	if x := ts.iaps[t.Name]; x != nil {
 		for _, c := range x.Check(ctx) {
 			out = append(out, check{what: c.What, detail: c.Detail, err: c.Err})

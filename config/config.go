@@ -160,6 +160,7 @@ type Target struct {
 	Watch         *Watch           `yaml:"watch"` // the post-deploy watch (watch.go)
 	ApplyOptions  `yaml:",inline"` // apply, apply_units, apply_dagster_yaml, apply_backup_dir (config/apply.go)
 	VerifyOptions `yaml:",inline"` // verify, verify_within (config/verify.go)
+	FleetOptions  `yaml:",inline"` // vms, group, labels, rollout (config/fleet.go)
 }
 
 // VM names a Compute Engine instance.
@@ -173,12 +174,13 @@ type VM struct {
 
 // SSH configures the SSH connection of a target.
 type SSH struct {
-	Address         string   `yaml:"address"` // transport ssh only
-	User            string   `yaml:"user"`
-	PrivateKeyFile  string   `yaml:"private_key_file"`
-	CertificateFile string   `yaml:"certificate_file"`
-	KnownHostsFile  string   `yaml:"known_hosts_file"`
-	HostKeys        []string `yaml:"host_keys"` // authorized_keys format: "ssh-ed25519 AAAA..."
+	Address         string       `yaml:"address"`   // transport ssh only
+	Addresses       []SSHAddress `yaml:"addresses"` // transport ssh: a fleet (config/fleet.go)
+	User            string       `yaml:"user"`
+	PrivateKeyFile  string       `yaml:"private_key_file"`
+	CertificateFile string       `yaml:"certificate_file"`
+	KnownHostsFile  string       `yaml:"known_hosts_file"`
+	HostKeys        []string     `yaml:"host_keys"` // authorized_keys format: "ssh-ed25519 AAAA..."
 	// GuestAttributes reads the VM's host keys from its guest attributes (transport
 	// iap). Default true for iap when no other pin is configured.
 	GuestAttributes *bool    `yaml:"host_keys_from_guest_attributes"`

@@ -276,12 +276,12 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 	}
 	switch t.Transport {
 	case executor.TransportSSH:
-		if t.SSH.Address == "" {
-			p.add("%s: transport ssh needs ssh.address (host:port)", where)
+		if t.SSH.Address == "" && len(t.SSH.Addresses) == 0 {
+			p.add("%s: transport ssh needs ssh.address (host:port), or ssh.addresses for a fleet", where)
 		}
 		p = append(p, validateSSH(where, t, haveKey)...)
 	case executor.TransportIAP:
-		if t.VM.Project == "" || t.VM.Zone == "" || t.VM.Instance == "" {
+		if !t.IsFleet() && (t.VM.Project == "" || t.VM.Zone == "" || t.VM.Instance == "") {
 			p.add("%s: transport iap needs vm.project, vm.zone and vm.instance", where)
 		}
 		p = append(p, validateSSH(where, t, haveKey)...)
@@ -325,6 +325,7 @@ func validateTarget(i int, t Target, dup, haveKey bool) []error {
 	p = append(p, validateWatch(where, t)...)
 	p = append(p, validateApply(where, t)...)
 	p = append(p, validateVerify(where, t)...)
+	p = append(p, validateFleet(where, t)...)
 	return p
 }
 

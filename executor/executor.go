@@ -207,6 +207,9 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 				return nil, fmt.Errorf("executor: target %q: %w", t.Name, err)
 			}
 		}
+		if err := checkFleet(t, tr); err != nil {
+			return nil, err
+		}
 		if t.Reconcile > 0 && !t.DeployOn.Valid() {
 			return nil, fmt.Errorf("executor: target %q reconciles with DeployOn %q", t.Name, t.DeployOn)
 		}

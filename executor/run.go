@@ -10,6 +10,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/deployhook/deployhook/internal/gitsha"
@@ -79,6 +80,13 @@ type deploy struct {
 	changed      []string // files changed between previous and new SHA
 	changedKnown bool
 	changedTried bool
+
+	// A fleet's VM (fleet.go): its steps' records are the job's, numbered
+	// and kept by parent, and named behind label ("vm-2: ").
+	parent *deploy
+	vm     string     // the VM's name (Member.Name), "" for one VM
+	label  string     // vm + ": ", or ""
+	mu     sync.Mutex // guards seq and unsaved, which a fleet's VMs share
 }
 
 // stepError says why a step did not succeed.
@@ -137,6 +145,7 @@ type runResult struct {
 	rolledBack bool       // the rollback ran
 	rollback   *stepError // the rollback step that failed; nil: the rollback worked
 	notApplied string     // "; not applied: …" for a success
+	fleet      *fleetRun  // a fleet target's run (fleet.go); nil for one VM
 	kind       Kind       // the trigger's kind
 	by         string     // the person who asked for the job (requester); "" for automatic ones
 	cancelBy   string     // the person whose Cancel ended the steps; "" when none did
@@ -165,6 +174,9 @@ func outcome(r runResult) (st State, description, now string) {
 
 // decide is outcome before the credit.
 func decide(r runResult) (st State, description, now string) {
+	if r.fleet != nil {
+		return decideFleet(r)
+	}
 	if r.cancelBy != "" {
 		return cancelled(r)
 	}
@@ -368,6 +380,9 @@ func (d *deploy) repo() string {
 // execute opens the session, learns what admit needs, runs the steps and, when
 // needed, the rollback. It writes nothing but step records and the previous SHA.
 func (d *deploy) execute(ctx context.Context) (r runResult) {
+	if d.t.Rollout != nil {
+		return d.fleet(ctx)
+	}
 	j := d.j
 	r.sha, r.rollbackOn = j.Trigger.SHA, d.t.Rollback
 	r.kind, r.by = j.Trigger.Kind, requester(j.Trigger)
@@ -458,7 +473,7 @@ func (d *deploy) steps(ctx context.Context, sha, prev, prefix string) (*stepErro
 		if prefix != "" && st.NoRollback {
 			continue
 		}
-		name := prefix + st.Name
+		name := d.label + prefix + st.Name
 		if err := ctx.Err(); err != nil {
 			return &stepError{step: name, exitCode: -1, err: err, unstarted: true}, checkpoint
 		}
@@ -503,7 +518,7 @@ func (d *deploy) step(ctx context.Context, name string, cmd Command) *stepError 
 		rec.Error = d.e.live.red.line(err.Error())
 	}
 	d.update(rec)
-	d.e.opts.Observer.StepEnded(d.t.Name, name, rec.Duration, err == nil && code == 0)
+	d.e.opts.Observer.StepEnded(d.t.Name, strings.TrimPrefix(name, d.label), rec.Duration, err == nil && code == 0)
 	f.doneStep(out.s, rec.ExitCode, rec.Duration)
 	if stash, ok := stashedAs(rec.Output); ok && err == nil && code == 0 {
 		d.stashed = true
@@ -578,6 +593,10 @@ func (d *deploy) command(st Step, sha, prev string) Command {
 	delete(env, "DEPLOYHOOK_DEPLOYED_BEFORE")
 	delete(env, "DEPLOYHOOK_ANY_COMMIT")
 	delete(env, "DEPLOYHOOK_RECOVER")
+	delete(env, "DEPLOYHOOK_VM")
+	if d.vm != "" {
+		env["DEPLOYHOOK_VM"] = d.vm // the fleet's VM the step runs on
+	}
 	if d.recover != "" {
 		env["DEPLOYHOOK_RECOVER"] = d.recover // the job whose interrupted checkout may have left changes
 	}
@@ -642,8 +661,13 @@ func (d *deploy) notApplied(ctx context.Context) string {
 
 // record adds a step record and returns its sequence number.
 func (d *deploy) record(s StepRun) int {
+	if d.parent != nil {
+		return d.parent.record(s)
+	}
+	d.mu.Lock()
 	d.seq++
 	s.Job, s.Seq = d.j.ID, d.seq
+	d.mu.Unlock()
 	d.update(s)
 	return s.Seq
 }
@@ -651,8 +675,15 @@ func (d *deploy) record(s StepRun) int {
 // update records s; a record the journal refuses is kept to be written with
 // the job's outcome.
 func (d *deploy) update(s StepRun) {
+	if d.parent != nil {
+		d.parent.update(s)
+		return
+	}
 	s.Job = d.j.ID
-	if err := d.e.jr.wrote(d.e.addStep(context.Background(), d.t.Name, s)); err != nil {
+	err := d.e.jr.wrote(d.e.addStep(context.Background(), d.t.Name, s))
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
 		d.lg.Error("record step", "step", s.Name, "err", err)
 		d.unsaved[s.Seq] = s
 		return
@@ -662,6 +693,8 @@ func (d *deploy) update(s StepRun) {
 
 // unsavedSteps returns the step records the journal refused, in order.
 func (d *deploy) unsavedSteps() []StepRun {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	out := make([]StepRun, 0, len(d.unsaved))
 	for _, s := range d.unsaved {
 		out = append(out, s)

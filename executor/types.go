@@ -215,7 +215,57 @@ type Target struct {
 	// and rolls it back when the application degrades (see Watch). New
 	// refuses a Watch without Rollback.
 	Watch *Watch
+	// Rollout, when set, makes the target a fleet of VMs: the Transport given
+	// to New must implement Fleet, which resolves the VMs at the start of
+	// each job, and the job deploys them as Rollout says (see fleet.go).
+	// Nil: one VM, opened with Transport.Open.
+	Rollout *Rollout
 }
+
+// Rollout says how a fleet target's job moves its VMs: the first Canary VMs
+// together, then the others Batch at a time, the VMs of a stage in parallel,
+// each with its own session (and remote lock). When a VM fails, no further VM
+// starts (unless KeepGoing), the VMs of the running stage finish, and every
+// VM the job moved is rolled back with the target's rollback steps, as for
+// one VM. The zero value deploys every VM at once and halts on a failure.
+type Rollout struct {
+	// Canary is how many VMs deploy first, before any other starts; 0: none.
+	Canary int
+	// Batch is how many VMs deploy at once after the canaries; BatchPercent,
+	// when > 0, is that percentage of the fleet instead (rounded up, at
+	// least one). Both 0: all the others at once.
+	Batch        int
+	BatchPercent int
+	// KeepGoing (halt_on_failure: false) goes on with the rollout after a VM
+	// failed: only the VMs that failed past the checkpoint are rolled back,
+	// the others keep the new commit.
+	KeepGoing bool
+}
+
+// Member is one VM of a fleet target, as Fleet resolves it.
+type Member struct {
+	// Name is the VM's public name: its configured name or its instance
+	// name, never an address. It leads its step records ("vm-2: checkout")
+	// and appears in status descriptions on GitHub.
+	Name string
+	// Transport opens sessions on this VM alone; Open's target argument is
+	// the fleet target's name.
+	Transport Transport
+}
+
+// Fleet resolves the VMs of fleet targets (Target.Rollout set). The
+// Transport given to New implements it when any target is a fleet.
+type Fleet interface {
+	// Members returns target's VMs as they are now, in the order the rollout
+	// takes them: the first one also answers the target's probes (Current,
+	// Contains). Names are unique. An empty fleet is an error wrapping
+	// ErrNoMembers, whose text says what was looked up.
+	Members(ctx context.Context, target string) ([]Member, error)
+}
+
+// ErrNoMembers says a fleet target resolved to no VM (an empty group, a
+// label that no running instance carries).
+var ErrNoMembers = errors.New("the fleet has no VMs")
 
 // Command is what a Transport runs: a step with its environment resolved.
 type Command struct {

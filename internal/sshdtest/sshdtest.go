@@ -45,6 +45,9 @@ type Server struct {
 type Options struct {
 	// ExtraConfig lines appended to sshd_config.
 	ExtraConfig []string
+	// ClientPEM is the OpenSSH private key the server accepts (Server.ClientPEM);
+	// a new ed25519 key when nil.
+	ClientPEM []byte
 }
 
 // Require returns the path of an executable, or fails (CI) or skips the test.
@@ -86,7 +89,15 @@ func Start(tb testing.TB, opts Options) *Server {
 	}
 	hostPEM, hostSigner := newKey(tb)
 	s.HostKey = hostSigner
-	s.ClientPEM, s.ClientKey = newKey(tb)
+	if opts.ClientPEM != nil {
+		k, err := ssh.ParsePrivateKey(opts.ClientPEM)
+		if err != nil {
+			tb.Fatalf("sshdtest: Options.ClientPEM: %v", err)
+		}
+		s.ClientPEM, s.ClientKey = opts.ClientPEM, k
+	} else {
+		s.ClientPEM, s.ClientKey = newKey(tb)
+	}
 	write(tb, filepath.Join(dir, "host_ed25519"), hostPEM, 0o600)
 	write(tb, filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(s.ClientKey.PublicKey()), 0o600)
 
@@ -183,4 +194,35 @@ func freePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Fleet is several servers that accept one client key: the VMs of a fleet.
+type Fleet struct {
+	Servers   []*Server
+	ClientPEM []byte // the client key every server accepts
+	// KnownHosts is a known_hosts file pinning each server's own host key
+	// for its address, as a fleet's ssh.known_hosts_file does.
+	KnownHosts string
+}
+
+// StartN starts n servers with opts (ClientPEM, when nil, is one new key for
+// all) and stops them when the test ends.
+func StartN(tb testing.TB, n int, opts Options) *Fleet {
+	tb.Helper()
+	if opts.ClientPEM == nil {
+		opts.ClientPEM, _ = newKey(tb)
+	}
+	f := &Fleet{ClientPEM: opts.ClientPEM, KnownHosts: filepath.Join(tb.TempDir(), "known_hosts")}
+	var kh []byte
+	for range n {
+		s := Start(tb, opts)
+		f.Servers = append(f.Servers, s)
+		b, err := os.ReadFile(s.KnownHosts)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		kh = append(kh, b...)
+	}
+	write(tb, f.KnownHosts, kh, 0o600)
+	return f
 }

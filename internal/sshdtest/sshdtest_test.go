@@ -1,10 +1,12 @@
 package sshdtest
 
 import (
+	"net"
 	"os"
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 func TestStart(t *testing.T) {
@@ -44,5 +46,34 @@ func TestStart(t *testing.T) {
 	entries, err := os.ReadDir(s.Home)
 	if err != nil || len(entries) != 0 {
 		t.Errorf("Home %s: %v entries, err %v; want an empty directory", s.Home, len(entries), err)
+	}
+}
+
+// StartN's servers accept the one client key, and its known_hosts pins each
+// server's own host key for its own address only.
+func TestStartN(t *testing.T) {
+	f := StartN(t, 3, Options{})
+	key, err := ssh.ParsePrivateKey(f.ClientPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := knownhosts.New(f.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range f.Servers {
+		c, err := ssh.Dial("tcp", s.Addr, &ssh.ClientConfig{User: s.User, Auth: []ssh.AuthMethod{ssh.PublicKeys(key)}, HostKeyCallback: cb})
+		if err != nil {
+			t.Fatalf("server %d: %v", i, err)
+		}
+		c.Close()
+		other := f.Servers[(i+1)%len(f.Servers)]
+		addr, err := net.ResolveTCPAddr("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cb(s.Addr, addr, other.HostKey.PublicKey()); err == nil {
+			t.Errorf("known_hosts accepts server %d's key for server %d's address", (i+1)%3, i)
+		}
 	}
 }

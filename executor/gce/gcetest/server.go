@@ -35,6 +35,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -64,6 +65,9 @@ type Options struct {
 	// Tokens are the bearer tokens the API accepts; the token endpoint issues
 	// the first. [DefaultToken] when empty.
 	Tokens []string
+	// PageSize is how many items a page of a list call holds at most (the
+	// rest follow with nextPageToken); 0: all on one page.
+	PageSize int
 }
 
 // NIC is a network interface of an instance.
@@ -88,6 +92,8 @@ type Instance struct {
 	NICs []NIC
 	// Attributes are its guest attributes.
 	Attributes []Attribute
+	// Labels are its labels, which instances.aggregatedList filters on.
+	Labels map[string]string
 }
 
 // HostKeyAttributes returns the guest attributes the guest agent publishes for
@@ -140,7 +146,9 @@ type Server struct {
 	reqs      []Request
 	counts    map[Op]int
 	scopes    map[string]bool
-	key       *rsa.PrivateKey // of the service account key file, made on first use
+	key       *rsa.PrivateKey          // of the service account key file, made on first use
+	groups    map[string][]GroupMember // managed instance groups, by project/location/name
+	pageSize  int
 }
 
 // NewServer starts a fake that knows no instance; it is closed when the test ends.
@@ -150,6 +158,8 @@ func NewServer(tb testing.TB, opts Options) *Server {
 	if len(s.tok) == 0 {
 		s.tok = []string{DefaultToken}
 	}
+	s.groups = map[string][]GroupMember{}
+	s.pageSize = opts.PageSize
 	s.srv = httptest.NewServer(http.HandlerFunc(s.serve))
 	tb.Cleanup(s.srv.Close)
 	return s
@@ -174,6 +184,7 @@ func (s *Server) SetInstance(inst Instance) {
 	}
 	inst.NICs = slices.Clone(inst.NICs)
 	inst.Attributes = slices.Clone(inst.Attributes)
+	inst.Labels = maps.Clone(inst.Labels)
 	s.instances[inst.Project+"/"+inst.Zone+"/"+inst.Name] = &inst
 }
 
@@ -304,6 +315,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(code)
 		_, _ = w.Write([]byte(body))
 	}
+	if s.serveFleet(w, r, answer) {
+		return
+	}
 	// /compute/v1/projects/P/zones/Z/instances/N[/getGuestAttributes]
 	parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/compute/v1/"), "/")
 	if !strings.HasPrefix(r.URL.Path, "/compute/v1/") || len(parts) < 6 || len(parts) > 7 ||
@@ -397,6 +411,7 @@ func instanceJSON(inst *Instance) string {
 		"metadata": map[string]any{"kind": "compute#metadata", "items": []map[string]string{
 			{"key": "enable-oslogin", "value": "TRUE"}, {"key": "enable-guest-attributes", "value": "TRUE"}}},
 		"selfLink": base + "/zones/" + inst.Zone + "/instances/" + inst.Name,
+		"labels":   inst.Labels,
 	})
 	return string(b)
 }

@@ -75,6 +75,10 @@ type RelayOptions struct {
 	// Instances maps instance names to the host their ports are on ("127.0.0.1");
 	// the relay dials host:port with the port of the connect request.
 	Instances map[string]string
+	// Backends maps instance names to the host:port the relay dials for
+	// them, whatever port the connect request names: a fleet of "VMs" on one
+	// loopback address, each sshd on its own port, behind one relay.
+	Backends map[string]string
 	// Denied lists instances the caller is not authorized for (close 4033).
 	Denied []string
 	// Root is the path root; "/v4" when empty.
@@ -352,13 +356,17 @@ func (r *Relay) connect(ws *websocket.Conn, q url.Values) {
 		return
 	}
 	host, ok := r.opts.Instances[inst]
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	if b, isBackend := r.opts.Backends[inst]; isBackend {
+		addr, ok = b, true
+	}
 	if !ok || q.Get("project") != r.opts.Project || q.Get("zone") != r.opts.Zone || q.Get("interface") != r.opts.Interface {
 		_ = ws.Close(4047, "Failed to lookup instance")
 		return
 	}
 	var d net.Dialer
 	dctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
-	backend, err := d.DialContext(dctx, "tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	backend, err := d.DialContext(dctx, "tcp", addr)
 	cancel()
 	if err != nil {
 		_ = ws.Close(4003, "failed to connect to backend")
