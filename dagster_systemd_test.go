@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -125,5 +126,293 @@ func getJobID(t *testing.T, job string) string {
 	return job
 }
 
-var _ = dagstertest.Start
-var _ = time.Second
+// A changed dagster.yaml is installed in DAGSTER_HOME, the previous one kept,
+// and the restarted server reads it; the next one breaks the webserver, and
+// the rollback restores the previous dagster.yaml before the previous
+// commit's restart.
+func TestDagsterSystemd_DagsterYAMLAppliedAndRestored(t *testing.T) {
+	s := newDagsterVM(t)
+	gh := s.github(t)
+	cfg := s.config(t, fmt.Sprintf("    apply: [dagster_yaml]\n    apply_dagster_yaml: {to: %s}\n    apply_backup_dir: %s\n    verify_within: 3s\n    verify:\n%s",
+		s.home, s.backup, s.webserverProbe()))
+	p := startProgram(t, cfg, filepath.Join(s.dir, "data"), testEnv(gh))
+	yaml := filepath.Join(s.home, "dagster.yaml")
+
+	c2 := s.commit(t, "enable telemetry", map[string]string{"dagster.yaml": dsYAML2, "start.sh": s.startScript("two")})
+	job2 := push(t, p, c2)
+	if st, want := final(t, gh, c2), "deployed "+c2[:7]+"; applied: dagster.yaml"; st.State != "success" || st.Description != want {
+		t.Fatalf("status %s %q, want success %q", st.State, st.Description, want)
+	}
+	for f, want := range map[string]string{yaml: dsYAML2, yaml + ".prev": dsYAML1, filepath.Join(s.backup, getJobID(t, job2), "dagster_yaml", "old", "dagster.yaml"): dsYAML1} {
+		if b, err := os.ReadFile(f); err != nil || string(b) != want {
+			t.Errorf("%s: %v %q, want %q", f, err, b, want)
+		}
+	}
+	if fi, err := os.Stat(yaml); err != nil || int(fi.Sys().(*syscall.Stat_t).Uid) != s.uid {
+		t.Errorf("dagster.yaml: %v, want it the app user's", err)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "two" || i.DagsterYAML != strings.TrimSpace(dsYAML2) {
+		t.Errorf("the server answers %d %+v, want version two with the new dagster.yaml", code, i)
+	}
+	if out := getJob(t, p, job2).output("apply dagster.yaml"); !strings.Contains(out, "installed "+yaml) {
+		t.Errorf("apply dagster.yaml output %q", out)
+	}
+
+	c3 := s.commit(t, "broken instance config", map[string]string{"dagster.yaml": dsYAMLBroken, "start.sh": s.startScript("three")})
+	job3 := push(t, p, c3)
+	if st, want := final(t, gh, c3), "probe webserver: answered 500, want 200; rolled back to "+c2[:7]; st.State != "failure" || st.Description != want {
+		t.Errorf("status %s %q, want failure %q", st.State, st.Description, want)
+	}
+	if b, err := os.ReadFile(yaml); err != nil || string(b) != dsYAML2 {
+		t.Errorf("dagster.yaml after the rollback: %v %q, want %q", err, b, dsYAML2)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "two" || i.DagsterYAML != strings.TrimSpace(dsYAML2) {
+		t.Errorf("after the rollback the server answers %d %+v, want version two with the restored dagster.yaml", code, i)
+	}
+	if got, want := s.runs(t), []string{"one", "two", "three", "two"}; !slices.Equal(got, want) {
+		t.Errorf("the unit ran %v, want %v", got, want)
+	}
+	if got := s.show(t, "ActiveState"); got != "active" {
+		t.Errorf("ActiveState %q after the rollback, want active", got)
+	}
+	j := getJob(t, p, job3)
+	if out := j.output("rollback: apply dagster.yaml"); !strings.Contains(out, "restored "+yaml+" as it was before job "+job3) {
+		t.Errorf("rollback: apply dagster.yaml output %q", out)
+	}
+	names := j.stepNames()
+	if i, k := slices.Index(names, "rollback: apply dagster.yaml"), slices.Index(names, "rollback: restart "+s.name()); i < 0 || k < i {
+		t.Errorf("steps %v: dagster.yaml must be restored before the previous commit's restart", names)
+	}
+}
+
+// A server that listens only a few seconds after its unit started, and whose
+// webserver then warms up, passes its probes after retries: the unit is
+// active long before the app answers, which is what probes are for.
+func TestDagsterSystemd_ProbesPassAfterRetries(t *testing.T) {
+	s := newDagsterVM(t)
+	gh := s.github(t)
+	cfg := s.config(t, fmt.Sprintf("    verify_within: 30s\n    verify:\n      - tcp: 127.0.0.1:%d\n%s", s.port, s.webserverProbe()))
+	p := startProgram(t, cfg, filepath.Join(s.dir, "data"), testEnv(gh))
+
+	c2 := s.commit(t, "slow start", map[string]string{"start.sh": s.startScript("two", "APP_DELAY=4", "APP_WARMUP=2")})
+	job := push(t, p, c2)
+	if st := final(t, gh, c2); st.State != "success" || st.Description != "deployed "+c2[:7] {
+		t.Fatalf("status %s %q, want success deployed %s", st.State, st.Description, c2[:7])
+	}
+	j := getJob(t, p, job)
+	if want := []string{"preflight", "fetch", "checkout", "sync", "restart " + s.name(), "verify", fmt.Sprintf("probe: tcp port %d", s.port), "probe: webserver"}; !slices.Equal(j.stepNames(), want) {
+		t.Errorf("steps %v, want %v", j.stepNames(), want)
+	}
+	tcp := j.output(fmt.Sprintf("probe: tcp port %d", s.port))
+	if !regexp.MustCompile(fmt.Sprintf(`probe tcp port %d: passed \(attempt \d+\)\n$`, s.port)).MatchString(tcp) {
+		t.Errorf("tcp probe output %q, want it passed", tcp)
+	}
+	t.Logf("the tcp probe (the server listens 4 s after its start):\n%s", tcp)
+	// The webserver's first answer is always a 503 (its warm-up starts then):
+	// the probe passes only because it retries, seconds later.
+	web := j.output("probe: webserver")
+	m := regexp.MustCompile(`^probe webserver: attempt 1: answered 503, want 200\nprobe webserver: passed \(attempt (\d+)\)\n$`).FindStringSubmatch(web)
+	if m == nil || atoi(t, m[1]) < 2 {
+		t.Errorf("webserver probe output %q, want a 503 at attempt 1 and a pass after it", web)
+	}
+	served := s.served(t)
+	if first, last := served[0], served[len(served)-1]; first != "/server_info 200" || !slices.Contains(served, "/server_info 503") || last != "/server_info 200" {
+		t.Errorf("the server answered %v: want the first version's 200, then 503s while warming up, then 200", served)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "two" {
+		t.Errorf("the server answers %d %+v, want version two", code, i)
+	}
+	if got := s.show(t, "NRestarts"); got != "0" {
+		t.Errorf("NRestarts %q, want 0", got)
+	}
+}
+
+// A webserver that never answers 200 fails its probe within verify_within:
+// the deploy rolls back, the status names the probe and what it saw, and the
+// unit runs the previous version again.
+func TestDagsterSystemd_ProbeNeverPassesRollsBack(t *testing.T) {
+	s := newDagsterVM(t)
+	gh := s.github(t)
+	cfg := s.config(t, "    verify_within: 3s\n    verify:\n"+s.webserverProbe())
+	p := startProgram(t, cfg, filepath.Join(s.dir, "data"), testEnv(gh))
+
+	c2 := s.commit(t, "webserver regression", map[string]string{"start.sh": s.startScript("two", "APP_STATUS=500")})
+	job := push(t, p, c2)
+	if st, want := final(t, gh, c2), "probe webserver: answered 500, want 200; rolled back to "+s.first[:7]; st.State != "failure" || st.Description != want {
+		t.Errorf("status %s %q, want failure %q", st.State, st.Description, want)
+	}
+	j := getJob(t, p, job)
+	out := j.output("probe: webserver")
+	if !strings.HasPrefix(out, "probe webserver: attempt 1: answered 500, want 200\n") || !strings.HasSuffix(out, "deployhook: probe failed: webserver\tanswered 500, want 200\n") {
+		t.Errorf("probe output %q, want the 500s and the give-up", out)
+	}
+	if n := strings.Count(strings.Join(s.served(t), "\n"), "/server_info 500"); n < 2 {
+		t.Errorf("the server answered %d 500s, want the probe to have retried", n)
+	}
+	if want := []string{"preflight", "fetch", "checkout", "sync", "restart " + s.name(), "verify", "probe: webserver",
+		"rollback: preflight", "rollback: fetch", "rollback: checkout", "rollback: sync", "rollback: restart " + s.name(), "rollback: verify", "rollback: probe: webserver"}; !slices.Equal(j.stepNames(), want) {
+		t.Errorf("steps %v, want %v", j.stepNames(), want)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "one" {
+		t.Errorf("after the rollback the server answers %d %+v, want version one", code, i)
+	}
+	if got, want := s.runs(t), []string{"one", "two", "one"}; !slices.Equal(got, want) {
+		t.Errorf("the unit ran %v, want %v", got, want)
+	}
+	if got := s.head(t); got != s.first {
+		t.Errorf("checkout at %s, want %s", got, s.first)
+	}
+	for prop, want := range map[string]string{"ActiveState": "active", "NRestarts": "0"} {
+		if got := s.show(t, prop); got != want {
+			t.Errorf("%s %q after the rollback, want %q", prop, got, want)
+		}
+	}
+}
+
+// dagster_code_location asks the project's dagster (the stand-in in .venv)
+// whether the code server's location loaded: loaded, the deploy succeeds; a
+// location that fails to import fails the probe, the deploy rolls back, and
+// the status names the location.
+func TestDagsterSystemd_CodeLocation(t *testing.T) {
+	s := newDagsterVM(t)
+	gh := s.github(t)
+	cfg := s.config(t, fmt.Sprintf("    verify_within: 3s\n    verify:\n      - dagster_code_location: {port: %d, location: %s}\n", s.port, dsLocation))
+	p := startProgram(t, cfg, filepath.Join(s.dir, "data"), testEnv(gh))
+	probe := "probe: dagster_code_location " + dsLocation
+
+	c2 := s.commit(t, "new asset", map[string]string{"start.sh": s.startScript("two")})
+	job2 := push(t, p, c2)
+	if st := final(t, gh, c2); st.State != "success" || st.Description != "deployed "+c2[:7] {
+		t.Fatalf("status %s %q, want success deployed %s", st.State, st.Description, c2[:7])
+	}
+	if out, want := getJob(t, p, job2).output(probe), "SERVING\nprobe dagster_code_location "+dsLocation+": passed (attempt 1)\n"; out != want {
+		t.Errorf("probe output %q, want %q", out, want)
+	}
+	call := fmt.Sprintf("%s dagster api grpc-health-check --host 127.0.0.1 --port %d", s.user, s.port)
+	if b, _ := os.ReadFile(s.dagster); string(b) != call+"\n" {
+		t.Errorf("the stand-in dagster was called %q, want %q (as the app user)", b, call)
+	}
+
+	c3 := s.commit(t, "broken import", map[string]string{"start.sh": s.startScript("three", "APP_LOCATION_ERROR=ImportError: cannot import name 'orders' from 'etl.assets'")})
+	job3 := push(t, p, c3)
+	want := fmt.Sprintf("probe dagster_code_location %s: gRPC health check of port %d failed; rolled back to %s", dsLocation, s.port, c2[:7])
+	if st := final(t, gh, c3); st.State != "failure" || st.Description != want {
+		t.Errorf("status %s %q, want failure %q", st.State, st.Description, want)
+	}
+	j := getJob(t, p, job3)
+	if out := j.output(probe); !strings.Contains(out, "location "+dsLocation+" failed to load: ImportError: cannot import name 'orders'") {
+		t.Errorf("probe output %q, want what the code server said", out)
+	}
+	if out := j.output("rollback: " + probe); !strings.HasSuffix(out, "SERVING\nprobe dagster_code_location "+dsLocation+": passed (attempt 1)\n") {
+		t.Errorf("the rollback's probe output %q, want the location loaded again", out)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "two" {
+		t.Errorf("after the rollback the server answers %d %+v, want version two", code, i)
+	}
+	if got, want := s.runs(t), []string{"one", "two", "three", "two"}; !slices.Equal(got, want) {
+		t.Errorf("the unit ran %v, want %v", got, want)
+	}
+	if got := s.show(t, "ActiveState"); got != "active" {
+		t.Errorf("ActiveState %q after the rollback, want active", got)
+	}
+}
+
+// After a deploy, the watch reads the real unit's state and NRestarts, the
+// probes and Dagster's runs (a fake GraphQL endpoint the VM's curl reaches on
+// 127.0.0.1): healthy at first; when runs start failing it rolls the deploy
+// back by itself, and the commit, first reported success, ends failure.
+func TestDagsterSystemd_WatchRollsBackOnFailingRuns(t *testing.T) {
+	s := newDagsterVM(t)
+	gh := s.github(t)
+	gql := dagstertest.Start(t)
+	cfg := s.config(t, fmt.Sprintf("    verify_within: 5s\n    verify:\n%s    watch: {for: 5m, every: 5s, trips: 2, failed_runs: {url: %q, max_share: 0.5, min_runs: 3}}\n",
+		s.webserverProbe(), gql.URL))
+	p := startProgram(t, cfg, filepath.Join(s.dir, "data"), testEnv(gh))
+
+	c2 := s.commit(t, "breaks a job", map[string]string{"start.sh": s.startScript("two")})
+	job := push(t, p, c2)
+	if st := final(t, gh, c2); st.State != "success" || st.Description != "deployed "+c2[:7] {
+		t.Fatalf("status %s %q, want success first", st.State, st.Description)
+	}
+	// The first check sees the unit active without restarts, the probe
+	// passing and no runs.
+	healthy := s.name() + " active, no restarts; 0 of 0 runs failed since deploy, 0 of 0 before"
+	waitOutput(t, p, job, "watch", "healthy: "+healthy, time.Minute)
+	// Runs fail after the deploy: stamped an hour after the VM's clock at
+	// the deploy, so that no check can count them before.
+	later := time.Now().Add(time.Hour)
+	for i, st := range []string{"FAILURE", "FAILURE", "SUCCESS", "FAILURE", "FAILURE"} {
+		gql.Add(dagstertest.Run{ID: fmt.Sprint("run-", i), Status: st, Created: later, Updated: later})
+	}
+	st := waitState(t, gh, c2, "failure", 2*time.Minute)
+	if re := regexp.MustCompile(`^rolled back after \d+ s: 4 of 5 runs failed since deploy, 0 of 0 before$`); !re.MatchString(st.Description) {
+		t.Errorf("status %q, want %s", st.Description, re)
+	}
+	j := getJob(t, p, job)
+	out := j.output("watch")
+	for _, want := range []string{"degraded (1 of 2): 4 of 5 runs failed since deploy, 0 of 0 before", "degraded (2 of 2): 4 of 5 runs failed since deploy, 0 of 0 before",
+		"rolling back to " + s.first[:7] + " under the deploy lock"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("watch output does not say %q:\n%s", want, out)
+		}
+	}
+	if names := j.stepNames(); j.State != "failure" || names[len(names)-1] != "rollback: probe: webserver" || !slices.Contains(names, "rollback: restart "+s.name()) {
+		t.Errorf("job %s with steps %v, want failure ending with the rollback after the watch", j.State, names)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "one" {
+		t.Errorf("after the rollback the server answers %d %+v, want version one", code, i)
+	}
+	if got, want := s.runs(t), []string{"one", "two", "one"}; !slices.Equal(got, want) {
+		t.Errorf("the unit ran %v, want %v", got, want)
+	}
+	if got := s.head(t); got != s.first {
+		t.Errorf("checkout at %s, want %s", got, s.first)
+	}
+	for prop, want := range map[string]string{"ActiveState": "active", "NRestarts": "0"} {
+		if got := s.show(t, prop); got != want {
+			t.Errorf("%s %q after the rollback, want %q", prop, got, want)
+		}
+	}
+}
+
+// A newer deploy ends the watch of the one before: that one stays a success,
+// nothing is rolled back, and the newer one is watched in its turn.
+func TestDagsterSystemd_WatchEndedByNewerDeploy(t *testing.T) {
+	s := newDagsterVM(t)
+	gh := s.github(t)
+	cfg := s.config(t, "    verify_within: 5s\n    verify:\n"+s.webserverProbe()+"    watch: {for: 10m, every: 5s}\n")
+	p := startProgram(t, cfg, filepath.Join(s.dir, "data"), testEnv(gh))
+
+	c2 := s.commit(t, "two", map[string]string{"start.sh": s.startScript("two")})
+	job2 := push(t, p, c2)
+	if st := final(t, gh, c2); st.State != "success" {
+		t.Fatalf("status %s %q, want success", st.State, st.Description)
+	}
+	waitOutput(t, p, job2, "watch", "healthy: "+s.name()+" active, no restarts", time.Minute)
+
+	c3 := s.commit(t, "three", map[string]string{"start.sh": s.startScript("three")})
+	job3 := push(t, p, c3)
+	if st := final(t, gh, c3); st.State != "success" || st.Description != "deployed "+c3[:7] {
+		t.Fatalf("status %s %q, want success deployed %s", st.State, st.Description, c3[:7])
+	}
+	out := waitOutput(t, p, job2, "watch", "watch ended: newer deploy "+job3, time.Minute)
+	if strings.Contains(out, "rolling back") {
+		t.Errorf("the older watch rolled back:\n%s", out)
+	}
+	if got := states(gh.of(c2)); got[len(got)-1] != "success" || slices.Contains(got, "failure") || slices.Contains(got, "error") {
+		t.Errorf("statuses of %s: %v, want it to stay a success", c2[:7], got)
+	}
+	if j := getJob(t, p, job2); j.State != "success" {
+		t.Errorf("the older job is %s, want success", j.State)
+	}
+	waitOutput(t, p, job3, "watch", "watching for 10m0s", time.Minute)
+	if got, want := s.runs(t), []string{"one", "two", "three"}; !slices.Equal(got, want) {
+		t.Errorf("the unit ran %v, want %v", got, want)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "three" {
+		t.Errorf("the server answers %d %+v, want version three", code, i)
+	}
+	if got := s.head(t); got != c3 {
+		t.Errorf("checkout at %s, want %s", got, c3)
+	}
+}
