@@ -27,6 +27,7 @@ import (
 // the unit restarted under it; the next change breaks the webserver, its probe
 // fails, and the rollback restores the previous unit file and reloads systemd
 // before the previous commit's restart: the unit runs the old version again.
+// A unit file that systemd-analyze verify refuses is never installed.
 func TestDagsterSystemd_UnitAppliedAndRolledBack(t *testing.T) {
 	s := newDagsterVM(t)
 	gh := s.github(t)
@@ -113,6 +114,31 @@ func TestDagsterSystemd_UnitAppliedAndRolledBack(t *testing.T) {
 	}
 	if out := j.output("rollback: probe: webserver"); !strings.Contains(out, "probe webserver: passed") {
 		t.Errorf("the rollback's probe output %q, want it passed", out)
+	}
+
+	// A unit file systemd-analyze verify refuses is not installed: the
+	// deploy fails before any restart, and rev 2 stays loaded.
+	broken := strings.Replace(s.unitFile(4, ""), "ExecStart=/bin/sh ", "ExecStart=bin/sh ", 1)
+	c4 := s.commit(t, "unit rev 4", map[string]string{"infra/files/" + s.unit: broken, "start.sh": s.startScript("four")})
+	job4 := push(t, p, c4)
+	if st, want := final(t, gh, c4), "apply units failed (exit 1); rolled back to "+c2[:7]; st.State != "failure" || st.Description != want {
+		t.Errorf("status %s %q, want failure %q", st.State, st.Description, want)
+	}
+	j = getJob(t, p, job4)
+	if out := j.output("apply units"); !strings.Contains(out, "Neither a valid executable name nor an absolute path: bin/sh") ||
+		!strings.HasSuffix(out, "systemd-analyze verify found errors: nothing was installed\n") {
+		t.Errorf("apply units output %q, want systemd-analyze verify's complaint", out)
+	}
+	if got := s.installedUnit(t); got != unit2 {
+		t.Errorf("installed unit file after a refused one:\n%s\nwant rev 2", got)
+	}
+	if got, want := s.runs(t), []string{"one", "two", "three", "two", "two"}; !slices.Equal(got, want) {
+		t.Errorf("the unit ran %v, want %v (the refused commit never started)", got, want)
+	}
+	for prop, want := range map[string]string{"ActiveState": "active", "NeedDaemonReload": "no"} {
+		if got := s.show(t, prop); got != want {
+			t.Errorf("%s %q after a refused unit file, want %q", prop, got, want)
+		}
 	}
 }
 
@@ -375,20 +401,23 @@ func TestDagsterSystemd_WatchRollsBackOnFailingRuns(t *testing.T) {
 	}
 }
 
-// A newer deploy ends the watch of the one before: that one stays a success,
-// nothing is rolled back, and the newer one is watched in its turn.
+// A newer deploy ends the watch of the one before: that one stays a success
+// and nothing is rolled back. The newer one is watched in its turn: when
+// systemd restarts its unit (the server was killed), the watch sees the real
+// NRestarts grow and rolls back to the commit before.
 func TestDagsterSystemd_WatchEndedByNewerDeploy(t *testing.T) {
 	s := newDagsterVM(t)
 	gh := s.github(t)
-	cfg := s.config(t, "    verify_within: 5s\n    verify:\n"+s.webserverProbe()+"    watch: {for: 10m, every: 5s}\n")
+	cfg := s.config(t, "    verify_within: 5s\n    verify:\n"+s.webserverProbe()+"    watch: {for: 10m, every: 5s, trips: 1}\n")
 	p := startProgram(t, cfg, filepath.Join(s.dir, "data"), testEnv(gh))
+	healthy := "healthy: " + s.name() + " active, no restarts"
 
 	c2 := s.commit(t, "two", map[string]string{"start.sh": s.startScript("two")})
 	job2 := push(t, p, c2)
 	if st := final(t, gh, c2); st.State != "success" {
 		t.Fatalf("status %s %q, want success", st.State, st.Description)
 	}
-	waitOutput(t, p, job2, "watch", "healthy: "+s.name()+" active, no restarts", time.Minute)
+	waitOutput(t, p, job2, "watch", healthy, time.Minute)
 
 	c3 := s.commit(t, "three", map[string]string{"start.sh": s.startScript("three")})
 	job3 := push(t, p, c3)
@@ -396,23 +425,44 @@ func TestDagsterSystemd_WatchEndedByNewerDeploy(t *testing.T) {
 		t.Fatalf("status %s %q, want success deployed %s", st.State, st.Description, c3[:7])
 	}
 	out := waitOutput(t, p, job2, "watch", "watch ended: newer deploy "+job3, time.Minute)
-	if strings.Contains(out, "rolling back") {
-		t.Errorf("the older watch rolled back:\n%s", out)
+	if strings.Contains(out, "rolling back") || strings.Contains(out, "degraded") {
+		t.Errorf("the older watch saw a degraded check:\n%s", out)
 	}
 	if got := states(gh.of(c2)); got[len(got)-1] != "success" || slices.Contains(got, "failure") || slices.Contains(got, "error") {
 		t.Errorf("statuses of %s: %v, want it to stay a success", c2[:7], got)
 	}
-	if j := getJob(t, p, job2); j.State != "success" {
-		t.Errorf("the older job is %s, want success", j.State)
-	}
-	waitOutput(t, p, job3, "watch", "watching for 10m0s", time.Minute)
-	if got, want := s.runs(t), []string{"one", "two", "three"}; !slices.Equal(got, want) {
-		t.Errorf("the unit ran %v, want %v", got, want)
+	if j := getJob(t, p, job2); j.State != "success" || slices.Contains(j.stepNames(), "rollback: checkout") {
+		t.Errorf("the older job is %s with steps %v, want success without a rollback", j.State, j.stepNames())
 	}
 	if code, i := s.info(t); code != http.StatusOK || i.Version != "three" {
 		t.Errorf("the server answers %d %+v, want version three", code, i)
 	}
-	if got := s.head(t); got != c3 {
-		t.Errorf("checkout at %s, want %s", got, c3)
+
+	// The newer deploy's watch took its baseline (a healthy check says so):
+	// now the server dies, and systemd restarts it.
+	waitOutput(t, p, job3, "watch", healthy, time.Minute)
+	if out, err := s.sd.Systemctl("kill", "--signal=KILL", s.unit); err != nil {
+		t.Fatalf("kill the server: %v %s", err, out)
+	}
+	st := waitState(t, gh, c3, "failure", 2*time.Minute)
+	if re := regexp.MustCompile(`^rolled back after \d+ s: ` + regexp.QuoteMeta(s.name()) + ` restarted 1 time since deploy$`); !re.MatchString(st.Description) {
+		t.Errorf("status of %s %q, want %s", c3[:7], st.Description, re)
+	}
+	if out := getJob(t, p, job3).output("watch"); !strings.Contains(out, "rolling back to "+c2[:7]+" under the deploy lock") {
+		t.Errorf("the newer watch output:\n%s", out)
+	}
+	if got, want := s.runs(t), []string{"one", "two", "three", "three", "two"}; !slices.Equal(got, want) {
+		t.Errorf("the unit ran %v, want %v (the restart by systemd, then the rollback's)", got, want)
+	}
+	if code, i := s.info(t); code != http.StatusOK || i.Version != "two" {
+		t.Errorf("after the rollback the server answers %d %+v, want version two", code, i)
+	}
+	if got := s.head(t); got != c2 {
+		t.Errorf("checkout at %s, want %s", got, c2)
+	}
+	for prop, want := range map[string]string{"ActiveState": "active", "NRestarts": "0"} {
+		if got := s.show(t, prop); got != want {
+			t.Errorf("%s %q after the rollback, want %q", prop, got, want)
+		}
 	}
 }
