@@ -101,7 +101,7 @@ func TestDagsterSystemd_UnitAppliedAndRolledBack(t *testing.T) {
 		t.Errorf("checkout at %s, want %s", got, c2)
 	}
 	j = getJob(t, p, job3)
-	if out := j.output("probe: webserver"); !strings.Contains(out, "attempt 1: answered 503, want 200") {
+	if out := j.output("probe: webserver"); !strings.HasSuffix(out, "deployhook: probe failed: webserver\tanswered 503, want 200\n") {
 		t.Errorf("probe output %q, want the 503", out)
 	}
 	rb := j.output("rollback: apply units")
@@ -269,7 +269,7 @@ func TestDagsterSystemd_ProbeNeverPassesRollsBack(t *testing.T) {
 	}
 	j := getJob(t, p, job)
 	out := j.output("probe: webserver")
-	if !strings.HasPrefix(out, "probe webserver: attempt 1: answered 500, want 200\n") || !strings.HasSuffix(out, "deployhook: probe failed: webserver\tanswered 500, want 200\n") {
+	if !regexp.MustCompile(`^(.*\n)*probe webserver: attempt \d+: answered 500, want 200\ndeployhook: probe failed: webserver\tanswered 500, want 200\n$`).MatchString(out) {
 		t.Errorf("probe output %q, want the 500s and the give-up", out)
 	}
 	if n := strings.Count(strings.Join(s.served(t), "\n"), "/server_info 500"); n < 2 {
@@ -311,11 +311,15 @@ func TestDagsterSystemd_CodeLocation(t *testing.T) {
 	if st := final(t, gh, c2); st.State != "success" || st.Description != "deployed "+c2[:7] {
 		t.Fatalf("status %s %q, want success deployed %s", st.State, st.Description, c2[:7])
 	}
-	if out, want := getJob(t, p, job2).output(probe), "SERVING\nprobe dagster_code_location "+dsLocation+": passed (attempt 1)\n"; out != want {
-		t.Errorf("probe output %q, want %q", out, want)
+	// What the stand-in dagster printed, then the pass (at attempt 1 unless
+	// the server was slow to listen).
+	passed := regexp.MustCompile(`\nSERVING\nprobe dagster_code_location ` + dsLocation + `: passed \(attempt \d+\)\n$`)
+	if out := getJob(t, p, job2).output(probe); !passed.MatchString("\n" + out) {
+		t.Errorf("probe output %q, want %s", out, passed)
 	}
 	call := fmt.Sprintf("%s dagster api grpc-health-check --host 127.0.0.1 --port %d", s.user, s.port)
-	if b, _ := os.ReadFile(s.dagster); string(b) != call+"\n" {
+	b, _ := os.ReadFile(s.dagster)
+	if calls := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); len(calls) == 0 || slices.ContainsFunc(calls, func(c string) bool { return c != call }) {
 		t.Errorf("the stand-in dagster was called %q, want %q (as the app user)", b, call)
 	}
 
@@ -329,7 +333,7 @@ func TestDagsterSystemd_CodeLocation(t *testing.T) {
 	if out := j.output(probe); !strings.Contains(out, "location "+dsLocation+" failed to load: ImportError: cannot import name 'orders'") {
 		t.Errorf("probe output %q, want what the code server said", out)
 	}
-	if out := j.output("rollback: " + probe); !strings.HasSuffix(out, "SERVING\nprobe dagster_code_location "+dsLocation+": passed (attempt 1)\n") {
+	if out := j.output("rollback: " + probe); !passed.MatchString("\n" + out) {
 		t.Errorf("the rollback's probe output %q, want the location loaded again", out)
 	}
 	if code, i := s.info(t); code != http.StatusOK || i.Version != "two" {
@@ -425,7 +429,7 @@ func TestDagsterSystemd_WatchEndedByNewerDeploy(t *testing.T) {
 		t.Fatalf("status %s %q, want success deployed %s", st.State, st.Description, c3[:7])
 	}
 	out := waitOutput(t, p, job2, "watch", "watch ended: newer deploy "+job3, time.Minute)
-	if strings.Contains(out, "rolling back") || strings.Contains(out, "degraded") {
+	if strings.Contains(out, "rolling back") || strings.Contains(out, " degraded (") {
 		t.Errorf("the older watch saw a degraded check:\n%s", out)
 	}
 	if got := states(gh.of(c2)); got[len(got)-1] != "success" || slices.Contains(got, "failure") || slices.Contains(got, "error") {
