@@ -65,8 +65,9 @@ func newDagsterVM(t *testing.T) *dsVM {
 	sshdtest.Require(t, "timeout", "/usr/bin/timeout")
 	sshdtest.Require(t, "curl", "/usr/bin/curl")
 	v := &vm{git: sshdtest.Require(t, "git", "/usr/bin/git"), user: sd.AppUser}
-	// Everything lives in the systemd VM's directory under /var/tmp (never
-	// /tmp), removed with it, even after a killed test.
+	// Everything lives in the systemd VM's directory (under
+	// systemdtest.Root, which no systemd cleans), removed with it, even after
+	// a killed test.
 	v.dir = filepath.Join(sd.Dir, "vm")
 	v.srv = &sshdtest.Server{
 		Addr: sd.Addr, User: sd.User, HostKey: sd.HostKey, ClientKey: sd.ClientKey,

@@ -443,11 +443,15 @@ func TestDagsterSystemd_WatchEndedByNewerDeploy(t *testing.T) {
 	}
 
 	// The newer deploy's watch took its baseline (a healthy check says so):
-	// now the server dies, and systemd restarts it.
+	// now the server dies, and systemd restarts it (within RestartSec=100ms,
+	// seconds before the next check, which sees the unit active again).
 	waitOutput(t, p, job3, "watch", healthy, time.Minute)
 	if out, err := s.sd.Systemctl("kill", "--signal=KILL", s.unit); err != nil {
 		t.Fatalf("kill the server: %v %s", err, out)
 	}
+	waitFor(t, "systemd restarted "+s.unit, func() bool {
+		return s.show(t, "NRestarts") == "1" && s.show(t, "ActiveState") == "active"
+	})
 	st := waitState(t, gh, c3, "failure", 2*time.Minute)
 	if re := regexp.MustCompile(`^rolled back after \d+ s: ` + regexp.QuoteMeta(s.name()) + ` restarted 1 time since deploy$`); !re.MatchString(st.Description) {
 		t.Errorf("status of %s %q, want %s", c3[:7], st.Description, re)
