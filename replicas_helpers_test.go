@@ -97,27 +97,41 @@ func stepRuns(t *testing.T, markers string) []*invocation {
 	return out
 }
 
+// invocations formats step runs for a failure message.
+func invocations(invs []*invocation) string {
+	var b strings.Builder
+	for _, inv := range invs {
+		fmt.Fprintf(&b, "[%s of %s, pid %d, %d to %d, ended %v]", inv.tool, inv.job, inv.pid, inv.start, inv.last, inv.ended)
+	}
+	return b.String()
+}
+
 // laneHolder returns the process id and the fencing token of the replica
 // that holds the production lane in the journal at url; 0, 0 when none ever
 // did.
 func laneHolder(t *testing.T, url string) (pid int, token int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	pid, token, err := readLaneHolder(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid, token
+}
+
+func readLaneHolder(ctx context.Context, url string) (pid int, token int64, err error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		t.Fatal(err)
+		return 0, 0, err
 	}
 	defer conn.Close(context.Background())
 	err = conn.QueryRow(ctx, `SELECT o.pid, l.token FROM lanes l JOIN owners o ON o.id = l.owner
 		WHERE l.name = 'production'`).Scan(&pid, &token)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, 0
+		return 0, 0, nil
 	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid, token
+	return pid, token, err
 }
 
 // readyz returns a replica's answer to GET /readyz.
