@@ -5,7 +5,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK_VERSION := v0.8.2
 DEMO_SECRET := local-demo-secret-not-for-production
 
-.PHONY: help run test fuzz chaos lint bench screenshots build docker send-test-webhook clean
+.PHONY: help run test fuzz chaos replicas lint bench screenshots build docker send-test-webhook clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,6 +33,10 @@ fuzz: ## fuzz the webhook parser for a minute
 chaos: ## the chaos test of the safety invariants, long: 3000 events, 20 minutes (SEED=N to pick one)
 	DEPLOYHOOK_CHAOS_SEED=$(SEED) DEPLOYHOOK_CHAOS_EVENTS=3000 DEPLOYHOOK_CHAOS_DURATION=20m \
 		$(GO) test -race -count=1 -timeout 30m -run 'TestChaos_Invariants$$' -v .
+
+replicas: ## three replicas on a real PostgreSQL, long: 300 SHAs x 10 signed pushes, the lane's holder killed (SHAS=N to pick)
+	DEPLOYHOOK_REPLICAS_SHAS=$(or $(SHAS),300) \
+		$(GO) test -race -count=1 -timeout 30m -run 'TestReplicas_ThreeServe$$' -v .
 
 lint: ## go vet and staticcheck (pinned)
 	$(GO) vet ./...

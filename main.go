@@ -530,6 +530,9 @@ func (r readiness) Ready(ctx context.Context) error {
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, executor.ErrJournal) && r.a.cfg.JournalURL() != "":
+		r.a.lg.Error("journal not writable", "err", err)
+		return errors.New(pgNotReady)
 	case errors.Is(err, executor.ErrJournal):
 		r.a.lg.Error("journal not writable", "err", err)
 		return errors.New("journal not writable (disk full or read-only?): deliveries are answered 503 until it accepts writes; see the log")

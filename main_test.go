@@ -20,10 +20,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/deployhook/deployhook/executor/store/pgstore/pgtest"
 	"github.com/deployhook/deployhook/webhook"
 )
 
-// TestMain lets a test run the whole program as a child process (to kill it).
+// TestMain lets a test run the whole program as a child process (to kill it),
+// and stops the PostgreSQL server of the tests that started one (pgtest).
 func TestMain(m *testing.M) {
 	if os.Getenv("DEPLOYHOOK_TEST_CHILD") == "1" {
 		err := run(context.Background(), os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
@@ -33,7 +35,7 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	os.Exit(pgtest.Main(m))
 }
 
 const (
