@@ -214,10 +214,25 @@ func startProgram(t *testing.T, cfgPath, dataDir string, getenv func(string) str
 		pw.Close()
 		p.done <- err
 	}()
-	p.url = readURL(t, pr)
+	url, ok := listening(pr)
+	if !ok {
+		t.Fatalf("deployhook did not start listening: %v", <-p.done)
+	}
+	p.url = url
 	go io.Copy(io.Discard, pr)
 	t.Cleanup(p.stop)
 	return p
+}
+
+// listening reads deployhook's output until it says where it listens.
+func listening(r io.Reader) (string, bool) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "deployhook listening on "); ok {
+			return u, true
+		}
+	}
+	return "", false
 }
 
 func (p *program) stop() {
@@ -231,14 +246,11 @@ func (p *program) stop() {
 
 func readURL(t testing.TB, r io.Reader) string {
 	t.Helper()
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		if u, ok := strings.CutPrefix(sc.Text(), "deployhook listening on "); ok {
-			return u
-		}
+	u, ok := listening(r)
+	if !ok {
+		t.Fatal("deployhook did not start listening")
 	}
-	t.Fatal("deployhook did not start listening")
-	return ""
+	return u
 }
 
 func testEnv(gh *fakeGitHub) func(string) string {

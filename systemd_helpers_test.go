@@ -164,7 +164,6 @@ show_output: true # the tests read steps' output from the job pages
 log: {format: text, level: debug}
 github:
   deployments: false
-ui: {auth: none}
 targets:
   - name: production
     repo: acme/app
