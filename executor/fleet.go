@@ -322,29 +322,10 @@ func (d *deploy) fleet(ctx context.Context) (r runResult) {
 		return r
 	}
 	d.sess = vms[0].sess
-	prev, err := d.previous(sctx)
-	if err != nil {
-		r.current, r.cancelBy = err, canceller(sctx)
-		d.lg.Error("read current SHA", "err", err)
+	if !d.admitted(ctx, sctx, &r) {
 		return r
 	}
-	r.prev = prev
-	j.PreviousSHA = prev
-	if err := d.e.jr.wrote(d.e.updateJob(context.WithoutCancel(ctx), *j)); err != nil {
-		d.lg.Error("record previous SHA", "err", err)
-	}
-	fa := d.facts(sctx, prev)
-	if r.verdict = admit(fa); r.verdict.state != "" {
-		r.cancelBy = canceller(sctx)
-		d.lg.Warn("nothing ran", "state", r.verdict.state, "why", r.verdict.description)
-		return r
-	}
-	d.deployedBefore = fa.deployedBefore
-	d.recover = d.interrupted(sctx)
-	if r.cancelBy = canceller(sctx); r.cancelBy != "" {
-		d.lg.Warn("cancelled before any step ran", "by", r.cancelBy)
-		return r
-	}
+	prev := r.prev
 	for _, v := range vms {
 		v.j.PreviousSHA, v.deployedBefore, v.recover = prev, d.deployedBefore, d.recover
 	}

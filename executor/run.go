@@ -400,30 +400,10 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 	d.sess = sess
 	defer sess.Close()
 
-	prev, err := d.previous(sctx)
-	if err != nil {
-		r.current, r.cancelBy = err, canceller(sctx)
-		d.lg.Error("read current SHA", "err", err)
+	if !d.admitted(ctx, sctx, &r) {
 		return r
 	}
-	r.prev = prev
-	j.PreviousSHA = prev
-	if err := d.e.jr.wrote(d.e.updateJob(context.WithoutCancel(ctx), *j)); err != nil {
-		d.lg.Error("record previous SHA", "err", err)
-	}
-
-	f := d.facts(sctx, prev)
-	if r.verdict = admit(f); r.verdict.state != "" {
-		r.cancelBy = canceller(sctx)
-		d.lg.Warn("nothing ran", "state", r.verdict.state, "why", r.verdict.description)
-		return r
-	}
-	d.deployedBefore = f.deployedBefore
-	d.recover = d.interrupted(sctx)
-	if r.cancelBy = canceller(sctx); r.cancelBy != "" {
-		d.lg.Warn("cancelled before any step ran", "by", r.cancelBy)
-		return r
-	}
+	prev := r.prev
 
 	r.failed, r.checkpoint = d.steps(sctx, j.Trigger.SHA, prev, "")
 	if r.failed != nil && errors.Is(r.failed.err, context.Canceled) {
@@ -444,6 +424,39 @@ func (d *deploy) execute(ctx context.Context) (r runResult) {
 		}
 	}
 	return r
+}
+
+// admitted reads, over the open d.sess, the SHA the target runs, records it
+// as the job's previous SHA, and decides whether any step may run. It returns
+// false when none may, with r saying why (current, verdict or cancelBy); on
+// true, r.prev, d.deployedBefore and d.recover are set. The target is asked
+// under sctx; the job record is written even when sctx has ended.
+func (d *deploy) admitted(ctx, sctx context.Context, r *runResult) bool {
+	prev, err := d.previous(sctx)
+	if err != nil {
+		r.current, r.cancelBy = err, canceller(sctx)
+		d.lg.Error("read current SHA", "err", err)
+		return false
+	}
+	r.prev = prev
+	d.j.PreviousSHA = prev
+	if err := d.e.jr.wrote(d.e.updateJob(context.WithoutCancel(ctx), *d.j)); err != nil {
+		d.lg.Error("record previous SHA", "err", err)
+	}
+
+	f := d.facts(sctx, prev)
+	if r.verdict = admit(f); r.verdict.state != "" {
+		r.cancelBy = canceller(sctx)
+		d.lg.Warn("nothing ran", "state", r.verdict.state, "why", r.verdict.description)
+		return false
+	}
+	d.deployedBefore = f.deployedBefore
+	d.recover = d.interrupted(sctx)
+	if r.cancelBy = canceller(sctx); r.cancelBy != "" {
+		d.lg.Warn("cancelled before any step ran", "by", r.cancelBy)
+		return false
+	}
+	return true
 }
 
 // previous returns the SHA the target runs before the deploy.
