@@ -169,11 +169,10 @@ func cancelled(r runResult) (st State, description, now string) {
 		return StateError, cause + "; rollback is off, target state unknown", ""
 	case r.prev == "":
 		return StateError, cause + "; no previous commit to roll back to, target state unknown", ""
-	case !r.rolledBack:
-		return StateError, cause + "; rollback did not run: target state unknown", ""
-	case r.rollback != nil:
-		return StateError, fmt.Sprintf("%s; rollback to %s failed at %s: target state unknown",
-			cause, short(r.prev), r.rollback.step), ""
 	}
-	return StateError, cause + "; rolled back to " + short(r.prev), r.prev
+	description, ok := rollbackEnd(r, cause)
+	if !ok {
+		return StateError, description, ""
+	}
+	return StateError, description, r.prev
 }

@@ -212,13 +212,27 @@ func decide(r runResult) (st State, description, now string) {
 		return StateFailure, cause + "; rollback is off, target state unknown", ""
 	case r.prev == "":
 		return StateFailure, cause + "; no previous commit to roll back to", ""
-	case !r.rolledBack:
-		return StateError, cause + "; rollback did not run: target state unknown", ""
-	case r.rollback != nil:
-		return StateError, fmt.Sprintf("%s; rollback to %s failed at %s: target state unknown",
-			cause, short(r.prev), r.rollback.step), ""
 	}
-	return StateFailure, cause + "; rolled back to " + short(r.prev), r.prev
+	description, ok := rollbackEnd(r, cause)
+	if !ok {
+		return StateError, description, ""
+	}
+	return StateFailure, description, r.prev
+}
+
+// rollbackEnd words the end of a run whose rollback was due (a checkpoint
+// had passed, rollback is on, the previous SHA is known): cause, then what
+// the rollback did. ok reports whether it put the target back on r.prev;
+// when it did not, the target's state is unknown.
+func rollbackEnd(r runResult, cause string) (description string, ok bool) {
+	switch {
+	case !r.rolledBack:
+		return cause + "; rollback did not run: target state unknown", false
+	case r.rollback != nil:
+		return fmt.Sprintf("%s; rollback to %s failed at %s: target state unknown",
+			cause, short(r.prev), r.rollback.step), false
+	}
+	return cause + "; rolled back to " + short(r.prev), true
 }
 
 // answer is what a question about the commit graph got.
