@@ -3,10 +3,8 @@ package ghstatus
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -57,25 +55,12 @@ func (c *Client) Commit(ctx context.Context, repo, sha string) (CommitInfo, erro
 	}
 	u := fmt.Sprintf("repos/%s/%s/commits/%s?per_page=1", url.PathEscape(owner), url.PathEscape(name), sha)
 	var info CommitInfo
-	err = c.do(ctx, c.lg.With("repo", repo, "sha", sha), "get commit", func(ctx context.Context) error {
-		req, err := c.gh.NewRequest(http.MethodGet, u, nil)
-		if err != nil {
-			return fmt.Errorf("%w: %w", executor.ErrPermanent, err)
-		}
-		resp, err := c.gh.BareDo(ctx, req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		info, err = decodeCommit(resp.Body)
+	err = c.get(ctx, c.lg.With("repo", repo, "sha", sha), "get commit", u, func(body io.Reader) error {
+		var err error
+		info, err = decodeCommit(body)
 		return err
 	})
 	if err != nil {
-		var ae *APIError
-		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound ||
-			(ae.Status == http.StatusUnprocessableEntity && strings.Contains(ae.Message, "No commit found"))) {
-			err = fmt.Errorf("%w: %w", executor.ErrNotFound, err)
-		}
 		return CommitInfo{}, fmt.Errorf("commit %.7s of %s: %w", sha, repo, err)
 	}
 	return info, nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
 	"strings"
 
@@ -49,25 +48,12 @@ func (c *Client) Contains(ctx context.Context, repo, ref, sha string) (bool, err
 		url.PathEscape(owner), url.PathEscape(name), url.QueryEscape(sha), url.QueryEscape(ref))
 	var status string
 	lg := c.lg.With("repo", repo, "sha", sha, "ref", ref)
-	err = c.do(ctx, lg, "compare commits", func(ctx context.Context) error {
-		req, err := c.gh.NewRequest(http.MethodGet, u, nil)
-		if err != nil {
-			return fmt.Errorf("%w: %w", executor.ErrPermanent, err)
-		}
-		resp, err := c.gh.BareDo(ctx, req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		status, err = compareStatus(resp.Body)
+	err = c.get(ctx, lg, "compare commits", u, func(body io.Reader) error {
+		var err error
+		status, err = compareStatus(body)
 		return err
 	})
 	if err != nil {
-		var ae *APIError
-		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound ||
-			(ae.Status == http.StatusUnprocessableEntity && strings.Contains(ae.Message, "No commit found"))) {
-			err = fmt.Errorf("%w: %w", executor.ErrNotFound, err)
-		}
 		return false, fmt.Errorf("is %.7s in %s of %s: %w", sha, ref, repo, err)
 	}
 	switch status {

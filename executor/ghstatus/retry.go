@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -87,6 +88,33 @@ func (c *Client) do(ctx context.Context, lg *slog.Logger, op string, f func(ctx 
 		case <-t.C:
 		}
 	}
+}
+
+// get GETs u, a path below the API base with its query, with the tries of
+// do, and hands each answer's body to read, which must not keep it; an error
+// from read counts as a failed try. op names the request in errors and logs.
+// An error wraps executor.ErrNotFound when GitHub knows no such commit or ref
+// (404, or 422 "No commit found"), and executor.ErrPermanent for that and any
+// other refusal a retry will not change.
+func (c *Client) get(ctx context.Context, lg *slog.Logger, op, u string, read func(io.Reader) error) error {
+	err := c.do(ctx, lg, op, func(ctx context.Context) error {
+		req, err := c.gh.NewRequest(http.MethodGet, u, nil)
+		if err != nil {
+			return fmt.Errorf("%w: %w", executor.ErrPermanent, err)
+		}
+		resp, err := c.gh.BareDo(ctx, req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		return read(resp.Body)
+	})
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.Status == http.StatusNotFound ||
+		(ae.Status == http.StatusUnprocessableEntity && strings.Contains(ae.Message, "No commit found"))) {
+		return fmt.Errorf("%w: %w", executor.ErrNotFound, err)
+	}
+	return err
 }
 
 // backoff returns the wait after failed try number try (from 1): Backoff
