@@ -87,51 +87,17 @@ func Start(tb testing.TB, opts Options) *Server {
 	if err := os.Mkdir(s.Home, 0o700); err != nil {
 		tb.Fatal(err)
 	}
-	hostPEM, hostSigner := newKey(tb)
-	s.HostKey = hostSigner
-	if opts.ClientPEM != nil {
-		k, err := ssh.ParsePrivateKey(opts.ClientPEM)
-		if err != nil {
-			tb.Fatalf("sshdtest: Options.ClientPEM: %v", err)
-		}
-		s.ClientPEM, s.ClientKey = opts.ClientPEM, k
-	} else {
-		s.ClientPEM, s.ClientKey = newKey(tb)
-	}
-	write(tb, filepath.Join(dir, "host_ed25519"), hostPEM, 0o600)
-	write(tb, filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(s.ClientKey.PublicKey()), 0o600)
-
-	port := freePort(tb)
-	s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
-	conf := []string{
-		fmt.Sprintf("Port %d", port),
-		"ListenAddress 127.0.0.1",
-		"HostKey " + filepath.Join(dir, "host_ed25519"),
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+	st := Prepare(tb, dir, 0o600, opts.ClientPEM, append([]string{
 		"PidFile " + filepath.Join(dir, "sshd.pid"),
-		"StrictModes no",
-		"UsePAM no",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"PubkeyAuthentication yes",
 		"PermitRootLogin prohibit-password",
-		"AllowTcpForwarding yes",
-		"LogLevel VERBOSE",
-		"MaxSessions 64",
-		"MaxStartups 64",
-		"AcceptEnv DEPLOYHOOK_*",
 		// SetEnv overrides what sshd sets from the password database, HOME
 		// included.
 		"SetEnv HOME=" + s.Home,
-	}
-	conf = append(conf, opts.ExtraConfig...)
-	write(tb, filepath.Join(dir, "sshd_config"), []byte(strings.Join(conf, "\n")+"\n"), 0o600)
-	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostSigner.PublicKey()))
-	s.KnownHosts = filepath.Join(dir, "known_hosts")
-	write(tb, s.KnownHosts, []byte(line), 0o600)
+	}, opts.ExtraConfig...))
+	s.Addr, s.HostKey, s.ClientKey, s.ClientPEM, s.KnownHosts = st.Addr, st.HostKey, st.ClientKey, st.ClientPEM, st.KnownHosts
 
 	var log bytes.Buffer
-	s.cmd = exec.Command(sshd, "-D", "-e", "-f", filepath.Join(dir, "sshd_config"))
+	s.cmd = exec.Command(sshd, "-D", "-e", "-f", st.Config)
 	s.cmd.Stderr = &log
 	if err := s.cmd.Start(); err != nil {
 		tb.Fatalf("start sshd: %v", err)
@@ -143,19 +109,89 @@ func Start(tb testing.TB, opts Options) *Server {
 			tb.Logf("sshd log:\n%s", log.String())
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
+	if err := WaitListening(s.Addr, 10*time.Second); err != nil {
+		tb.Fatalf("sshd did not listen on %s: %v\n%s", s.Addr, err, log.String())
+	}
+	return s
+}
+
+// Setup is an sshd's files, as Prepare writes them in one directory.
+type Setup struct {
+	Addr       string     // 127.0.0.1:PORT, on a port that was free
+	HostKey    ssh.Signer // a new ed25519 host key
+	ClientKey  ssh.Signer // the key authorized_keys accepts
+	ClientPEM  []byte     // ClientKey as an OpenSSH private key file
+	Config     string     // the sshd_config file
+	KnownHosts string     // a known_hosts file pinning HostKey for Addr
+}
+
+// Prepare writes into dir what an sshd for a test reads: a new ed25519 host
+// key (mode 0600), an authorized_keys file accepting clientPEM (a new
+// ed25519 key when nil), an sshd_config and a known_hosts file pinning the
+// host key. The configuration listens on a free port of 127.0.0.1, takes
+// public keys only, without PAM or strict modes, allows TCP forwarding and
+// 64 sessions, accepts DEPLOYHOOK_* variables and logs VERBOSE; the lines of
+// config follow, in order. sshd keeps the first value of a keyword, so config
+// adds keywords (PidFile, PermitRootLogin, SetEnv; Match blocks last) but
+// cannot change these. The files but the host key get mode perm: 0644 where
+// sshd reads authorized_keys as a user other than the test's.
+func Prepare(tb testing.TB, dir string, perm os.FileMode, clientPEM []byte, config []string) *Setup {
+	tb.Helper()
+	s := &Setup{Config: filepath.Join(dir, "sshd_config"), KnownHosts: filepath.Join(dir, "known_hosts")}
+	hostPEM, hostSigner := newKey(tb)
+	s.HostKey = hostSigner
+	if clientPEM != nil {
+		k, err := ssh.ParsePrivateKey(clientPEM)
+		if err != nil {
+			tb.Fatalf("sshdtest: client key: %v", err)
+		}
+		s.ClientPEM, s.ClientKey = clientPEM, k
+	} else {
+		s.ClientPEM, s.ClientKey = newKey(tb)
+	}
+	write(tb, filepath.Join(dir, "host_ed25519"), hostPEM, 0o600)
+	write(tb, filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(s.ClientKey.PublicKey()), perm)
+
+	port := freePort(tb)
+	s.Addr = fmt.Sprintf("127.0.0.1:%d", port)
+	conf := []string{
+		fmt.Sprintf("Port %d", port),
+		"ListenAddress 127.0.0.1",
+		"HostKey " + filepath.Join(dir, "host_ed25519"),
+		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+		"StrictModes no",
+		"UsePAM no",
+		"PasswordAuthentication no",
+		"KbdInteractiveAuthentication no",
+		"PubkeyAuthentication yes",
+		"AllowTcpForwarding yes",
+		"LogLevel VERBOSE",
+		"MaxSessions 64",
+		"MaxStartups 64",
+		"AcceptEnv DEPLOYHOOK_*",
+	}
+	conf = append(conf, config...)
+	write(tb, s.Config, []byte(strings.Join(conf, "\n")+"\n"), perm)
+	line := fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostSigner.PublicKey()))
+	write(tb, s.KnownHosts, []byte(line), perm)
+	return s
+}
+
+// WaitListening waits until addr accepts a TCP connection, for at most
+// timeout, and returns the last dial error when it never did.
+func WaitListening(addr string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		c, err := net.DialTimeout("tcp", s.Addr, time.Second)
+		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("sshd did not listen on %s: %v\n%s", s.Addr, err, log.String())
+			return err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return s
 }
 
 // ClientKeyFile writes ClientPEM to a file and returns its path.
@@ -182,7 +218,11 @@ func newKey(tb testing.TB) ([]byte, ssh.Signer) {
 }
 
 func write(tb testing.TB, path string, b []byte, mode os.FileMode) {
+	tb.Helper()
 	if err := os.WriteFile(path, b, mode); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // past the umask
 		tb.Fatal(err)
 	}
 }

@@ -32,15 +32,12 @@ package systemdtest
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -312,55 +309,20 @@ func require(tb testing.TB) tools {
 // systemd, as a VM runs it.
 func (v *VM) startSSHD(tb testing.TB, sshd string, opts Options) {
 	tb.Helper()
-	dir := v.Dir
-	hostPEM, hostSigner := newKey(tb)
-	v.HostKey = hostSigner
-	v.ClientPEM, v.ClientKey = newKey(tb)
-	write(tb, filepath.Join(dir, "host_ed25519"), hostPEM, 0o600)
-	// sshd reads authorized_keys as the user logging in.
-	write(tb, filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(v.ClientKey.PublicKey()), 0o644)
-	port := freePort(tb)
-	v.Addr = fmt.Sprintf("127.0.0.1:%d", port)
-	conf := []string{
-		fmt.Sprintf("Port %d", port),
-		"ListenAddress 127.0.0.1",
-		"HostKey " + filepath.Join(dir, "host_ed25519"),
-		"AuthorizedKeysFile " + filepath.Join(dir, "authorized_keys"),
+	// 0644: sshd reads authorized_keys as the user logging in.
+	st := sshdtest.Prepare(tb, v.Dir, 0o644, nil, append([]string{
 		"PidFile none",
-		"StrictModes no",
-		"UsePAM no",
-		"PasswordAuthentication no",
-		"KbdInteractiveAuthentication no",
-		"PubkeyAuthentication yes",
 		"PermitRootLogin no",
 		"AllowUsers " + v.User + " " + v.AppUser,
-		"AllowTcpForwarding yes",
-		"LogLevel VERBOSE",
-		"MaxSessions 64",
-		"MaxStartups 64",
-		"AcceptEnv DEPLOYHOOK_*",
-	}
-	conf = append(conf, opts.SSHConfig...)
-	cfg := filepath.Join(dir, "sshd_config")
-	write(tb, cfg, []byte(strings.Join(conf, "\n")+"\n"), 0o644)
-	v.KnownHosts = filepath.Join(dir, "known_hosts")
-	write(tb, v.KnownHosts, []byte(fmt.Sprintf("[127.0.0.1]:%d %s", port, ssh.MarshalAuthorizedKey(hostSigner.PublicKey()))), 0o644)
+	}, opts.SSHConfig...))
+	v.Addr, v.HostKey, v.ClientKey, v.ClientPEM, v.KnownHosts = st.Addr, st.HostKey, st.ClientKey, st.ClientPEM, st.KnownHosts
 	if out, err := v.Exec("systemd-run", "--unit=deployhook-sshd", "--property=DefaultDependencies=no",
-		"--property=RuntimeDirectory=sshd", "--", sshd, "-D", "-e", "-f", cfg); err != nil {
+		"--property=RuntimeDirectory=sshd", "--", sshd, "-D", "-e", "-f", st.Config); err != nil {
 		tb.Fatalf("start sshd in the namespaces: %v\n%s", err, out)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", v.Addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			log, _ := v.Exec("journalctl", "--no-pager", "-u", "deployhook-sshd")
-			tb.Fatalf("sshd did not listen on %s: %v\n%s", v.Addr, err, log)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := sshdtest.WaitListening(v.Addr, 30*time.Second); err != nil {
+		log, _ := v.Exec("journalctl", "--no-pager", "-u", "deployhook-sshd")
+		tb.Fatalf("sshd did not listen on %s: %v\n%s", v.Addr, err, log)
 	}
 }
 
@@ -536,22 +498,6 @@ func readLog(dir, name string) string {
 	return string(b)
 }
 
-func newKey(tb testing.TB) ([]byte, ssh.Signer) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	signer, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pem.EncodeToMemory(block), signer
-}
-
 func mkdir(tb testing.TB, dir string, mode os.FileMode) {
 	tb.Helper()
 	if err := os.MkdirAll(dir, mode); err != nil {
@@ -570,15 +516,6 @@ func write(tb testing.TB, path string, b []byte, mode os.FileMode) {
 	if err := os.Chmod(path, mode); err != nil {
 		tb.Fatal(err)
 	}
-}
-
-func freePort(tb testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // state is what a VM created, recorded before each creation.
