@@ -278,35 +278,9 @@ func (s *dsVM) installedUnit(t *testing.T) string {
 // target keys (YAML lines indented 4 spaces).
 func (s *dsVM) config(t *testing.T, extra string) string {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, `public_url: https://deploy.example.com
-show_output: true # the tests read steps' output from the job pages
-log: {format: text, level: debug}
-github:
-  deployments: false
-ui: {auth: none}
-targets:
-  - name: production
-    repo: acme/app
-    branch: main
-    transport: ssh
-    ssh:
-      address: %s
-      user: %s
-      private_key_file: %s
-      known_hosts_file: %s
-      timeout: 20s
-    lock: %s
-    lock_wait: 1m
-    app_dir: %s
-    app_user: %s
-    units: [%s]
-    settle: 1s
-`, s.sd.Addr, s.sd.User, s.keyFile, s.sd.KnownHosts, s.lock, s.app, s.user, s.name())
-	b.WriteString(extra)
-	p := filepath.Join(s.dir, fmt.Sprintf("deployhook-%d.yaml", time.Now().UnixNano()))
-	writeFile(t, p, b.String(), 0o600)
-	return p
+	keys := fmt.Sprintf("    app_dir: %s\n    app_user: %s\n    units: [%s]\n    settle: 1s\n", s.app, s.user, s.name())
+	return writeSSHConfig(t, s.dir, sshTarget{addr: s.sd.Addr, user: s.sd.User, keyFile: s.keyFile,
+		knownHosts: s.sd.KnownHosts, lock: s.lock, keys: keys + extra})
 }
 
 // webserverProbe is the verify: entry of the server's /server_info.

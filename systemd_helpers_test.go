@@ -157,35 +157,12 @@ func (s *sdVM) show(t *testing.T, property string) string {
 // on the app's unit with the given settle time.
 func (s *sdVM) config(t *testing.T, settle time.Duration, steps string) string {
 	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, `public_url: https://deploy.example.com
-ui: {auth: none}
-show_output: true # the tests read steps' output from the job pages
-log: {format: text, level: debug}
-github:
-  deployments: false
-targets:
-  - name: production
-    repo: acme/app
-    branch: main
-    transport: ssh
-    ssh:
-      address: %s
-      user: %s
-      private_key_file: %s
-      known_hosts_file: %s
-      timeout: 20s
-    lock: %s
-    lock_wait: 1m
-    app_dir: %s
-    app_user: %s
-`, s.sd.Addr, s.sd.User, s.keyFile, s.sd.KnownHosts, s.lock, s.app, s.user)
+	keys := fmt.Sprintf("    app_dir: %s\n    app_user: %s\n", s.app, s.user)
 	if steps == "" {
-		fmt.Fprintf(&b, "    units: [%s]\n    settle: %s\n", s.name(), settle)
+		keys += fmt.Sprintf("    units: [%s]\n    settle: %s\n", s.name(), settle)
 	} else {
-		b.WriteString("    steps:\n" + steps)
+		keys += "    steps:\n" + steps
 	}
-	p := filepath.Join(s.dir, fmt.Sprintf("deployhook-%d.yaml", time.Now().UnixNano()))
-	writeFile(t, p, b.String(), 0o600)
-	return p
+	return writeSSHConfig(t, s.dir, sshTarget{addr: s.sd.Addr, user: s.sd.User, keyFile: s.keyFile,
+		knownHosts: s.sd.KnownHosts, lock: s.lock, keys: keys})
 }

@@ -302,27 +302,7 @@ func (v *vm) writeConfig(t *testing.T, c vmConfig) string {
 		c.knownHosts = v.srv.KnownHosts
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `public_url: https://deploy.example.com
-show_output: true # the tests read steps' output and errors from the job pages
-log: {format: text, level: debug}
-github:
-  deployments: false
-ui: {auth: none}
-targets:
-  - name: production
-    repo: acme/app
-    branch: main
-    transport: ssh
-    ssh:
-      address: %s
-      user: %s
-      private_key_file: %s
-      known_hosts_file: %s
-      timeout: 20s
-    lock: %s
-    lock_wait: 1m
-    env: {PATH: "%s:/usr/local/bin:/usr/bin:/bin"}
-`, v.srv.Addr, c.loginUser, v.keyFile, c.knownHosts, v.lock, v.bin)
+	fmt.Fprintf(&b, "    env: {PATH: \"%s:/usr/local/bin:/usr/bin:/bin\"}\n", v.bin)
 	if c.app {
 		fmt.Fprintf(&b, "    app_dir: %s\n    app_user: %s\n", v.app, v.user)
 	}
@@ -332,9 +312,8 @@ targets:
 	if c.steps != "" {
 		b.WriteString("    steps:\n" + c.steps)
 	}
-	p := filepath.Join(v.dir, fmt.Sprintf("deployhook-%d.yaml", time.Now().UnixNano()))
-	writeFile(t, p, b.String(), 0o600)
-	return p
+	return writeSSHConfig(t, v.dir, sshTarget{addr: v.srv.Addr, user: c.loginUser, keyFile: v.keyFile,
+		knownHosts: c.knownHosts, lock: v.lock, keys: b.String()})
 }
 
 // push delivers a push of sha to p and returns the job's ID.
