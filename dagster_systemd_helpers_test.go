@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -61,44 +59,8 @@ const dsLocation = "etl"
 func newDagsterVM(t *testing.T) *dsVM {
 	t.Helper()
 	sd := systemdtest.Start(t, systemdtest.Options{})
-	sshdtest.Require(t, "flock", "/usr/bin/flock")
-	sshdtest.Require(t, "timeout", "/usr/bin/timeout")
 	sshdtest.Require(t, "curl", "/usr/bin/curl")
-	v := &vm{git: sshdtest.Require(t, "git", "/usr/bin/git"), user: sd.AppUser}
-	// Everything lives in the systemd VM's directory (under
-	// systemdtest.Root, which no systemd cleans), removed with it, even after
-	// a killed test.
-	v.dir = filepath.Join(sd.Dir, "vm")
-	v.srv = &sshdtest.Server{
-		Addr: sd.Addr, User: sd.User, HostKey: sd.HostKey, ClientKey: sd.ClientKey,
-		ClientPEM: sd.ClientPEM, Dir: sd.Dir, KnownHosts: sd.KnownHosts,
-	}
-	v.keyFile = sd.ClientKeyFile(t)
-	home := filepath.Join(v.dir, "home")
-	v.origin = filepath.Join(home, "origin.git")
-	v.work = filepath.Join(home, "work")
-	v.app = filepath.Join(home, "app")
-	v.bin = filepath.Join(v.dir, "bin")
-	v.ctl = filepath.Join(v.dir, "ctl")
-	v.log = filepath.Join(v.dir, "calls.log")
-	v.lock = filepath.Join(v.dir, "lock", "deploy.lock")
-	for _, d := range []string{v.dir, v.bin, home} {
-		mkdir(t, d, 0o755)
-	}
-	mkdir(t, v.ctl, 0o777)
-	mkdir(t, filepath.Dir(v.lock), 0o700)
-	if out, err := exec.Command("chown", sd.User, filepath.Dir(v.lock)).CombinedOutput(); err != nil {
-		t.Fatalf("chown the lock directory to %s: %v %s", sd.User, err, out)
-	}
-	u, err := user.Lookup(v.user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v.uid, _ = strconv.Atoi(u.Uid)
-	v.gid, _ = strconv.Atoi(u.Gid)
-	if err := os.Chown(home, v.uid, v.gid); err != nil {
-		t.Fatal(err)
-	}
+	v, home := vmOn(t, sd)
 	s := &dsVM{
 		sdVM: &sdVM{vm: v, sd: sd, unit: "dhtest-" + randomMarker(t) + ".service", ran: filepath.Join(v.ctl, "ran")},
 		port: dsFreePort(t), server: filepath.Join(v.bin, "appserver"), home: filepath.Join(v.dir, "dagster-home"),
@@ -116,12 +78,6 @@ func newDagsterVM(t *testing.T) *dsVM {
 		}
 	}
 
-	v.gitEnv = append(os.Environ(),
-		"HOME="+home, "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
-		"GIT_AUTHOR_NAME=Deploy Test", "GIT_AUTHOR_EMAIL=test@example.com",
-		"GIT_COMMITTER_NAME=Deploy Test", "GIT_COMMITTER_EMAIL=test@example.com")
-	v.run(t, home, "-c", "init.defaultBranch=main", "init", "--quiet", "--bare", v.origin)
-	v.run(t, home, "-c", "init.defaultBranch=main", "init", "--quiet", v.work)
 	v.first = v.commit(t, "initial", map[string]string{
 		"start.sh":              s.startScript("one"),
 		"uv.lock":               "version = 1\n",

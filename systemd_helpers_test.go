@@ -33,22 +33,45 @@ type sdVM struct {
 func newSystemdVM(t *testing.T) *sdVM {
 	t.Helper()
 	sd := systemdtest.Start(t, systemdtest.Options{})
+	v, home := vmOn(t, sd)
+	v.first = v.commit(t, "initial", map[string]string{
+		"start.sh": startScript("one"),
+		"uv.lock":  "version = 1\n",
+	})
+	v.run(t, home, "clone", "--quiet", v.origin, v.app)
+
+	s := &sdVM{vm: v, sd: sd, unit: "dhtest-" + randomMarker(t) + ".service", ran: filepath.Join(v.ctl, "ran")}
+	sd.InstallUnit(t, s.unit, s.unitFile(""))
+	if out, err := sd.Systemctl("start", s.unit); err != nil {
+		t.Fatalf("start %s: %v\n%s", s.unit, err, out)
+	}
+	waitFor(t, s.unit+" runs the first commit", func() bool { return s.lastRan(t) == "one" })
+	return s
+}
+
+// vmOn returns the vm of vm_helpers_test.go on the systemd VM sd, and the
+// app user's home, where its git origin and the developer's clone are (both
+// initialized, still empty). Its files live in sd's directory under
+// systemdtest.Root (never /tmp, which no systemd may clean), removed with it,
+// even after a killed test; the deploy logs in as sd's login user and the
+// app's files belong to sd.AppUser. Its bin holds nothing: the real tools
+// run.
+func vmOn(t *testing.T, sd *systemdtest.VM) (v *vm, home string) {
+	t.Helper()
 	sshdtest.Require(t, "flock", "/usr/bin/flock")
 	sshdtest.Require(t, "timeout", "/usr/bin/timeout")
-	v := &vm{git: sshdtest.Require(t, "git", "/usr/bin/git"), user: sd.AppUser}
-	// The VM's files live in the systemd VM's directory under /var/tmp (never
-	// /tmp), removed with it, even after a killed test.
+	v = &vm{git: sshdtest.Require(t, "git", "/usr/bin/git"), user: sd.AppUser}
 	v.dir = filepath.Join(sd.Dir, "vm")
 	v.srv = &sshdtest.Server{
 		Addr: sd.Addr, User: sd.User, HostKey: sd.HostKey, ClientKey: sd.ClientKey,
 		ClientPEM: sd.ClientPEM, Dir: sd.Dir, KnownHosts: sd.KnownHosts,
 	}
 	v.keyFile = sd.ClientKeyFile(t)
-	home := filepath.Join(v.dir, "home")
+	home = filepath.Join(v.dir, "home")
 	v.origin = filepath.Join(home, "origin.git")
 	v.work = filepath.Join(home, "work")
 	v.app = filepath.Join(home, "app")
-	v.bin = filepath.Join(v.dir, "bin") // empty: the real tools
+	v.bin = filepath.Join(v.dir, "bin")
 	v.ctl = filepath.Join(v.dir, "ctl")
 	v.log = filepath.Join(v.dir, "calls.log")
 	v.lock = filepath.Join(v.dir, "lock", "deploy.lock")
@@ -76,19 +99,7 @@ func newSystemdVM(t *testing.T) *sdVM {
 		"GIT_COMMITTER_NAME=Deploy Test", "GIT_COMMITTER_EMAIL=test@example.com")
 	v.run(t, home, "-c", "init.defaultBranch=main", "init", "--quiet", "--bare", v.origin)
 	v.run(t, home, "-c", "init.defaultBranch=main", "init", "--quiet", v.work)
-	v.first = v.commit(t, "initial", map[string]string{
-		"start.sh": startScript("one"),
-		"uv.lock":  "version = 1\n",
-	})
-	v.run(t, home, "clone", "--quiet", v.origin, v.app)
-
-	s := &sdVM{vm: v, sd: sd, unit: "dhtest-" + randomMarker(t) + ".service", ran: filepath.Join(v.ctl, "ran")}
-	sd.InstallUnit(t, s.unit, s.unitFile(""))
-	if out, err := sd.Systemctl("start", s.unit); err != nil {
-		t.Fatalf("start %s: %v\n%s", s.unit, err, out)
-	}
-	waitFor(t, s.unit+" runs the first commit", func() bool { return s.lastRan(t) == "one" })
-	return s
+	return v, home
 }
 
 // startScript is an app's start.sh that appends marker to $RAN and runs.
