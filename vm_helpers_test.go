@@ -103,7 +103,7 @@ func newVM(t *testing.T, o vmOptions) *vm {
 			mkdir(t, sudoBin, 0o755)
 			v.sudoLog = filepath.Join(v.dir, "sudo.log")
 			writeFile(t, filepath.Join(sudoBin, "sudo"), fmt.Sprintf(sudoStandIn, v.sudoLog), 0o755)
-			sshdOpts.ExtraConfig = []string{"SetEnv PATH=" + sudoBin + ":/usr/local/bin:/usr/bin:/bin"}
+			sshdOpts.Env = []string{"PATH=" + sudoBin + ":/usr/local/bin:/usr/bin:/bin"}
 		}
 	}
 	v.srv = sshdtest.Start(t, sshdOpts)

@@ -43,8 +43,11 @@ type Server struct {
 
 // Options changes how the server is started.
 type Options struct {
-	// ExtraConfig lines appended to sshd_config.
+	// ExtraConfig lines appended to sshd_config. Not SetEnv: sshd keeps only
+	// the first SetEnv line, which Start writes (use Env).
 	ExtraConfig []string
+	// Env is set in every session ("NAME=value"), beside HOME.
+	Env []string
 	// ClientPEM is the OpenSSH private key the server accepts (Server.ClientPEM);
 	// a new ed25519 key when nil.
 	ClientPEM []byte
@@ -91,8 +94,8 @@ func Start(tb testing.TB, opts Options) *Server {
 		"PidFile " + filepath.Join(dir, "sshd.pid"),
 		"PermitRootLogin prohibit-password",
 		// SetEnv overrides what sshd sets from the password database, HOME
-		// included.
-		"SetEnv HOME=" + s.Home,
+		// included. One line: sshd keeps only the first SetEnv.
+		"SetEnv " + strings.Join(append([]string{"HOME=" + s.Home}, opts.Env...), " "),
 	}, opts.ExtraConfig...))
 	s.Addr, s.HostKey, s.ClientKey, s.ClientPEM, s.KnownHosts = st.Addr, st.HostKey, st.ClientKey, st.ClientPEM, st.KnownHosts
 

@@ -10,7 +10,7 @@ import (
 )
 
 func TestStart(t *testing.T) {
-	s := Start(t, Options{})
+	s := Start(t, Options{Env: []string{"DEPLOYHOOK_TEST_A=one", "DEPLOYHOOK_TEST_B=two"}})
 	cfg := &ssh.ClientConfig{
 		User:            s.User,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(s.ClientKey)},
@@ -42,6 +42,11 @@ func TestStart(t *testing.T) {
 	// broke exact-output assertions once).
 	if got := run(`printf '%s\n' "$HOME"`); got != s.Home+"\n" {
 		t.Errorf("HOME in a session = %q, want %q", got, s.Home)
+	}
+	// Options.Env reaches the session beside HOME: sshd keeps only the first
+	// SetEnv line, so a second one (as ExtraConfig once had) was dropped.
+	if got := run(`printf '%s %s\n' "$DEPLOYHOOK_TEST_A" "$DEPLOYHOOK_TEST_B"`); got != "one two\n" {
+		t.Errorf("Options.Env in a session = %q, want %q", got, "one two\n")
 	}
 	entries, err := os.ReadDir(s.Home)
 	if err != nil || len(entries) != 0 {
