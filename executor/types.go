@@ -504,6 +504,16 @@ var (
 	ErrJournal = errors.New("journal not writable")
 )
 
+// Migrator is implemented by a journal whose schema is brought up to date
+// after it is opened (pgstore.Connect, for a database that may not answer
+// yet when deployhook starts). Run migrates it first in its start-up
+// recovery, which it retries until the journal answers; the other methods of
+// the Store must not be relied on before Migrate succeeded once. Migrate is
+// safe for concurrent use, and returns nil at once after it succeeded.
+type Migrator interface {
+	Migrate(ctx context.Context) error
+}
+
 // Lanes is what deployhook processes that share one journal as replicas
 // (Options.Replicas) need of it besides Store: leases on lanes with fencing
 // tokens, job writes fenced by them, and an outbox that several processes
