@@ -13,9 +13,13 @@ import (
 
 // replicaOptions are the executor options of deployhook serve: as one of
 // several replicas (executor.Options.Replicas) when the configuration says
-// replicas: true, which config allows only with a PostgreSQL journal.
+// replicas: true, which config allows only with a PostgreSQL journal, with
+// the lane lease of lane_lease (0: executor.DefaultLaneLease).
 func replicaOptions(cfg *config.Config) executor.Options {
-	return executor.Options{Replicas: cfg.Replicas && cfg.JournalURL() != ""}
+	return executor.Options{
+		Replicas:  cfg.Replicas && cfg.JournalURL() != "",
+		LaneLease: time.Duration(cfg.LaneLease),
+	}
 }
 
 // pgNotReady is /readyz's public reason while the PostgreSQL journal does not
