@@ -234,7 +234,10 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 // Store.Job does (without steps). It returns at once when the job is final
 // already; otherwise it is woken when this Executor records the job's final
 // state (its lane ends it, a later trigger supersedes it, a sweep ends it, or
-// the journal takes an outcome it refused before), and never polls. It
+// the journal takes an outcome it refused before). A process that is not a
+// replica never polls. A replica (Options.Replicas) also reads the job's
+// state every waitPoll while it waits, since another replica, which holds
+// the job's lane, may end it. It
 // returns ctx's error when ctx ends first; an error wrapping ErrClosed when Run
 // has returned and the job is still not final (a job left queued at shutdown
 // is run or ended by the next deployhook; one ended by another process is
@@ -254,8 +257,14 @@ func (e *Executor) Wait(ctx context.Context, id string) (Job, error) {
 			release()
 			return j, nil
 		}
+		var poll <-chan time.Time // nil, unless another process may end the job
+		if e.rl != nil {
+			poll = time.After(waitPoll) // collected once unreferenced (Go 1.23), fired or not
+		}
 		select {
 		case <-woken:
+			release()
+		case <-poll:
 			release()
 		case <-ctx.Done():
 			release()
@@ -273,6 +282,10 @@ func (e *Executor) Wait(ctx context.Context, id string) (Job, error) {
 		}
 	}
 }
+
+// waitPoll is how often a replica's Wait reads the state of a job that
+// another replica may end.
+const waitPoll = time.Second
 
 // waiters wakes the Wait calls of a job when its final state is recorded.
 type waiters struct {

@@ -385,3 +385,77 @@ sleep 60 & wait`,
 		t.Errorf("lane = %s %d, want thief's, token %d (untouched by the replica that lost it)", h, tok, token+1)
 	}
 }
+
+// startReplica starts one replica executor of target on its own connection
+// to the journal at url (lane lease 3 s), reconciling through heads when it
+// is not nil, and waits until it is ready; the test's cleanup stops it (if
+// the test did not: then it must put a result back in done) and closes its
+// journal.
+func startReplica(t *testing.T, url, name string, target executor.Target, heads executor.Heads) *replica {
+	t.Helper()
+	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("replica", name)
+	st, err := pgstore.Open(t.Context(), lg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	ex, err := executor.New(lg, executor.Options{
+		Targets: []executor.Target{target}, Replicas: true, LaneLease: 3 * time.Second,
+		Lease: 3 * time.Second, Grace: time.Minute, RetryMin: 50 * time.Millisecond,
+		Owner: executor.Owner{ID: "owner-" + name}, Heads: heads,
+	}, st, remote.NewLocal(lg, remote.LocalOptions{KillGrace: time.Second}), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{name: name, store: st, ex: ex, rep: rec, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- ex.Run(ctx) }()
+	t.Cleanup(func() {
+		r.stop()
+		if err := <-r.done; err != nil {
+			t.Errorf("replica %s: Run: %v", name, err)
+		}
+		r.done <- nil
+		st.Close()
+	})
+	waitFor(t, "replica "+name+" ready", func() bool { return ex.Ready(t.Context()) == nil })
+	return r
+}
+
+// A job recorded by one replica and run by another (the holder of its
+// lane) ends the Wait call made on the first: it reads the job's state while
+// it waits, since no end it records itself would wake it. Before issue 11's
+// follow-up such a Wait hung until its context ended. Invariant 4 (every
+// job final, and seen so) is what it guards.
+func TestReplicas_WaitSeesAnotherReplicasEnd(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	a := startReplica(t, url, "a", target, nil)
+	waitFor(t, "replica a to hold the lane", func() bool {
+		h, _ := laneHolder(t, url)
+		return h == a.ex.Owner().ID
+	})
+	_, token := laneHolder(t, url)
+	b := startReplica(t, url, "b", target, nil)
+
+	en, err := b.ex.Enqueue(t.Context(), "production", executor.Trigger{
+		Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: fmt.Sprintf("%040x", 0xb1), Delivery: "g1", Reason: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A generous deadline for an outcome, not a timed assertion: without
+	// the journal's watch, Wait returns only when it ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	j, err := b.ex.Wait(ctx, en.Job.ID)
+	if err != nil {
+		t.Fatalf("Wait on the replica that recorded the job: %v", err)
+	}
+	if j.ID != en.Job.ID || j.State != executor.StateSuccess {
+		t.Errorf("Wait = job %s %s %q, want %s success", j.ID, j.State, j.Description, en.Job.ID)
+	}
+	if h, tok := laneHolder(t, url); h != a.ex.Owner().ID || tok != token {
+		t.Errorf("lane = %s token %d, want still replica a's, token %d (so a, not b, ran the job)", h, tok, token)
+	}
+}
