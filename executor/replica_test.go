@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -458,4 +459,112 @@ func TestReplicas_WaitSeesAnotherReplicasEnd(t *testing.T) {
 	if h, tok := laneHolder(t, url); h != a.ex.Owner().ID || tok != token {
 		t.Errorf("lane = %s token %d, want still replica a's, token %d (so a, not b, ran the job)", h, tok, token)
 	}
+}
+
+// headsOf is a Heads whose every call is counted for its replica: the
+// branch head is always head, and CI has passed.
+type headsOf struct {
+	name  string
+	head  string
+	calls *callCount
+}
+
+// callCount counts Heads calls by replica, in order.
+type callCount struct {
+	mu sync.Mutex
+	by []string // the replica of each call
+}
+
+func (c *callCount) add(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.by = append(c.by, name)
+}
+
+func (c *callCount) calls() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.by...)
+}
+
+func (h headsOf) BranchHead(context.Context, string, string) (string, error) {
+	h.calls.add(h.name)
+	return h.head, nil
+}
+
+func (h headsOf) WorkflowSucceeded(context.Context, string, string, string) (bool, error) {
+	return true, nil
+}
+
+// Of two replicas that both reconcile a target, only the holder of the
+// reconciler's lease (ReconcilerLane) asks GitHub for the branch head: its
+// calls go on tick after tick while the other's reconcile loop, which runs
+// as well, calls nothing. Once the holder stops, the other takes the lease
+// over and reconciles, so its silence before was the lease's doing. The
+// missed head is one job, deployed once.
+func TestReplicas_ReconcilerOnOneReplica(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Reconcile: time.Second, DeployOn: executor.DeployOnPush,
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	head := fmt.Sprintf("%040x", 0xc1)
+	calls := &callCount{}
+	reps := map[string]*replica{}
+	for _, name := range []string{"a", "b"} {
+		reps[name] = startReplica(t, url, name, target, headsOf{name: name, head: head, calls: calls})
+	}
+	waitFor(t, "six reconciles", func() bool { return len(calls.calls()) >= 6 })
+	by := calls.calls()
+	holder := by[0]
+	for i, name := range by {
+		if name != holder {
+			t.Fatalf("reconcile %d was made by replica %s, after %s's: two replicas reconciled (calls %v)", i, name, holder, by)
+		}
+	}
+	if owner, _ := reconcilerHolder(t, url); owner != reps[holder].ex.Owner().ID {
+		t.Errorf("the reconciler's lease is held by %q, want replica %s, which reconciled", owner, holder)
+	}
+
+	other := "a"
+	if holder == "a" {
+		other = "b"
+	}
+	n := len(calls.calls())
+	reps[holder].stop()
+	if err := <-reps[holder].done; err != nil {
+		t.Fatal(err)
+	}
+	reps[holder].done <- nil
+	waitFor(t, "replica "+other+" to reconcile once "+holder+" stopped", func() bool {
+		return slices.Contains(calls.calls()[n:], other)
+	})
+
+	jobs, err := reps[other].store.Jobs(t.Context(), "production", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Trigger.SHA != head || jobs[0].Trigger.Kind != executor.KindReconcile {
+		t.Fatalf("jobs = %+v, want one reconcile job of %s", jobs, head[:7])
+	}
+	waitFor(t, "the reconciled head to be deployed", func() bool {
+		j, err := reps[other].store.Job(t.Context(), jobs[0].ID)
+		return err == nil && j.State == executor.StateSuccess
+	})
+}
+
+// reconcilerHolder reads who holds the reconciler's lease, and its token.
+func reconcilerHolder(t *testing.T, url string) (string, int64) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var owner string
+	var token int64
+	err = conn.QueryRow(t.Context(), `SELECT owner, token FROM lanes WHERE name = $1`, executor.ReconcilerLane).Scan(&owner, &token)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatal(err)
+	}
+	return owner, token
 }
