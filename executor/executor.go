@@ -82,6 +82,12 @@ type Options struct {
 	// LaneLease is how long a replica's lease on a lane lasts without
 	// renewal; it is renewed every LaneLease/3. Default DefaultLaneLease.
 	LaneLease time.Duration
+	// LanePoll is how often a replica that holds a lane looks in the journal
+	// for jobs that other replicas recorded (it also looks at each renewal
+	// of the lease). A journal that tells of queued jobs (QueueWatcher)
+	// wakes it at once; the poll is the fallback for missed notifications.
+	// Default DefaultLanePoll.
+	LanePoll time.Duration
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -91,8 +97,9 @@ type Executor struct {
 	store Store
 	tr    Transport
 	rep   Reporter
-	rl    Lanes    // the journal's lanes, when Options.Replicas; else nil
-	mig   Migrator // the journal's schema migration, when it has one; else nil
+	rl    Lanes        // the journal's lanes, when Options.Replicas; else nil
+	mig   Migrator     // the journal's schema migration, when it has one; else nil
+	qw    QueueWatcher // the journal's news of queued jobs, for a replica; else nil
 
 	lanes   map[string]*lane
 	owed    chan struct{} // wakes the outbox sender; capacity 1
@@ -175,6 +182,9 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 	if opts.LaneLease <= 0 {
 		opts.LaneLease = DefaultLaneLease
 	}
+	if opts.LanePoll <= 0 {
+		opts.LanePoll = DefaultLanePoll
+	}
 	var rl Lanes // before the Observer's wrapper hides it (fenced writes go untimed)
 	if opts.Replicas {
 		var ok bool
@@ -183,13 +193,17 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		}
 	}
 	mig, _ := store.(Migrator)
+	var qw QueueWatcher
+	if rl != nil {
+		qw, _ = store.(QueueWatcher)
+	}
 	opts.Observer, store = observer(opts.Observer), observeStore(store, observer(opts.Observer))
 	nt, err := newNotices(opts.Notifiers, opts.Targets)
 	if err != nil {
 		return nil, err
 	}
 	e := &Executor{
-		lg: lg, opts: opts, store: store, tr: tr, rep: rep, rl: rl, mig: mig,
+		lg: lg, opts: opts, store: store, tr: tr, rep: rep, rl: rl, mig: mig, qw: qw,
 		lanes:   make(map[string]*lane),
 		owed:    make(chan struct{}, 1),
 		jr:      newJournal(),
@@ -395,6 +409,9 @@ func (e *Executor) Run(ctx context.Context) error {
 			continue
 		}
 		workers.Go(func() { e.work(ctx, runCtx, l) })
+	}
+	if e.qw != nil {
+		workers.Go(func() { e.watchQueue(ctx) })
 	}
 	var sender, keepers sync.WaitGroup
 	sender.Go(func() { e.send(sendCtx) })

@@ -388,11 +388,11 @@ sleep 60 & wait`,
 }
 
 // startReplica starts one replica executor of target on its own connection
-// to the journal at url (lane lease 3 s), reconciling through heads when it
-// is not nil, and waits until it is ready; the test's cleanup stops it (if
-// the test did not: then it must put a result back in done) and closes its
+// to the journal at url (lane lease 3 s, unless set changes it or other
+// options), and waits until it is ready; the test's cleanup stops it (if the
+// test did not: then it must put a result back in done) and closes its
 // journal.
-func startReplica(t *testing.T, url, name string, target executor.Target, heads executor.Heads) *replica {
+func startReplica(t *testing.T, url, name string, target executor.Target, set func(*executor.Options)) *replica {
 	t.Helper()
 	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("replica", name)
 	st, err := pgstore.Open(t.Context(), lg, url)
@@ -400,11 +400,15 @@ func startReplica(t *testing.T, url, name string, target executor.Target, heads 
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	ex, err := executor.New(lg, executor.Options{
+	opts := executor.Options{
 		Targets: []executor.Target{target}, Replicas: true, LaneLease: 3 * time.Second,
 		Lease: 3 * time.Second, Grace: time.Minute, RetryMin: 50 * time.Millisecond,
-		Owner: executor.Owner{ID: "owner-" + name}, Heads: heads,
-	}, st, remote.NewLocal(lg, remote.LocalOptions{KillGrace: time.Second}), rec)
+		Owner: executor.Owner{ID: "owner-" + name},
+	}
+	if set != nil {
+		set(&opts)
+	}
+	ex, err := executor.New(lg, opts, st, remote.NewLocal(lg, remote.LocalOptions{KillGrace: time.Second}), rec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +515,8 @@ func TestReplicas_ReconcilerOnOneReplica(t *testing.T) {
 	calls := &callCount{}
 	reps := map[string]*replica{}
 	for _, name := range []string{"a", "b"} {
-		reps[name] = startReplica(t, url, name, target, headsOf{name: name, head: head, calls: calls})
+		heads := headsOf{name: name, head: head, calls: calls}
+		reps[name] = startReplica(t, url, name, target, func(o *executor.Options) { o.Heads = heads })
 	}
 	waitFor(t, "six reconciles", func() bool { return len(calls.calls()) >= 6 })
 	by := calls.calls()
@@ -567,4 +572,39 @@ func reconcilerHolder(t *testing.T, url string) (string, int64) {
 		t.Fatal(err)
 	}
 	return owner, token
+}
+
+// A job that one replica records starts on the holder of its lane when the
+// journal tells of it (PostgreSQL's NOTIFY, pgstore.WatchQueue), not at the
+// holder's next look at the journal: here the holder looks only every hour
+// (LanePoll) and renews its lease every 20 minutes, so only the notification
+// can start the jobs before the test's deadline.
+func TestReplicas_QueuedJobWakesTheHolder(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	a := startReplica(t, url, "a", target, func(o *executor.Options) {
+		o.LanePoll, o.LaneLease = time.Hour, time.Hour
+	})
+	waitFor(t, "replica a to hold the lane", func() bool {
+		h, _ := laneHolder(t, url)
+		return h == a.ex.Owner().ID
+	})
+	b := startReplica(t, url, "b", target, func(o *executor.Options) { o.LaneLease = time.Hour })
+
+	for i := range 3 { // each one after the last ended: each must be woken
+		en, err := b.ex.Enqueue(t.Context(), "production", executor.Trigger{
+			Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: fmt.Sprintf("%040x", 0xd0+i),
+			Delivery: fmt.Sprintf("g%d", i), Reason: "push"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A generous deadline for an outcome, not a timed assertion.
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		j, err := b.ex.Wait(ctx, en.Job.ID)
+		cancel()
+		if err != nil || j.State != executor.StateSuccess {
+			t.Fatalf("job %d recorded on replica b: %s %q, %v; want success, run by a", i, j.State, j.Description, err)
+		}
+	}
 }

@@ -514,6 +514,22 @@ type Migrator interface {
 	Migrate(ctx context.Context) error
 }
 
+// QueueWatcher is implemented by a journal that tells the processes sharing
+// it when a job is queued (pgstore, with PostgreSQL's LISTEN and NOTIFY). A
+// replica uses it to start a job that another replica recorded as soon as it
+// is recorded, rather than at its next look at the journal
+// (Options.LanePoll), which stays as the fallback.
+type QueueWatcher interface {
+	// WatchQueue calls queued with the target of every job that any process
+	// records queued in the journal (after its transaction commits), until
+	// ctx ends; then it returns. queued("") says news may have been missed
+	// (it started listening, or listens again after losing its connection):
+	// look at every target. Notifications are a hint: some may be lost, and
+	// none is sent for a job recorded by a process that does not notify.
+	// queued must not block.
+	WatchQueue(ctx context.Context, queued func(target string))
+}
+
 // Lanes is what deployhook processes that share one journal as replicas
 // (Options.Replicas) need of it besides Store: leases on lanes with fencing
 // tokens, job writes fenced by them, and an outbox that several processes

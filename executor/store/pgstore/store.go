@@ -39,6 +39,18 @@
 // unique index on (target, sha) of a replicated lane's unfinished jobs makes
 // the same SHA arriving at two replicas one job.
 //
+// CreateJob of a queued job notifies the channel deployhook_queued (NOTIFY,
+// with the target as payload) in its transaction, and WatchQueue LISTENs on
+// it (executor.QueueWatcher): the replica that holds the job's lane starts it
+// at once, whichever replica recorded it, instead of at its next poll.
+//
+// # Start-up
+//
+// Open connects and migrates. Connect returns a Store without connecting,
+// for a process that must start while the database is down; Migrate
+// (executor.Migrator) then migrates it once the database answers, and
+// Unavailable tells such an outage from a refusal.
+//
 // # Secrets
 //
 // The database URL may carry a password. No error or log line of this
