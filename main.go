@@ -22,7 +22,6 @@ import (
 	"github.com/deployhook/deployhook/executor"
 	"github.com/deployhook/deployhook/executor/ghstatus"
 	"github.com/deployhook/deployhook/executor/store"
-	"github.com/deployhook/deployhook/executor/store/pgstore"
 	"github.com/deployhook/deployhook/internal/metrics"
 	"github.com/deployhook/deployhook/server"
 )
@@ -260,7 +259,7 @@ type app struct {
 // key pins) is a usage error.
 func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger, opts executor.Options, m *metrics.Metrics) (*app, error) {
 	a := &app{cfg: cfg, lg: lg}
-	st, err := openJournal(ctx, cfg, lg)
+	st, err := openJournal(ctx, cfg, lg, !opts.NoRecover)
 	if err != nil {
 		return nil, err
 	}
@@ -314,10 +313,11 @@ func (e *env) assemble(ctx context.Context, cfg *config.Config, lg *slog.Logger,
 
 // openJournal opens the PostgreSQL journal when the configuration names one
 // (DEPLOYHOOK_DATABASE_URL or store), the SQLite journal in data_dir
-// otherwise. The URL, which may carry a password, is never logged.
-func openJournal(ctx context.Context, cfg *config.Config, lg *slog.Logger) (executor.Store, error) {
+// otherwise. The URL, which may carry a password, is never logged. patient
+// (serve) waits for a database that is down (openPostgres).
+func openJournal(ctx context.Context, cfg *config.Config, lg *slog.Logger, patient bool) (executor.Store, error) {
 	if u := cfg.JournalURL(); u != "" {
-		return pgstore.Open(ctx, lg, u) // it says "open journal" already
+		return openPostgres(ctx, lg, u, patient) // it says "open journal" already
 	}
 	if err := config.PrepareDataDir(cfg.DataDir); err != nil {
 		return nil, usageError(err)

@@ -90,6 +90,79 @@ func TestReplicas_ReadyzDatabaseDown(t *testing.T) {
 	gh.waitFinal(t, sha(1), 2*time.Minute)
 }
 
+// A replica that starts while its PostgreSQL journal is down (a Cloud SQL
+// maintenance, a failover, a database that starts after deployhook) stays
+// up: it listens, answers /readyz 503 with the public reason and deliveries
+// 503, records nothing, and keeps trying (the proxy sees its connections
+// come again after the first refusals); once the database is back, it
+// migrates the journal, becomes ready without a restart, and deploys. Before
+// issue 11's follow-up deployhook serve exited. Invariants 1 (nothing
+// recorded while the journal cannot take it) and 5 (no hostnames in public
+// text) are what it guards.
+func TestReplicas_DatabaseDownAtStart(t *testing.T) {
+	db := pgtest.Shared(t).NewDatabase(t)
+	u, err := url.Parse(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newSwitchProxy(t, u.Host)
+	proxy.setDown(true)
+	u.Host = proxy.addr()
+	dir := t.TempDir()
+	gh := newFakeGitHub(t)
+	env := map[string]string{
+		"DEPLOYHOOK_WEBHOOK_SECRET": testSecret,
+		"DEPLOYHOOK_GITHUB_TOKEN":   testToken,
+		"DEPLOYHOOK_GITHUB_API_URL": gh.srv.URL + "/",
+		"DEPLOYHOOK_DATABASE_URL":   u.String(),
+	}
+	p := startProgram(t, writeReplicaConfig(t, dir), filepath.Join(dir, "data"), func(k string) string { return env[k] })
+
+	// The open's connection, the executor's first start-up attempt and at
+	// least two retries after it were refused, and it still serves.
+	poll(t, "the replica to retry its start-up recovery", func() bool { return proxy.refusals() >= 4 })
+	select {
+	case err := <-p.done:
+		p.cancel = nil
+		t.Fatalf("deployhook serve exited while the database was down at start: %v", err)
+	default:
+	}
+	code, body, err := readyz(p.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ Error string }
+	if err := json.Unmarshal([]byte(body), &got); err != nil {
+		t.Fatalf("/readyz with the database down at start: %d %q: %v", code, body, err)
+	}
+	if want := "not ready: " + pgNotReady; code != http.StatusServiceUnavailable || got.Error != want {
+		t.Errorf("/readyz with the database down at start = %d %q, want 503 %q", code, got.Error, want)
+	}
+	if code, out := deliver(t, p.url, "push", "down-1", pushBody(t, sha(1))); code != http.StatusServiceUnavailable {
+		t.Errorf("push with the database down at start: %d %v, want 503", code, out)
+	}
+	if s := gh.of(sha(1)); len(s) != 0 {
+		t.Errorf("statuses of %s reported while the database was down: %+v", sha(1)[:7], s)
+	}
+
+	proxy.setDown(false)
+	poll(t, "the replica to be ready once the database is back", func() bool {
+		code, body, err := readyz(p.url)
+		return err == nil && code == http.StatusOK && body == "ready"
+	})
+	poll(t, "the replica to take the lane", func() bool {
+		pid, _ := laneHolder(t, db)
+		return pid == os.Getpid()
+	})
+	if code, out := deliver(t, p.url, "push", "up-1", pushBody(t, sha(1))); code != http.StatusAccepted {
+		t.Errorf("push once the database is back: %d %v, want 202", code, out)
+	}
+	ss := gh.waitFinal(t, sha(1), 2*time.Minute)
+	if last := ss[len(ss)-1]; last.State != "success" {
+		t.Errorf("last status of %s = %s %q, want success", sha(1)[:7], last.State, last.Description)
+	}
+}
+
 // replayOf finds the job in the answer to a replayed body.
 var replayOf = regexp.MustCompile(`^this delivery's body was seen before as job (\S+) `)
 

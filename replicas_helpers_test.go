@@ -166,10 +166,11 @@ type switchProxy struct {
 	ln     net.Listener
 	target string
 
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	down    bool
+	refused int // connections closed at once because the proxy was down
+	conns   map[net.Conn]struct{}
+	wg      sync.WaitGroup
 }
 
 func newSwitchProxy(t *testing.T, target string) *switchProxy {
@@ -189,6 +190,13 @@ func newSwitchProxy(t *testing.T, target string) *switchProxy {
 }
 
 func (p *switchProxy) addr() string { return p.ln.Addr().String() }
+
+// refusals returns how many connections the proxy refused while down.
+func (p *switchProxy) refusals() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused
+}
 
 // setDown takes the proxy down (and cuts what it forwards) or brings it back.
 func (p *switchProxy) setDown(down bool) {
@@ -215,6 +223,9 @@ func (p *switchProxy) accept() {
 func (p *switchProxy) pipe(c net.Conn) {
 	p.mu.Lock()
 	down := p.down
+	if down {
+		p.refused++
+	}
 	p.mu.Unlock()
 	if down {
 		c.Close()
@@ -227,6 +238,7 @@ func (p *switchProxy) pipe(c net.Conn) {
 	}
 	p.mu.Lock()
 	if p.down {
+		p.refused++
 		p.mu.Unlock()
 		c.Close()
 		s.Close()

@@ -73,7 +73,8 @@ type Config struct {
 	Notify  Notify   `yaml:"notify"` // Slack and Google Chat notices (config/notify.go)
 	Targets []Target `yaml:"targets"`
 
-	Replicas bool `yaml:"replicas"` // several deployhook serve share the PostgreSQL journal (config/replicas.go)
+	Replicas  bool     `yaml:"replicas"`   // several deployhook serve share the PostgreSQL journal (config/replicas.go)
+	LaneLease Duration `yaml:"lane_lease"` // a replica's lease on a target's lane (config/replicas.go)
 
 	// Secrets, from the environment only (see Load).
 	WebhookSecrets [][]byte `yaml:"-"`

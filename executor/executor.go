@@ -82,6 +82,12 @@ type Options struct {
 	// LaneLease is how long a replica's lease on a lane lasts without
 	// renewal; it is renewed every LaneLease/3. Default DefaultLaneLease.
 	LaneLease time.Duration
+	// LanePoll is how often a replica that holds a lane looks in the journal
+	// for jobs that other replicas recorded (it also looks at each renewal
+	// of the lease). A journal that tells of queued jobs (QueueWatcher)
+	// wakes it at once; the poll is the fallback for missed notifications.
+	// Default DefaultLanePoll.
+	LanePoll time.Duration
 }
 
 // Executor queues and runs deploys. Create it with New, start it with Run.
@@ -91,7 +97,9 @@ type Executor struct {
 	store Store
 	tr    Transport
 	rep   Reporter
-	rl    Lanes // the journal's lanes, when Options.Replicas; else nil
+	rl    Lanes        // the journal's lanes, when Options.Replicas; else nil
+	mig   Migrator     // the journal's schema migration, when it has one; else nil
+	qw    QueueWatcher // the journal's news of queued jobs, for a replica; else nil
 
 	lanes   map[string]*lane
 	owed    chan struct{} // wakes the outbox sender; capacity 1
@@ -104,6 +112,9 @@ type Executor struct {
 	mu      sync.Mutex
 	started bool
 	closed  bool
+	// recovering is why the last attempt of Run's start-up recovery failed;
+	// nil before the first failure and once an attempt succeeds.
+	recovering error
 }
 
 // lane is one target's queue: at most one running job and one pending.
@@ -171,6 +182,9 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 	if opts.LaneLease <= 0 {
 		opts.LaneLease = DefaultLaneLease
 	}
+	if opts.LanePoll <= 0 {
+		opts.LanePoll = DefaultLanePoll
+	}
 	var rl Lanes // before the Observer's wrapper hides it (fenced writes go untimed)
 	if opts.Replicas {
 		var ok bool
@@ -178,13 +192,18 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 			return nil, errors.New("executor: replicas need a journal with lanes (PostgreSQL)")
 		}
 	}
+	mig, _ := store.(Migrator)
+	var qw QueueWatcher
+	if rl != nil {
+		qw, _ = store.(QueueWatcher)
+	}
 	opts.Observer, store = observer(opts.Observer), observeStore(store, observer(opts.Observer))
 	nt, err := newNotices(opts.Notifiers, opts.Targets)
 	if err != nil {
 		return nil, err
 	}
 	e := &Executor{
-		lg: lg, opts: opts, store: store, tr: tr, rep: rep, rl: rl,
+		lg: lg, opts: opts, store: store, tr: tr, rep: rep, rl: rl, mig: mig, qw: qw,
 		lanes:   make(map[string]*lane),
 		owed:    make(chan struct{}, 1),
 		jr:      newJournal(),
@@ -229,7 +248,10 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 // Store.Job does (without steps). It returns at once when the job is final
 // already; otherwise it is woken when this Executor records the job's final
 // state (its lane ends it, a later trigger supersedes it, a sweep ends it, or
-// the journal takes an outcome it refused before), and never polls. It
+// the journal takes an outcome it refused before). A process that is not a
+// replica never polls. A replica (Options.Replicas) also reads the job's
+// state every waitPoll while it waits, since another replica, which holds
+// the job's lane, may end it. It
 // returns ctx's error when ctx ends first; an error wrapping ErrClosed when Run
 // has returned and the job is still not final (a job left queued at shutdown
 // is run or ended by the next deployhook; one ended by another process is
@@ -249,8 +271,14 @@ func (e *Executor) Wait(ctx context.Context, id string) (Job, error) {
 			release()
 			return j, nil
 		}
+		var poll <-chan time.Time // nil, unless another process may end the job
+		if e.rl != nil {
+			poll = time.After(waitPoll) // collected once unreferenced (Go 1.23), fired or not
+		}
 		select {
 		case <-woken:
+			release()
+		case <-poll:
 			release()
 		case <-ctx.Done():
 			release()
@@ -268,6 +296,10 @@ func (e *Executor) Wait(ctx context.Context, id string) (Job, error) {
 		}
 	}
 }
+
+// waitPoll is how often a replica's Wait reads the state of a job that
+// another replica may end.
+const waitPoll = time.Second
 
 // waiters wakes the Wait calls of a job when its final state is recorded.
 type waiters struct {
@@ -327,7 +359,15 @@ const recoverTimeout = time.Minute
 // (reporting them as errors), writes what the journal could not take yet and
 // sends what reports it can, gives up its lease and returns. While it runs it
 // renews its lease, adopts the jobs of dead owners, prunes the journal and
-// reconciles. It returns an error only if the journal cannot be read at start.
+// reconciles.
+//
+// When the journal cannot be read at start (a database that is down, failing
+// over or not reachable yet), Run keeps trying its start-up recovery, with a
+// backoff from recoverRetryMin to recoverRetryMax, logging each failure;
+// meanwhile Ready and Enqueue fail with ErrJournal, and no lane runs. When
+// ctx ends before the recovery succeeded, Run gives up its lease and returns
+// nil, leaving the journal's waiting jobs to the next deployhook. Run returns
+// an error only when it is called twice.
 func (e *Executor) Run(ctx context.Context) error {
 	e.mu.Lock()
 	if e.started {
@@ -338,23 +378,20 @@ func (e *Executor) Run(ctx context.Context) error {
 	e.mu.Unlock()
 	defer close(e.stopped)
 
-	// The start-up recovery runs to its end even when ctx ends meanwhile (a
-	// Ctrl-C right after start): a shutdown is no journal that cannot be read.
-	// Run then stops at once below, the waiting jobs left queued.
-	start, cancelStart := context.WithTimeout(context.WithoutCancel(ctx), recoverTimeout)
-	defer cancelStart()
-	if err := e.beat(start, time.Now().Add(e.opts.Lease)); err != nil {
-		// Nothing of ours is in the journal yet; the lease loop tries again
-		// and Ready says why deployhook is not ready meanwhile.
-		e.lg.Error("record this process's lease", "err", err)
+	if !e.startUp(ctx) {
+		// ctx ended while the journal could not be read: nothing ran, and
+		// whatever waits in the journal is for the next deployhook.
+		e.mu.Lock()
+		e.closed = true
+		e.mu.Unlock()
+		e.lg.Info("shutting down before the journal could be read at start")
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := e.beat(flushCtx, time.Now()); err != nil {
+			e.lg.Warn("give up this process's lease", "err", err)
+		}
+		return nil
 	}
-	if err := e.sweep(start); err != nil {
-		return fmt.Errorf("recover journal: %w", err)
-	}
-	if err := e.loadCurrent(start); err != nil {
-		return fmt.Errorf("recover journal: %w", err)
-	}
-	cancelStart()
 
 	// Deploys run under their own context: shutdown gives them a grace period.
 	runCtx, cancelRuns := context.WithCancel(context.WithoutCancel(ctx))
@@ -372,6 +409,9 @@ func (e *Executor) Run(ctx context.Context) error {
 			continue
 		}
 		workers.Go(func() { e.work(ctx, runCtx, l) })
+	}
+	if e.qw != nil {
+		workers.Go(func() { e.watchQueue(ctx) })
 	}
 	var sender, keepers sync.WaitGroup
 	sender.Go(func() { e.send(sendCtx) })
@@ -415,6 +455,77 @@ func (e *Executor) Run(ctx context.Context) error {
 	// next deployhook at once.
 	if err := e.beat(flushCtx, time.Now()); err != nil {
 		e.lg.Warn("give up this process's lease", "err", err)
+	}
+	return nil
+}
+
+// Pace of Run's start-up recovery while the journal cannot be read: the first
+// retry comes soon (a database restarting), later ones every
+// recoverRetryMax at most, so that an outage of hours costs a log line per
+// half minute.
+const (
+	recoverRetryMin = time.Second
+	recoverRetryMax = 30 * time.Second
+)
+
+// startUp runs Run's start-up recovery (recoverOnce) until an attempt
+// succeeds, and reports whether one did before ctx ended. Between attempts
+// e.recovering says why the last one failed (Ready, Enqueue). The first
+// attempt runs to its end (within recoverTimeout) even when ctx ends
+// meanwhile, so that a shutdown right after start finds the journal
+// recovered; later ones end with ctx.
+func (e *Executor) startUp(ctx context.Context) bool {
+	wait := recoverRetryMin
+	for attempt := 1; ; attempt++ {
+		actx := ctx
+		if attempt == 1 {
+			actx = context.WithoutCancel(ctx)
+		}
+		err := e.recoverOnce(actx)
+		e.mu.Lock()
+		e.recovering = err
+		e.mu.Unlock()
+		if err == nil {
+			if attempt > 1 {
+				e.lg.Info("journal recovered at start", "attempts", attempt)
+			}
+			return true
+		}
+		e.lg.Error("start-up recovery failed: the journal cannot be read; not ready, trying again",
+			"err", err, "attempt", attempt, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		wait = min(2*wait, recoverRetryMax)
+	}
+}
+
+// recoverOnce is one attempt of Run's start-up recovery, bounded by
+// recoverTimeout: migrate the journal's schema (Migrator), record this
+// process's lease, end or adopt the jobs of owners whose lease expired, and
+// read what each target runs.
+func (e *Executor) recoverOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
+	defer cancel()
+	if e.mig != nil {
+		if err := e.jr.wrote(e.mig.Migrate(ctx)); err != nil {
+			return fmt.Errorf("recover journal: %w", err)
+		}
+	}
+	if err := e.beat(ctx, time.Now().Add(e.opts.Lease)); err != nil {
+		// Nothing of ours is in the journal yet; the lease loop tries again
+		// and Ready says why deployhook is not ready meanwhile.
+		e.lg.Error("record this process's lease", "err", err)
+	}
+	if err := e.sweep(ctx); err != nil {
+		return fmt.Errorf("recover journal: %w", err)
+	}
+	if err := e.loadCurrent(ctx); err != nil {
+		return fmt.Errorf("recover journal: %w", err)
 	}
 	return nil
 }
@@ -478,8 +589,9 @@ func (e *Executor) requeue(ctx context.Context, l *lane, j Job) {
 // was recorded before under another delivery GUID, records nothing and returns
 // Enqueued.Ignored. t.SHA must be a full SHA in lower case (gitsha.Valid):
 // any other spelling is refused, not folded. An error wrapping
-// ErrJournal says the journal could not record the job (or be read): nothing
-// was queued, and the trigger may be retried later.
+// ErrJournal says the journal could not record the job (or be read, or Run's
+// start-up recovery could not read it yet): nothing was queued, and the
+// trigger may be retried later.
 func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enqueued, error) {
 	l := e.lanes[target]
 	if l == nil {
@@ -489,10 +601,15 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		return Enqueued{}, fmt.Errorf("%q is not a full commit SHA", t.SHA)
 	}
 	e.mu.Lock()
-	closed := e.closed
+	closed, recovering := e.closed, e.recovering
 	e.mu.Unlock()
-	if closed {
+	switch {
+	case closed:
 		return Enqueued{}, ErrClosed
+	case recovering != nil:
+		// Run's start-up recovery has not read the journal yet: what the
+		// target runs, and which jobs are orphaned, are unknown.
+		return Enqueued{}, fmt.Errorf("%w: the journal could not be read at start: %w", ErrJournal, recovering)
 	}
 
 	l.mu.Lock()
@@ -607,18 +724,20 @@ func (e *Executor) Current(target string) string {
 }
 
 // Ready reports whether the queue is accepting work: it has started, is not
-// shutting down, and the journal accepts writes (the last write succeeded, no
+// shutting down, its start-up recovery is not failing, and the journal accepts writes (the last write succeeded, no
 // job outcome waits to be written, and Store.Check passes). The error names
 // the cause; it may carry the journal's error text.
 func (e *Executor) Ready(ctx context.Context) error {
 	e.mu.Lock()
-	started, closed := e.started, e.closed
+	started, closed, recovering := e.started, e.closed, e.recovering
 	e.mu.Unlock()
 	switch {
 	case !started:
 		return errors.New("queue not started")
 	case closed:
 		return ErrClosed
+	case recovering != nil:
+		return fmt.Errorf("%w: start-up recovery: %w", ErrJournal, recovering)
 	}
 	if err := e.jr.health(); err != nil {
 		return fmt.Errorf("%w: %w", ErrJournal, err)

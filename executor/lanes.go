@@ -22,9 +22,8 @@ const (
 	// DefaultLaneLease is Options.LaneLease's default: after a replica dies,
 	// another one takes its lanes over within it.
 	DefaultLaneLease = 15 * time.Second
-	// lanePoll is how often a lane's holder looks in the journal for jobs
-	// that other replicas recorded.
-	lanePoll = time.Second
+	// DefaultLanePoll is Options.LanePoll's default.
+	DefaultLanePoll = time.Second
 	// claimOwed is how many owed reports a replica claims at once.
 	claimOwed = 10
 	// claimAll bounds a claim of every owed report (limit <= 0), which a
@@ -125,7 +124,8 @@ func (e *Executor) mayReconcile(ctx context.Context, every time.Duration) bool {
 // replicaWork is work for a replica: it claims l's lane and renews it every
 // LaneLease/3; while it holds it, it runs the lane's queued jobs one at a
 // time, newest first (older ones are superseded), looking for them every
-// lanePoll and when Enqueue signals. When the lease is lost (another replica
+// LanePoll, at each renewal, and when Enqueue signals or the journal tells
+// of a queued job (QueueWatcher, watchQueue). When the lease is lost (another replica
 // took it, or renewals failed until it was about to end), the running deploy
 // is cancelled and its end is not written (the fence refuses it): the next
 // holder ends it. When ctx ends it starts nothing more; once nothing runs it
@@ -138,7 +138,7 @@ func (e *Executor) replicaWork(ctx, runCtx context.Context, l *lane) {
 	keep := context.WithoutCancel(ctx)
 	renew := time.NewTicker(lease / 3)
 	defer renew.Stop()
-	poll := time.NewTicker(lanePoll)
+	poll := time.NewTicker(e.opts.LanePoll)
 	defer poll.Stop()
 
 	var (
@@ -239,6 +239,24 @@ func (e *Executor) replicaWork(ctx, runCtx context.Context, l *lane) {
 			lg.Warn("release the lane", "err", err)
 		}
 	}
+}
+
+// watchQueue wakes this replica's lanes when the journal tells of a queued
+// job (QueueWatcher), until ctx ends: a job recorded by another replica then
+// starts at once on the holder of its lane, not at its next look
+// (LanePoll), which stays as the fallback for missed notifications.
+func (e *Executor) watchQueue(ctx context.Context) {
+	e.qw.WatchQueue(ctx, func(target string) {
+		if target == "" {
+			for _, l := range e.lanes {
+				l.signal()
+			}
+			return
+		}
+		if l := e.lanes[target]; l != nil {
+			l.signal()
+		}
+	})
 }
 
 // beatLane renews the lease of the lane's job owner, LaneOwner, until until.

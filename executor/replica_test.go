@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -383,5 +384,227 @@ sleep 60 & wait`,
 	}
 	if h, tok := laneHolder(t, url); h != "thief" || tok != token+1 {
 		t.Errorf("lane = %s %d, want thief's, token %d (untouched by the replica that lost it)", h, tok, token+1)
+	}
+}
+
+// startReplica starts one replica executor of target on its own connection
+// to the journal at url (lane lease 3 s, unless set changes it or other
+// options), and waits until it is ready; the test's cleanup stops it (if the
+// test did not: then it must put a result back in done) and closes its
+// journal.
+func startReplica(t *testing.T, url, name string, target executor.Target, set func(*executor.Options)) *replica {
+	t.Helper()
+	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("replica", name)
+	st, err := pgstore.Open(t.Context(), lg, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	opts := executor.Options{
+		Targets: []executor.Target{target}, Replicas: true, LaneLease: 3 * time.Second,
+		Lease: 3 * time.Second, Grace: time.Minute, RetryMin: 50 * time.Millisecond,
+		Owner: executor.Owner{ID: "owner-" + name},
+	}
+	if set != nil {
+		set(&opts)
+	}
+	ex, err := executor.New(lg, opts, st, remote.NewLocal(lg, remote.LocalOptions{KillGrace: time.Second}), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{name: name, store: st, ex: ex, rep: rec, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- ex.Run(ctx) }()
+	t.Cleanup(func() {
+		r.stop()
+		if err := <-r.done; err != nil {
+			t.Errorf("replica %s: Run: %v", name, err)
+		}
+		r.done <- nil
+		st.Close()
+	})
+	waitFor(t, "replica "+name+" ready", func() bool { return ex.Ready(t.Context()) == nil })
+	return r
+}
+
+// A job recorded by one replica and run by another (the holder of its
+// lane) ends the Wait call made on the first: it reads the job's state while
+// it waits, since no end it records itself would wake it. Before issue 11's
+// follow-up such a Wait hung until its context ended. Invariant 4 (every
+// job final, and seen so) is what it guards.
+func TestReplicas_WaitSeesAnotherReplicasEnd(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	a := startReplica(t, url, "a", target, nil)
+	waitFor(t, "replica a to hold the lane", func() bool {
+		h, _ := laneHolder(t, url)
+		return h == a.ex.Owner().ID
+	})
+	_, token := laneHolder(t, url)
+	b := startReplica(t, url, "b", target, nil)
+
+	en, err := b.ex.Enqueue(t.Context(), "production", executor.Trigger{
+		Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: fmt.Sprintf("%040x", 0xb1), Delivery: "g1", Reason: "push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A generous deadline for an outcome, not a timed assertion: without
+	// the journal's watch, Wait returns only when it ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	j, err := b.ex.Wait(ctx, en.Job.ID)
+	if err != nil {
+		t.Fatalf("Wait on the replica that recorded the job: %v", err)
+	}
+	if j.ID != en.Job.ID || j.State != executor.StateSuccess {
+		t.Errorf("Wait = job %s %s %q, want %s success", j.ID, j.State, j.Description, en.Job.ID)
+	}
+	if h, tok := laneHolder(t, url); h != a.ex.Owner().ID || tok != token {
+		t.Errorf("lane = %s token %d, want still replica a's, token %d (so a, not b, ran the job)", h, tok, token)
+	}
+}
+
+// headsOf is a Heads whose every call is counted for its replica: the
+// branch head is always head, and CI has passed.
+type headsOf struct {
+	name  string
+	head  string
+	calls *callCount
+}
+
+// callCount counts Heads calls by replica, in order.
+type callCount struct {
+	mu sync.Mutex
+	by []string // the replica of each call
+}
+
+func (c *callCount) add(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.by = append(c.by, name)
+}
+
+func (c *callCount) calls() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.by...)
+}
+
+func (h headsOf) BranchHead(context.Context, string, string) (string, error) {
+	h.calls.add(h.name)
+	return h.head, nil
+}
+
+func (h headsOf) WorkflowSucceeded(context.Context, string, string, string) (bool, error) {
+	return true, nil
+}
+
+// Of two replicas that both reconcile a target, only the holder of the
+// reconciler's lease (ReconcilerLane) asks GitHub for the branch head: its
+// calls go on tick after tick while the other's reconcile loop, which runs
+// as well, calls nothing. Once the holder stops, the other takes the lease
+// over and reconciles, so its silence before was the lease's doing. The
+// missed head is one job, deployed once.
+func TestReplicas_ReconcilerOnOneReplica(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Reconcile: time.Second, DeployOn: executor.DeployOnPush,
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	head := fmt.Sprintf("%040x", 0xc1)
+	calls := &callCount{}
+	reps := map[string]*replica{}
+	for _, name := range []string{"a", "b"} {
+		heads := headsOf{name: name, head: head, calls: calls}
+		reps[name] = startReplica(t, url, name, target, func(o *executor.Options) { o.Heads = heads })
+	}
+	waitFor(t, "six reconciles", func() bool { return len(calls.calls()) >= 6 })
+	by := calls.calls()
+	holder := by[0]
+	for i, name := range by {
+		if name != holder {
+			t.Fatalf("reconcile %d was made by replica %s, after %s's: two replicas reconciled (calls %v)", i, name, holder, by)
+		}
+	}
+	if owner, _ := reconcilerHolder(t, url); owner != reps[holder].ex.Owner().ID {
+		t.Errorf("the reconciler's lease is held by %q, want replica %s, which reconciled", owner, holder)
+	}
+
+	other := "a"
+	if holder == "a" {
+		other = "b"
+	}
+	n := len(calls.calls())
+	reps[holder].stop()
+	if err := <-reps[holder].done; err != nil {
+		t.Fatal(err)
+	}
+	reps[holder].done <- nil
+	waitFor(t, "replica "+other+" to reconcile once "+holder+" stopped", func() bool {
+		return slices.Contains(calls.calls()[n:], other)
+	})
+
+	jobs, err := reps[other].store.Jobs(t.Context(), "production", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(jobs) != 1 || jobs[0].Trigger.SHA != head || jobs[0].Trigger.Kind != executor.KindReconcile {
+		t.Fatalf("jobs = %+v, want one reconcile job of %s", jobs, head[:7])
+	}
+	waitFor(t, "the reconciled head to be deployed", func() bool {
+		j, err := reps[other].store.Job(t.Context(), jobs[0].ID)
+		return err == nil && j.State == executor.StateSuccess
+	})
+}
+
+// reconcilerHolder reads who holds the reconciler's lease, and its token.
+func reconcilerHolder(t *testing.T, url string) (string, int64) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var owner string
+	var token int64
+	err = conn.QueryRow(t.Context(), `SELECT owner, token FROM lanes WHERE name = $1`, executor.ReconcilerLane).Scan(&owner, &token)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatal(err)
+	}
+	return owner, token
+}
+
+// A job that one replica records starts on the holder of its lane when the
+// journal tells of it (PostgreSQL's NOTIFY, pgstore.WatchQueue), not at the
+// holder's next look at the journal: here the holder looks only every hour
+// (LanePoll) and renews its lease every 20 minutes, so only the notification
+// can start the jobs before the test's deadline.
+func TestReplicas_QueuedJobWakesTheHolder(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	a := startReplica(t, url, "a", target, func(o *executor.Options) {
+		o.LanePoll, o.LaneLease = time.Hour, time.Hour
+	})
+	waitFor(t, "replica a to hold the lane", func() bool {
+		h, _ := laneHolder(t, url)
+		return h == a.ex.Owner().ID
+	})
+	b := startReplica(t, url, "b", target, func(o *executor.Options) { o.LaneLease = time.Hour })
+
+	for i := range 3 { // each one after the last ended: each must be woken
+		en, err := b.ex.Enqueue(t.Context(), "production", executor.Trigger{
+			Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: fmt.Sprintf("%040x", 0xd0+i),
+			Delivery: fmt.Sprintf("g%d", i), Reason: "push"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A generous deadline for an outcome, not a timed assertion.
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		j, err := b.ex.Wait(ctx, en.Job.ID)
+		cancel()
+		if err != nil || j.State != executor.StateSuccess {
+			t.Fatalf("job %d recorded on replica b: %s %q, %v; want success, run by a", i, j.State, j.Description, err)
+		}
 	}
 }

@@ -504,6 +504,32 @@ var (
 	ErrJournal = errors.New("journal not writable")
 )
 
+// Migrator is implemented by a journal whose schema is brought up to date
+// after it is opened (pgstore.Connect, for a database that may not answer
+// yet when deployhook starts). Run migrates it first in its start-up
+// recovery, which it retries until the journal answers; the other methods of
+// the Store must not be relied on before Migrate succeeded once. Migrate is
+// safe for concurrent use, and returns nil at once after it succeeded.
+type Migrator interface {
+	Migrate(ctx context.Context) error
+}
+
+// QueueWatcher is implemented by a journal that tells the processes sharing
+// it when a job is queued (pgstore, with PostgreSQL's LISTEN and NOTIFY). A
+// replica uses it to start a job that another replica recorded as soon as it
+// is recorded, rather than at its next look at the journal
+// (Options.LanePoll), which stays as the fallback.
+type QueueWatcher interface {
+	// WatchQueue calls queued with the target of every job that any process
+	// records queued in the journal (after its transaction commits), until
+	// ctx ends; then it returns. queued("") says news may have been missed
+	// (it started listening, or listens again after losing its connection):
+	// look at every target. Notifications are a hint: some may be lost, and
+	// none is sent for a job recorded by a process that does not notify.
+	// queued must not block.
+	WatchQueue(ctx context.Context, queued func(target string))
+}
+
 // Lanes is what deployhook processes that share one journal as replicas
 // (Options.Replicas) need of it besides Store: leases on lanes with fencing
 // tokens, job writes fenced by them, and an outbox that several processes

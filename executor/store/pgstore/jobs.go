@@ -126,6 +126,13 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	if err := oweTx(ctx, tx, owe); err != nil {
 		return "", fmt.Errorf("create job %s: %w", j.ID, err)
 	}
+	if j.State == executor.StateQueued {
+		// Delivered to the listeners (WatchQueue) when tx commits, and
+		// dropped if it does not.
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, queuedChannel, j.Target); err != nil {
+			return "", fmt.Errorf("create job %s: notify: %w", j.ID, err)
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return "", fmt.Errorf("create job %s: commit: %w", j.ID, err)
 	}

@@ -39,6 +39,18 @@
 // unique index on (target, sha) of a replicated lane's unfinished jobs makes
 // the same SHA arriving at two replicas one job.
 //
+// CreateJob of a queued job notifies the channel deployhook_queued (NOTIFY,
+// with the target as payload) in its transaction, and WatchQueue LISTENs on
+// it (executor.QueueWatcher): the replica that holds the job's lane starts it
+// at once, whichever replica recorded it, instead of at its next poll.
+//
+// # Start-up
+//
+// Open connects and migrates. Connect returns a Store without connecting,
+// for a process that must start while the database is down; Migrate
+// (executor.Migrator) then migrates it once the database answers, and
+// Unavailable tells such an outage from a refusal.
+//
 // # Secrets
 //
 // The database URL may carry a password. No error or log line of this
@@ -50,36 +62,68 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Store is the PostgreSQL journal. It implements executor.Store; all its
 // methods are safe for concurrent use. The zero value is not usable: call
-// Open.
+// Open (or Connect).
 type Store struct {
-	lg   *slog.Logger
-	pool *pgxpool.Pool
+	lg       *slog.Logger
+	pool     *pgxpool.Pool
+	database string // the database's name, for errors (never the URL)
+
+	migrateMu sync.Mutex
+	migrated  atomic.Bool
 }
 
-var _ executor.Store = (*Store)(nil)
+var (
+	_ executor.Store    = (*Store)(nil)
+	_ executor.Migrator = (*Store)(nil)
+)
 
 // Open connects to the PostgreSQL database at url (a postgres:// URL or a
 // key=value connection string, as libpq takes them) and migrates its schema
-// to the version this binary knows. It refuses a database whose schema is
-// newer (written by a newer deployhook), without modifying it. ctx bounds the
-// connection and the migrations only. The caller must Close the Store.
+// to the version this binary knows: Connect, then Migrate. It refuses a
+// database whose schema is newer (written by a newer deployhook), without
+// modifying it. ctx bounds the connection and the migrations only. The caller
+// must Close the Store.
 //
 // Errors never contain url, which may carry a password.
 func Open(ctx context.Context, lg *slog.Logger, url string) (*Store, error) {
+	s, err := Connect(lg, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Connect returns the journal on the PostgreSQL database at url without
+// connecting to it: connections are made when a method needs one. The schema
+// is not migrated; Migrate must succeed before the other methods are used
+// (executor.Executor.Run calls it, and retries until the database answers).
+// It fails only when url cannot be parsed. The caller must Close the Store.
+//
+// Errors never contain url, which may carry a password.
+func Connect(lg *slog.Logger, url string) (*Store, error) {
 	if url == "" {
 		return nil, errors.New("open journal: empty database URL")
 	}
@@ -89,17 +133,60 @@ func Open(ctx context.Context, lg *slog.Logger, url string) (*Store, error) {
 		// it: say what is wrong without it.
 		return nil, errors.New("open journal: the database URL is neither a valid postgres:// URL nor a key=value connection string")
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open journal on database %s: %w", cfg.ConnConfig.Database, err)
 	}
-	s := &Store{lg: lg, pool: pool}
-	if err := migrate(ctx, lg, pool, schema()); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("open journal on database %s: %w", cfg.ConnConfig.Database, err)
+	return &Store{lg: lg, pool: pool, database: cfg.ConnConfig.Database}, nil
+}
+
+// Migrate brings the database's schema to the version this binary knows,
+// unless it did so before (then it returns nil at once). It refuses a
+// database whose schema is newer, without modifying it. It implements
+// executor.Migrator.
+func (s *Store) Migrate(ctx context.Context) error {
+	if s.migrated.Load() {
+		return nil
 	}
-	lg.Debug("journal open", "database", cfg.ConnConfig.Database, "host", cfg.ConnConfig.Host)
-	return s, nil
+	s.migrateMu.Lock()
+	defer s.migrateMu.Unlock()
+	if s.migrated.Load() {
+		return nil
+	}
+	if err := migrate(ctx, s.lg, s.pool, schema()); err != nil {
+		return fmt.Errorf("open journal on database %s: %w", s.database, err)
+	}
+	s.migrated.Store(true)
+	s.lg.Debug("journal open", "database", s.database)
+	return nil
+}
+
+// Unavailable reports whether err, from Open or Migrate, says that the
+// database could not be reached or is not taking connections for now (it is
+// down, starting, shutting down, failing over, or out of connection slots):
+// an outage that a later attempt may outlive. A database that answered and
+// refused (a wrong password, no such database, a schema newer than this
+// binary knows) is not unavailable: retrying does not help.
+func Unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch pe.Code[:min(2, len(pe.Code))] {
+		case "08", // connection exception
+			"53", // insufficient resources: too many connections, out of memory
+			"57": // operator intervention: shutting down, starting up, admin shutdown
+			return true
+		}
+		return false
+	}
+	if _, ok := errors.AsType[*pgconn.ConnectError](err); ok {
+		return true // no server answered (a PgError is handled above)
+	}
+	if _, ok := errors.AsType[net.Error](err); ok {
+		return true
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err)
 }
 
 // Ping checks that the database answers a query. It writes nothing: a
