@@ -176,8 +176,11 @@ func (c *Config) validateJournal() []error {
 
 // validateStore checks the journal's database: store (from the YAML) and
 // env (DEPLOYHOOK_DATABASE_URL) are not both set; whichever is must be a
-// postgres:// or postgresql:// URL; and store carries no password, since the
-// configuration file is not a place for secrets. No problem quotes either URL.
+// postgres:// or postgresql:// URL naming a host, in its authority or as the
+// host parameter (a Unix socket's directory, as with Cloud Run's Cloud SQL
+// connection: postgres://USER:PASSWORD@/DATABASE?host=/cloudsql/INSTANCE);
+// and store carries no password, since the configuration file is not a place
+// for secrets. No problem quotes either URL.
 func validateStore(store, env string) []error {
 	var p problems
 	if store != "" && env != "" {
@@ -186,7 +189,7 @@ func validateStore(store, env string) []error {
 	}
 	check := func(name, v string) {
 		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || (u.Host == "" && u.Query().Get("host") == "") {
 			p.add("%s must be a postgres://USER@HOST:PORT/DATABASE URL (leave it unset for the SQLite journal in data_dir)", name)
 			return
 		}
