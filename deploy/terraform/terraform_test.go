@@ -4,7 +4,10 @@
 // plan would otherwise be the first to find (a reference to nothing, a file not in
 // `terraform fmt` style), and that the module grants exactly what deployhook asks for
 // (the roles, the permissions, the firewall range and the VM metadata named by the
-// program's own constants and messages and by the README).
+// program's own constants and messages and by the README). plan_test.go evaluates
+// the module as a plan would for chosen variables (counts, dynamic blocks,
+// preconditions), so each journal's resources are checked too: the SQLite bucket
+// for one instance, or PostgreSQL and Cloud SQL for replicas.
 package terraform
 
 import (
@@ -609,51 +612,70 @@ func TestModule_Grants(t *testing.T) {
 }
 
 // TestModule_Runtime checks the settings deployhook needs to work at all: on Cloud
-// Run the CPU stays allocated after the 202 and exactly one instance runs; the
-// webhook sends the events deployhook acts on, as JSON, signed.
+// Run the CPU stays allocated after the 202 and every instance always runs, one
+// with the SQLite journal on its bucket, replicas with the PostgreSQL journal;
+// the webhook sends the events deployhook acts on, as JSON, signed.
 func TestModule_Runtime(t *testing.T) {
 	m := readModule(t, moduleDir)
 
 	t.Run("cloud run", func(t *testing.T) {
-		tmpl := block(t, m.resource(t, "google_cloud_run_v2_service.deployhook"), "template")
-		scaling := block(t, tmpl, "scaling")
-		for _, a := range []string{"min_instance_count", "max_instance_count"} {
-			if v := m.eval(t, a, scaling.Attributes[a]); !v.RawEquals(cty.NumberIntVal(1)) {
-				t.Errorf("%s = %#v, want 1", a, v)
-			}
+		tests := []struct {
+			name     string
+			vars     map[string]cty.Value
+			replicas int64
+			dataDir  bool // --data-dir on the bucket's mount
+		}{
+			{"sqlite", nil, 1, true},
+			{"postgres", postgresVars(3), 3, false},
+			{"postgres, one instance", postgresVars(1), 1, false},
 		}
-		c := block(t, tmpl, "containers")
-		if v := m.eval(t, "cpu_idle", block(t, c, "resources").Attributes["cpu_idle"]); !v.RawEquals(cty.False) {
-			t.Errorf("cpu_idle = %#v, want false: the deploy runs after the 202", v)
-		}
-		args := stringsOf(t, "args", m.eval(t, "args", c.Attributes["args"]))
-		flag := func(name string) string {
-			i := slices.Index(args, name)
-			if i < 0 || i+1 >= len(args) {
-				t.Fatalf("args %q have no %s", args, name)
-			}
-			return args[i+1]
-		}
-		mounts := map[string]bool{}
-		for _, b := range c.Blocks {
-			if b.Type == "volume_mounts" {
-				mounts[m.eval(t, "mount_path", b.Body.Attributes["mount_path"]).AsString()] = true
-			}
-		}
-		if d := flag("--data-dir"); !mounts[d] {
-			t.Errorf("--data-dir %s is not a mounted volume (mounts %q): the journal would not survive", d, slices.Sorted(maps.Keys(mounts)))
-		}
-		if d := filepath.Dir(flag("--config")); !mounts[d] {
-			t.Errorf("--config's directory %s is not a mounted volume (mounts %q)", d, slices.Sorted(maps.Keys(mounts)))
-		}
-		var env []string
-		for _, b := range c.Blocks {
-			if b.Type == "env" {
-				env = append(env, m.eval(t, "env name", b.Body.Attributes["name"]).AsString())
-			}
-		}
-		if !slices.Contains(env, "DEPLOYHOOK_WEBHOOK_SECRET") {
-			t.Errorf("container env %q has no DEPLOYHOOK_WEBHOOK_SECRET", env)
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := m.plan(t, moduleVars(tt.vars))
+				tmpl := s.resource(t, "google_cloud_run_v2_service.deployhook").one(t, "template")
+				scaling := tmpl.one(t, "scaling")
+				for _, a := range []string{"min_instance_count", "max_instance_count"} {
+					if v := scaling.eval(t, a); !v.RawEquals(cty.NumberIntVal(tt.replicas)) {
+						t.Errorf("%s = %#v, want %d", a, v, tt.replicas)
+					}
+				}
+				c := tmpl.one(t, "containers")
+				if v := c.one(t, "resources").eval(t, "cpu_idle"); !v.RawEquals(cty.False) {
+					t.Errorf("cpu_idle = %#v, want false: the deploy runs after the 202", v)
+				}
+				args := stringsOf(t, "args", c.eval(t, "args"))
+				flag := func(name string) (string, bool) {
+					i := slices.Index(args, name)
+					if i < 0 || i+1 >= len(args) {
+						return "", false
+					}
+					return args[i+1], true
+				}
+				mounts := map[string]bool{}
+				for _, b := range c.blocks(t, "volume_mounts") {
+					mounts[b.str(t, "mount_path")] = true
+				}
+				switch d, ok := flag("--data-dir"); {
+				case tt.dataDir && !ok:
+					t.Errorf("args %q have no --data-dir", args)
+				case tt.dataDir && !mounts[d]:
+					t.Errorf("--data-dir %s is not a mounted volume (mounts %q): the journal would not survive", d, slices.Sorted(maps.Keys(mounts)))
+				case !tt.dataDir && ok:
+					t.Errorf("args %q have --data-dir %s: with a database there is no data volume", args, d)
+				}
+				if d, ok := flag("--config"); !ok || !mounts[filepath.Dir(d)] {
+					t.Errorf("--config's directory %s is not a mounted volume (mounts %q)", filepath.Dir(d), slices.Sorted(maps.Keys(mounts)))
+				}
+				var env []string
+				for _, b := range c.blocks(t, "env") {
+					env = append(env, b.str(t, "name"))
+				}
+				for _, want := range []string{"DEPLOYHOOK_WEBHOOK_SECRET", "DEPLOYHOOK_SESSION_KEY"} {
+					if !slices.Contains(env, want) {
+						t.Errorf("container env %q has no %s", env, want)
+					}
+				}
+			})
 		}
 	})
 
@@ -757,35 +779,52 @@ func TestExample_Template(t *testing.T) {
 	}
 
 	// What the template renders, with the example's values, must be a configuration
-	// deployhook accepts (with and without OS Login).
-	for _, oslogin := range []bool{true, false} {
-		vars := map[string]cty.Value{
-			"repository": cty.StringVal("acme/pipelines"), "branch": cty.StringVal("main"),
-			"project_id": cty.StringVal("my-project"), "zone": cty.StringVal("us-central1-a"),
-			"vm_name": cty.StringVal("dagster"), "app_dir": cty.StringVal("/opt/app"),
-			"app_user": cty.StringVal("app"), "oslogin": cty.BoolVal(oslogin),
-			"public_url": cty.StringVal("https://deployhook-123456789012.us-central1.run.app"),
-			"client_id":  cty.StringVal("Iv1.0123456789abcdef"),
-		}
-		v, diags := tmpl.Value(&hcl.EvalContext{Variables: vars})
-		if diags.HasErrors() {
-			t.Fatalf("render config.yaml.tftpl: %v", diags)
-		}
-		path := filepath.Join(t.TempDir(), "config.yaml")
-		if err := os.WriteFile(path, []byte(v.AsString()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		// The environment Cloud Run gives the container from Secret Manager.
-		env := map[string]string{
-			"DEPLOYHOOK_WEBHOOK_SECRET":      "from-secret-manager",
-			"DEPLOYHOOK_OAUTH_CLIENT_SECRET": "oauth-secret-from-secret-manager",
-			"DEPLOYHOOK_SESSION_KEY":         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
-		}
-		if !oslogin {
-			env["DEPLOYHOOK_SSH_KEY"] = newSSHKey(t)
-		}
-		if _, err := config.Load(path, func(k string) string { return env[k] }); err != nil {
-			t.Errorf("oslogin %v: deployhook refuses the rendered configuration: %v\n%s", oslogin, err, v.AsString())
+	// deployhook accepts (with and without OS Login, with and without replicas on
+	// the Cloud SQL instance's socket, the URL's form the README gives).
+	const databaseURL = "postgres://deployhook:db-password-from-secret-manager@/deployhook?host=/cloudsql/my-project:us-central1:journal"
+	for _, database := range []bool{false, true} {
+		for _, oslogin := range []bool{true, false} {
+			vars := map[string]cty.Value{
+				"repository": cty.StringVal("acme/pipelines"), "branch": cty.StringVal("main"),
+				"project_id": cty.StringVal("my-project"), "zone": cty.StringVal("us-central1-a"),
+				"vm_name": cty.StringVal("dagster"), "app_dir": cty.StringVal("/opt/app"),
+				"app_user": cty.StringVal("app"), "oslogin": cty.BoolVal(oslogin),
+				"public_url": cty.StringVal("https://deployhook-123456789012.us-central1.run.app"),
+				"client_id":  cty.StringVal("Iv1.0123456789abcdef"),
+				"replicas":   cty.BoolVal(database),
+			}
+			v, diags := tmpl.Value(&hcl.EvalContext{Variables: vars})
+			if diags.HasErrors() {
+				t.Fatalf("render config.yaml.tftpl: %v", diags)
+			}
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(v.AsString()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// The environment Cloud Run gives the container from Secret Manager.
+			env := map[string]string{
+				"DEPLOYHOOK_WEBHOOK_SECRET":      "from-secret-manager",
+				"DEPLOYHOOK_OAUTH_CLIENT_SECRET": "oauth-secret-from-secret-manager",
+				"DEPLOYHOOK_SESSION_KEY":         "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+			}
+			if !oslogin {
+				env["DEPLOYHOOK_SSH_KEY"] = newSSHKey(t)
+			}
+			if database {
+				env["DEPLOYHOOK_DATABASE_URL"] = databaseURL
+			}
+			cfg, err := config.Load(path, func(k string) string { return env[k] })
+			if err != nil {
+				t.Errorf("database %v, oslogin %v: deployhook refuses the rendered configuration: %v\n%s", database, oslogin, err, v.AsString())
+				continue
+			}
+			wantURL := ""
+			if database {
+				wantURL = databaseURL
+			}
+			if cfg.Replicas != database || cfg.JournalURL() != wantURL {
+				t.Errorf("database %v, oslogin %v: replicas %v, journal URL %q; want %v, %q", database, oslogin, cfg.Replicas, cfg.JournalURL(), database, wantURL)
+			}
 		}
 	}
 }

@@ -25,6 +25,12 @@ module "deployhook" {
 
   oauth_client_secret_secret_id = var.oauth_client_secret_secret_id
 
+  # Replicas: with database_url_secret_id the journal is PostgreSQL and no bucket is
+  # made; cloud_sql_instance mounts a Cloud SQL instance's socket; replicas instances.
+  database_url_secret_id = var.database_url_secret_id
+  cloud_sql_instance     = var.cloud_sql_instance
+  replicas               = var.replicas
+
   # The configuration deployhook reads. Secrets never go here: the webhook secret and
   # the GitHub token come from Secret Manager through the environment.
   config_yaml = templatefile("${path.module}/config.yaml.tftpl", {
@@ -38,5 +44,6 @@ module "deployhook" {
     oslogin    = var.oslogin
     public_url = module.deployhook.service_url
     client_id  = var.oauth_client_id
+    replicas   = var.database_url_secret_id != null
   })
 }

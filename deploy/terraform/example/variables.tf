@@ -97,3 +97,21 @@ variable "oauth_client_secret_secret_id" {
   description = "An existing Secret Manager secret with that OAuth App's client secret."
   type        = string
 }
+
+variable "database_url_secret_id" {
+  description = "For replicas: an existing Secret Manager secret with the PostgreSQL journal's URL, password included (postgres://deployhook:PASSWORD@/deployhook?host=/cloudsql/PROJECT:REGION:INSTANCE with cloud_sql_instance), or null for one instance with the SQLite journal in a bucket."
+  type        = string
+  default     = null
+}
+
+variable "cloud_sql_instance" {
+  description = "With database_url_secret_id: the Cloud SQL instance's connection name, PROJECT:REGION:INSTANCE, or null for a database reached by address."
+  type        = string
+  default     = null
+}
+
+variable "replicas" {
+  description = "How many deployhook instances run; above 1 needs database_url_secret_id."
+  type        = number
+  default     = 1
+}

@@ -1,16 +1,23 @@
 # deployhook on Cloud Run (runtime = "cloud_run").
 #
 # deployhook answers a delivery with 202 and deploys afterwards, so the CPU must stay
-# allocated between requests (cpu_idle = false), and the one instance must always run
-# (min = max = 1): the SQLite journal allows one writer, and the reconciler and the
-# outbox of owed GitHub reports work with no request in flight.
+# allocated between requests (cpu_idle = false), and every instance must always run
+# (min = max): the reconciler, the lane leases and the outbox of owed GitHub reports
+# work with no request in flight.
 #
-# The journal lives in a Cloud Storage bucket mounted at /data (the only writable
-# persistent volume the nonroot image can use: Cloud Run writes to NFS only as root).
-# Cloud Storage FUSE has no file locking and uploads a file again on every sync, so
-# exactly one instance may ever write it: a new revision starts before the old one has
-# stopped, which is why this service must not be redeployed while a deploy runs.
-# Untested against real Google Cloud; a small VM (runtime = "none") avoids both limits.
+# Without a database (the default) there is one instance, and the SQLite journal lives
+# in a Cloud Storage bucket mounted at /data (the only writable persistent volume the
+# nonroot image can use: Cloud Run writes to NFS only as root). Cloud Storage FUSE has
+# no file locking and uploads a file again on every sync, so exactly one instance may
+# ever write it: a new revision starts before the old one has stopped, which is why
+# this service must not be redeployed while a deploy runs.
+#
+# With database_url_secret_id the journal is PostgreSQL (DEPLOYHOOK_DATABASE_URL from
+# that secret): no bucket is made, var.replicas instances share the database, and a new
+# revision may roll out at any time (the replicas' lane leases hand a target over). A
+# Cloud SQL instance (cloud_sql_instance) is reached through the socket Cloud Run mounts
+# under /cloudsql, with no VPC to set up.
+# Untested against real Google Cloud; a small VM (runtime = "none") avoids these limits.
 
 locals {
   # The container's user (distroless nonroot); the mount must belong to it, as deployhook
@@ -22,12 +29,13 @@ locals {
       DEPLOYHOOK_GITHUB_TOKEN        = var.github_token_secret_id
       DEPLOYHOOK_SSH_KEY             = var.ssh_key_secret_id
       DEPLOYHOOK_OAUTH_CLIENT_SECRET = var.oauth_client_secret_secret_id
+      DEPLOYHOOK_DATABASE_URL        = var.database_url_secret_id
     } : k => v if v != null
   }
 }
 
 resource "google_storage_bucket" "data" {
-  count = local.cloud_run ? 1 : 0
+  count = local.data_bucket ? 1 : 0
 
   project                     = var.project_id
   name                        = "${var.project_id}-${var.name}-data"
@@ -54,7 +62,7 @@ resource "google_storage_bucket" "data" {
 }
 
 resource "google_storage_bucket_iam_member" "data" {
-  count = local.cloud_run ? 1 : 0
+  count = local.data_bucket ? 1 : 0
 
   bucket = google_storage_bucket.data[0].name
   role   = "roles/storage.objectUser"
@@ -107,13 +115,16 @@ resource "google_cloud_run_v2_service" "deployhook" {
     timeout               = "60s"
 
     scaling {
-      min_instance_count = 1
-      max_instance_count = 1
+      min_instance_count = var.replicas
+      max_instance_count = var.replicas
     }
 
     containers {
       image = var.image
-      args  = ["serve", "--config", "/etc/deployhook/config.yaml", "--listen", "0.0.0.0:8080", "--data-dir", "/data"]
+      args = concat(
+        ["serve", "--config", "/etc/deployhook/config.yaml", "--listen", "0.0.0.0:8080"],
+        local.data_bucket ? ["--data-dir", "/data"] : [],
+      )
 
       ports {
         container_port = 8080
@@ -167,14 +178,29 @@ resource "google_cloud_run_v2_service" "deployhook" {
         mount_path = "/etc/deployhook"
       }
 
-      volume_mounts {
-        name       = "data"
-        mount_path = "/data"
+      dynamic "volume_mounts" {
+        for_each = local.data_bucket ? ["data"] : []
+        content {
+          name       = volume_mounts.value
+          mount_path = "/data"
+        }
       }
 
+      # Cloud Run serves the instance's socket as /cloudsql/PROJECT:REGION:INSTANCE.
+      dynamic "volume_mounts" {
+        for_each = local.cloud_sql != null ? ["cloudsql"] : []
+        content {
+          name       = volume_mounts.value
+          mount_path = "/cloudsql"
+        }
+      }
+
+      # With a database, an instance takes traffic once it can write to it (/readyz);
+      # the liveness probe stays /healthz, or a database outage would restart every
+      # instance at once.
       startup_probe {
         http_get {
-          path = "/healthz"
+          path = local.database ? "/readyz" : "/healthz"
         }
       }
 
@@ -197,17 +223,30 @@ resource "google_cloud_run_v2_service" "deployhook" {
       }
     }
 
-    volumes {
-      name = "data"
-      gcs {
-        bucket    = google_storage_bucket.data[0].name
-        read_only = false
-        mount_options = [
-          "uid=${local.container_uid}",
-          "gid=${local.container_uid}",
-          "file-mode=600",
-          "dir-mode=700",
-        ]
+    dynamic "volumes" {
+      for_each = local.data_bucket ? ["data"] : []
+      content {
+        name = volumes.value
+        gcs {
+          bucket    = google_storage_bucket.data[0].name
+          read_only = false
+          mount_options = [
+            "uid=${local.container_uid}",
+            "gid=${local.container_uid}",
+            "file-mode=600",
+            "dir-mode=700",
+          ]
+        }
+      }
+    }
+
+    dynamic "volumes" {
+      for_each = local.cloud_sql != null ? ["cloudsql"] : []
+      content {
+        name = volumes.value
+        cloud_sql_instance {
+          instances = [var.cloud_sql_instance]
+        }
       }
     }
   }
@@ -225,6 +264,7 @@ resource "google_cloud_run_v2_service" "deployhook" {
     google_secret_manager_secret_iam_member.config,
     google_secret_manager_secret_iam_member.external,
     google_storage_bucket_iam_member.data,
+    google_project_iam_member.cloudsql_client,
   ]
 }
 

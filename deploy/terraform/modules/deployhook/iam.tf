@@ -62,3 +62,20 @@ resource "google_service_account_iam_member" "oslogin_vm_account" {
   role               = "roles/iam.serviceAccountUser"
   member             = google_service_account.deployhook.member
 }
+
+# Cloud SQL's connector (the /cloudsql socket) needs cloudsql.instances.connect and
+# cloudsql.instances.get. Cloud SQL has no per-instance policy: the role is granted on
+# the instance's project with a condition naming the one instance.
+resource "google_project_iam_member" "cloudsql_client" {
+  count = local.cloud_sql != null ? 1 : 0
+
+  project = local.cloud_sql.project
+  role    = "roles/cloudsql.client"
+  member  = google_service_account.deployhook.member
+
+  condition {
+    title       = "${var.name}-cloudsql-client"
+    description = "Connect to the Cloud SQL instance of deployhook's journal only."
+    expression  = "resource.name == 'projects/${local.cloud_sql.project}/instances/${local.cloud_sql.instance}' && resource.type == 'sqladmin.googleapis.com/Instance'"
+  }
+}

@@ -21,6 +21,17 @@ locals {
 
   cloud_run = var.runtime == "cloud_run"
 
+  # database: the journal is in PostgreSQL (DEPLOYHOOK_DATABASE_URL from
+  # database_url_secret_id), shared by every instance. data_bucket: the SQLite
+  # journal's Cloud Storage bucket, made only for the one instance of runtime
+  # cloud_run without a database.
+  database    = var.database_url_secret_id != null
+  data_bucket = local.cloud_run && !local.database
+
+  # The Cloud SQL instance's project (possibly domain-scoped, example.com:my-project)
+  # and name, from its connection name PROJECT:REGION:INSTANCE; null without one.
+  cloud_sql = var.cloud_sql_instance == null ? null : regex("^(?P<project>.+):(?P<region>[^:]+):(?P<instance>[^:]+)$", var.cloud_sql_instance)
+
   # vm_metadata is what the VM's metadata must carry: guest attributes so the guest agent
   # publishes the host keys deployhook pins (set before the VM first boots, or reboot it
   # once), and OS Login when deployhook logs in through it.
@@ -45,7 +56,9 @@ locals {
       "iam.googleapis.com",
     ],
     var.oslogin ? ["oslogin.googleapis.com"] : [],
-    local.cloud_run ? ["run.googleapis.com", "storage.googleapis.com"] : [],
+    local.cloud_run ? ["run.googleapis.com"] : [],
+    local.data_bucket ? ["storage.googleapis.com"] : [],
+    local.cloud_sql != null ? ["sqladmin.googleapis.com"] : [],
   )
 }
 
@@ -72,4 +85,22 @@ resource "google_service_account" "deployhook" {
   description  = "Deploys ${var.github_repository} to ${var.vm.name} through IAP (deployhook)."
 
   depends_on = [google_project_service.apis]
+
+  # The rules that join several variables are checked here, on the one resource
+  # always made: a variable's own validation sees only that variable before
+  # Terraform 1.9.
+  lifecycle {
+    precondition {
+      condition     = var.replicas == 1 || local.database
+      error_message = "replicas above 1 needs database_url_secret_id (a PostgreSQL journal): the SQLite journal allows one writer, and two instances would each keep their own and deploy twice."
+    }
+    precondition {
+      condition     = var.replicas == 1 || local.cloud_run
+      error_message = "replicas sets the Cloud Run service's instances (runtime cloud_run): with runtime none, start the replicas yourself."
+    }
+    precondition {
+      condition     = var.cloud_sql_instance == null || local.database
+      error_message = "cloud_sql_instance needs database_url_secret_id, the secret holding the URL deployhook connects to it with."
+    }
+  }
 }

@@ -66,6 +66,7 @@ resource "google_secret_manager_secret_iam_member" "external" {
       github_token        = var.github_token_secret_id
       ssh_key             = var.ssh_key_secret_id
       oauth_client_secret = var.oauth_client_secret_secret_id
+      database_url        = var.database_url_secret_id
     } : k => v if v != null
   }
 

@@ -9,7 +9,7 @@ variable "project_id" {
 }
 
 variable "region" {
-  description = "The region of the Cloud Run service and of the data bucket (runtime cloud_run)."
+  description = "The region of the Cloud Run service and of the data bucket (runtime cloud_run; the bucket only without a database)."
   type        = string
   default     = "us-central1"
 
@@ -108,8 +108,9 @@ variable "manage_project_metadata" {
 
 variable "runtime" {
   description = <<-EOT
-    Where deployhook runs. "cloud_run": a Cloud Run service made here (CPU always allocated,
-    exactly one instance, the SQLite journal on a Cloud Storage volume). "none": you run it
+    Where deployhook runs. "cloud_run": a Cloud Run service made here (CPU always allocated;
+    exactly one instance with the SQLite journal on a Cloud Storage volume, or replicas
+    instances sharing the PostgreSQL journal of database_url_secret_id). "none": you run it
     yourself (a small VM with deploy/systemd/deployhook.service, or the target VM itself) as
     this module's service account, and give its public URL in public_url.
   EOT
@@ -188,7 +189,36 @@ variable "oauth_client_secret_secret_id" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the Cloud Run service and the data bucket from terraform destroy (the bucket holds the deploy history)."
+  description = "Protect the Cloud Run service and the data bucket (without a database) from terraform destroy (the bucket holds the deploy history)."
   type        = bool
   default     = true
+}
+
+variable "database_url_secret_id" {
+  description = "The ID of an existing Secret Manager secret holding the URL of a PostgreSQL database for the journal, password included, for DEPLOYHOOK_DATABASE_URL (with cloud_sql_instance: postgres://USER:PASSWORD@/DATABASE?host=/cloudsql/PROJECT:REGION:INSTANCE), or null for the SQLite journal. Made outside Terraform so the password never enters the state. With it, runtime cloud_run makes no data bucket and runs replicas instances, and the configuration must say replicas: true."
+  type        = string
+  default     = null
+}
+
+variable "cloud_sql_instance" {
+  description = "With database_url_secret_id, the connection name (PROJECT:REGION:INSTANCE) of the Cloud SQL for PostgreSQL instance the URL names: Cloud Run mounts the instance's socket under /cloudsql (the URL's host parameter), and deployhook's service account gets roles/cloudsql.client on that instance alone. Null for a database Cloud Run reaches at an address of its own."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.cloud_sql_instance == null || can(regex("^([a-z0-9.-]+:)?[a-z][a-z0-9-]{4,28}[a-z0-9]:[a-z]+-[a-z]+[0-9]:[a-z]([-a-z0-9]{0,96}[a-z0-9])?$", var.cloud_sql_instance))
+    error_message = "cloud_sql_instance must be an instance's connection name, PROJECT:REGION:INSTANCE (gcloud sql instances describe INSTANCE --format='value(connectionName)')."
+  }
+}
+
+variable "replicas" {
+  description = "How many deployhook instances Cloud Run runs, all always on (min = max). Above 1 needs database_url_secret_id: the SQLite journal allows one writer. Two or three are enough: one target's deploys run one at a time whatever the count."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.replicas >= 1 && var.replicas <= 10 && floor(var.replicas) == var.replicas
+    error_message = "replicas must be a whole number from 1 to 10."
+  }
 }
