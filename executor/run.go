@@ -51,6 +51,7 @@ func (e *Executor) run(ctx context.Context, l *lane, j Job) *deploy {
 	l.running = nil
 	l.mu.Unlock()
 
+	d.announceWatch(l)
 	e.end(bg, j, d.unsavedSteps()...)
 	lg.Info("deploy finished", "state", j.State, "description", j.Description,
 		"duration", j.Finished.Sub(j.Started).Round(time.Millisecond))
@@ -76,6 +77,10 @@ type deploy struct {
 
 	stashed bool       // a step kept local changes in a git stash (StashedMarker)
 	notes   applyNotes // what the apply steps said about the changed files
+
+	// watchRec is the watch step's record, recorded before the job's end
+	// is published when the job will be watched (announceWatch); nil else.
+	watchRec *StepRun
 
 	changed      []string // files changed between previous and new SHA
 	changedKnown bool

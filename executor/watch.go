@@ -229,6 +229,25 @@ func lastLine(s string) string {
 	return strings.TrimSpace(s)
 }
 
+// announceWatch records the watch step, running (ExitCode -1) and started
+// at the job's end, when d's job, final, will be watched: a success of a
+// target with a Watch, with a previous commit to roll back to, outside a
+// command-line deploy, as watch decides. It runs before the job's end is
+// written and published, so that a page reading the final job from the
+// journal already finds the watch running (the console's afterEnd) and
+// follows the live log instead of showing the final page. The watcher takes
+// the record over (watcher.begin).
+func (d *deploy) announceWatch(l *lane) {
+	j := d.j
+	if j.State != StateSuccess || l.t.Watch == nil || d.e.opts.NoRecover || j.PreviousSHA == "" {
+		return
+	}
+	rec := StepRun{Name: "watch", ExitCode: -1, Started: j.Finished}
+	rec.Seq = d.record(rec)
+	rec.Job = j.ID
+	d.watchRec = &rec
+}
+
 // watcher is one watch: the worker's, for the job it just deployed.
 type watcher struct {
 	e    *Executor
@@ -252,6 +271,9 @@ type watcher struct {
 func (e *Executor) watch(ctx, runCtx context.Context, l *lane, d *deploy) {
 	w := &watcher{e: e, l: l, d: d, w: *l.t.Watch, lg: d.lg.With("phase", "watch"),
 		out: newTail(e.opts.OutputLimit), from: time.Now()}
+	if d.watchRec != nil {
+		w.from = d.watchRec.Started // the step announced at the job's end
+	}
 	if w.w.Unknowns <= 0 {
 		w.w.Unknowns = DefaultWatchUnknowns
 	}
@@ -353,10 +375,15 @@ func (w *watcher) stopped(ctx context.Context) {
 	w.end(0)
 }
 
-// begin records the watch step, running, with its first line.
+// begin records the watch step, running, with its first line: it takes over
+// the record announceWatch made, or makes one.
 func (w *watcher) begin(line string) {
-	w.rec = StepRun{Name: "watch", ExitCode: -1, Started: w.from}
-	w.rec.Seq = w.d.record(w.rec)
+	if r := w.d.watchRec; r != nil {
+		w.rec = *r
+	} else {
+		w.rec = StepRun{Name: "watch", ExitCode: -1, Started: w.from}
+		w.rec.Seq = w.d.record(w.rec)
+	}
 	w.feed = w.e.live.reopen(w.d.j.ID)
 	w.slog = w.feed.startStep(w.rec.Seq, w.rec.Name)
 	w.print(line)

@@ -25,6 +25,10 @@ import (
 //     reaches the description, cleaned and bounded (TestPublicReason).
 //   - 2 (production moves forward only): a rollback by the watch restores
 //     the commit the target ran before the job, as a failed deploy's does.
+//   - 4 again: the watch step recorded before the job's end is written
+//     (announceWatch) is one more step record, kept with the outcome when
+//     the journal refuses it, and the watcher ends that same record
+//     (TestWatch_StepRecordedBeforeEnd).
 
 // watchVM is a fakeTransport that also knows the commit the target runs
 // (head: a checkout step that succeeds moves it), answers the current probe
@@ -201,11 +205,19 @@ func TestWatch_HealthyStaysSuccess(t *testing.T) {
 // the seeded job) and watches its deploys, with v as the transport.
 func startWatchOn(t *testing.T, opts Options, v *watchVM) (*harness, *fakeReporter) {
 	t.Helper()
+	v.setHead(sha(1))
+	store := newMemStore()
+	return startWatchStore(t, opts, v, store, store)
+}
+
+// startWatchStore starts an executor on st, a Store keeping its data in
+// store, with v as the transport, on the watched target; the seeded job
+// deployed sha(1).
+func startWatchStore(t *testing.T, opts Options, v *watchVM, st Store, store *memStore) (*harness, *fakeReporter) {
+	t.Helper()
 	if v.fakeTransport == nil {
 		v.fakeTransport = &fakeTransport{changed: "app.py\n"}
 	}
-	v.setHead(sha(1))
-	store := newMemStore()
 	seedSuccess(t, store, sha(1))
 	if len(opts.Targets) == 0 {
 		opts.Targets = []Target{watchTarget()}
@@ -215,7 +227,7 @@ func startWatchOn(t *testing.T, opts Options, v *watchVM) (*harness, *fakeReport
 	}
 	opts.RetryMin, opts.RetryMax = time.Second, 10*time.Second
 	rep := &fakeReporter{}
-	ex, err := New(testLogger(t), opts, store, v, rep)
+	ex, err := New(testLogger(t), opts, st, v, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -672,5 +684,113 @@ func TestPublicReason(t *testing.T) {
 		if got := watchReason(tt.out); got != tt.want {
 			t.Errorf("watchReason(%q) = %q, want %q", tt.out, got, tt.want)
 		}
+	}
+}
+
+// endStore is a memStore that keeps, for each job, the steps the journal held
+// when the job's final state was written: what a page that reloads at that
+// moment reads.
+type endStore struct {
+	*memStore
+	mu    sync.Mutex
+	atEnd map[string][]StepRun
+}
+
+func (s *endStore) UpdateJob(ctx context.Context, j Job, owe ...Report) error {
+	if j.State.Final() {
+		old, err := s.memStore.Job(ctx, j.ID)
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if _, ok := s.atEnd[j.ID]; !ok {
+			s.atEnd[j.ID] = slices.Clone(old.Steps)
+		}
+		s.mu.Unlock()
+	}
+	return s.memStore.UpdateJob(ctx, j, owe...)
+}
+
+func (s *endStore) stepsAtEnd(id string) ([]StepRun, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.atEnd[id]
+	return st, ok
+}
+
+// The watch step is in the journal, running and started at the job's end,
+// before the end is written and published (the journal write comes first:
+// e.end), so that a page reloading right then follows the watch instead of
+// showing the final page; the watcher takes that record over rather than
+// adding a second one. A first deploy, which is not watched, gets no such
+// record before its end.
+func TestWatch_StepRecordedBeforeEnd(t *testing.T) {
+	tests := []struct {
+		name    string
+		head    string // the commit the target runs before the deploy
+		want    bool   // the watch step is there at the end
+		wantOut string // the watch step's last line once the watch is over
+	}{
+		{"watched", sha(1), true, "watch passed: healthy for 15m0s"},
+		{"no previous commit", "", false, "not watched: no previous commit to roll back to"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				v := &watchVM{}
+				v.setHead(tt.head)
+				mem := newMemStore()
+				st := &endStore{memStore: mem, atEnd: map[string][]StepRun{}}
+				h, _ := startWatchStore(t, Options{}, v, st, mem)
+				defer h.stop()
+
+				en := h.push(2, "d-2")
+				events, err := h.ex.Follow(t.Context(), en.Job.ID, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var end LogEvent
+				for ev := range events {
+					if ev.Kind == EventEnd {
+						end = ev
+						break
+					}
+				}
+				if end.State != StateSuccess {
+					t.Fatalf("live log ended %+v, want success", end)
+				}
+				steps, ok := st.stepsAtEnd(en.Job.ID)
+				if !ok {
+					t.Fatal("the job's end was published before it was written")
+				}
+				j := h.job(en.Job.ID)
+				i := slices.IndexFunc(steps, func(s StepRun) bool { return s.Name == "watch" })
+				if !tt.want {
+					if i >= 0 {
+						t.Errorf("an unwatched job had a watch step at its end: %+v", steps[i])
+					}
+				} else if i != len(steps)-1 || steps[i].ExitCode != -1 || !steps[i].Started.Equal(j.Finished) ||
+					steps[i].Seq != len(steps) {
+					t.Errorf("steps when the end was written: %+v; want the last one the watch, exit -1, started at the end %s",
+						steps, j.Finished)
+				}
+
+				time.Sleep(16 * time.Minute)
+				h.settle()
+				j = h.job(en.Job.ID)
+				var watches []StepRun
+				for _, s := range j.Steps {
+					if s.Name == "watch" {
+						watches = append(watches, s)
+					}
+				}
+				if len(watches) != 1 || watches[0].ExitCode != 0 || outLines(watches[0])[len(outLines(watches[0]))-1] != tt.wantOut {
+					t.Fatalf("watch steps after the watch: %+v, want one ending %q", watches, tt.wantOut)
+				}
+				if tt.want && i >= 0 && (watches[0].Seq != steps[i].Seq || !watches[0].Started.Equal(j.Finished)) {
+					t.Errorf("the watcher did not take the announced record over: %+v, announced %+v", watches[0], steps[i])
+				}
+			})
+		})
 	}
 }

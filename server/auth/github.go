@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -33,6 +34,9 @@ const (
 	signInTTL = 10 * time.Minute
 	// apiTimeout bounds each call to GitHub.
 	apiTimeout = 10 * time.Second
+	// revokeTimeout bounds the revocation of the token at sign-out, which
+	// the person's sign-out waits for: best effort, it must not hang.
+	revokeTimeout = 5 * time.Second
 	// maxAnswer caps what is read of any answer of GitHub's.
 	maxAnswer = 1 << 20
 	// maxSessions bounds the tokens and decisions kept in memory.
@@ -115,7 +119,8 @@ var _ server.Auth = (*GitHubAuth)(nil)
 // smaller scope (GitHub's docs, "Scopes for OAuth apps"); "read:org" reads
 // team memberships. The token never leaves the sealed cookie and the
 // server's memory, and is used only to read: GET /user, GET
-// /repos/{owner}/{repo} and the team membership. A GitHub App's user
+// /repos/{owner}/{repo} and the team membership; sign-out revokes it (with
+// the client credentials, as GitHub asks). A GitHub App's user
 // authorization ignores scopes and is limited to the App's own permissions
 // (Metadata read, and Members read for a team): the smaller choice, where a
 // GitHub App can be used.
@@ -231,22 +236,31 @@ func slug(s string) bool {
 // Who returns the person whose session cookie r carries, if it opens under
 // the session key and has not expired.
 func (g *GitHubAuth) Who(r *http.Request) (server.Person, bool) {
-	c, err := r.Cookie(g.session)
-	if err != nil {
-		return server.Person{}, false
-	}
-	s, ok := g.openSession(c.Value)
+	s, ok := g.sessionOf(r)
 	if !ok {
 		return server.Person{}, false
 	}
 	g.remember(s)
-	return server.Person{Login: s.login, Name: s.name, Provider: "github", CSRF: s.csrf}, true
+	return s.person(), true
+}
+
+// sessionOf opens the session cookie r carries; false without a valid one.
+func (g *GitHubAuth) sessionOf(r *http.Request) (session, bool) {
+	c, err := r.Cookie(g.session)
+	if err != nil {
+		return session{}, false
+	}
+	return g.openSession(c.Value)
 }
 
 // session is what the session cookie holds.
 type session struct {
 	login, name, token, csrf string
 	exp                      time.Time
+}
+
+func (s session) person() server.Person {
+	return server.Person{Login: s.login, Name: s.name, Provider: "github", CSRF: s.csrf}
 }
 
 const sessionPurpose = "session"
@@ -433,7 +447,9 @@ func (g *GitHubAuth) SignIn(next string) string {
 //     do, without GitHub's words, and no session;
 //   - GET signout: a page with a sign-out button (a POST carrying the CSRF
 //     token); POST signout: with the session's CSRF token (form field
-//     CSRFField), clears the session cookie; with a wrong one, 403.
+//     CSRFField), clears the session cookie, forgets the session's token and
+//     revokes it at GitHub (revoke: best effort, within revokeTimeout); with
+//     a wrong one, 403.
 func (g *GitHubAuth) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+server.AuthPath+"signin", g.serveSignIn)
@@ -593,19 +609,63 @@ func (g *GitHubAuth) serveSignOutPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *GitHubAuth) serveSignOut(w http.ResponseWriter, r *http.Request) {
-	p, ok := g.Who(r)
-	if ok && !CSRFValid(p, r.PostFormValue(CSRFField)) {
+	s, ok := g.sessionOf(r)
+	if ok && !CSRFValid(s.person(), r.PostFormValue(CSRFField)) {
 		render(w, http.StatusForbidden, page{Title: "Not signed out", Message: "The sign-out form was not this session's.", Link: server.AuthPath + "signout", Label: "Sign out"})
 		return
 	}
 	g.clearCookie(w, g.session)
 	if ok {
 		g.mu.Lock()
-		delete(g.tokens, p.CSRF)
+		delete(g.tokens, s.csrf)
 		g.mu.Unlock()
-		g.lg.Info("signed out", "login", p.Login, "provider", "github")
+		// The browser may leave before GitHub answers: the token is revoked
+		// all the same, within revokeTimeout.
+		g.revoke(context.WithoutCancel(r.Context()), s.login, s.token)
+		g.lg.Info("signed out", "login", s.login, "provider", "github")
 	}
 	render(w, http.StatusOK, page{Title: "Signed out", Message: "You are signed out of deployhook. GitHub still knows you: sign out there too on a shared computer.", Link: g.SignIn("/"), Label: "Sign in again"})
+}
+
+// revoke deletes token at GitHub, so that a copy of it (a session cookie
+// kept from before the sign-out, whose seal still opens until it expires)
+// reads nothing any more: GitHub's "Delete an app token", DELETE
+// {APIURL}/applications/{client_id}/token with basic auth client_id:secret
+// and the JSON body {"access_token": token}, answered 204. It is best effort
+// and bounded by revokeTimeout: a failure is logged, without the token, and
+// the sign-out goes on.
+func (g *GitHubAuth) revoke(ctx context.Context, login, token string) {
+	ctx, cancel := context.WithTimeout(ctx, revokeTimeout)
+	defer cancel()
+	body, err := json.Marshal(struct {
+		AccessToken string `json:"access_token"`
+	}{token})
+	if err != nil {
+		g.lg.Warn("sign-out: the token was not revoked at GitHub", "login", login, "err", err)
+		return
+	}
+	path := "/applications/" + url.PathEscape(g.opts.ClientID) + "/token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, g.api+path, bytes.NewReader(body))
+	if err != nil {
+		g.lg.Warn("sign-out: the token was not revoked at GitHub", "login", login, "err", err)
+		return
+	}
+	req.SetBasicAuth(g.opts.ClientID, g.opts.ClientSecret)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	resp, err := g.hc.Do(req)
+	if err != nil {
+		g.lg.Warn("sign-out: the token was not revoked at GitHub", "login", login, "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusNoContent {
+		g.lg.Warn("sign-out: the token was not revoked at GitHub", "login", login, "status", resp.Status)
+		return
+	}
+	g.lg.Debug("sign-out: token revoked at GitHub", "login", login)
 }
 
 // CSRFValid reports whether token is p's anti-forgery token, comparing in

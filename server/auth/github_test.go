@@ -2,12 +2,14 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/deployhook/deployhook/server"
@@ -512,4 +514,127 @@ func TestGitHub_randomKeyLogged(t *testing.T) {
 	if !strings.Contains(l.String(), "level=INFO") || !strings.Contains(l.String(), "sessions are sealed with a random key and end when deployhook restarts") {
 		t.Errorf("log %q; want the info line about the random key", l.String())
 	}
+}
+
+// readsUser reports the status GitHub's fake answers GET /user with token.
+func readsUser(t *testing.T, gh *authtest.GitHub, token string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, gh.APIURL+"/user", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Accept", "application/vnd.github+json")
+	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// Sign-out revokes the session's token at GitHub (the fake checks the
+// method, path, basic auth and JSON body exactly): the token reads the API no
+// more, so a copy of the session cookie kept from before the sign-out, whose
+// seal still opens, is denied everywhere.
+func TestGitHubAuth_signOut_revokes(t *testing.T) {
+	e := newGHEnv(t, nil)
+	e.gh.Grant("alice", "acme/app", authtest.Perm{Pull: true, Push: true})
+	c := e.browser(t, true)
+	p := e.signIn(t, c, alice)
+	tokens := e.gh.Tokens()
+	if len(tokens) != 1 || readsUser(t, e.gh, tokens[0]) != http.StatusOK {
+		t.Fatalf("tokens after sign-in: %d; want one that reads GET /user", len(tokens))
+	}
+	u, _ := url.Parse(e.srv.URL)
+	kept := c.Jar.Cookies(u) // the session cookie, as a thief would keep it
+
+	resp, body := e.post(t, c, e.srv.URL+"/auth/signout", url.Values{CSRFField: {p.CSRF}})
+	if ck := cookie(resp, "deployhook-session"); resp.StatusCode != http.StatusOK || ck == nil || ck.MaxAge >= 0 ||
+		!strings.Contains(body, "You are signed out") {
+		t.Fatalf("sign-out: %s, cookie %v, %q; want 200 and the cookie cleared", resp.Status, ck, body)
+	}
+	if n := e.gh.Calls("DELETE /applications/" + e.gh.ClientID + "/token"); n != 1 {
+		t.Errorf("%d revocations at sign-out, want 1", n)
+	}
+	if got := readsUser(t, e.gh, tokens[0]); got != http.StatusUnauthorized {
+		t.Errorf("GET /user with the revoked token: %d, want 401", got)
+	}
+
+	// The kept cookie still opens, but its token decides nothing any more.
+	r := httptest.NewRequest(http.MethodGet, e.srv.URL+"/app", nil)
+	for _, ck := range kept {
+		r.AddCookie(ck)
+	}
+	q, ok := e.auth.Who(r)
+	if !ok {
+		t.Fatal("the kept cookie does not open: the test proves nothing")
+	}
+	e.clock.Advance(DefaultAccessTTL) // past the decision cached at sign-in, if any
+	if a, err := e.auth.Access(t.Context(), q, "acme/app"); a != server.AccessNone || err != nil {
+		t.Errorf("Access with the kept cookie after sign-out = %v, %v; want AccessNone (GitHub: 401)", a, err)
+	}
+	noSecrets(t, "the log", e.logs.String(), e.gh)
+	noSecrets(t, "what the browser was sent", e.bodies.String(), e.gh)
+}
+
+// A revocation GitHub does not accept does not stop the sign-out, and is
+// logged without the token.
+func TestGitHubAuth_signOut_revokeFails(t *testing.T) {
+	e := newGHEnv(t, nil)
+	c := e.browser(t, true)
+	p := e.signIn(t, c, alice)
+	e.gh.Fail(true)
+	resp, body := e.post(t, c, e.srv.URL+"/auth/signout", url.Values{CSRFField: {p.CSRF}})
+	if ck := cookie(resp, "deployhook-session"); resp.StatusCode != http.StatusOK || ck == nil || ck.MaxAge >= 0 ||
+		!strings.Contains(body, "You are signed out") {
+		t.Fatalf("sign-out while GitHub fails: %s, cookie %v, %q; want 200 and the cookie cleared", resp.Status, ck, body)
+	}
+	if n := e.gh.Calls("DELETE /applications/" + e.gh.ClientID + "/token"); n != 1 {
+		t.Errorf("%d revocations tried, want 1", n)
+	}
+	if l := e.logs.String(); !strings.Contains(l, "the token was not revoked at GitHub") || !strings.Contains(l, "502") {
+		t.Errorf("the failed revocation is not logged with its status:\n%s", l)
+	}
+	noSecrets(t, "the log", e.logs.String(), e.gh)
+	noSecrets(t, "what the browser was sent", e.bodies.String(), e.gh)
+}
+
+// hangingGitHub is a transport whose requests wait until their context ends.
+type hangingGitHub struct{}
+
+func (hangingGitHub) RoundTrip(r *http.Request) (*http.Response, error) {
+	<-r.Context().Done()
+	return nil, r.Context().Err()
+}
+
+// A GitHub that does not answer holds the sign-out revokeTimeout at most,
+// even when the browser left (the request's context ended).
+func TestGitHubAuth_signOut_revokeBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lg, logs := newLogger(t)
+		g, err := GitHub(lg, GitHubOptions{ClientID: "Iv1.x", ClientSecret: "s3cret", PublicURL: "http://127.0.0.1:1",
+			SessionKey: bytes.Repeat([]byte{7}, 32), HTTPClient: &http.Client{Transport: hangingGitHub{}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := session{login: "alice", token: "gho_secret", csrf: "csrf-token", exp: time.Now().Add(time.Hour)}
+		ctx, leave := context.WithCancel(t.Context())
+		leave() // the browser is gone
+		r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/auth/signout",
+			strings.NewReader(url.Values{CSRFField: {s.csrf}}.Encode()))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.AddCookie(&http.Cookie{Name: "deployhook-session", Value: g.sealSession(s)})
+		w := httptest.NewRecorder()
+		start := time.Now()
+		g.Handler().ServeHTTP(w, r)
+		if took := time.Since(start); took != revokeTimeout {
+			t.Errorf("sign-out took %s with GitHub silent, want revokeTimeout (%s)", took, revokeTimeout)
+		}
+		if w.Code != http.StatusOK || !strings.Contains(logs.String(), "the token was not revoked at GitHub") ||
+			strings.Contains(logs.String(), s.token) {
+			t.Errorf("sign-out: %d; log %q; want 200 and the failure logged without the token", w.Code, logs.String())
+		}
+	})
 }

@@ -49,6 +49,13 @@ const (
 	maxAssertion = 8 << 10
 	// maxKeys bounds the key set's answer.
 	maxKeys = 64 << 10
+	// verifiedLife is the longest a verified assertion is kept (see Who),
+	// its exp permitting: a page, its event stream and its assets carry the
+	// same assertion, verified once.
+	verifiedLife = 5 * time.Minute
+	// maxVerified bounds the assertions kept verified: an entry is about 200
+	// bytes, so 10000 are about 2 MB.
+	maxVerified = 10000
 )
 
 // IAPOptions configure IAP sign-in.
@@ -87,6 +94,26 @@ type IAPAuth struct {
 
 	mu   sync.Mutex
 	seen map[string]iapEntry // by Person.CSRF: what Who decided
+
+	vmu       sync.Mutex
+	verified  map[[sha256.Size]byte]iapVerified // by the SHA-256 of the raw assertion
+	maxVerify int                               // the bound of verified: maxVerified (tests make it smaller)
+}
+
+// iapVerified is an assertion that verified, kept until until: the person
+// and access Who decided, and the key that verified it, which must still be
+// published under its kid for the entry to be used.
+type iapVerified struct {
+	person server.Person
+	access server.Access
+	key    iapKey
+	until  time.Time
+}
+
+// iapKey is a published key and its kid.
+type iapKey struct {
+	kid string
+	pub *ecdsa.PublicKey
 }
 
 type iapEntry struct {
@@ -143,7 +170,8 @@ func IAP(lg *slog.Logger, opts IAPOptions) (*IAPAuth, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	a := &IAPAuth{lg: lg, opts: opts, hc: opts.HTTPClient, users: map[string]server.Access{}, domains: map[string]server.Access{}, seen: map[string]iapEntry{}}
+	a := &IAPAuth{lg: lg, opts: opts, hc: opts.HTTPClient, users: map[string]server.Access{}, domains: map[string]server.Access{}, seen: map[string]iapEntry{},
+		verified: map[[sha256.Size]byte]iapVerified{}, maxVerify: maxVerified}
 	for _, l := range []struct {
 		ps     []string
 		access server.Access
@@ -188,15 +216,100 @@ type iapClaims struct {
 // Who returns the person whose IAP assertion r carries, when it verifies
 // (see verify). The person's CSRF token is derived from the session key and
 // the account's sub, so it is the same on every request.
+//
+// An assertion that verified is kept, by the SHA-256 of the header, until its
+// exp or for verifiedLife, whichever is first, maxVerified of them at most:
+// a request with the same header is answered without verifying it again, as
+// long as the key that verified it is still the one published under its kid
+// (a key set fetched without it ends the entry at once). A refused
+// assertion is never kept.
 func (a *IAPAuth) Who(r *http.Request) (server.Person, bool) {
-	c, err := a.verify(r.Context(), r.Header.Get(IAPHeader))
+	tok := r.Header.Get(IAPHeader)
+	if tok == "" || len(tok) > maxAssertion {
+		a.lg.Debug("IAP assertion refused", "err", fmt.Errorf("%w: no %s header, or %d bytes", ErrAssertion, IAPHeader, len(tok)))
+		return server.Person{}, false
+	}
+	sum := sha256.Sum256([]byte(tok))
+	now := a.opts.Now()
+	if v, ok := a.lookup(sum, now); ok {
+		a.remember(v.person.CSRF, v.person.Login, v.access)
+		return v.person, true
+	}
+	c, key, err := a.verify(r.Context(), tok)
 	if err != nil {
 		a.lg.Debug("IAP assertion refused", "err", err)
 		return server.Person{}, false
 	}
-	p := server.Person{Login: c.Email, Provider: "iap", CSRF: a.seal.derive("iap", c.Sub)}
-	a.remember(p.CSRF, p.Login, decideIAP(c.Email, c.HD, a.users, a.domains))
-	return p, true
+	v := iapVerified{
+		person: server.Person{Login: c.Email, Provider: "iap", CSRF: a.seal.derive("iap", c.Sub)},
+		access: decideIAP(c.Email, c.HD, a.users, a.domains),
+		key:    key,
+		until:  verifiedUntil(now, c.Exp),
+	}
+	a.keep(sum, v, now)
+	a.remember(v.person.CSRF, v.person.Login, v.access)
+	return v.person, true
+}
+
+// verifiedUntil is when an assertion verified at now, expiring at exp (Unix
+// seconds), stops being kept: at exp or verifiedLife after now, whichever is
+// first. The leeway verify allows past exp is not kept: an assertion in it is
+// verified on each request, and refused by verify once it is over.
+func verifiedUntil(now time.Time, exp int64) time.Time {
+	if t := time.Unix(exp, 0); t.Before(now.Add(verifiedLife)) {
+		return t
+	}
+	return now.Add(verifiedLife)
+}
+
+// lookup returns the kept verification of the assertion whose SHA-256 is
+// sum, if it lives at now and its key is still the one published under its
+// kid; an entry that does not is dropped.
+func (a *IAPAuth) lookup(sum [sha256.Size]byte, now time.Time) (iapVerified, bool) {
+	ks := a.keys.Load()
+	a.vmu.Lock()
+	defer a.vmu.Unlock()
+	v, ok := a.verified[sum]
+	if !ok {
+		return iapVerified{}, false
+	}
+	var pub *ecdsa.PublicKey
+	if ks != nil {
+		pub = ks.keys[v.key.kid]
+	}
+	if !now.Before(v.until) || pub == nil || !v.key.pub.Equal(pub) {
+		delete(a.verified, sum)
+		return iapVerified{}, false
+	}
+	return v, true
+}
+
+// keep records v for the assertion whose SHA-256 is sum, unless it would not
+// live past now. When a.maxVerify entries are kept, it first drops the
+// expired ones and then, unless that freed an eighth of the bound, any
+// others down to seven eighths of it: one sweep per eighth of the bound at
+// most, so that a full cache costs no more than a few map operations a
+// request.
+func (a *IAPAuth) keep(sum [sha256.Size]byte, v iapVerified, now time.Time) {
+	if !now.Before(v.until) {
+		return
+	}
+	a.vmu.Lock()
+	defer a.vmu.Unlock()
+	if len(a.verified) >= a.maxVerify {
+		for k, e := range a.verified {
+			if !now.Before(e.until) {
+				delete(a.verified, k)
+			}
+		}
+		for k := range a.verified {
+			if len(a.verified) <= a.maxVerify-max(1, a.maxVerify/8) {
+				break
+			}
+			delete(a.verified, k)
+		}
+	}
+	a.verified[sum] = v
 }
 
 // Errors of an assertion that Who refuses (logged at debug), wrapped.
@@ -210,24 +323,24 @@ var (
 // (fetched when unknown, at most once a minute), a valid P-256 signature over
 // header.payload, iss IAPIssuer, aud exactly the configured audience, exp in
 // the future and iat in the past (30 s leeway either way), and an email and a
-// sub. Its error wraps ErrAssertion, or ErrKeys when the keys could not be
-// fetched.
-func (a *IAPAuth) verify(ctx context.Context, tok string) (iapClaims, error) {
+// sub. It returns the claims and the key that verified them. Its error wraps
+// ErrAssertion, or ErrKeys when the keys could not be fetched.
+func (a *IAPAuth) verify(ctx context.Context, tok string) (iapClaims, iapKey, error) {
 	var c iapClaims
 	if tok == "" {
-		return c, fmt.Errorf("%w: no %s header", ErrAssertion, IAPHeader)
+		return c, iapKey{}, fmt.Errorf("%w: no %s header", ErrAssertion, IAPHeader)
 	}
 	if len(tok) > maxAssertion {
-		return c, fmt.Errorf("%w: %d bytes", ErrAssertion, len(tok))
+		return c, iapKey{}, fmt.Errorf("%w: %d bytes", ErrAssertion, len(tok))
 	}
 	h, rest, _ := strings.Cut(tok, ".")
 	p, s, ok := strings.Cut(rest, ".")
 	if !ok || strings.Contains(s, ".") {
-		return c, fmt.Errorf("%w: not a compact JWS", ErrAssertion)
+		return c, iapKey{}, fmt.Errorf("%w: not a compact JWS", ErrAssertion)
 	}
 	hb, err := b64.DecodeString(h)
 	if err != nil {
-		return c, fmt.Errorf("%w: header is not base64url", ErrAssertion)
+		return c, iapKey{}, fmt.Errorf("%w: header is not base64url", ErrAssertion)
 	}
 	var hdr struct {
 		Alg  string          `json:"alg"`
@@ -235,49 +348,49 @@ func (a *IAPAuth) verify(ctx context.Context, tok string) (iapClaims, error) {
 		Crit json.RawMessage `json:"crit"`
 	}
 	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return c, fmt.Errorf("%w: header: %v", ErrAssertion, err)
+		return c, iapKey{}, fmt.Errorf("%w: header: %v", ErrAssertion, err)
 	}
 	if hdr.Alg != "ES256" {
-		return c, fmt.Errorf("%w: alg %q (want ES256)", ErrAssertion, truncate(hdr.Alg, 16))
+		return c, iapKey{}, fmt.Errorf("%w: alg %q (want ES256)", ErrAssertion, truncate(hdr.Alg, 16))
 	}
 	if hdr.Crit != nil {
-		return c, fmt.Errorf("%w: crit header", ErrAssertion)
+		return c, iapKey{}, fmt.Errorf("%w: crit header", ErrAssertion)
 	}
 	key, err := a.key(ctx, hdr.Kid)
 	if err != nil {
-		return c, err
+		return c, iapKey{}, err
 	}
 	sig, err := b64.DecodeString(s)
 	if err != nil || len(sig) != 64 {
-		return c, fmt.Errorf("%w: signature is not 64 bytes of base64url", ErrAssertion)
+		return c, iapKey{}, fmt.Errorf("%w: signature is not 64 bytes of base64url", ErrAssertion)
 	}
 	digest := sha256.Sum256([]byte(tok[:len(h)+1+len(p)]))
 	if !ecdsa.Verify(key, digest[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
-		return c, fmt.Errorf("%w: bad signature", ErrAssertion)
+		return c, iapKey{}, fmt.Errorf("%w: bad signature", ErrAssertion)
 	}
 	pb, err := b64.DecodeString(p)
 	if err != nil {
-		return c, fmt.Errorf("%w: payload is not base64url", ErrAssertion)
+		return c, iapKey{}, fmt.Errorf("%w: payload is not base64url", ErrAssertion)
 	}
 	if err := json.Unmarshal(pb, &c); err != nil {
-		return iapClaims{}, fmt.Errorf("%w: payload: %v", ErrAssertion, err)
+		return iapClaims{}, iapKey{}, fmt.Errorf("%w: payload: %v", ErrAssertion, err)
 	}
 	var aud string
 	if err := json.Unmarshal(c.Aud, &aud); err != nil || aud != a.opts.Audience {
-		return iapClaims{}, fmt.Errorf("%w: aud is not the configured audience", ErrAssertion)
+		return iapClaims{}, iapKey{}, fmt.Errorf("%w: aud is not the configured audience", ErrAssertion)
 	}
 	now := a.opts.Now()
 	switch {
 	case c.Iss != IAPIssuer:
-		return iapClaims{}, fmt.Errorf("%w: iss %q", ErrAssertion, truncate(c.Iss, 64))
+		return iapClaims{}, iapKey{}, fmt.Errorf("%w: iss %q", ErrAssertion, truncate(c.Iss, 64))
 	case c.Exp == 0 || !now.Before(time.Unix(c.Exp, 0).Add(iapLeeway)):
-		return iapClaims{}, fmt.Errorf("%w: expired", ErrAssertion)
+		return iapClaims{}, iapKey{}, fmt.Errorf("%w: expired", ErrAssertion)
 	case c.Iat == 0 || time.Unix(c.Iat, 0).After(now.Add(iapLeeway)):
-		return iapClaims{}, fmt.Errorf("%w: issued in the future", ErrAssertion)
+		return iapClaims{}, iapKey{}, fmt.Errorf("%w: issued in the future", ErrAssertion)
 	case c.Email == "" || c.Sub == "":
-		return iapClaims{}, fmt.Errorf("%w: no email or sub", ErrAssertion)
+		return iapClaims{}, iapKey{}, fmt.Errorf("%w: no email or sub", ErrAssertion)
 	}
-	return c, nil
+	return c, iapKey{kid: hdr.Kid, pub: key}, nil
 }
 
 // key returns the published key kid, fetching the key set when it is not

@@ -169,7 +169,7 @@ func TestIAPAuth_keys(t *testing.T) {
 
 func TestIAPAuth_keysUnreachable(t *testing.T) {
 	e := newIAPEnv(t, func(o *IAPOptions) { o.KeysURL = "http://127.0.0.1:1/keys" })
-	_, err := e.auth.verify(t.Context(), e.keys.Token(authtest.Claims{Email: "viewer@example.com"}))
+	_, _, err := e.auth.verify(t.Context(), e.keys.Token(authtest.Claims{Email: "viewer@example.com"}))
 	if !errors.Is(err, ErrKeys) {
 		t.Errorf("verify with the key server down: %v, want ErrKeys", err)
 	}
@@ -306,6 +306,140 @@ func TestParsePrincipal(t *testing.T) {
 		kind, value, ok := ParsePrincipal(tt.in)
 		if kind != tt.kind || value != tt.value || ok != tt.ok {
 			t.Errorf("ParsePrincipal(%q) = %q, %q, %v; want %q, %q, %v", tt.in, kind, value, ok, tt.kind, tt.value, tt.ok)
+		}
+	}
+}
+
+// kept returns how many verified assertions e keeps.
+func (e *iapEnv) kept() int {
+	e.auth.vmu.Lock()
+	defer e.auth.vmu.Unlock()
+	return len(e.auth.verified)
+}
+
+// An assertion is verified once: the next requests with it are answered from
+// what Who kept, and a refused assertion is never kept.
+func TestIAPAuth_Who_verifiedOnce(t *testing.T) {
+	e := newIAPEnv(t, nil)
+	tok := e.keys.Token(authtest.Claims{Email: "operator@example.com"})
+	p, ok := e.who(tok)
+	if !ok || e.kept() != 1 {
+		t.Fatalf("Who = %+v, %v, %d kept; want the operator, 1 kept", p, ok, e.kept())
+	}
+	sum := sha256.Sum256([]byte(tok))
+	if got, want := e.auth.verified[sum].until, e.clock.Now().Add(verifiedLife); !got.Equal(want) {
+		t.Errorf("kept until %s, want %s (verifiedLife: the exp is 10 min away)", got, want)
+	}
+	now := e.clock.Now().Unix()
+	for _, bad := range []string{
+		e.keys.Token(authtest.Claims{Email: "operator@example.com", Aud: "/projects/1/global/backendServices/2"}),
+		e.keys.Token(authtest.Claims{Email: "operator@example.com", Iat: now - 700, Exp: now - 31}),
+		e.keys.TokenWithUnpublishedKey(e.keys.Kid(), authtest.Claims{Email: "operator@example.com"}),
+		tok[:len(tok)-2] + "AA",
+	} {
+		if _, ok := e.who(bad); ok {
+			t.Fatalf("a bad assertion was accepted: %.40s…", bad)
+		}
+	}
+	if e.kept() != 1 {
+		t.Errorf("%d kept after refused assertions, want 1: a failure is never kept", e.kept())
+	}
+
+	// The audience is changed under the kept assertion: verify refuses every
+	// assertion now, so one that still passes was not verified again.
+	e.auth.opts.Audience = "/projects/1/global/backendServices/2"
+	e.clock.Advance(verifiedLife - time.Second)
+	if q, ok := e.who(tok); !ok || q != p {
+		t.Errorf("the kept assertion: Who = %+v, %v; want %+v from what was kept", q, ok, p)
+	}
+	if a, err := e.auth.Access(t.Context(), p, "acme/app"); a != server.AccessWrite || err != nil {
+		t.Errorf("Access after a kept assertion = %v, %v; want write", a, err)
+	}
+	if _, ok := e.who(e.keys.Token(authtest.Claims{Email: "operator@example.com"})); ok {
+		t.Error("a new assertion was accepted for the old audience: the test proves nothing")
+	}
+	// Past verifiedLife the assertion is verified again (and now refused).
+	e.clock.Advance(time.Second)
+	if _, ok := e.who(tok); ok || e.kept() != 0 {
+		t.Errorf("after verifiedLife: Who ok %v, %d kept; want refused by verify, 0 kept", ok, e.kept())
+	}
+}
+
+// A kept assertion stops where verify would stop it: it is kept until its
+// exp only, then verified on each request within the leeway, then refused.
+func TestIAPAuth_Who_keptStopsAtExp(t *testing.T) {
+	e := newIAPEnv(t, nil)
+	now := e.clock.Now()
+	exp := now.Add(2 * time.Minute)
+	tok := e.keys.Token(authtest.Claims{Email: "viewer@example.com", Iat: now.Unix(), Exp: exp.Unix()})
+	tests := []struct {
+		name string
+		at   time.Time
+		want bool
+		kept int
+	}{
+		{"issued", now, true, 1},
+		{"a second before exp", exp.Add(-time.Second), true, 1},
+		{"at exp, within the leeway", exp, true, 0},
+		{"end of the leeway", exp.Add(iapLeeway - time.Second), true, 0},
+		{"past the leeway", exp.Add(iapLeeway), false, 0},
+	}
+	for _, tt := range tests {
+		e.clock.Advance(tt.at.Sub(e.clock.Now()))
+		if _, ok := e.who(tok); ok != tt.want || e.kept() != tt.kept {
+			t.Errorf("%s: Who ok %v, %d kept; want %v, %d", tt.name, ok, e.kept(), tt.want, tt.kept)
+		}
+	}
+}
+
+// A key rotation ends the kept assertions of a withdrawn key as soon as the
+// key set without it is fetched (the entry keeps the key that verified it,
+// and a hit needs the same key published under its kid), not when their
+// verifiedLife is over. A key still published keeps them.
+func TestIAPAuth_Who_keptAcrossRotation(t *testing.T) {
+	for _, keepOld := range []bool{false, true} {
+		t.Run(map[bool]string{false: "old key withdrawn", true: "old key kept"}[keepOld], func(t *testing.T) {
+			e := newIAPEnv(t, nil)
+			old := e.keys.Token(authtest.Claims{Email: "viewer@example.com"})
+			if _, ok := e.who(old); !ok {
+				t.Fatal("a valid assertion was refused")
+			}
+			e.keys.Rotate(keepOld)
+			e.clock.Advance(keysMinInterval)
+			if _, ok := e.who(e.keys.Token(authtest.Claims{Email: "viewer@example.com"})); !ok || e.keys.Fetches() != 2 {
+				t.Fatalf("the new key's assertion: ok %v after %d fetches; want ok after 2", ok, e.keys.Fetches())
+			}
+			if _, ok := e.who(old); ok != keepOld {
+				t.Errorf("the old key's kept assertion %s after the rotation: ok %v, want %v",
+					verifiedLife-keysMinInterval, ok, keepOld)
+			}
+		})
+	}
+}
+
+// The kept assertions are bounded: past the bound the expired go first, then
+// any, and every valid assertion is still accepted. With a refused assertion
+// never kept (TestIAPAuth_Who_verifiedOnce), this holds safety invariant 6:
+// what arrives before authentication costs bounded memory.
+func TestIAPAuth_Who_keptBounded(t *testing.T) {
+	e := newIAPEnv(t, nil)
+	e.auth.maxVerify = 8
+	now := e.clock.Now().Unix()
+	for i := range 8 {
+		if _, ok := e.who(e.keys.Token(authtest.Claims{Email: "viewer@example.com", Iat: now, Exp: now + 60})); !ok {
+			t.Fatalf("assertion %d refused", i)
+		}
+	}
+	e.clock.Advance(time.Minute)
+	if _, ok := e.who(e.keys.Token(authtest.Claims{Email: "viewer@example.com"})); !ok || e.kept() != 1 {
+		t.Fatalf("with 8 expired kept: ok %v, %d kept; want the expired dropped, 1 kept", ok, e.kept())
+	}
+	for i := range 40 {
+		if _, ok := e.who(e.keys.Token(authtest.Claims{Email: "viewer@example.com"})); !ok {
+			t.Fatalf("assertion %d refused", i)
+		}
+		if e.kept() > 8 {
+			t.Fatalf("%d kept, bound 8", e.kept())
 		}
 	}
 }

@@ -11,9 +11,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -48,7 +50,14 @@ type Perm struct{ Pull, Push bool }
 //     /user, GET /repos/{owner}/{repo} (404 unless Grant gave the person a
 //     permission and the token has the repo scope), and GET
 //     /orgs/{org}/teams/{slug}/memberships/{login} (404 unless AddMember, or
-//     without read:org).
+//     without read:org);
+//   - under APIPath, DELETE /applications/{ClientID}/token (GitHub's
+//     "Delete an app token"): basic auth with the client id and secret,
+//     Content-Type application/json, Accept application/vnd.github+json, an
+//     X-GitHub-Api-Version, and the body {"access_token": TOKEN} and nothing
+//     else; it forgets the token, so that it reads the API no more, and
+//     answers 204 (404 for a token it does not know, 401 for wrong client
+//     credentials, which also fail the test).
 //
 // Anything else fails the test. Its methods are safe for concurrent use.
 type GitHub struct {
@@ -68,7 +77,8 @@ type GitHub struct {
 	refuse  bool
 	fail    bool
 	codes   map[string]grant
-	tokens  map[string]grant
+	tokens  map[string]grant  // the tokens that work: issued and not revoked
+	issued  []string          // every token issued, revoked or not
 	perms   map[string]Perm   // login \x00 owner/name, lower case
 	members map[string]string // org/slug \x00 login → state
 	calls   map[string]int    // "METHOD /path"
@@ -139,16 +149,12 @@ func (g *GitHub) Calls(methodPath string) int {
 	return g.calls[methodPath]
 }
 
-// Tokens returns the access tokens the fake issued, for tests that prove a
-// token appears nowhere it must not.
+// Tokens returns the access tokens the fake issued, revoked ones too, for
+// tests that prove a token appears nowhere it must not.
 func (g *GitHub) Tokens() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []string
-	for t := range g.tokens {
-		out = append(out, t)
-	}
-	return out
+	return slices.Clone(g.issued)
 }
 
 func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
@@ -161,6 +167,8 @@ func (g *GitHub) serve(w http.ResponseWriter, r *http.Request) {
 		g.authorize(w, r)
 	case !api && r.URL.Path == "/login/oauth/access_token" && r.Method == http.MethodPost:
 		g.accessToken(w, r)
+	case api && r.Method == http.MethodDelete && path == "/applications/"+g.ClientID+"/token":
+		g.deleteToken(w, r)
 	case api:
 		g.api(w, r, path)
 	default:
@@ -241,6 +249,7 @@ func (g *GitHub) accessToken(w http.ResponseWriter, r *http.Request) {
 		tok := "gho_" + rand.Text()
 		g.mu.Lock()
 		g.tokens[tok] = gr
+		g.issued = append(g.issued, tok)
 		g.mu.Unlock()
 		answer(map[string]string{"access_token": tok, "token_type": "bearer", "scope": strings.ReplaceAll(gr.scope, " ", ",")})
 	}
@@ -300,6 +309,51 @@ func (g *GitHub) api(w http.ResponseWriter, r *http.Request, path string) {
 	default:
 		g.tb.Errorf("fake GitHub: unexpected GET %s%s", APIPath, path)
 		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+	}
+}
+
+// deleteToken is GitHub's "Delete an app token".
+func (g *GitHub) deleteToken(w http.ResponseWriter, r *http.Request) {
+	var problems []string
+	if r.Header.Get("Content-Type") != "application/json" {
+		problems = append(problems, "Content-Type "+r.Header.Get("Content-Type")+", want application/json")
+	}
+	if r.Header.Get("Accept") != "application/vnd.github+json" || r.Header.Get("X-GitHub-Api-Version") == "" {
+		problems = append(problems, "no Accept: application/vnd.github+json and X-GitHub-Api-Version")
+	}
+	if r.URL.RawQuery != "" {
+		problems = append(problems, "a query: the token belongs in the body")
+	}
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || body.AccessToken == "" || dec.More() {
+		problems = append(problems, "the body is not exactly {\"access_token\": TOKEN}")
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok || id != g.ClientID || secret != g.ClientSecret {
+		problems = append(problems, "no basic auth with the client id and secret")
+	}
+	if len(problems) > 0 {
+		g.tb.Errorf("fake GitHub: DELETE /applications/{client_id}/token: %s", strings.Join(problems, "; "))
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, known := g.tokens[body.AccessToken]
+	switch {
+	case g.fail:
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	case !ok || id != g.ClientID || secret != g.ClientSecret:
+		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "Bad credentials"})
+	case len(problems) > 0:
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Validation Failed"})
+	case !known:
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+	default:
+		delete(g.tokens, body.AccessToken)
+		w.WriteHeader(http.StatusNoContent)
 	}
 }
 
