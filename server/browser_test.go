@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +117,49 @@ func pageShows(t *testing.T, b *browsertest.Browser, what, expr string) {
 		}
 		time.Sleep(50 * time.Millisecond) // a poll interval, not a synchronisation
 	}
+}
+
+// TestConsole_browser_replicaSwitch: a page follows the live log of a
+// running job until that stream ends (the replica that runs the job went
+// away from the balancer's view); the browser reconnects with the live
+// stream's last ID to a replica that does not run the job, which tails the
+// journal: "reset" clears the steps and the journal's record replays, so
+// that no line shows twice. At the job's end the page reloads as before.
+func TestConsole_browser_replicaSwitch(t *testing.T) {
+	c := newConsole(t, nil)
+	c.auth.as = "alice"
+	start := testNow.Add(-time.Minute)
+	c.journal.update("jrun", func(j *executor.Job) {
+		j.Steps = []executor.StepRun{{Job: "jrun", Seq: 1, Name: "fetch", ExitCode: -1, Started: start, Output: "Fetching origin\nremote: done\n"}}
+	})
+	ch := make(chan executor.LogEvent, 16)
+	c.live.open["jrun"] = ch
+	ts := httptest.NewServer(c.h)
+	t.Cleanup(ts.Close)
+	b := browsertest.New(t, time.Minute)
+
+	b.Do("open the running job", chromedp.Navigate(ts.URL+"/jobs/jrun"))
+	ch <- executor.LogEvent{ID: 1, Kind: executor.EventStep, Step: 1, Name: "fetch", Time: start}
+	ch <- executor.LogEvent{ID: 2, Kind: executor.EventLine, Step: 1, Line: "Fetching origin", Time: start}
+	b.Do("see the live line", chromedp.Poll[chromedp.Void](
+		`(p => p && p.textContent === "Fetching origin\n")(document.querySelector("#steps pre"))`, chromedp.WithPollingTimeout(30*time.Second)))
+
+	c.live.mu.Lock()
+	delete(c.live.open, "jrun")
+	c.live.mu.Unlock()
+	close(ch)
+	b.Do("see the journal's lines once", chromedp.Poll[chromedp.Void](
+		`document.querySelectorAll("#steps .step").length === 1 && document.querySelector("#steps pre").textContent === "Fetching origin\nremote: done\n" && `+
+			`document.querySelector("#live-note").textContent === "Live: lines appear as the VM prints them."`,
+		chromedp.WithPollingTimeout(30*time.Second)))
+	if follows, _ := c.live.calls(); !slices.Equal(follows, []string{"jrun after 0", "jrun after 2"}) {
+		t.Errorf("follows %v, want the reconnect after the live stream's last id", follows)
+	}
+
+	c.journal.update("jrun", func(j *executor.Job) {
+		j.Steps[0].ExitCode, j.Steps[0].Duration = 0, 2*time.Second
+		j.State, j.Finished, j.Description = executor.StateSuccess, testNow, "deployed d00dfee"
+	})
+	pageShows(t, b, "the final page",
+		`document.querySelector("h1 .state") && document.querySelector("h1 .state").textContent === "success" && !document.querySelector("#live-note") && !document.querySelector("script")`)
 }

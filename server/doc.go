@@ -56,7 +56,10 @@
 // complete, and a running one says to reload. A job's live log outlives
 // the job while its post-deploy watch runs: the page of a job that the
 // journal calls final follows it too (afterEnd), and shows the watch's end
-// in place.
+// in place. Only the replica that runs a job has its live log; a page whose
+// stream lands on another replica follows the job from the journal, read
+// every 500 ms, with the same events (see handleEvents), and a reconnect to
+// either kind of replica goes on without showing a line twice.
 //
 // Every error is answered as JSON {"error": "public reason"}; the internal detail
 // goes to the log only. Each request is logged in one line, with its outcome (job,

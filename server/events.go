@@ -33,17 +33,21 @@ const reconnectMillis = 2000
 //
 // Live.Follow is asked first, for a final job too: a job's live log goes on
 // after the journal calls it final while the post-deploy watch runs (see
-// afterEnd), and it ends with the "end" of that phase. Only a job that this
+// afterEnd), and it ends with the "end" of that phase. A job that this
 // process does not follow (Follow answers executor.ErrNotFound, or there is
-// no Live) gets one "end" event with the journal's state and description.
-// "line" events, which carry step output, are left out for a person who may
-// not see output (showOutput). Shutdown ends every stream.
+// no Live) is tailed from the journal instead (see tailer) while it is not
+// final or its watch runs: another replica runs it. Tailed events have IDs
+// of their own ("j3.1024"); a stream given an ID of the other kind starts
+// over with a "reset" event, on which the page clears the steps' output. A
+// job that has ended gets one "end" event with the journal's state and
+// description. "line" events, which carry step output, are left out for a
+// person who may not see output (showOutput). Shutdown ends every stream.
 func (s *Server) handleEvents(c echo.Context) error {
 	j, err := s.readJob(c, c.Param("id"), AccessRead)
 	if err != nil {
 		return err
 	}
-	after, err := lastEventID(c.Request())
+	from, err := lastEventID(c.Request())
 	if err != nil {
 		return err
 	}
@@ -53,7 +57,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 
 	var events <-chan executor.LogEvent
 	if s.deps.Live != nil {
-		events, err = s.deps.Live.Follow(ctx, j.ID, after)
+		events, err = s.deps.Live.Follow(ctx, j.ID, from.after)
 		switch {
 		case errors.Is(err, executor.ErrNotFound):
 			events = nil
@@ -71,10 +75,19 @@ func (s *Server) handleEvents(c echo.Context) error {
 	c.Response().WriteHeader(http.StatusOK)
 	w.raw(fmt.Appendf(nil, "retry: %d\n\n", reconnectMillis))
 
-	if events == nil {
-		return w.event(executor.LogEvent{Kind: executor.EventEnd, State: j.State, Description: j.Description, Time: s.deps.Now()})
-	}
 	show := s.showOutput(person(c))
+	if events == nil {
+		if j.State.Final() && !afterEnd(j) {
+			return w.event(executor.LogEvent{Kind: executor.EventEnd, State: j.State, Description: j.Description, Time: s.deps.Now()})
+		}
+		return s.tail(ctx, w, j, from, show)
+	}
+	if from.tailed {
+		// A tailed stream's ID: the live log starts over.
+		if err := w.event(executor.LogEvent{Kind: eventReset, Time: s.deps.Now()}); err != nil {
+			return nil
+		}
+	}
 	heartbeat := time.NewTicker(heartbeatEvery)
 	defer heartbeat.Stop()
 	for {
@@ -104,21 +117,32 @@ func (s *Server) handleEvents(c echo.Context) error {
 	}
 }
 
+// resumeFrom is where a stream resumes: after a live stream's event ID, or
+// after a tailed stream's position.
+type resumeFrom struct {
+	after  int64   // a live stream's last event ID; 0: from the start
+	tail   tailPos // a tailed stream's position; zero: from the start
+	tailed bool    // the ID is a tailed stream's
+}
+
 // lastEventID is where a stream resumes: the Last-Event-ID header, else
-// ?after=, else 0 (from the start).
-func lastEventID(r *http.Request) (int64, error) {
+// ?after=, else from the start.
+func lastEventID(r *http.Request) (resumeFrom, error) {
 	v := r.Header.Get("Last-Event-ID")
 	if v == "" {
 		v = r.URL.Query().Get("after")
 	}
 	if v == "" {
-		return 0, nil
+		return resumeFrom{}, nil
+	}
+	if p, ok := parseTailPos(v); ok {
+		return resumeFrom{tail: p, tailed: true}, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
-		return 0, publicf(http.StatusBadRequest, "Last-Event-ID and after must be an event id (a number from 0)")
+		return resumeFrom{}, publicf(http.StatusBadRequest, "Last-Event-ID and after must be an event id of this stream")
 	}
-	return n, nil
+	return resumeFrom{after: n}, nil
 }
 
 // eventWriter writes one event stream, flushing each write, and pushing the
@@ -130,17 +154,27 @@ type eventWriter struct {
 	buf bytes.Buffer
 }
 
-// event writes ev as one Server-Sent Event. The JSON is one line: data
-// holds no newline.
+// event writes ev as one Server-Sent Event, with ev.ID as its ID when it
+// has one.
 func (w *eventWriter) event(ev executor.LogEvent) error {
+	var id string
+	if ev.ID > 0 {
+		id = strconv.FormatInt(ev.ID, 10)
+	}
+	return w.send(id, ev)
+}
+
+// send writes ev as one Server-Sent Event with the ID id ("": none). The
+// JSON is one line: data holds no newline.
+func (w *eventWriter) send(id string, ev executor.LogEvent) error {
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
 	}
 	w.buf.Reset()
-	if ev.ID > 0 {
+	if id != "" {
 		w.buf.WriteString("id: ")
-		w.buf.WriteString(strconv.FormatInt(ev.ID, 10))
+		w.buf.WriteString(id)
 		w.buf.WriteByte('\n')
 	}
 	w.buf.WriteString("event: ")

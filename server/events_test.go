@@ -103,8 +103,9 @@ func TestConsole_events_resume(t *testing.T) {
 	}
 }
 
-// TestConsole_events_fromJournal: a job this process does not run, or
-// that has ended, gets one "end" event with the journal's state.
+// TestConsole_events_fromJournal: a job that has ended, and that this
+// process does not follow, gets one "end" event with the journal's state.
+// (One that has not ended is tailed: TestConsole_events_tail.)
 func TestConsole_events_fromJournal(t *testing.T) {
 	tests := []struct {
 		name        string
@@ -113,12 +114,10 @@ func TestConsole_events_fromJournal(t *testing.T) {
 		wantFollows []string
 		want        executor.LogEvent
 	}{
-		{name: "run elsewhere", job: "jrun", wantFollows: []string{"jrun after 0"},
-			want: executor.LogEvent{Kind: "end", State: executor.StateRunning, Description: "deployed", Time: testNow}},
 		{name: "ended", job: "j3", wantFollows: []string{"j3 after 0"},
 			want: executor.LogEvent{Kind: "end", State: executor.StateSuccess, Description: "deployed", Time: testNow}},
-		{name: "no Live", job: "jrun", noLive: true,
-			want: executor.LogEvent{Kind: "end", State: executor.StateRunning, Description: "deployed", Time: testNow}},
+		{name: "ended, no Live", job: "j2", noLive: true,
+			want: executor.LogEvent{Kind: "end", State: executor.StateFailure, Description: "deployed", Time: testNow}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -173,7 +173,8 @@ type Deps struct {
 	// demo uses AllowAll.
 	Auth Auth
 	// Live streams the running jobs' logs and cancels jobs. Nil: job pages
-	// show the journal only, and there is no cancel button.
+	// follow running jobs from the journal only (read every 500 ms), and
+	// there is no cancel button.
 	Live Live
 	// Commits looks up commit messages and authors for the history pages,
 	// cached. Nil: the pages show SHAs alone.

@@ -105,6 +105,7 @@ type fakeJournal struct {
 	jobs  []executor.Job // the last recorded first
 	err   error          // every call fails with it when set
 	panic bool           // Job panics when set
+	reads int            // Job calls
 }
 
 // set replaces the jobs while requests may be served.
@@ -117,6 +118,7 @@ func (j *fakeJournal) set(jobs []executor.Job) {
 func (j *fakeJournal) Job(ctx context.Context, id string) (executor.Job, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	j.reads++
 	if j.panic {
 		panic("journal exploded")
 	}

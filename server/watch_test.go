@@ -124,9 +124,9 @@ func TestConsole_Job_watch(t *testing.T) {
 // TestConsole_browser_watch follows a watch in headless Chromium: the page
 // of a final job whose watch runs takes the watch's checks as they come and,
 // at the watch's end (here a rollback), shows the job's new state in place,
-// without reloading. When the watch does not run here (Follow: not found),
-// the page says so and does not reload: a reload would find the same page,
-// and reload again, for ever.
+// without reloading: a reload would find the same page, and reload again,
+// for ever. When the watch runs on another replica (Follow: not found), the
+// page follows it from the journal, to its end, in place too.
 func TestConsole_browser_watch(t *testing.T) {
 	c := newConsole(t, nil)
 	c.auth.as = "alice"
@@ -134,6 +134,7 @@ func TestConsole_browser_watch(t *testing.T) {
 	jobs[1] = watchedJob()
 	elsewhere := watchedJob()
 	elsewhere.ID = "j2"
+	elsewhere.Steps[1].Output += "\n"
 	jobs[2] = elsewhere
 	c.journal.set(jobs)
 	ch := make(chan executor.LogEvent, 16)
@@ -163,15 +164,22 @@ func TestConsole_browser_watch(t *testing.T) {
 			`document.querySelector("#steps .step[data-seq='2'] .meta").textContent === "exit 1 · 1m1s" && window.notReloaded === true`,
 		chromedp.WithPollingTimeout(30*time.Second)))
 
-	b.Do("open a watched job that this process does not run", chromedp.Navigate(ts.URL+"/jobs/j2"),
+	b.Do("open a watched job that another replica runs", chromedp.Navigate(ts.URL+"/jobs/j2"),
 		chromedp.Evaluate[chromedp.Void](`window.notReloaded = true`))
-	b.Do("see that the watch does not run here", chromedp.Poll[chromedp.Void](
-		`document.querySelector("#live-note").textContent === "The post-deploy watch does not run here: reload later to see its outcome."`,
+	b.Do("see the watch from the journal", chromedp.Poll[chromedp.Void](
+		`(p => p && p.textContent === "watching for 10m0s\n")(document.querySelector("#steps .step[data-seq='2'] pre")) && `+
+			`document.querySelector("#live-note").textContent === "Live: the watch's checks appear as they run."`,
 		chromedp.WithPollingTimeout(30*time.Second)))
-	// Nothing more happens: the page neither reloads nor follows again.
-	if got := browsertest.Get(b, "check for a reload", chromedp.Evaluate[bool](`window.notReloaded === true && document.querySelector("h1 .state").textContent === "success"`)); !got {
-		t.Error("the page of a watch that does not run here reloaded")
-	}
+	c.journal.update("j2", func(j *executor.Job) {
+		j.Steps[1].Output += "watch passed: healthy for 10m0s\n"
+		j.Steps[1].ExitCode, j.Steps[1].Duration = 0, 10*time.Minute
+	})
+	b.Do("see the watch's end in place", chromedp.Poll[chromedp.Void](
+		`document.querySelector("#steps .step[data-seq='2'] pre").textContent === "watching for 10m0s\nwatch passed: healthy for 10m0s\n" && `+
+			`document.querySelector("#steps .step[data-seq='2'] .meta").textContent === "exit 0 · 10m0s" && `+
+			`document.querySelector("#live-note").textContent === "The post-deploy watch has ended." && `+
+			`document.querySelector("h1 .state").textContent === "success" && window.notReloaded === true`,
+		chromedp.WithPollingTimeout(30*time.Second)))
 	if follows, _ := c.live.calls(); !slices.Equal(follows, []string{"j3 after 0", "j2 after 0"}) {
 		t.Errorf("follows %v, want one per page", follows)
 	}

@@ -3,7 +3,10 @@
 // The job page renders what the journal holds; this script opens the job's
 // event stream (Server-Sent Events), rebuilds the steps from it, appends each
 // line to its step as it arrives, shows the running step's elapsed time, and
-// reloads into the final page when the job ends. A job that was final when
+// reloads into the final page when the job ends. A "reset" event (a
+// reconnect that landed on a replica whose stream cannot resume where the
+// last one stopped) clears the steps: the events after it replay the job.
+// A job that was final when
 // the page was made (data-final: its post-deploy watch runs) is followed
 // until the watch's end, which updates the page in place: the watch is its
 // last step, and the end's state is the job's (a success, or a failure after
@@ -98,12 +101,30 @@
     if (!rebuilt) {
       rebuilt = true;
       steps.textContent = "";
-      say(final ? "Live: the watch's checks appear as they run." : "Live: lines appear as the VM prints them.");
+      liveNote();
       ticker = window.setInterval(tick, 1000);
     }
   }
 
   var source = new EventSource(steps.dataset.events);
+
+  // liveNote says the page is live again after a reconnect.
+  function liveNote() {
+    say(final ? "Live: the watch's checks appear as they run." : "Live: lines appear as the VM prints them.");
+  }
+
+  source.addEventListener("open", function () {
+    if (rebuilt) {
+      liveNote();
+    }
+  });
+
+  source.addEventListener("reset", function () {
+    rebuild();
+    steps.textContent = "";
+    sections = {};
+    running = null;
+  });
 
   source.addEventListener("step", function (e) {
     var ev = data(e);
@@ -154,14 +175,14 @@
     }
     running = null;
     if (ev.state === "queued" || ev.state === "running") {
-      // Another deployhook process runs it: no live log here.
+      // A server from before journal tailing: another process runs it.
       say("This deploy runs elsewhere: reload to see progress.");
       return;
     }
     if (final) {
       // A reload would find the page of a final job again: show the end here.
       showEnd(ev);
-      say(rebuilt ? "The post-deploy watch has ended." : "The post-deploy watch does not run here: reload later to see its outcome.");
+      say(rebuilt ? "The post-deploy watch has ended." : "The post-deploy watch has ended: reload to see its checks.");
       return;
     }
     window.location.reload();
