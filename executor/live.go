@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +60,7 @@ const (
 
 // cutMarker is the line that stands for the middle of a step's output that
 // was dropped to keep it within Options.OutputLimit.
-func cutMarker(n int64) string { return fmt.Sprintf("[… %d bytes cut …]", n) }
+func cutMarker(n int64) string { return markerPrefix + strconv.FormatInt(n, 10) + markerSuffix }
 
 // live holds the live logs of the jobs this process runs, or that someone
 // follows while they wait in its queue.
