@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
+
+	"github.com/deployhook/deployhook/internal/migrations"
 )
 
 // migrations holds the schema, one numbered file per version:
@@ -29,42 +27,11 @@ func schema() fs.FS {
 	return sub
 }
 
-// migration is one numbered schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// migration is one numbered schema change (internal/migrations).
+type migration = migrations.Migration
 
-// loadMigrations reads the *.sql files of fsys, named NNNN_description.sql,
-// and returns them by version. Versions must start at 1 and have no gaps or
-// repeats: a mistake there is a build mistake, reported loudly.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", name)
-		}
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		ms = append(ms, migration{version: v, name: path.Base(name), sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: version %d, want %d (versions start at 1, without gaps)", m.name, m.version, i+1)
-		}
-	}
-	return ms, nil
-}
+// loadMigrations reads the migrations of fsys (migrations.Load).
+func loadMigrations(fsys fs.FS) ([]migration, error) { return migrations.Load(fsys) }
 
 // migrate brings the database on db (a pool of one connection whose BEGIN is
 // IMMEDIATE) to the newest version in fsys. Each pending migration runs in its
@@ -111,16 +78,16 @@ func migrateOne(ctx context.Context, lg *slog.Logger, db *sql.DB, ms []migration
 		return true, tx.Commit()
 	}
 	m := ms[v] // versions are 1..latest, so ms[v] is version v+1
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return false, fmt.Errorf("migrate to version %d (%s): %w", m.version, m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return false, fmt.Errorf("migrate to version %d (%s): %w", m.Version, m.Name, err)
 	}
-	// PRAGMA takes no bound parameters; m.version is an int we parsed.
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.version)); err != nil {
-		return false, fmt.Errorf("migrate to version %d: set schema version: %w", m.version, err)
+	// PRAGMA takes no bound parameters; m.Version is an int we parsed.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", m.Version)); err != nil {
+		return false, fmt.Errorf("migrate to version %d: set schema version: %w", m.Version, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("migrate to version %d: commit: %w", m.version, err)
+		return false, fmt.Errorf("migrate to version %d: commit: %w", m.Version, err)
 	}
-	lg.Info("journal schema migrated", "version", m.version, "migration", m.name)
+	lg.Info("journal schema migrated", "version", m.Version, "migration", m.Name)
 	return false, nil
 }

@@ -122,7 +122,7 @@ func TestLoadMigrations(t *testing.T) {
 			}
 			var got []string
 			for _, m := range ms {
-				got = append(got, m.name)
+				got = append(got, m.Name)
 			}
 			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
 				t.Errorf("migrations = %v, want %v", got, tt.want)

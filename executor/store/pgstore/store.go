@@ -66,15 +66,12 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"path"
-	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/internal/migrations"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -217,42 +214,11 @@ func schema() fs.FS {
 	return sub
 }
 
-// migration is one numbered schema change.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// migration is one numbered schema change (internal/migrations).
+type migration = migrations.Migration
 
-// loadMigrations reads the *.sql files of fsys, named NNNN_description.sql,
-// and returns them by version. Versions must start at 1 and have no gaps or
-// repeats.
-func loadMigrations(fsys fs.FS) ([]migration, error) {
-	names, err := fs.Glob(fsys, "*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var ms []migration
-	for _, name := range names {
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must be NNNN_description.sql", name)
-		}
-		b, err := fs.ReadFile(fsys, name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		ms = append(ms, migration{version: v, name: path.Base(name), sql: string(b)})
-	}
-	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: version %d, want %d (versions start at 1, without gaps)", m.name, m.version, i+1)
-		}
-	}
-	return ms, nil
-}
+// loadMigrations reads the migrations of fsys (migrations.Load).
+func loadMigrations(fsys fs.FS) ([]migration, error) { return migrations.Load(fsys) }
 
 // migrateLock is the key of the transaction-scoped advisory lock that
 // serializes migrations of one database across processes ("dhjr").
@@ -289,14 +255,14 @@ func migrate(ctx context.Context, lg *slog.Logger, pool *pgxpool.Pool, fsys fs.F
 		return fmt.Errorf("journal schema version %d is newer than this deployhook knows (%d): run a newer deployhook", v, len(ms))
 	}
 	for _, m := range ms[v:] {
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("migrate: %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)`,
-			m.version, time.Now().UnixNano()); err != nil {
-			return fmt.Errorf("migrate: %s: %w", m.name, err)
+			m.Version, time.Now().UnixNano()); err != nil {
+			return fmt.Errorf("migrate: %s: %w", m.Name, err)
 		}
-		lg.Info("journal migrated", "version", m.version, "migration", m.name)
+		lg.Info("journal migrated", "version", m.Version, "migration", m.Name)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("migrate: commit: %w", err)
