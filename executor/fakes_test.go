@@ -235,17 +235,17 @@ func (m *memStore) Adopt(_ context.Context, id, from, to string) error {
 func (m *memStore) Prune(_ context.Context, before time.Time, keep int) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	newestOK := map[string]string{} // target → its newest successful job
-	rank := map[string]int{}        // target → jobs seen so far, newest first, in every state
+	newestOK := map[string]*Job{} // target → its successful job that finished last (LastSuccess's)
+	for _, j := range m.newestFirst() {
+		if last := newestOK[j.Target]; j.State == StateSuccess && (last == nil || j.Finished.After(last.Finished)) {
+			newestOK[j.Target] = j
+		}
+	}
+	rank := map[string]int{} // target → jobs seen so far, newest first, in every state
 	doomed := map[string]bool{}
 	for _, j := range m.newestFirst() {
 		rank[j.Target]++
-		if j.State == StateSuccess {
-			if _, seen := newestOK[j.Target]; !seen {
-				newestOK[j.Target] = j.ID
-			}
-		}
-		if !j.State.Final() || newestOK[j.Target] == j.ID {
+		if !j.State.Final() || newestOK[j.Target] == j {
 			continue
 		}
 		if j.Created.Before(before) || (keep > 0 && rank[j.Target] > keep) {

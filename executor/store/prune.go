@@ -60,7 +60,8 @@ func (s *Store) pruneBatch(ctx context.Context, before int64, keep int) (int, er
 		SELECT rid FROM (
 			SELECT rowid AS rid, state, created,
 				row_number() OVER (PARTITION BY target ORDER BY created DESC, rowid DESC) AS n,
-				row_number() OVER (PARTITION BY target, state ORDER BY created DESC, rowid DESC) AS n_state
+				-- the success kept is LastSuccess's: the one that finished last
+				row_number() OVER (PARTITION BY target, state ORDER BY finished DESC, created DESC, rowid DESC) AS n_state
 			FROM jobs
 		)
 		WHERE state IN (`+finalStates+`)

@@ -32,7 +32,8 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int, err
 			SELECT seq FROM (
 				SELECT seq, state, created,
 					row_number() OVER (PARTITION BY target ORDER BY created DESC, seq DESC) AS n,
-					row_number() OVER (PARTITION BY target, state ORDER BY created DESC, seq DESC) AS n_state
+					-- the success kept is LastSuccess's: the one that finished last
+					row_number() OVER (PARTITION BY target, state ORDER BY finished DESC NULLS LAST, created DESC, seq DESC) AS n_state
 				FROM jobs
 			) ranked
 			WHERE state IN (`+finalStates+`)

@@ -364,3 +364,29 @@ func testClose(t *testing.T, s executor.Store) {
 		t.Error("Check after Close = nil, want an error")
 	}
 }
+
+// testPruneKeepsLastSuccess: the success Prune always keeps is the one
+// LastSuccess returns, the one that finished last, not the newest created (a
+// command-line deploy may start before the service's and finish after it).
+// Keeping the newest created would delete what the journal says is live.
+func testPruneKeepsLastSuccess(t *testing.T, s executor.Store) {
+	ctx := t.Context()
+	cli := job("cli", "production", executor.StateSuccess, t0.Add(time.Minute))
+	cli.Trigger.SHA = sha2
+	cli.Started, cli.Finished = t0.Add(time.Minute), t0.Add(10*time.Minute)
+	svc := job("svc", "production", executor.StateSuccess, t0.Add(2*time.Minute))
+	svc.Started, svc.Finished = t0.Add(2*time.Minute), t0.Add(3*time.Minute)
+	failed := job("failed", "production", executor.StateFailure, t0.Add(11*time.Minute))
+	for _, j := range []executor.Job{cli, svc, failed} {
+		mustCreate(t, s, j)
+	}
+	if last, err := s.LastSuccess(ctx, "production"); err != nil || last.ID != "cli" {
+		t.Fatalf("LastSuccess before Prune = %s, %v; want cli (finished last)", last.ID, err)
+	}
+	if n, err := s.Prune(ctx, t0.Add(time.Hour), 1); err != nil || n != 2 {
+		t.Errorf("Prune = %d, %v; want 2 (svc and failed), nil", n, err)
+	}
+	if last, err := s.LastSuccess(ctx, "production"); err != nil || last.ID != "cli" {
+		t.Errorf("LastSuccess after Prune = %s, %v; want cli: Prune deleted what the journal says is live", last.ID, err)
+	}
+}

@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) executor.Store) {
 		{"Adopt/compare and set", testAdopt},
 		{"Adopt/concurrent calls for one orphan", testAdoptConcurrent},
 		{"Prune/owners", testPruneOwners},
+		{"Prune/keeps LastSuccess", testPruneKeepsLastSuccess},
 		{"Check", testCheck},
 		{"Close", testClose},
 	}
