@@ -214,7 +214,9 @@ func watchReason(out string) string {
 		}
 		return r
 	}, lastLine(out))
-	if line = strings.TrimSpace(line); line == "" {
+	// The probes' filter: words that could be a URL, a path or an address
+	// (a failing curl's "Failed to connect to 10.0.0.5") never reach GitHub.
+	if line = publicReason(strings.TrimSpace(line)); line == "" {
 		return "the watch check failed"
 	}
 	return shorten(line, reasonLimit)

@@ -678,7 +678,10 @@ func TestPublicReason(t *testing.T) {
 		{"reason\n\n  \n", "reason"},
 		{"", "the watch check failed"},
 		{"bell\a and \x1b[31mcolour\x1b[0m", "bell and [31mcolour[0m"},
-		{strings.Repeat("é", 150), strings.Repeat("é", 99) + "…"},
+		// No address, path or URL a tool printed reaches GitHub (invariant 5).
+		{"curl: (7) Failed to connect to 10.0.0.5 port 3000", "curl: (7) Failed to connect to …"},
+		{"GET http://10.0.0.5:3000/graphql answered 500", "GET …"},
+		{strings.Repeat("é", 150), "the watch check failed"},
 	}
 	for _, tt := range tests {
 		if got := watchReason(tt.out); got != tt.want {
