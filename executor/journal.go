@@ -141,6 +141,7 @@ func (e *Executor) end(ctx context.Context, j Job, steps ...StepRun) {
 		// A replica that lost the lane never writes a job's end: the lane's
 		// next holder ends it.
 		e.jobLogger(j).Warn("job outcome not written: this replica lost the lane", "state", j.State)
+		e.live.drop(j.ID)
 		return
 	}
 	// After the write: a page that reloads at the end reads the final

@@ -99,11 +99,19 @@ func (e *Executor) owedBatch(ctx context.Context, limit int) ([]OwedReport, erro
 	if e.rl == nil {
 		return e.store.Owed(ctx, limit)
 	}
-	n := min(limit, claimOwed)
-	if limit <= 0 {
-		n = claimAll // every channel's backlog, read past another's (owedTo)
+	return e.rl.ClaimOwed(ctx, e.opts.Owner.ID, e.batchCap(limit), time.Now().Add(4*e.opts.LaneLease))
+}
+
+// batchCap is how many owed reports owedBatch(limit) reads at most: limit
+// (all when <= 0), or on a replica at most claimOwed (claimAll for all).
+func (e *Executor) batchCap(limit int) int {
+	switch {
+	case e.rl == nil:
+		return limit
+	case limit <= 0:
+		return claimAll // every channel's backlog, read past another's (owedTo)
 	}
-	return e.rl.ClaimOwed(ctx, e.opts.Owner.ID, n, time.Now().Add(4*e.opts.LaneLease))
+	return min(limit, claimOwed)
 }
 
 // mayReconcile reports whether this process runs the reconciler now, whose

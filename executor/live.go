@@ -112,6 +112,24 @@ func (lv *live) finish(j Job) {
 	})
 }
 
+// drop forgets job's live log and closes its followers without an end: this
+// process lost the job (a replica's lane moved), and what ends it is the
+// journal's, which Follow then answers from.
+func (lv *live) drop(job string) {
+	lv.mu.Lock()
+	f := lv.feeds[job]
+	delete(lv.feeds, job)
+	lv.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for fl := range f.subs {
+		f.dropLocked(fl)
+	}
+}
+
 // reopen returns job's live log for a phase after the job's end (the
 // post-deploy watch): a log that ended takes events again, with IDs going on
 // from its last, until finish publishes its end once more.
@@ -562,7 +580,7 @@ func (d *deploy) journal(rec StepRun, o *stepOutput, stop <-chan struct{}) {
 		rec.Output = o.f.output(o.s)
 		rec.Duration = time.Since(rec.Started)
 		ctx, cancel := context.WithTimeout(context.Background(), journalWriteTimeout)
-		err := d.e.jr.wrote(d.e.store.AddStep(ctx, rec))
+		err := d.e.jr.wrote(d.e.addStep(ctx, d.t.Name, rec)) // fenced on a replica
 		cancel()
 		if err != nil {
 			d.lg.Warn("record a running step's output", "step", rec.Name, "err", err)

@@ -123,7 +123,9 @@ func (e *Executor) owedTo(ctx context.Context, channel string, limit int) (mine,
 		return nil, nil, err
 	}
 	mine, lost = e.splitOwed(all, channel)
-	if len(all) == limit && len(mine) < limit {
+	// A full batch (on a replica, fewer than limit) that is not all this
+	// channel's may hide its reports behind another channel's backlog.
+	if full := e.batchCap(limit); len(all) == full && len(mine) < full {
 		if all, err = e.owedBatch(ctx, 0); err != nil {
 			return nil, nil, err
 		}

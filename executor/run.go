@@ -30,7 +30,15 @@ func (e *Executor) run(ctx context.Context, l *lane, j Job) *deploy {
 	j.Started = time.Now()
 	j.Description = runningDescription(j.Trigger)
 	l.publish(j)
-	if err := e.update(bg, j); err != nil {
+	if err := e.update(bg, j); errors.Is(err, ErrFenced) {
+		// The lane moved before the job started: its next holder runs it.
+		lg.Warn("deploy not started: this replica lost the lane")
+		l.mu.Lock()
+		l.running = nil
+		l.mu.Unlock()
+		e.live.drop(j.ID)
+		return nil
+	} else if err != nil {
 		lg.Error("record job start", "err", err)
 	}
 	lg.Info("deploy started")
