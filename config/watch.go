@@ -90,6 +90,10 @@ func validateWatch(where string, t Target) []error {
 	var p problems
 	w := t.Watch.WithDefaults()
 	where += ": watch"
+	if t.IsFleet() {
+		// The watch checks and rolls back one VM through one session.
+		p.add("%s is for a target on one VM: a fleet (vms, group, labels or ssh.addresses) has no watch yet", where)
+	}
 	forD, every := time.Duration(w.For), time.Duration(w.Every)
 	switch {
 	case forD <= 0:

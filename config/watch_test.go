@@ -37,6 +37,7 @@ func TestValidateWatch(t *testing.T) {
 		{"share above 1", "    watch: {for: 15m, failed_runs: {max_share: 1.5}}\n", "watch.failed_runs.max_share 1.5: a share of runs above 0 and at most 1"},
 		{"negative min runs", "    watch: {for: 15m, failed_runs: {min_runs: -2}}\n", "watch.failed_runs.min_runs -2: at least 1 run"},
 		{"url", "    watch: {for: 15m, failed_runs: {url: \"127.0.0.1:3000\"}}\n", "watch.failed_runs.url \"127.0.0.1:3000\": the Dagster webserver's GraphQL endpoint"},
+		{"fleet", "    vms: [dagster-1, dagster-2]\n    watch: {for: 15m}\n", "watch is for a target on one VM: a fleet (vms, group, labels or ssh.addresses) has no watch yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
