@@ -214,12 +214,20 @@ func watchReason(out string) string {
 		}
 		return r
 	}, lastLine(out))
-	// The probes' filter: words that could be a URL, a path or an address
-	// (a failing curl's "Failed to connect to 10.0.0.5") never reach GitHub.
-	if line = publicReason(strings.TrimSpace(line)); line == "" {
+	// The probes' word filter (safeWord): the line stops before a word that
+	// could be a URL, a path or an address (a failing curl's "Failed to
+	// connect to 10.0.0.5"), which never reaches GitHub.
+	words := strings.Fields(line)
+	for i, w := range words {
+		if !safeWord(w) {
+			words = append(words[:i], "…")
+			break
+		}
+	}
+	if len(words) == 0 || words[0] == "…" {
 		return "the watch check failed"
 	}
-	return shorten(line, reasonLimit)
+	return shorten(strings.Join(words, " "), reasonLimit)
 }
 
 // lastLine returns the last line of s that is not blank.
