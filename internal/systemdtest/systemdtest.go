@@ -45,6 +45,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -468,9 +469,44 @@ func cgroup2Mount() (string, error) {
 	return "", errors.New("no cgroup2 file system is mounted: systemd needs one for its own cgroup")
 }
 
+// inheritedLockEnv names, in a helper process a test starts, the descriptor
+// of the machine's VM lock its parent already holds for it: the lock stays
+// held when the helper is killed, until the parent lets it go.
+const inheritedLockEnv = "DEPLOYHOOK_SYSTEMDTEST_LOCK_FD"
+
+// handedLock, when set, is the machine's VM lock this process already
+// holds: the next lockMachine takes it over instead of waiting for it.
+var handedLock struct {
+	sync.Mutex
+	f *os.File
+}
+
 // lockMachine takes the machine's VM lock, waiting for it.
 func lockMachine(tb testing.TB) *os.File {
 	tb.Helper()
+	handedLock.Lock()
+	f := handedLock.f
+	handedLock.f = nil
+	handedLock.Unlock()
+	if f != nil {
+		return f
+	}
+	if s := os.Getenv(inheritedLockEnv); s != "" {
+		fd, err := strconv.Atoi(s)
+		if err != nil {
+			tb.Fatalf("%s=%q: %v", inheritedLockEnv, s, err)
+		}
+		// Not passed on: a process the helper starts (unshare, and the
+		// VM's systemd under it) outlives a kill and would hold the lock.
+		syscall.CloseOnExec(fd)
+		f = os.NewFile(uintptr(fd), LockFile)
+		// The same open file description as the parent's: this flock is
+		// the parent's own and returns at once.
+		if err := syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			tb.Fatalf("the inherited lock %s is not held: %v", LockFile, err)
+		}
+		return f
+	}
 	f, err := os.OpenFile(LockFile, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		tb.Fatal(err)

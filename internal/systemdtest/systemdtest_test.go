@@ -216,8 +216,19 @@ func TestKilledChild(t *testing.T) {
 // files behind; the next Start removes them all first.
 func TestStart_CleansStaleLeftovers(t *testing.T) {
 	require(t)
+	// The child boots under a lock this test holds for it: when the child is
+	// killed, no other test process on the machine may take the lock and
+	// clean the child's VM away before this test has looked at it.
+	lock := lockMachine(t)
+	handed := false
+	defer func() {
+		if !handed {
+			lock.Close()
+		}
+	}()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = append(os.Environ(), childEnv+"=1", inheritedLockEnv+"=3")
+	cmd.ExtraFiles = []*os.File{lock}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -256,6 +267,13 @@ func TestStart_CleansStaleLeftovers(t *testing.T) {
 		}
 	}
 
+	// The lock goes on to the next Start, which cleans the child's VM up
+	// before any other test process may look (another test's check that
+	// nothing is left must never see the child's leftovers).
+	handedLock.Lock()
+	handedLock.f = lock
+	handedLock.Unlock()
+	handed = true
 	t.Run("next", func(t *testing.T) {
 		v := Start(t, Options{})
 		if v.PID == stale.PID {
