@@ -7,17 +7,17 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// MaxOutput is the most output bytes kept per step. The executor already bounds
-// what it passes; this is the journal's own guard. Longer output keeps its tail,
-// where a failing command says why.
-const MaxOutput = 64 << 10
+// MaxOutput is the most output bytes kept per step (jobrow.MaxOutput). The
+// executor already bounds what it passes; this is the journal's own guard.
+// Longer output keeps its tail, where a failing command says why.
+const MaxOutput = jobrow.MaxOutput
 
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
@@ -50,7 +50,8 @@ const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
 // j.ID, j.Target and j.State must not be empty, and no job with j.ID may
 // exist. A zero j.Created is recorded as the time of the call. The reports in
 // owe are added to the outbox in the same transaction: the job and what GitHub
-// is owed about it are recorded together or not at all.
+// is owed about it are recorded together or not at all. Free text is cleaned as
+// package jobrow says.
 func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.Report) (existing string, err error) {
 	switch {
 	case j.ID == "":
@@ -90,10 +91,10 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 		}
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES (`+jobValues+`)`,
-		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
-		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
+		j.ID, j.Target, string(j.Trigger.Kind), jobrow.Text(j.Trigger.Repo), jobrow.Text(j.Trigger.Branch), j.Trigger.SHA,
+		delivery, jobrow.Text(j.Trigger.Actor), jobrow.Text(j.Trigger.Reason), j.Trigger.Force,
 		j.Trigger.BodyHash, j.Trigger.AnyCommit,
-		string(j.State), j.Description, j.PreviousSHA, j.Deployment, j.Owner,
+		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Deployment, j.Owner,
 		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
 	switch {
 	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
@@ -173,7 +174,7 @@ func updateTx(ctx context.Context, tx *sql.Tx, j executor.Job, owe []executor.Re
 	res, err := tx.ExecContext(ctx, `UPDATE jobs
 		SET state = ?, description = ?, previous_sha = ?, owner = ?, started = ?, finished = ?
 		WHERE id = ?`,
-		string(j.State), j.Description, j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
+		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
@@ -297,8 +298,9 @@ func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, e
 
 // AddStep records a step run of job s.Job, replacing the one with the same
 // s.Seq if there is one (a step is recorded when it starts and again when it
-// ends). Output longer than MaxOutput keeps its last MaxOutput bytes (less up to
-// 3, to start on a character boundary). It returns an error wrapping
+// ends). Its text is cleaned as package jobrow says, as the PostgreSQL journal
+// cleans it: output longer than MaxOutput keeps its last MaxOutput bytes (less
+// up to 3, to start on a character boundary). It returns an error wrapping
 // executor.ErrNotFound if there is no such job.
 func (s *Store) AddStep(ctx context.Context, st executor.StepRun) error {
 	err := putStep(ctx, s.w, st)
@@ -321,27 +323,12 @@ func putStep(ctx context.Context, db execer, st executor.StepRun) error {
 			name = excluded.name, skipped = excluded.skipped, exit_code = excluded.exit_code,
 			error = excluded.error, output = excluded.output, started = excluded.started,
 			duration = excluded.duration`,
-		st.Job, st.Seq, st.Name, st.Skipped, st.ExitCode, st.Error, tail(st.Output, MaxOutput),
+		st.Job, st.Seq, jobrow.Text(st.Name), jobrow.Text(st.Skipped), st.ExitCode, jobrow.Text(st.Error), jobrow.Output(st.Output),
 		nanos(st.Started), int64(st.Duration))
 	if err != nil {
 		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, err)
 	}
 	return nil
-}
-
-// tail returns the last max bytes of s at most, starting on a UTF-8 character
-// boundary when s is valid UTF-8 there.
-func tail(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	s = s[len(s)-max:]
-	for i := 0; i < utf8.UTFMax-1 && i < len(s); i++ {
-		if utf8.RuneStart(s[i]) {
-			return s[i:]
-		}
-	}
-	return s
 }
 
 // scanner is a *sql.Row or *sql.Rows.

@@ -185,6 +185,14 @@ func TestLanes(t *testing.T) {
 	})
 }
 
+// TestText checks that the SQLite journal keeps text as the PostgreSQL one
+// must: cleaned and cut the same way.
+func TestText(t *testing.T) {
+	storetest.RunText(t, func(t *testing.T) executor.Store {
+		return newStore(t)
+	})
+}
+
 // TestStore_sqlite checks what the SQLite journal promises beyond
 // executor.Store's contract, one subtest per promise, each on a fresh file.
 func TestStore_sqlite(t *testing.T) {
@@ -494,30 +502,6 @@ func TestOpen_newerSchema(t *testing.T) {
 	defer db.Close()
 	if got := userVersion(t, db); got != 99 {
 		t.Errorf("user_version after refusal = %d, want 99 (untouched)", got)
-	}
-}
-
-func TestTail(t *testing.T) {
-	tests := []struct {
-		name string
-		s    string
-		max  int
-		want string
-	}{
-		{name: "short", s: "abc", max: 5, want: "abc"},
-		{name: "exact", s: "abcde", max: 5, want: "abcde"},
-		{name: "long keeps the tail", s: "abcdefgh", max: 3, want: "fgh"},
-		{name: "cut inside a rune moves to its end", s: "a€€", max: 5, want: "€"},
-		{name: "cut on a rune start", s: "a€€", max: 6, want: "€€"},
-		{name: "invalid UTF-8 is cut by bytes", s: "\xff\xff\xff\xff\xffab", max: 5, want: "\xff\xff\xffab"},
-		{name: "empty", s: "", max: 0, want: ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tail(tt.s, tt.max); got != tt.want {
-				t.Errorf("tail(%q, %d) = %q, want %q", tt.s, tt.max, got, tt.want)
-			}
-		})
 	}
 }
 

@@ -5,16 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// MaxOutput is the most output bytes kept per step, as in the SQLite journal.
-// Longer output keeps its tail, where a failing command says why.
-const MaxOutput = 64 << 10
+// MaxOutput is the most output bytes kept per step, as in the SQLite journal
+// (jobrow.MaxOutput). Longer output keeps its tail, where a failing command
+// says why.
+const MaxOutput = jobrow.MaxOutput
 
 // PostgreSQL error codes this package branches on
 // (https://www.postgresql.org/docs/current/errcodes-appendix.html).
@@ -46,7 +47,8 @@ const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
 // number of replicas, exactly one records a job.
 //
 // j.ID, j.Target and j.State must not be empty; a job with j.ID must not
-// exist. A zero j.Created is recorded as the time of the call.
+// exist. A zero j.Created is recorded as the time of the call. Free text is
+// cleaned as package jobrow says.
 func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.Report) (existing string, err error) {
 	switch {
 	case j.ID == "":
@@ -88,10 +90,10 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
 		ON CONFLICT (target, body_hash) WHERE body_hash <> '' DO NOTHING`,
-		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
-		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
+		j.ID, j.Target, string(j.Trigger.Kind), jobrow.Text(j.Trigger.Repo), jobrow.Text(j.Trigger.Branch), j.Trigger.SHA,
+		delivery, jobrow.Text(j.Trigger.Actor), jobrow.Text(j.Trigger.Reason), j.Trigger.Force,
 		j.Trigger.BodyHash, j.Trigger.AnyCommit,
-		string(j.State), j.Description, j.PreviousSHA, j.Deployment, j.Owner,
+		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Deployment, j.Owner,
 		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
 	switch {
 	case isConstraint(err, "jobs_lane_sha"):
@@ -167,7 +169,7 @@ func updateTx(ctx context.Context, tx pgx.Tx, j executor.Job, owe []executor.Rep
 	tag, err := tx.Exec(ctx, `UPDATE jobs
 		SET state = $1, description = $2, previous_sha = $3, owner = $4, started = $5, finished = $6
 		WHERE id = $7`,
-		string(j.State), j.Description, j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
+		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
@@ -305,9 +307,10 @@ func (s *Store) Deployed(ctx context.Context, target, sha string) (executor.Job,
 }
 
 // AddStep records a step run of job st.Job, replacing the one with the same
-// st.Seq if there is one. Output longer than MaxOutput keeps its last
-// MaxOutput bytes (less up to 3, to start on a character boundary). It
-// returns an error wrapping executor.ErrNotFound if there is no such job.
+// st.Seq if there is one. Its text is cleaned as package jobrow says: output
+// longer than MaxOutput keeps its last MaxOutput bytes (less up to 3, to
+// start on a character boundary). It returns an error wrapping
+// executor.ErrNotFound if there is no such job.
 func (s *Store) AddStep(ctx context.Context, st executor.StepRun) error {
 	err := putStep(ctx, s.pool, st)
 	if isCode(err, codeForeignKeyViolation) {
@@ -329,53 +332,12 @@ func putStep(ctx context.Context, db execer, st executor.StepRun) error {
 			name = excluded.name, skipped = excluded.skipped, exit_code = excluded.exit_code,
 			error = excluded.error, output = excluded.output, started = excluded.started,
 			duration = excluded.duration`,
-		st.Job, st.Seq, st.Name, st.Skipped, st.ExitCode, st.Error, validText(tail(st.Output, MaxOutput)),
+		st.Job, st.Seq, jobrow.Text(st.Name), jobrow.Text(st.Skipped), st.ExitCode, jobrow.Text(st.Error), jobrow.Output(st.Output),
 		nanos(st.Started), int64(st.Duration))
 	if err != nil {
 		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, err)
 	}
 	return nil
-}
-
-// tail returns the last max bytes of s at most, starting on a UTF-8 character
-// boundary when s is valid UTF-8 there.
-func tail(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	s = s[len(s)-max:]
-	for i := 0; i < utf8.UTFMax-1 && i < len(s); i++ {
-		if utf8.RuneStart(s[i]) {
-			return s[i:]
-		}
-	}
-	return s
-}
-
-// validText is s as PostgreSQL's text type takes it: valid UTF-8 without NUL
-// bytes (a UTF-8 database refuses both, and a step's output may hold either),
-// each bad byte and NUL replaced by U+FFFD.
-func validText(s string) string {
-	if utf8.ValidString(s) && !containsNUL(s) {
-		return s
-	}
-	b := make([]rune, 0, len(s))
-	for _, r := range s {
-		if r == 0 {
-			r = utf8.RuneError
-		}
-		b = append(b, r)
-	}
-	return string(b)
-}
-
-func containsNUL(s string) bool {
-	for i := range len(s) {
-		if s[i] == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // scanJob reads the jobColumns of one row.
