@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
@@ -24,6 +25,10 @@ const (
 	codeForeignKeyViolation = "23503"
 )
 
+// laneSHAIndex is the unique index on a lane's unfinished jobs' (target,
+// SHA) (migration 0002).
+const laneSHAIndex = "jobs_lane_sha"
+
 // jobColumns are the columns scanJob reads, in its order.
 const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
 	body_hash, any_commit, state, description, previous_sha, deployment, owner,
@@ -38,13 +43,20 @@ const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
 //
 // It deduplicates, in this order: if j.Trigger.Delivery is not empty and a job
 // of j.Target was recorded for that delivery GUID, or if j.Trigger.BodyHash is
-// not empty and a job of j.Target was recorded with that body hash, it records
-// nothing and returns that job's id and an error wrapping
-// executor.ErrDuplicate. The deliveries primary key and the unique index on
-// (target, body_hash) decide (INSERT … ON CONFLICT DO NOTHING waits for a
-// concurrent transaction that inserted the same key, and then sees its
-// outcome), so of concurrent calls for one delivery or body and target, on any
-// number of replicas, exactly one records a job.
+// not empty and a job of j.Target was recorded with that body hash, or if j
+// is an unfinished job of its target's replicated lane (executor.Lanes) and
+// the lane has an unfinished job of j's SHA, it records nothing and returns
+// that job's id and an error wrapping executor.ErrDuplicate.
+//
+// Unique constraints decide: the deliveries primary key, and the unique
+// indexes on jobs (target, body hash) and on a lane's unfinished (target,
+// SHA). INSERT … ON CONFLICT DO NOTHING waits for a concurrent transaction
+// that inserted the same key, and then sees its outcome, so of concurrent
+// calls for one delivery, body or lane SHA, on any number of replicas,
+// exactly one records a job. The job a call collided with is then looked up
+// in the same transaction; when that job changed meanwhile (a lane's job of
+// the SHA ended, a pruned delivery) so that the look-up finds nothing, the
+// insert is tried again: a call never fails for losing such a race.
 //
 // j.ID, j.Target and j.State must not be empty; a job with j.ID must not
 // exist. A zero j.Created is recorded as the time of the call. Free text is
@@ -67,57 +79,20 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	delivery := j.Trigger.Delivery
-	if delivery != "" {
+	if j.Trigger.Delivery != "" {
 		// The delivery row goes in before its job, so that its primary key
 		// decides first; its foreign key is checked at commit (deferred).
-		tag, err := tx.Exec(ctx, `INSERT INTO deliveries (guid, target, job) VALUES ($1, $2, $3)
-			ON CONFLICT (guid, target) DO NOTHING`, delivery, j.Target, j.ID)
+		id, err := insertDelivery(ctx, tx, j)
 		if err != nil {
-			return "", fmt.Errorf("create job %s: record delivery: %w", j.ID, err)
+			return "", fmt.Errorf("create job %s: %w", j.ID, err)
 		}
-		if tag.RowsAffected() == 0 {
-			var id string
-			if err := tx.QueryRow(ctx, `SELECT job FROM deliveries WHERE guid = $1 AND target = $2`,
-				delivery, j.Target).Scan(&id); err != nil {
-				return "", fmt.Errorf("create job %s: look up delivery: %w", j.ID, err)
-			}
-			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w", j.ID, delivery, id, executor.ErrDuplicate)
+		if id != "" {
+			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w",
+				j.ID, j.Trigger.Delivery, id, executor.ErrDuplicate)
 		}
 	}
-	// ON CONFLICT names the body-hash index only: a job id that exists is
-	// still an error.
-	tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-		ON CONFLICT (target, body_hash) WHERE body_hash <> '' DO NOTHING`,
-		j.ID, j.Target, string(j.Trigger.Kind), jobrow.Text(j.Trigger.Repo), jobrow.Text(j.Trigger.Branch), j.Trigger.SHA,
-		delivery, jobrow.Text(j.Trigger.Actor), jobrow.Text(j.Trigger.Reason), j.Trigger.Force,
-		j.Trigger.BodyHash, j.Trigger.AnyCommit,
-		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Deployment, j.Owner,
-		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
-	switch {
-	case isConstraint(err, "jobs_lane_sha"):
-		// Not ON CONFLICT: a statement may name one arbiter index only.
-		// The failed statement aborted tx: look the job up outside it.
-		tx.Rollback(context.WithoutCancel(ctx))
-		var id string
-		if err := s.pool.QueryRow(ctx, `SELECT id FROM jobs WHERE target = $1 AND sha = $2
-			AND state IN ('queued', 'running') AND substr(owner, 1, 5) = 'lane:'`, j.Target, j.Trigger.SHA).Scan(&id); err != nil {
-			return "", fmt.Errorf("create job %s: look up unfinished job of %s: %w", j.ID, j.Trigger.SHA, err)
-		}
-		return id, fmt.Errorf("create job %s: job %s of this target and SHA is not finished: %w", j.ID, id, executor.ErrDuplicate)
-	case isCode(err, codeUniqueViolation):
-		return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
-	case err != nil:
-		return "", fmt.Errorf("create job %s: %w", j.ID, err)
-	case tag.RowsAffected() == 0:
-		var id string
-		if err := tx.QueryRow(ctx, `SELECT id FROM jobs WHERE target = $1 AND body_hash = $2`,
-			j.Target, j.Trigger.BodyHash).Scan(&id); err != nil {
-			return "", fmt.Errorf("create job %s: look up body hash: %w", j.ID, err)
-		}
-		return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
-			j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+	if existing, err := insertJob(ctx, tx, j); err != nil || existing != "" {
+		return existing, err
 	}
 	for _, st := range j.Steps {
 		st.Job = j.ID
@@ -139,6 +114,106 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 		return "", fmt.Errorf("create job %s: commit: %w", j.ID, err)
 	}
 	return j.ID, nil
+}
+
+// collisionTries bounds how many times CreateJob and Adopt try a write
+// again whose collision vanished before it could be looked up. Each retry
+// needs another process to end or prune, between two statements of this
+// one, a job that collides with it: a few tries are plenty.
+const collisionTries = 8
+
+// insertDelivery records j's delivery in tx, and returns "" or, when the
+// delivery already created a job of j.Target, that job's id.
+func insertDelivery(ctx context.Context, tx pgx.Tx, j executor.Job) (existing string, err error) {
+	for range collisionTries {
+		tag, err := tx.Exec(ctx, `INSERT INTO deliveries (guid, target, job) VALUES ($1, $2, $3)
+			ON CONFLICT (guid, target) DO NOTHING`, j.Trigger.Delivery, j.Target, j.ID)
+		if err != nil {
+			return "", fmt.Errorf("record delivery: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return "", nil
+		}
+		id, err := lookUp(ctx, tx, `SELECT job FROM deliveries WHERE guid = $1 AND target = $2`, j.Trigger.Delivery, j.Target)
+		if err != nil || id != "" {
+			return id, err
+		}
+		// Its job was pruned since: try again.
+	}
+	return "", fmt.Errorf("record delivery %s: it keeps colliding with a row deleted before it can be read", j.Trigger.Delivery)
+}
+
+// insertJob inserts j's row in tx, and returns "", nil when it did, or the id
+// of the job j duplicates and an error wrapping executor.ErrDuplicate.
+//
+// ON CONFLICT without a target takes every unique index as an arbiter (a
+// statement may name one only), so no collision aborts tx: the job collided
+// with is looked up next, in tx, and the insert tried again when the look-up
+// finds none (it ended, or was pruned, in between).
+func insertJob(ctx context.Context, tx pgx.Tx, j executor.Job) (existing string, err error) {
+	for range collisionTries {
+		tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+			ON CONFLICT DO NOTHING`,
+			j.ID, j.Target, string(j.Trigger.Kind), jobrow.Text(j.Trigger.Repo), jobrow.Text(j.Trigger.Branch), j.Trigger.SHA,
+			j.Trigger.Delivery, jobrow.Text(j.Trigger.Actor), jobrow.Text(j.Trigger.Reason), j.Trigger.Force,
+			j.Trigger.BodyHash, j.Trigger.AnyCommit,
+			string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Deployment, j.Owner,
+			j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
+		if err != nil {
+			return "", fmt.Errorf("create job %s: %w", j.ID, err)
+		}
+		if tag.RowsAffected() == 1 {
+			return "", nil
+		}
+		if j.Trigger.BodyHash != "" {
+			id, err := lookUp(ctx, tx, `SELECT id FROM jobs WHERE target = $1 AND body_hash = $2`, j.Target, j.Trigger.BodyHash)
+			if err != nil {
+				return "", fmt.Errorf("create job %s: look up body hash: %w", j.ID, err)
+			}
+			if id != "" {
+				return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
+					j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+			}
+		}
+		if inLaneIndex(j) {
+			id, err := lookUp(ctx, tx, `SELECT id FROM jobs WHERE target = $1 AND sha = $2
+				AND state IN ('queued', 'running') AND substr(owner, 1, 5) = 'lane:'`, j.Target, j.Trigger.SHA)
+			if err != nil {
+				return "", fmt.Errorf("create job %s: look up unfinished job of %s: %w", j.ID, j.Trigger.SHA, err)
+			}
+			if id != "" {
+				return id, fmt.Errorf("create job %s: job %s of this target and SHA is not finished: %w", j.ID, id, executor.ErrDuplicate)
+			}
+		}
+		id, err := lookUp(ctx, tx, `SELECT id FROM jobs WHERE id = $1`, j.ID)
+		if err != nil {
+			return "", fmt.Errorf("create job %s: look up id: %w", j.ID, err)
+		}
+		if id != "" {
+			return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
+		}
+		// What j collided with is gone: try again.
+	}
+	return "", fmt.Errorf("create job %s: it keeps colliding with jobs that end or go before they can be read", j.ID)
+}
+
+// inLaneIndex reports whether j is one of the jobs the unique index
+// jobs_lane_sha covers: an unfinished job owned by a lane.
+func inLaneIndex(j executor.Job) bool {
+	return (j.State == executor.StateQueued || j.State == executor.StateRunning) &&
+		strings.HasPrefix(j.Owner, executor.LaneOwner(""))
+}
+
+// lookUp returns the one text column of the first row of query, or "" when
+// there is none.
+func lookUp(ctx context.Context, tx pgx.Tx, query string, args ...any) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, query, args...).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
 }
 
 // UpdateJob stores j's state, description, previous SHA, owner, start and

@@ -39,6 +39,7 @@ func RunLanes(t *testing.T, open func(t *testing.T) LaneStore) {
 		{"ClaimOwed/two drainers in parallel send each report once", testClaimOwedDrainers},
 		{"CreateJob/one unfinished lane job per SHA", testCreateJobLaneSHA},
 		{"CreateJob/concurrent lane jobs of one SHA", testCreateJobLaneSHAConcurrent},
+		{"CreateJob/concurrent lane jobs of one SHA while its job ends", testCreateJobLaneSHAEnding},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -415,4 +416,85 @@ func testCreateJobLaneSHAConcurrent(t *testing.T, s LaneStore) {
 		j.Trigger.Delivery = fmt.Sprintf("guid-%02d", i)
 		j.Owner = executor.LaneOwner(j.Target)
 	})
+}
+
+// Sixteen concurrent CreateJob calls of one SHA of a replicated lane, each
+// under its own delivery, while the lane's unfinished job of that SHA ends:
+// each call either records its job or returns ErrDuplicate and the id of a
+// job of that SHA that was unfinished (the one that ends, or the one a call
+// of the round recorded), never another error; at most one call records a
+// job, and then it is the SHA's only unfinished job. Forty rounds, so that
+// the end falls between a call's collision and its look-up of the job it
+// collided with.
+func testCreateJobLaneSHAEnding(t *testing.T, s LaneStore) {
+	const n, rounds = 16, 40
+	ctx := t.Context()
+	for round := range rounds {
+		sha := fmt.Sprintf("%040x", round+1)
+		old := laneJob(fmt.Sprintf("r%02d-old", round), "production", sha)
+		mustCreate(t, s, old)
+		got := make([]string, n)
+		errs := make([]error, n)
+		var endErr error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			j := laneJob(fmt.Sprintf("r%02d-j%02d", round, i), "production", sha)
+			wg.Go(func() {
+				<-start
+				got[i], errs[i] = s.CreateJob(ctx, j)
+			})
+			if i == n/2 {
+				wg.Go(func() {
+					<-start
+					done := old
+					done.State, done.Finished = executor.StateSuccess, t0.Add(time.Minute)
+					endErr = s.UpdateJob(ctx, done)
+				})
+			}
+		}
+		close(start)
+		wg.Wait()
+		if endErr != nil {
+			t.Fatalf("round %d: UpdateJob(%s): %v", round, old.ID, endErr)
+		}
+		winner := ""
+		for i, err := range errs {
+			id := fmt.Sprintf("r%02d-j%02d", round, i)
+			switch {
+			case err == nil && got[i] == id && winner == "":
+				winner = id
+			case err == nil:
+				t.Errorf("round %d: CreateJob(%s) = %q, nil after %s won", round, id, got[i], winner)
+			case !errors.Is(err, executor.ErrDuplicate):
+				t.Errorf("round %d: CreateJob(%s): %v, want nil or ErrDuplicate", round, id, err)
+			}
+		}
+		for i, err := range errs {
+			if errors.Is(err, executor.ErrDuplicate) && got[i] != old.ID && (winner == "" || got[i] != winner) {
+				t.Errorf("round %d: CreateJob(r%02d-j%02d) = %q, ErrDuplicate; want %s or the round's new job %q",
+					round, round, i, got[i], old.ID, winner)
+			}
+		}
+		unfinished, err := s.Jobs(ctx, "production", 0, executor.StateQueued, executor.StateRunning)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var open []string
+		for _, j := range unfinished {
+			if j.Trigger.SHA == sha {
+				open = append(open, j.ID)
+			}
+		}
+		want := []string{}
+		if winner != "" {
+			want = []string{winner}
+		}
+		if !slices.Equal(open, want) {
+			t.Errorf("round %d: unfinished jobs of the SHA = %v, want %v", round, open, want)
+		}
+		if t.Failed() {
+			return
+		}
+	}
 }
