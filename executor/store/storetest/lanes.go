@@ -40,6 +40,8 @@ func RunLanes(t *testing.T, open func(t *testing.T) LaneStore) {
 		{"CreateJob/one unfinished lane job per SHA", testCreateJobLaneSHA},
 		{"CreateJob/concurrent lane jobs of one SHA", testCreateJobLaneSHAConcurrent},
 		{"CreateJob/concurrent lane jobs of one SHA while its job ends", testCreateJobLaneSHAEnding},
+		{"Adopt/an orphan of a SHA the lane has unfinished", testAdoptLaneSHA},
+		{"Adopt/an orphan of a SHA whose lane job ends meanwhile", testAdoptLaneSHAEnding},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -495,6 +497,99 @@ func testCreateJobLaneSHAEnding(t *testing.T, s LaneStore) {
 		}
 		if t.Failed() {
 			return
+		}
+	}
+}
+
+// Adopting for a lane an orphan (of a dead command-line deploy, say) whose
+// SHA the lane already has unfinished would make two unfinished lane jobs of
+// one SHA: Adopt refuses with ErrDuplicate and changes nothing, queued or
+// running orphan alike. Adopting it for another owner, or for the lane once
+// its job of the SHA ended, works.
+func testAdoptLaneSHA(t *testing.T, s LaneStore) {
+	ctx := t.Context()
+	lane := executor.LaneOwner("production")
+	first := laneJob("lane-job", "production", sha1)
+	mustCreate(t, s, first)
+	var orphans []executor.Job
+	for _, st := range []executor.State{executor.StateQueued, executor.StateRunning} {
+		o := job("orphan-"+string(st), "production", st, t0.Add(time.Second))
+		o.Owner = "dead-cli"
+		mustCreate(t, s, o)
+		err := s.Adopt(ctx, o.ID, "dead-cli", lane)
+		if !errors.Is(err, executor.ErrDuplicate) || errors.Is(err, executor.ErrNotFound) {
+			t.Errorf("Adopt(%s) for the lane with its SHA's lane job unfinished: %v, want ErrDuplicate", o.ID, err)
+		}
+		equalJob(t, "Job("+o.ID+") after the refused Adopt", withoutSteps(mustJob(t, s, o.ID)), o)
+		orphans = append(orphans, o)
+	}
+	other := job("orphan-other-sha", "production", executor.StateQueued, t0)
+	other.Trigger.SHA, other.Owner = sha2, "dead-cli"
+	mustCreate(t, s, other)
+	if err := s.Adopt(ctx, other.ID, "dead-cli", lane); err != nil {
+		t.Errorf("Adopt(orphan of another SHA) for the lane: %v", err)
+	}
+	if err := s.Adopt(ctx, orphans[0].ID, "dead-cli", "serve-2"); err != nil {
+		t.Errorf("Adopt(queued orphan) for a process: %v", err)
+	}
+	done := first
+	done.State = executor.StateSuccess
+	if err := s.UpdateJob(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Adopt(ctx, orphans[1].ID, "dead-cli", lane); err != nil {
+		t.Errorf("Adopt(running orphan) for the lane once its SHA's lane job ended: %v", err)
+	}
+	if got := mustJob(t, s, orphans[1].ID).Owner; got != lane {
+		t.Errorf("owner of the adopted orphan = %q, want %q", got, lane)
+	}
+}
+
+// Adopt of an orphan for the lane, while the lane's job of the orphan's SHA
+// ends: either the orphan is the lane's (nil), or it keeps its owner
+// (ErrDuplicate), never another error. Forty rounds.
+func testAdoptLaneSHAEnding(t *testing.T, s LaneStore) {
+	ctx := t.Context()
+	lane := executor.LaneOwner("production")
+	for round := range 40 {
+		sha := fmt.Sprintf("%040x", round+1)
+		first := laneJob(fmt.Sprintf("r%02d-lane", round), "production", sha)
+		mustCreate(t, s, first)
+		o := job(fmt.Sprintf("r%02d-orphan", round), "production", executor.StateQueued, t0)
+		o.Trigger.SHA, o.Owner = sha, "dead-cli"
+		mustCreate(t, s, o)
+		var adoptErr, endErr error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			adoptErr = s.Adopt(ctx, o.ID, "dead-cli", lane)
+		})
+		wg.Go(func() {
+			<-start
+			done := first
+			done.State = executor.StateSuccess
+			endErr = s.UpdateJob(ctx, done)
+		})
+		close(start)
+		wg.Wait()
+		if endErr != nil {
+			t.Fatalf("round %d: UpdateJob: %v", round, endErr)
+		}
+		owner := mustJob(t, s, o.ID).Owner
+		switch {
+		case adoptErr == nil && owner != lane:
+			t.Errorf("round %d: Adopt = nil, but the orphan's owner is %q", round, owner)
+		case errors.Is(adoptErr, executor.ErrDuplicate) && owner != "dead-cli":
+			t.Errorf("round %d: Adopt = %v, but the orphan's owner is %q", round, adoptErr, owner)
+		case adoptErr != nil && !errors.Is(adoptErr, executor.ErrDuplicate):
+			t.Fatalf("round %d: Adopt: %v, want nil or ErrDuplicate", round, adoptErr)
+		}
+		// Not two unfinished lane jobs of one SHA: the orphan is done with.
+		o.State = executor.StateSuperseded
+		o.Owner = owner
+		if err := s.UpdateJob(ctx, o); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
