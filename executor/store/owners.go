@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
@@ -36,7 +37,7 @@ func (s *Store) Beat(ctx context.Context, o executor.Owner) error {
 // exactly at now is still alive. Taking an orphan over is Adopt's job: listing
 // one does not change it.
 func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
+	rows, err := s.r.QueryContext(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE state IN (?, ?) AND NOT EXISTS (
 			SELECT 1 FROM owners WHERE owners.id = jobs.owner AND jobs.owner <> '' AND owners.until >= ?)
 		ORDER BY created DESC, rowid DESC`,
@@ -47,7 +48,7 @@ func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, err
 	defer rows.Close()
 	jobs := []executor.Job{}
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := jobrow.ScanJob(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list orphaned jobs: %w", err)
 		}

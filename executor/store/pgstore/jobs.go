@@ -29,14 +29,6 @@ const (
 // SHA) (migration 0002).
 const laneSHAIndex = "jobs_lane_sha"
 
-// jobColumns are the columns scanJob reads, in its order.
-const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
-	body_hash, any_commit, state, description, previous_sha, deployment, owner,
-	created, started, finished`
-
-// finalStates are the end states of a job, as SQL string literals.
-const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
-
 // CreateJob records j, with its steps if it has any, its owner and its
 // trigger's body hash, and owes the reports in owe, in one transaction, and
 // returns j.ID.
@@ -152,14 +144,9 @@ func insertDelivery(ctx context.Context, tx pgx.Tx, j executor.Job) (existing st
 // finds none (it ended, or was pruned, in between).
 func insertJob(ctx context.Context, tx pgx.Tx, j executor.Job) (existing string, err error) {
 	for range collisionTries {
-		tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`)
+		tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobrow.JobColumns+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-			ON CONFLICT DO NOTHING`,
-			j.ID, j.Target, string(j.Trigger.Kind), jobrow.Text(j.Trigger.Repo), jobrow.Text(j.Trigger.Branch), j.Trigger.SHA,
-			j.Trigger.Delivery, jobrow.Text(j.Trigger.Actor), jobrow.Text(j.Trigger.Reason), j.Trigger.Force,
-			j.Trigger.BodyHash, j.Trigger.AnyCommit,
-			string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Deployment, j.Owner,
-			j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
+			ON CONFLICT DO NOTHING`, jobrow.JobValues(j)...)
 		if err != nil {
 			return "", fmt.Errorf("create job %s: %w", j.ID, err)
 		}
@@ -244,7 +231,7 @@ func updateTx(ctx context.Context, tx pgx.Tx, j executor.Job, owe []executor.Rep
 	tag, err := tx.Exec(ctx, `UPDATE jobs
 		SET state = $1, description = $2, previous_sha = $3, owner = $4, started = $5, finished = $6
 		WHERE id = $7`,
-		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
+		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Owner, jobrow.Nanos(j.Started), jobrow.Nanos(j.Finished), j.ID)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
@@ -277,28 +264,23 @@ func (s *Store) Job(ctx context.Context, id string) (executor.Job, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	j, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1`, id))
+	j, err := jobrow.ScanJob(tx.QueryRow(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return executor.Job{}, fmt.Errorf("job %s: %w", id, executor.ErrNotFound)
 	}
 	if err != nil {
 		return executor.Job{}, fmt.Errorf("read job %s: %w", id, err)
 	}
-	rows, err := tx.Query(ctx, `SELECT seq, name, skipped, exit_code, error, output, started, duration
-		FROM steps WHERE job = $1 ORDER BY seq`, id)
+	rows, err := tx.Query(ctx, `SELECT `+jobrow.StepColumns+` FROM steps WHERE job = $1 ORDER BY seq`, id)
 	if err != nil {
 		return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		st := executor.StepRun{Job: id}
-		var started *int64
-		var dur int64
-		if err := rows.Scan(&st.Seq, &st.Name, &st.Skipped, &st.ExitCode, &st.Error, &st.Output, &started, &dur); err != nil {
+		st, err := jobrow.ScanStep(rows)
+		if err != nil {
 			return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
 		}
-		st.Started = fromNanos(started)
-		st.Duration = time.Duration(dur)
 		j.Steps = append(j.Steps, st)
 	}
 	if err := rows.Err(); err != nil {
@@ -322,7 +304,7 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 		l := int64(limit)
 		lim = &l
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+jobColumns+` FROM jobs
+	rows, err := s.pool.Query(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE ($1 = '' OR target = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2::text[]))
 		ORDER BY created DESC, seq DESC LIMIT $3`, target, names, lim)
 	if err != nil {
@@ -331,12 +313,12 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 	return collectJobs(rows, "list jobs")
 }
 
-// collectJobs reads every row of rows with scanJob, and closes rows.
+// collectJobs reads every row of rows with jobrow.ScanJob, and closes rows.
 func collectJobs(rows pgx.Rows, what string) ([]executor.Job, error) {
 	defer rows.Close()
 	jobs := []executor.Job{}
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := jobrow.ScanJob(rows)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -354,7 +336,7 @@ func collectJobs(rows pgx.Rows, what string) ([]executor.Job, error) {
 // executor.ErrNotFound.
 func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, error) {
 	// NULLS LAST: as in the SQLite journal, where NULL sorts lowest.
-	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs
+	j, err := jobrow.ScanJob(s.pool.QueryRow(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE target = $1 AND state = $2 ORDER BY finished DESC NULLS LAST, created DESC, seq DESC LIMIT 1`,
 		target, string(executor.StateSuccess)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -369,7 +351,7 @@ func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, e
 // Deployed returns the newest (by creation) successful job of target that
 // deployed sha, without its steps, or an error wrapping executor.ErrNotFound.
 func (s *Store) Deployed(ctx context.Context, target, sha string) (executor.Job, error) {
-	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs
+	j, err := jobrow.ScanJob(s.pool.QueryRow(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE target = $1 AND sha = $2 AND state = $3 ORDER BY created DESC, seq DESC LIMIT 1`,
 		target, sha, string(executor.StateSuccess)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -400,57 +382,17 @@ type execer interface {
 }
 
 func putStep(ctx context.Context, db execer, st executor.StepRun) error {
-	_, err := db.Exec(ctx, `INSERT INTO steps
-		(job, seq, name, skipped, exit_code, error, output, started, duration)
+	_, err := db.Exec(ctx, `INSERT INTO steps (`+jobrow.StepColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (job, seq) DO UPDATE SET
 			name = excluded.name, skipped = excluded.skipped, exit_code = excluded.exit_code,
 			error = excluded.error, output = excluded.output, started = excluded.started,
 			duration = excluded.duration`,
-		st.Job, st.Seq, jobrow.Text(st.Name), jobrow.Text(st.Skipped), st.ExitCode, jobrow.Text(st.Error), jobrow.Output(st.Output),
-		nanos(st.Started), int64(st.Duration))
+		jobrow.StepValues(st)...)
 	if err != nil {
 		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, err)
 	}
 	return nil
-}
-
-// scanJob reads the jobColumns of one row.
-func scanJob(row pgx.Row) (executor.Job, error) {
-	var j executor.Job
-	var kind, state string
-	var created int64
-	var started, finished *int64
-	err := row.Scan(&j.ID, &j.Target, &kind, &j.Trigger.Repo, &j.Trigger.Branch, &j.Trigger.SHA,
-		&j.Trigger.Delivery, &j.Trigger.Actor, &j.Trigger.Reason, &j.Trigger.Force,
-		&j.Trigger.BodyHash, &j.Trigger.AnyCommit,
-		&state, &j.Description, &j.PreviousSHA, &j.Deployment, &j.Owner, &created, &started, &finished)
-	if err != nil {
-		return executor.Job{}, err
-	}
-	j.Trigger.Kind = executor.Kind(kind)
-	j.State = executor.State(state)
-	j.Created = time.Unix(0, created).UTC()
-	j.Started = fromNanos(started)
-	j.Finished = fromNanos(finished)
-	return j, nil
-}
-
-// nanos is t as unix nanoseconds, nil (NULL) for the zero time.
-func nanos(t time.Time) *int64 {
-	if t.IsZero() {
-		return nil
-	}
-	n := t.UnixNano()
-	return &n
-}
-
-// fromNanos is the inverse of nanos, in UTC.
-func fromNanos(n *int64) time.Time {
-	if n == nil {
-		return time.Time{}
-	}
-	return time.Unix(0, *n).UTC()
 }
 
 // oneRow turns a statement that changed no row into ErrNotFound.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -34,7 +35,7 @@ func (s *Store) Beat(ctx context.Context, o executor.Owner) error {
 // has no row, and jobs whose owner's lease ends before now. A lease that ends
 // exactly at now is still alive.
 func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+jobColumns+` FROM jobs
+	rows, err := s.pool.Query(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE state IN ($1, $2) AND NOT EXISTS (
 			SELECT 1 FROM owners WHERE owners.id = jobs.owner AND jobs.owner <> '' AND owners."until" >= $3)
 		ORDER BY created DESC, seq DESC`,
