@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/storetest"
 )
 
 // benchStore opens a fresh journal whose logs are dropped (benchmarks measure
@@ -40,7 +41,7 @@ func BenchmarkStore_CreateJob(b *testing.B) {
 
 func BenchmarkStore_UpdateJob(b *testing.B) {
 	s := benchStore(b)
-	j := fullJob("j1")
+	j := storetest.FullJob("j1")
 	mustCreate(b, s, j)
 	i := 0
 	for b.Loop() {

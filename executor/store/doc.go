@@ -29,7 +29,8 @@
 //     lease and its fencing token. The outbox's claim columns say which
 //     process is sending a report until when; a unique index on (target, SHA)
 //     of the unfinished jobs of a replicated lane (owner executor.LaneOwner)
-//     makes one job of a SHA recorded at two processes at once. The single
+//     makes one job of a SHA recorded at two processes at once, and refuses
+//     (executor.ErrDuplicate) an Adopt that would make a second. The single
 //     write connection serializes ClaimLane, the fenced writes and ClaimOwed,
 //     as row locks do in PostgreSQL.
 //

@@ -7,29 +7,20 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
-// MaxOutput is the most output bytes kept per step. The executor already bounds
-// what it passes; this is the journal's own guard. Longer output keeps its tail,
-// where a failing command says why.
-const MaxOutput = 64 << 10
+// MaxOutput is the most output bytes kept per step (jobrow.MaxOutput). The
+// executor already bounds what it passes; this is the journal's own guard.
+// Longer output keeps its tail, where a failing command says why.
+const MaxOutput = jobrow.MaxOutput
 
-// jobColumns are the columns scanJob reads, in its order.
-const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
-	body_hash, any_commit, state, description, previous_sha, deployment, owner,
-	created, started, finished`
-
-// jobValues are the placeholders for jobColumns.
+// jobValues are the placeholders for jobrow.JobColumns.
 const jobValues = `?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?`
-
-// finalStates are the end states of a job, as SQL string literals, for
-// queries that must know them. executor.StateSkipped is final too.
-const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
 
 // CreateJob records j, with its steps if it has any, its owner and its
 // trigger's body hash, and returns j.ID.
@@ -50,7 +41,8 @@ const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
 // j.ID, j.Target and j.State must not be empty, and no job with j.ID may
 // exist. A zero j.Created is recorded as the time of the call. The reports in
 // owe are added to the outbox in the same transaction: the job and what GitHub
-// is owed about it are recorded together or not at all.
+// is owed about it are recorded together or not at all. Free text is cleaned as
+// package jobrow says.
 func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.Report) (existing string, err error) {
 	switch {
 	case j.ID == "":
@@ -89,12 +81,7 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 			return "", fmt.Errorf("create job %s: record delivery: %w", j.ID, err)
 		}
 	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES (`+jobValues+`)`,
-		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
-		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
-		j.Trigger.BodyHash, j.Trigger.AnyCommit,
-		string(j.State), j.Description, j.PreviousSHA, j.Deployment, j.Owner,
-		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
+	_, err = tx.ExecContext(ctx, `INSERT INTO jobs (`+jobrow.JobColumns+`) VALUES (`+jobValues+`)`, jobrow.JobValues(j)...)
 	switch {
 	case isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE):
 		// One of the two unique indexes of jobs besides its primary key: the
@@ -173,7 +160,7 @@ func updateTx(ctx context.Context, tx *sql.Tx, j executor.Job, owe []executor.Re
 	res, err := tx.ExecContext(ctx, `UPDATE jobs
 		SET state = ?, description = ?, previous_sha = ?, owner = ?, started = ?, finished = ?
 		WHERE id = ?`,
-		string(j.State), j.Description, j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
+		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Owner, jobrow.Nanos(j.Started), jobrow.Nanos(j.Finished), j.ID)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
@@ -205,28 +192,23 @@ func (s *Store) Job(ctx context.Context, id string) (executor.Job, error) {
 	}
 	defer tx.Rollback()
 
-	j, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = ?`, id))
+	j, err := jobrow.ScanJob(tx.QueryRowContext(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return executor.Job{}, fmt.Errorf("job %s: %w", id, executor.ErrNotFound)
 	}
 	if err != nil {
 		return executor.Job{}, fmt.Errorf("read job %s: %w", id, err)
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT seq, name, skipped, exit_code, error, output, started, duration
-		FROM steps WHERE job = ? ORDER BY seq`, id)
+	rows, err := tx.QueryContext(ctx, `SELECT `+jobrow.StepColumns+` FROM steps WHERE job = ? ORDER BY seq`, id)
 	if err != nil {
 		return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		st := executor.StepRun{Job: id}
-		var started sql.NullInt64
-		var dur int64
-		if err := rows.Scan(&st.Seq, &st.Name, &st.Skipped, &st.ExitCode, &st.Error, &st.Output, &started, &dur); err != nil {
+		st, err := jobrow.ScanStep(rows)
+		if err != nil {
 			return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
 		}
-		st.Started = fromNanos(started)
-		st.Duration = time.Duration(dur)
 		j.Steps = append(j.Steps, st)
 	}
 	if err := rows.Err(); err != nil {
@@ -252,7 +234,7 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 			args = append(args, string(st))
 		}
 	}
-	q := `SELECT ` + jobColumns + ` FROM jobs`
+	q := `SELECT ` + jobrow.JobColumns + ` FROM jobs`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -268,7 +250,7 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 	defer rows.Close()
 	jobs := []executor.Job{}
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := jobrow.ScanJob(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list jobs: %w", err)
 		}
@@ -283,7 +265,7 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 // LastSuccess returns the newest (by creation) successful job of target,
 // without its steps, or an error wrapping executor.ErrNotFound.
 func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, error) {
-	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
+	j, err := jobrow.ScanJob(s.r.QueryRowContext(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE target = ? AND state = ? ORDER BY finished DESC, created DESC, rowid DESC LIMIT 1`,
 		target, string(executor.StateSuccess)))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -297,8 +279,9 @@ func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, e
 
 // AddStep records a step run of job s.Job, replacing the one with the same
 // s.Seq if there is one (a step is recorded when it starts and again when it
-// ends). Output longer than MaxOutput keeps its last MaxOutput bytes (less up to
-// 3, to start on a character boundary). It returns an error wrapping
+// ends). Its text is cleaned as package jobrow says, as the PostgreSQL journal
+// cleans it: output longer than MaxOutput keeps its last MaxOutput bytes (less
+// up to 3, to start on a character boundary). It returns an error wrapping
 // executor.ErrNotFound if there is no such job.
 func (s *Store) AddStep(ctx context.Context, st executor.StepRun) error {
 	err := putStep(ctx, s.w, st)
@@ -314,76 +297,17 @@ type execer interface {
 }
 
 func putStep(ctx context.Context, db execer, st executor.StepRun) error {
-	_, err := db.ExecContext(ctx, `INSERT INTO steps
-		(job, seq, name, skipped, exit_code, error, output, started, duration)
+	_, err := db.ExecContext(ctx, `INSERT INTO steps (`+jobrow.StepColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (job, seq) DO UPDATE SET
 			name = excluded.name, skipped = excluded.skipped, exit_code = excluded.exit_code,
 			error = excluded.error, output = excluded.output, started = excluded.started,
 			duration = excluded.duration`,
-		st.Job, st.Seq, st.Name, st.Skipped, st.ExitCode, st.Error, tail(st.Output, MaxOutput),
-		nanos(st.Started), int64(st.Duration))
+		jobrow.StepValues(st)...)
 	if err != nil {
 		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, err)
 	}
 	return nil
-}
-
-// tail returns the last max bytes of s at most, starting on a UTF-8 character
-// boundary when s is valid UTF-8 there.
-func tail(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	s = s[len(s)-max:]
-	for i := 0; i < utf8.UTFMax-1 && i < len(s); i++ {
-		if utf8.RuneStart(s[i]) {
-			return s[i:]
-		}
-	}
-	return s
-}
-
-// scanner is a *sql.Row or *sql.Rows.
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-// scanJob reads the jobColumns of one row.
-func scanJob(row scanner) (executor.Job, error) {
-	var j executor.Job
-	var kind, state string
-	var created int64
-	var started, finished sql.NullInt64
-	err := row.Scan(&j.ID, &j.Target, &kind, &j.Trigger.Repo, &j.Trigger.Branch, &j.Trigger.SHA,
-		&j.Trigger.Delivery, &j.Trigger.Actor, &j.Trigger.Reason, &j.Trigger.Force,
-		&j.Trigger.BodyHash, &j.Trigger.AnyCommit,
-		&state, &j.Description, &j.PreviousSHA, &j.Deployment, &j.Owner, &created, &started, &finished)
-	if err != nil {
-		return executor.Job{}, err
-	}
-	j.Trigger.Kind = executor.Kind(kind)
-	j.State = executor.State(state)
-	j.Created = time.Unix(0, created).UTC()
-	j.Started = fromNanos(started)
-	j.Finished = fromNanos(finished)
-	return j, nil
-}
-
-// nanos is t as unix nanoseconds, NULL for the zero time.
-func nanos(t time.Time) sql.NullInt64 {
-	if t.IsZero() {
-		return sql.NullInt64{}
-	}
-	return sql.NullInt64{Int64: t.UnixNano(), Valid: true}
-}
-
-// fromNanos is the inverse of nanos, in UTC.
-func fromNanos(n sql.NullInt64) time.Time {
-	if !n.Valid {
-		return time.Time{}
-	}
-	return time.Unix(0, n.Int64).UTC()
 }
 
 // oneRow turns an UPDATE or DELETE that matched no row into ErrNotFound.
@@ -408,7 +332,7 @@ func isConstraint(err error, code int) bool {
 // deployed sha, without its steps, or an error wrapping executor.ErrNotFound
 // when target never deployed sha successfully.
 func (s *Store) Deployed(ctx context.Context, target, sha string) (executor.Job, error) {
-	j, err := scanJob(s.r.QueryRowContext(ctx, `SELECT `+jobColumns+` FROM jobs
+	j, err := jobrow.ScanJob(s.r.QueryRowContext(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE target = ? AND sha = ? AND state = ? ORDER BY created DESC, rowid DESC LIMIT 1`,
 		target, sha, string(executor.StateSuccess)))
 	if errors.Is(err, sql.ErrNoRows) {

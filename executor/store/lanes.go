@@ -3,13 +3,13 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 )
 
 var _ executor.Lanes = (*Store)(nil)
@@ -146,8 +146,8 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 	}
 	var owed []executor.OwedReport
 	for _, id := range inOrder(cands, all) {
-		o, err := scanOwed(tx.QueryRowContext(ctx, `UPDATE outbox SET claim_owner = ?, claim_until = ? WHERE id = ?
-			RETURNING id, report, created, tries`, owner, until.UnixNano(), id))
+		o, err := jobrow.ScanOwed(tx.QueryRowContext(ctx, `UPDATE outbox SET claim_owner = ?, claim_until = ? WHERE id = ?
+			RETURNING `+jobrow.OwedColumns, owner, until.UnixNano(), id))
 		if err != nil {
 			return nil, fmt.Errorf("claim owed reports: %w", err)
 		}
@@ -216,19 +216,4 @@ func inOrder(cands, all []idJob) []int64 {
 		}
 	}
 	return keep
-}
-
-// scanOwed reads one outbox row: id, report, created, tries.
-func scanOwed(row scanner) (executor.OwedReport, error) {
-	var o executor.OwedReport
-	var report string
-	var created int64
-	if err := row.Scan(&o.ID, &report, &created, &o.Tries); err != nil {
-		return o, err
-	}
-	if err := json.Unmarshal([]byte(report), &o.Report); err != nil {
-		return o, fmt.Errorf("report %d: %w", o.ID, err)
-	}
-	o.Created = time.Unix(0, created).UTC()
-	return o, nil
 }

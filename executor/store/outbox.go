@@ -3,11 +3,11 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 )
 
 // Owe adds r to the outbox, to be sent to GitHub until Settle removes it. The
@@ -30,12 +30,12 @@ func (s *Store) Owe(ctx context.Context, r executor.Report) error {
 // oweTx adds reports to the outbox inside tx.
 func oweTx(ctx context.Context, tx *sql.Tx, reports []executor.Report) error {
 	for _, r := range reports {
-		b, err := json.Marshal(r)
+		b, err := jobrow.ReportJSON(r)
 		if err != nil {
-			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (job, report, created) VALUES (?, ?, ?)`,
-			r.Job, string(b), time.Now().UnixNano()); err != nil {
+			r.Job, b, time.Now().UnixNano()); err != nil {
 			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
 		}
 	}
@@ -45,7 +45,7 @@ func oweTx(ctx context.Context, tx *sql.Tx, reports []executor.Report) error {
 // Owed lists the reports in the outbox, oldest (first owed) first, at most limit
 // of them (all if limit <= 0). An empty outbox is an empty list and a nil error.
 func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, error) {
-	q := `SELECT id, report, created, tries FROM outbox ORDER BY id`
+	q := `SELECT ` + jobrow.OwedColumns + ` FROM outbox ORDER BY id`
 	var args []any
 	if limit > 0 {
 		q += ` LIMIT ?`
@@ -58,7 +58,7 @@ func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, err
 	defer rows.Close()
 	owed := []executor.OwedReport{}
 	for rows.Next() {
-		o, err := scanOwed(rows)
+		o, err := jobrow.ScanOwed(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list owed reports: %w", err)
 		}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Beat records o's lease: it inserts the owner row of o.ID, or replaces it
@@ -35,7 +37,7 @@ func (s *Store) Beat(ctx context.Context, o executor.Owner) error {
 // exactly at now is still alive. Taking an orphan over is Adopt's job: listing
 // one does not change it.
 func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs
+	rows, err := s.r.QueryContext(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE state IN (?, ?) AND NOT EXISTS (
 			SELECT 1 FROM owners WHERE owners.id = jobs.owner AND jobs.owner <> '' AND owners.until >= ?)
 		ORDER BY created DESC, rowid DESC`,
@@ -46,7 +48,7 @@ func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, err
 	defer rows.Close()
 	jobs := []executor.Job{}
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := jobrow.ScanJob(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list orphaned jobs: %w", err)
 		}
@@ -64,15 +66,43 @@ func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, err
 // returns an error wrapping executor.ErrNotFound when nothing changed: no such
 // job, another owner, or a final state. It does not check from's lease (the
 // caller found the job with Orphans) nor that to has one.
+//
+// When to is a lane (executor.LaneOwner) that already has an unfinished job
+// of the orphan's target and SHA, the unique index of a lane's unfinished
+// SHAs refuses the adoption: Adopt changes nothing and returns an error
+// wrapping executor.ErrDuplicate that names that job, so that the same SHA
+// stays one job, as the PostgreSQL journal does.
 func (s *Store) Adopt(ctx context.Context, id, from, to string) error {
 	if to == "" {
 		return fmt.Errorf("adopt job %s: empty new owner", id)
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE jobs SET owner = ?
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("adopt job %s: begin: %w", id, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE jobs SET owner = ?
 		WHERE id = ? AND owner = ? AND state IN (?, ?)`,
 		to, id, from, string(executor.StateQueued), string(executor.StateRunning))
+	if isConstraint(err, sqlite3.SQLITE_CONSTRAINT_UNIQUE) {
+		// The only unique index an owner's change can break: the lane's
+		// unfinished SHAs. tx holds the write lock, so the job is there.
+		other, err := existingJob(ctx, tx, `SELECT o.id FROM jobs j JOIN jobs o ON o.target = j.target AND o.sha = j.sha
+			WHERE j.id = ? AND o.id <> j.id AND o.state IN (?, ?) AND substr(o.owner, 1, 5) = 'lane:'`,
+			id, string(executor.StateQueued), string(executor.StateRunning))
+		if err != nil {
+			return fmt.Errorf("adopt job %s: look up the unfinished job of its SHA: %w", id, err)
+		}
+		return fmt.Errorf("adopt job %s: job %s of this target and SHA is the lane's and not finished: %w", id, other, executor.ErrDuplicate)
+	}
 	if err != nil {
 		return fmt.Errorf("adopt job %s: %w", id, err)
 	}
-	return oneRow(res, fmt.Sprintf("adopt job %s from owner %q", id, from))
+	if err := oneRow(res, fmt.Sprintf("adopt job %s from owner %q", id, from)); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("adopt job %s: commit: %w", id, err)
+	}
+	return nil
 }

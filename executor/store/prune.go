@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 )
 
 // pruneBatch is how many jobs one transaction of Prune deletes at most, so
@@ -64,7 +66,7 @@ func (s *Store) pruneBatch(ctx context.Context, before int64, keep int) (int, er
 				row_number() OVER (PARTITION BY target, state ORDER BY finished DESC, created DESC, rowid DESC) AS n_state
 			FROM jobs
 		)
-		WHERE state IN (`+finalStates+`)
+		WHERE state IN (`+jobrow.FinalStates+`)
 			AND NOT (state = 'success' AND n_state = 1)
 			AND (created < ?1 OR (?2 > 0 AND n > ?2))
 		LIMIT ?3)`, before, keep, pruneBatch)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"github.com/deployhook/deployhook/executor/store/storetest"
 )
 
@@ -57,41 +58,6 @@ const (
 	bodyHash1 = "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
 	bodyHash2 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
 )
-
-// fullJob has every field of a job set, steps included.
-func fullJob(id string) executor.Job {
-	return executor.Job{
-		ID:     id,
-		Target: "production",
-		Trigger: executor.Trigger{
-			Kind:      executor.KindWorkflowRun,
-			Repo:      "acme/data-platform",
-			Branch:    "main",
-			SHA:       sha1,
-			Delivery:  "delivery-" + id,
-			Actor:     "octocat",
-			Reason:    "CI run 42 passed",
-			Force:     true,
-			BodyHash:  bodyHash1,
-			AnyCommit: true,
-		},
-		State:       executor.StateRunning,
-		Description: "deploying 0123456",
-		PreviousSHA: sha2,
-		Deployment:  1234567890123,
-		Owner:       "owner-serve-1",
-		Created:     t0,
-		Started:     t0.Add(time.Second + 7),
-		Finished:    t0.Add(time.Minute + 9),
-		Steps: []executor.StepRun{
-			{Job: id, Seq: 1, Name: "fetch", ExitCode: 0, Output: "HEAD is now at 0123456 ✓\n",
-				Started: t0.Add(2 * time.Second), Duration: 1500 * time.Millisecond},
-			{Job: id, Seq: 2, Name: "sync", Skipped: "uv.lock unchanged", ExitCode: -1},
-			{Job: id, Seq: 3, Name: "rollback: restart", ExitCode: 1, Error: "timed out",
-				Output: "Job for dagster.service failed", Started: t0.Add(3 * time.Second), Duration: 10 * time.Minute},
-		},
-	}
-}
 
 // queuedJob is a minimal job of target created at created.
 func queuedJob(id, target string, state executor.State, created time.Time) executor.Job {
@@ -182,6 +148,14 @@ func TestLanes(t *testing.T) {
 			t.Fatalf("Open: %v", err)
 		}
 		return s
+	})
+}
+
+// TestText checks that the SQLite journal keeps text as the PostgreSQL one
+// must: cleaned and cut the same way.
+func TestText(t *testing.T) {
+	storetest.RunText(t, func(t *testing.T) executor.Store {
+		return newStore(t)
 	})
 }
 
@@ -369,7 +343,7 @@ func TestOpen_reopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := fullJob("j1")
+	want := storetest.FullJob("j1")
 	mustCreate(t, s, want)
 	report := executor.Report{Job: "j1", Target: "production", SHA: sha1, State: executor.StateSuccess, Description: "deployed"}
 	if err := s.Owe(t.Context(), report); err != nil {
@@ -494,30 +468,6 @@ func TestOpen_newerSchema(t *testing.T) {
 	defer db.Close()
 	if got := userVersion(t, db); got != 99 {
 		t.Errorf("user_version after refusal = %d, want 99 (untouched)", got)
-	}
-}
-
-func TestTail(t *testing.T) {
-	tests := []struct {
-		name string
-		s    string
-		max  int
-		want string
-	}{
-		{name: "short", s: "abc", max: 5, want: "abc"},
-		{name: "exact", s: "abcde", max: 5, want: "abcde"},
-		{name: "long keeps the tail", s: "abcdefgh", max: 3, want: "fgh"},
-		{name: "cut inside a rune moves to its end", s: "a€€", max: 5, want: "€"},
-		{name: "cut on a rune start", s: "a€€", max: 6, want: "€€"},
-		{name: "invalid UTF-8 is cut by bytes", s: "\xff\xff\xff\xff\xffab", max: 5, want: "\xff\xff\xffab"},
-		{name: "empty", s: "", max: 0, want: ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tail(tt.s, tt.max); got != tt.want {
-				t.Errorf("tail(%q, %d) = %q, want %q", tt.s, tt.max, got, tt.want)
-			}
-		})
 	}
 }
 
@@ -753,7 +703,7 @@ func insertJobs(tb testing.TB, s *Store, target string, n int, state executor.St
 	for i := range n {
 		id := fmt.Sprintf("%s-%07d", target, i)
 		created := t0.Add(time.Duration(i) * time.Millisecond).UnixNano()
-		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (`+jobColumns+`) VALUES (`+jobValues+`)`,
+		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (`+jobrow.JobColumns+`) VALUES (`+jobValues+`)`,
 			id, target, "push", "acme/app", "main", sha1, "d-"+id, "octocat", "push", false,
 			"", false, string(state), "", "", 0, "", created, nil, nil); err != nil {
 			tb.Fatal(err)

@@ -4,17 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// MaxOutput is the most output bytes kept per step, as in the SQLite journal.
-// Longer output keeps its tail, where a failing command says why.
-const MaxOutput = 64 << 10
+// MaxOutput is the most output bytes kept per step, as in the SQLite journal
+// (jobrow.MaxOutput). Longer output keeps its tail, where a failing command
+// says why.
+const MaxOutput = jobrow.MaxOutput
 
 // PostgreSQL error codes this package branches on
 // (https://www.postgresql.org/docs/current/errcodes-appendix.html).
@@ -23,13 +25,9 @@ const (
 	codeForeignKeyViolation = "23503"
 )
 
-// jobColumns are the columns scanJob reads, in its order.
-const jobColumns = `id, target, kind, repo, branch, sha, delivery, actor, reason, force,
-	body_hash, any_commit, state, description, previous_sha, deployment, owner,
-	created, started, finished`
-
-// finalStates are the end states of a job, as SQL string literals.
-const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
+// laneSHAIndex is the unique index on a lane's unfinished jobs' (target,
+// SHA) (migration 0002).
+const laneSHAIndex = "jobs_lane_sha"
 
 // CreateJob records j, with its steps if it has any, its owner and its
 // trigger's body hash, and owes the reports in owe, in one transaction, and
@@ -37,16 +35,24 @@ const finalStates = `'success', 'failure', 'error', 'superseded', 'skipped'`
 //
 // It deduplicates, in this order: if j.Trigger.Delivery is not empty and a job
 // of j.Target was recorded for that delivery GUID, or if j.Trigger.BodyHash is
-// not empty and a job of j.Target was recorded with that body hash, it records
-// nothing and returns that job's id and an error wrapping
-// executor.ErrDuplicate. The deliveries primary key and the unique index on
-// (target, body_hash) decide (INSERT … ON CONFLICT DO NOTHING waits for a
-// concurrent transaction that inserted the same key, and then sees its
-// outcome), so of concurrent calls for one delivery or body and target, on any
-// number of replicas, exactly one records a job.
+// not empty and a job of j.Target was recorded with that body hash, or if j
+// is an unfinished job of its target's replicated lane (executor.Lanes) and
+// the lane has an unfinished job of j's SHA, it records nothing and returns
+// that job's id and an error wrapping executor.ErrDuplicate.
+//
+// Unique constraints decide: the deliveries primary key, and the unique
+// indexes on jobs (target, body hash) and on a lane's unfinished (target,
+// SHA). INSERT … ON CONFLICT DO NOTHING waits for a concurrent transaction
+// that inserted the same key, and then sees its outcome, so of concurrent
+// calls for one delivery, body or lane SHA, on any number of replicas,
+// exactly one records a job. The job a call collided with is then looked up
+// in the same transaction; when that job changed meanwhile (a lane's job of
+// the SHA ended, a pruned delivery) so that the look-up finds nothing, the
+// insert is tried again: a call never fails for losing such a race.
 //
 // j.ID, j.Target and j.State must not be empty; a job with j.ID must not
-// exist. A zero j.Created is recorded as the time of the call.
+// exist. A zero j.Created is recorded as the time of the call. Free text is
+// cleaned as package jobrow says.
 func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.Report) (existing string, err error) {
 	switch {
 	case j.ID == "":
@@ -65,57 +71,20 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	delivery := j.Trigger.Delivery
-	if delivery != "" {
+	if j.Trigger.Delivery != "" {
 		// The delivery row goes in before its job, so that its primary key
 		// decides first; its foreign key is checked at commit (deferred).
-		tag, err := tx.Exec(ctx, `INSERT INTO deliveries (guid, target, job) VALUES ($1, $2, $3)
-			ON CONFLICT (guid, target) DO NOTHING`, delivery, j.Target, j.ID)
+		id, err := insertDelivery(ctx, tx, j)
 		if err != nil {
-			return "", fmt.Errorf("create job %s: record delivery: %w", j.ID, err)
+			return "", fmt.Errorf("create job %s: %w", j.ID, err)
 		}
-		if tag.RowsAffected() == 0 {
-			var id string
-			if err := tx.QueryRow(ctx, `SELECT job FROM deliveries WHERE guid = $1 AND target = $2`,
-				delivery, j.Target).Scan(&id); err != nil {
-				return "", fmt.Errorf("create job %s: look up delivery: %w", j.ID, err)
-			}
-			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w", j.ID, delivery, id, executor.ErrDuplicate)
+		if id != "" {
+			return id, fmt.Errorf("create job %s: delivery %s already created job %s for this target: %w",
+				j.ID, j.Trigger.Delivery, id, executor.ErrDuplicate)
 		}
 	}
-	// ON CONFLICT names the body-hash index only: a job id that exists is
-	// still an error.
-	tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-		ON CONFLICT (target, body_hash) WHERE body_hash <> '' DO NOTHING`,
-		j.ID, j.Target, string(j.Trigger.Kind), j.Trigger.Repo, j.Trigger.Branch, j.Trigger.SHA,
-		delivery, j.Trigger.Actor, j.Trigger.Reason, j.Trigger.Force,
-		j.Trigger.BodyHash, j.Trigger.AnyCommit,
-		string(j.State), j.Description, j.PreviousSHA, j.Deployment, j.Owner,
-		j.Created.UnixNano(), nanos(j.Started), nanos(j.Finished))
-	switch {
-	case isConstraint(err, "jobs_lane_sha"):
-		// Not ON CONFLICT: a statement may name one arbiter index only.
-		// The failed statement aborted tx: look the job up outside it.
-		tx.Rollback(context.WithoutCancel(ctx))
-		var id string
-		if err := s.pool.QueryRow(ctx, `SELECT id FROM jobs WHERE target = $1 AND sha = $2
-			AND state IN ('queued', 'running') AND substr(owner, 1, 5) = 'lane:'`, j.Target, j.Trigger.SHA).Scan(&id); err != nil {
-			return "", fmt.Errorf("create job %s: look up unfinished job of %s: %w", j.ID, j.Trigger.SHA, err)
-		}
-		return id, fmt.Errorf("create job %s: job %s of this target and SHA is not finished: %w", j.ID, id, executor.ErrDuplicate)
-	case isCode(err, codeUniqueViolation):
-		return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
-	case err != nil:
-		return "", fmt.Errorf("create job %s: %w", j.ID, err)
-	case tag.RowsAffected() == 0:
-		var id string
-		if err := tx.QueryRow(ctx, `SELECT id FROM jobs WHERE target = $1 AND body_hash = $2`,
-			j.Target, j.Trigger.BodyHash).Scan(&id); err != nil {
-			return "", fmt.Errorf("create job %s: look up body hash: %w", j.ID, err)
-		}
-		return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
-			j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+	if existing, err := insertJob(ctx, tx, j); err != nil || existing != "" {
+		return existing, err
 	}
 	for _, st := range j.Steps {
 		st.Job = j.ID
@@ -137,6 +106,101 @@ func (s *Store) CreateJob(ctx context.Context, j executor.Job, owe ...executor.R
 		return "", fmt.Errorf("create job %s: commit: %w", j.ID, err)
 	}
 	return j.ID, nil
+}
+
+// collisionTries bounds how many times CreateJob and Adopt try a write
+// again whose collision vanished before it could be looked up. Each retry
+// needs another process to end or prune, between two statements of this
+// one, a job that collides with it: a few tries are plenty.
+const collisionTries = 8
+
+// insertDelivery records j's delivery in tx, and returns "" or, when the
+// delivery already created a job of j.Target, that job's id.
+func insertDelivery(ctx context.Context, tx pgx.Tx, j executor.Job) (existing string, err error) {
+	for range collisionTries {
+		tag, err := tx.Exec(ctx, `INSERT INTO deliveries (guid, target, job) VALUES ($1, $2, $3)
+			ON CONFLICT (guid, target) DO NOTHING`, j.Trigger.Delivery, j.Target, j.ID)
+		if err != nil {
+			return "", fmt.Errorf("record delivery: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return "", nil
+		}
+		id, err := lookUp(ctx, tx, `SELECT job FROM deliveries WHERE guid = $1 AND target = $2`, j.Trigger.Delivery, j.Target)
+		if err != nil || id != "" {
+			return id, err
+		}
+		// Its job was pruned since: try again.
+	}
+	return "", fmt.Errorf("record delivery %s: it keeps colliding with a row deleted before it can be read", j.Trigger.Delivery)
+}
+
+// insertJob inserts j's row in tx, and returns "", nil when it did, or the id
+// of the job j duplicates and an error wrapping executor.ErrDuplicate.
+//
+// ON CONFLICT without a target takes every unique index as an arbiter (a
+// statement may name one only), so no collision aborts tx: the job collided
+// with is looked up next, in tx, and the insert tried again when the look-up
+// finds none (it ended, or was pruned, in between).
+func insertJob(ctx context.Context, tx pgx.Tx, j executor.Job) (existing string, err error) {
+	for range collisionTries {
+		tag, err := tx.Exec(ctx, `INSERT INTO jobs (`+jobrow.JobColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+			ON CONFLICT DO NOTHING`, jobrow.JobValues(j)...)
+		if err != nil {
+			return "", fmt.Errorf("create job %s: %w", j.ID, err)
+		}
+		if tag.RowsAffected() == 1 {
+			return "", nil
+		}
+		if j.Trigger.BodyHash != "" {
+			id, err := lookUp(ctx, tx, `SELECT id FROM jobs WHERE target = $1 AND body_hash = $2`, j.Target, j.Trigger.BodyHash)
+			if err != nil {
+				return "", fmt.Errorf("create job %s: look up body hash: %w", j.ID, err)
+			}
+			if id != "" {
+				return id, fmt.Errorf("create job %s: a delivery with body hash %s already created job %s for this target: %w",
+					j.ID, j.Trigger.BodyHash, id, executor.ErrDuplicate)
+			}
+		}
+		if inLaneIndex(j) {
+			id, err := lookUp(ctx, tx, `SELECT id FROM jobs WHERE target = $1 AND sha = $2
+				AND state IN ('queued', 'running') AND substr(owner, 1, 5) = 'lane:'`, j.Target, j.Trigger.SHA)
+			if err != nil {
+				return "", fmt.Errorf("create job %s: look up unfinished job of %s: %w", j.ID, j.Trigger.SHA, err)
+			}
+			if id != "" {
+				return id, fmt.Errorf("create job %s: job %s of this target and SHA is not finished: %w", j.ID, id, executor.ErrDuplicate)
+			}
+		}
+		id, err := lookUp(ctx, tx, `SELECT id FROM jobs WHERE id = $1`, j.ID)
+		if err != nil {
+			return "", fmt.Errorf("create job %s: look up id: %w", j.ID, err)
+		}
+		if id != "" {
+			return "", fmt.Errorf("create job %s: a job with this id already exists", j.ID)
+		}
+		// What j collided with is gone: try again.
+	}
+	return "", fmt.Errorf("create job %s: it keeps colliding with jobs that end or go before they can be read", j.ID)
+}
+
+// inLaneIndex reports whether j is one of the jobs the unique index
+// jobs_lane_sha covers: an unfinished job owned by a lane.
+func inLaneIndex(j executor.Job) bool {
+	return (j.State == executor.StateQueued || j.State == executor.StateRunning) &&
+		strings.HasPrefix(j.Owner, executor.LaneOwner(""))
+}
+
+// lookUp returns the one text column of the first row of query, or "" when
+// there is none.
+func lookUp(ctx context.Context, tx pgx.Tx, query string, args ...any) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, query, args...).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return id, err
 }
 
 // UpdateJob stores j's state, description, previous SHA, owner, start and
@@ -167,7 +231,7 @@ func updateTx(ctx context.Context, tx pgx.Tx, j executor.Job, owe []executor.Rep
 	tag, err := tx.Exec(ctx, `UPDATE jobs
 		SET state = $1, description = $2, previous_sha = $3, owner = $4, started = $5, finished = $6
 		WHERE id = $7`,
-		string(j.State), j.Description, j.PreviousSHA, j.Owner, nanos(j.Started), nanos(j.Finished), j.ID)
+		string(j.State), jobrow.Text(j.Description), j.PreviousSHA, j.Owner, jobrow.Nanos(j.Started), jobrow.Nanos(j.Finished), j.ID)
 	if err != nil {
 		return fmt.Errorf("update job %s: %w", j.ID, err)
 	}
@@ -200,28 +264,23 @@ func (s *Store) Job(ctx context.Context, id string) (executor.Job, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 
-	j, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1`, id))
+	j, err := jobrow.ScanJob(tx.QueryRow(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return executor.Job{}, fmt.Errorf("job %s: %w", id, executor.ErrNotFound)
 	}
 	if err != nil {
 		return executor.Job{}, fmt.Errorf("read job %s: %w", id, err)
 	}
-	rows, err := tx.Query(ctx, `SELECT seq, name, skipped, exit_code, error, output, started, duration
-		FROM steps WHERE job = $1 ORDER BY seq`, id)
+	rows, err := tx.Query(ctx, `SELECT `+jobrow.StepColumns+` FROM steps WHERE job = $1 ORDER BY seq`, id)
 	if err != nil {
 		return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		st := executor.StepRun{Job: id}
-		var started *int64
-		var dur int64
-		if err := rows.Scan(&st.Seq, &st.Name, &st.Skipped, &st.ExitCode, &st.Error, &st.Output, &started, &dur); err != nil {
+		st, err := jobrow.ScanStep(rows)
+		if err != nil {
 			return executor.Job{}, fmt.Errorf("read steps of job %s: %w", id, err)
 		}
-		st.Started = fromNanos(started)
-		st.Duration = time.Duration(dur)
 		j.Steps = append(j.Steps, st)
 	}
 	if err := rows.Err(); err != nil {
@@ -245,7 +304,7 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 		l := int64(limit)
 		lim = &l
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+jobColumns+` FROM jobs
+	rows, err := s.pool.Query(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE ($1 = '' OR target = $1) AND (cardinality($2::text[]) = 0 OR state = ANY($2::text[]))
 		ORDER BY created DESC, seq DESC LIMIT $3`, target, names, lim)
 	if err != nil {
@@ -254,12 +313,12 @@ func (s *Store) Jobs(ctx context.Context, target string, limit int, states ...ex
 	return collectJobs(rows, "list jobs")
 }
 
-// collectJobs reads every row of rows with scanJob, and closes rows.
+// collectJobs reads every row of rows with jobrow.ScanJob, and closes rows.
 func collectJobs(rows pgx.Rows, what string) ([]executor.Job, error) {
 	defer rows.Close()
 	jobs := []executor.Job{}
 	for rows.Next() {
-		j, err := scanJob(rows)
+		j, err := jobrow.ScanJob(rows)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
@@ -277,7 +336,7 @@ func collectJobs(rows pgx.Rows, what string) ([]executor.Job, error) {
 // executor.ErrNotFound.
 func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, error) {
 	// NULLS LAST: as in the SQLite journal, where NULL sorts lowest.
-	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs
+	j, err := jobrow.ScanJob(s.pool.QueryRow(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE target = $1 AND state = $2 ORDER BY finished DESC NULLS LAST, created DESC, seq DESC LIMIT 1`,
 		target, string(executor.StateSuccess)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -292,7 +351,7 @@ func (s *Store) LastSuccess(ctx context.Context, target string) (executor.Job, e
 // Deployed returns the newest (by creation) successful job of target that
 // deployed sha, without its steps, or an error wrapping executor.ErrNotFound.
 func (s *Store) Deployed(ctx context.Context, target, sha string) (executor.Job, error) {
-	j, err := scanJob(s.pool.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs
+	j, err := jobrow.ScanJob(s.pool.QueryRow(ctx, `SELECT `+jobrow.JobColumns+` FROM jobs
 		WHERE target = $1 AND sha = $2 AND state = $3 ORDER BY created DESC, seq DESC LIMIT 1`,
 		target, sha, string(executor.StateSuccess)))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -305,9 +364,10 @@ func (s *Store) Deployed(ctx context.Context, target, sha string) (executor.Job,
 }
 
 // AddStep records a step run of job st.Job, replacing the one with the same
-// st.Seq if there is one. Output longer than MaxOutput keeps its last
-// MaxOutput bytes (less up to 3, to start on a character boundary). It
-// returns an error wrapping executor.ErrNotFound if there is no such job.
+// st.Seq if there is one. Its text is cleaned as package jobrow says: output
+// longer than MaxOutput keeps its last MaxOutput bytes (less up to 3, to
+// start on a character boundary). It returns an error wrapping
+// executor.ErrNotFound if there is no such job.
 func (s *Store) AddStep(ctx context.Context, st executor.StepRun) error {
 	err := putStep(ctx, s.pool, st)
 	if isCode(err, codeForeignKeyViolation) {
@@ -322,98 +382,17 @@ type execer interface {
 }
 
 func putStep(ctx context.Context, db execer, st executor.StepRun) error {
-	_, err := db.Exec(ctx, `INSERT INTO steps
-		(job, seq, name, skipped, exit_code, error, output, started, duration)
+	_, err := db.Exec(ctx, `INSERT INTO steps (`+jobrow.StepColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 		ON CONFLICT (job, seq) DO UPDATE SET
 			name = excluded.name, skipped = excluded.skipped, exit_code = excluded.exit_code,
 			error = excluded.error, output = excluded.output, started = excluded.started,
 			duration = excluded.duration`,
-		st.Job, st.Seq, st.Name, st.Skipped, st.ExitCode, st.Error, validText(tail(st.Output, MaxOutput)),
-		nanos(st.Started), int64(st.Duration))
+		jobrow.StepValues(st)...)
 	if err != nil {
 		return fmt.Errorf("add step %d of job %s: %w", st.Seq, st.Job, err)
 	}
 	return nil
-}
-
-// tail returns the last max bytes of s at most, starting on a UTF-8 character
-// boundary when s is valid UTF-8 there.
-func tail(s string, max int) string {
-	if len(s) <= max {
-		return s
-	}
-	s = s[len(s)-max:]
-	for i := 0; i < utf8.UTFMax-1 && i < len(s); i++ {
-		if utf8.RuneStart(s[i]) {
-			return s[i:]
-		}
-	}
-	return s
-}
-
-// validText is s as PostgreSQL's text type takes it: valid UTF-8 without NUL
-// bytes (a UTF-8 database refuses both, and a step's output may hold either),
-// each bad byte and NUL replaced by U+FFFD.
-func validText(s string) string {
-	if utf8.ValidString(s) && !containsNUL(s) {
-		return s
-	}
-	b := make([]rune, 0, len(s))
-	for _, r := range s {
-		if r == 0 {
-			r = utf8.RuneError
-		}
-		b = append(b, r)
-	}
-	return string(b)
-}
-
-func containsNUL(s string) bool {
-	for i := range len(s) {
-		if s[i] == 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// scanJob reads the jobColumns of one row.
-func scanJob(row pgx.Row) (executor.Job, error) {
-	var j executor.Job
-	var kind, state string
-	var created int64
-	var started, finished *int64
-	err := row.Scan(&j.ID, &j.Target, &kind, &j.Trigger.Repo, &j.Trigger.Branch, &j.Trigger.SHA,
-		&j.Trigger.Delivery, &j.Trigger.Actor, &j.Trigger.Reason, &j.Trigger.Force,
-		&j.Trigger.BodyHash, &j.Trigger.AnyCommit,
-		&state, &j.Description, &j.PreviousSHA, &j.Deployment, &j.Owner, &created, &started, &finished)
-	if err != nil {
-		return executor.Job{}, err
-	}
-	j.Trigger.Kind = executor.Kind(kind)
-	j.State = executor.State(state)
-	j.Created = time.Unix(0, created).UTC()
-	j.Started = fromNanos(started)
-	j.Finished = fromNanos(finished)
-	return j, nil
-}
-
-// nanos is t as unix nanoseconds, nil (NULL) for the zero time.
-func nanos(t time.Time) *int64 {
-	if t.IsZero() {
-		return nil
-	}
-	n := t.UnixNano()
-	return &n
-}
-
-// fromNanos is the inverse of nanos, in UTC.
-func fromNanos(n *int64) time.Time {
-	if n == nil {
-		return time.Time{}
-	}
-	return time.Unix(0, *n).UTC()
 }
 
 // oneRow turns a statement that changed no row into ErrNotFound.

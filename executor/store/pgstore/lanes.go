@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -147,7 +148,7 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 		return nil, fmt.Errorf("claim owed reports: %w", err)
 	}
 	rows, err := tx.Query(ctx, `UPDATE outbox SET claim_owner = $1, claim_until = $2 WHERE id = ANY($3::bigint[])
-		RETURNING id, report, created, tries`, owner, until.UnixNano(), inOrder(cands, all))
+		RETURNING `+jobrow.OwedColumns, owner, until.UnixNano(), inOrder(cands, all))
 	if err != nil {
 		return nil, fmt.Errorf("claim owed reports: %w", err)
 	}

@@ -2,11 +2,11 @@ package pgstore
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -18,12 +18,12 @@ func (s *Store) Owe(ctx context.Context, r executor.Report) error {
 // oweTx adds reports to the outbox through db (a transaction, for several).
 func oweTx(ctx context.Context, db execer, reports []executor.Report) error {
 	for _, r := range reports {
-		b, err := json.Marshal(r)
+		b, err := jobrow.ReportJSON(r)
 		if err != nil {
-			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
+			return err
 		}
 		if _, err := db.Exec(ctx, `INSERT INTO outbox (job, report, created) VALUES ($1, $2, $3)`,
-			r.Job, string(b), time.Now().UnixNano()); err != nil {
+			r.Job, b, time.Now().UnixNano()); err != nil {
 			return fmt.Errorf("owe report of job %s: %w", r.Job, err)
 		}
 	}
@@ -38,7 +38,7 @@ func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, err
 		l := int64(limit)
 		lim = &l
 	}
-	rows, err := s.pool.Query(ctx, `SELECT id, report, created, tries FROM outbox ORDER BY id LIMIT $1`, lim)
+	rows, err := s.pool.Query(ctx, `SELECT `+jobrow.OwedColumns+` FROM outbox ORDER BY id LIMIT $1`, lim)
 	if err != nil {
 		return nil, fmt.Errorf("list owed reports: %w", err)
 	}
@@ -49,22 +49,16 @@ func (s *Store) Owed(ctx context.Context, limit int) ([]executor.OwedReport, err
 	return owed, nil
 }
 
-// collectOwed reads every (id, report, created, tries) row of rows, and
-// closes rows. No row is an empty list.
+// collectOwed reads every row of rows with jobrow.ScanOwed, and closes
+// rows. No row is an empty list.
 func collectOwed(rows pgx.Rows) ([]executor.OwedReport, error) {
 	defer rows.Close()
 	owed := []executor.OwedReport{}
 	for rows.Next() {
-		var o executor.OwedReport
-		var report string
-		var created int64
-		if err := rows.Scan(&o.ID, &report, &created, &o.Tries); err != nil {
+		o, err := jobrow.ScanOwed(rows)
+		if err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal([]byte(report), &o.Report); err != nil {
-			return nil, fmt.Errorf("report %d: %w", o.ID, err)
-		}
-		o.Created = time.Unix(0, created).UTC()
 		owed = append(owed, o)
 	}
 	return owed, rows.Err()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/deployhook/deployhook/executor/store/internal/jobrow"
 )
 
 // pruneBatch is how many jobs one statement of Prune deletes at most.
@@ -36,7 +38,7 @@ func (s *Store) Prune(ctx context.Context, before time.Time, keep int) (int, err
 					row_number() OVER (PARTITION BY target, state ORDER BY finished DESC NULLS LAST, created DESC, seq DESC) AS n_state
 				FROM jobs
 			) ranked
-			WHERE state IN (`+finalStates+`)
+			WHERE state IN (`+jobrow.FinalStates+`)
 				AND NOT (state = 'success' AND n_state = 1)
 				AND (created < $1::bigint OR ($2::bigint > 0 AND n > $2::bigint))
 			LIMIT $3)`, cut, int64(keep), int64(pruneBatch))

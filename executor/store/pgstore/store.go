@@ -37,7 +37,9 @@
 // the lane can commit after the new holder's claim; ClaimOwed takes the
 // oldest reports FOR UPDATE SKIP LOCKED and sets their claim; and a partial
 // unique index on (target, sha) of a replicated lane's unfinished jobs makes
-// the same SHA arriving at two replicas one job.
+// the same SHA arriving at two replicas one job. That index also refuses an
+// Adopt that would give a lane a second unfinished job of one SHA: Adopt
+// then answers executor.ErrDuplicate, as CreateJob does.
 //
 // CreateJob of a queued job notifies the channel deployhook_queued (NOTIFY,
 // with the target as payload) in its transaction, and WatchQueue LISTENs on

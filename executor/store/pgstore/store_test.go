@@ -55,3 +55,12 @@ func TestLanes(t *testing.T) {
 		return s
 	})
 }
+
+// TestText checks that the PostgreSQL journal keeps text as the SQLite one
+// does.
+func TestText(t *testing.T) {
+	storetest.RunText(t, func(t *testing.T) executor.Store {
+		s, _ := mustOpen(t)
+		return s
+	})
+}

@@ -38,8 +38,11 @@ func job(id, target string, state executor.State, created time.Time) executor.Jo
 	}
 }
 
-// fullJob is a job with every field set, steps included.
-func fullJob(id string) executor.Job {
+// FullJob is a job of target production with every field of the job set,
+// three steps included (one skipped, one with an error), its times with
+// nanoseconds and in a location other than UTC: the suite's round-trip
+// fixture, for an implementation's own tests too.
+func FullJob(id string) executor.Job {
 	return executor.Job{
 		ID:     id,
 		Target: "production",

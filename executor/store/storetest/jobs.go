@@ -15,7 +15,7 @@ import (
 // CreateJob returns the new job's id, and Job gives back every field of it,
 // its steps included; zero times stay zero.
 func testCreateJobRoundTrip(t *testing.T, s executor.Store) {
-	full := fullJob("j1")
+	full := FullJob("j1")
 	mustCreate(t, s, full)
 	equalJob(t, "Job(j1)", mustJob(t, s, "j1"), full)
 
@@ -277,7 +277,7 @@ func raceCreate(t *testing.T, s executor.Store, set func(j *executor.Job, i int)
 // UpdateJob stores state, description, previous SHA, owner and times, and
 // leaves the rest alone: target, trigger, creation time, steps, deployment.
 func testUpdateJob(t *testing.T, s executor.Store) {
-	orig := fullJob("j1")
+	orig := FullJob("j1")
 	mustCreate(t, s, orig)
 	if err := s.SetDeployment(t.Context(), "j1", 42); err != nil {
 		t.Fatal(err)
@@ -351,7 +351,7 @@ func testUpdateJobFinalAgain(t *testing.T, s executor.Store) {
 	prev := finished(job("prev", "production", executor.StateSuccess, t0), t0.Add(time.Minute))
 	prev.Trigger.SHA = sha2
 	mustCreate(t, s, prev)
-	j := finished(fullJob("watched"), t0.Add(3*time.Minute))
+	j := finished(FullJob("watched"), t0.Add(3*time.Minute))
 	j.State, j.Description = executor.StateSuccess, "deployed 0123456"
 	mustCreate(t, s, j)
 	if err := s.SetDeployment(t.Context(), "watched", 77); err != nil {
@@ -390,7 +390,7 @@ func testUpdateJobFinalAgain(t *testing.T, s executor.Store) {
 // SetDeployment records (and replaces) a job's Deployment id, and nothing
 // else; ErrNotFound for an unknown job.
 func testSetDeployment(t *testing.T, s executor.Store) {
-	j := fullJob("j1")
+	j := FullJob("j1")
 	mustCreate(t, s, j)
 	for _, dep := range []int64{987654321, 5} {
 		if err := s.SetDeployment(t.Context(), "j1", dep); err != nil {

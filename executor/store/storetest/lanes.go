@@ -39,6 +39,9 @@ func RunLanes(t *testing.T, open func(t *testing.T) LaneStore) {
 		{"ClaimOwed/two drainers in parallel send each report once", testClaimOwedDrainers},
 		{"CreateJob/one unfinished lane job per SHA", testCreateJobLaneSHA},
 		{"CreateJob/concurrent lane jobs of one SHA", testCreateJobLaneSHAConcurrent},
+		{"CreateJob/concurrent lane jobs of one SHA while its job ends", testCreateJobLaneSHAEnding},
+		{"Adopt/an orphan of a SHA the lane has unfinished", testAdoptLaneSHA},
+		{"Adopt/an orphan of a SHA whose lane job ends meanwhile", testAdoptLaneSHAEnding},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -415,4 +418,178 @@ func testCreateJobLaneSHAConcurrent(t *testing.T, s LaneStore) {
 		j.Trigger.Delivery = fmt.Sprintf("guid-%02d", i)
 		j.Owner = executor.LaneOwner(j.Target)
 	})
+}
+
+// Sixteen concurrent CreateJob calls of one SHA of a replicated lane, each
+// under its own delivery, while the lane's unfinished job of that SHA ends:
+// each call either records its job or returns ErrDuplicate and the id of a
+// job of that SHA that was unfinished (the one that ends, or the one a call
+// of the round recorded), never another error; at most one call records a
+// job, and then it is the SHA's only unfinished job. Forty rounds, so that
+// the end falls between a call's collision and its look-up of the job it
+// collided with.
+func testCreateJobLaneSHAEnding(t *testing.T, s LaneStore) {
+	const n, rounds = 16, 40
+	ctx := t.Context()
+	for round := range rounds {
+		sha := fmt.Sprintf("%040x", round+1)
+		old := laneJob(fmt.Sprintf("r%02d-old", round), "production", sha)
+		mustCreate(t, s, old)
+		got := make([]string, n)
+		errs := make([]error, n)
+		var endErr error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			j := laneJob(fmt.Sprintf("r%02d-j%02d", round, i), "production", sha)
+			wg.Go(func() {
+				<-start
+				got[i], errs[i] = s.CreateJob(ctx, j)
+			})
+			if i == n/2 {
+				wg.Go(func() {
+					<-start
+					done := old
+					done.State, done.Finished = executor.StateSuccess, t0.Add(time.Minute)
+					endErr = s.UpdateJob(ctx, done)
+				})
+			}
+		}
+		close(start)
+		wg.Wait()
+		if endErr != nil {
+			t.Fatalf("round %d: UpdateJob(%s): %v", round, old.ID, endErr)
+		}
+		winner := ""
+		for i, err := range errs {
+			id := fmt.Sprintf("r%02d-j%02d", round, i)
+			switch {
+			case err == nil && got[i] == id && winner == "":
+				winner = id
+			case err == nil:
+				t.Errorf("round %d: CreateJob(%s) = %q, nil after %s won", round, id, got[i], winner)
+			case !errors.Is(err, executor.ErrDuplicate):
+				t.Errorf("round %d: CreateJob(%s): %v, want nil or ErrDuplicate", round, id, err)
+			}
+		}
+		for i, err := range errs {
+			if errors.Is(err, executor.ErrDuplicate) && got[i] != old.ID && (winner == "" || got[i] != winner) {
+				t.Errorf("round %d: CreateJob(r%02d-j%02d) = %q, ErrDuplicate; want %s or the round's new job %q",
+					round, round, i, got[i], old.ID, winner)
+			}
+		}
+		unfinished, err := s.Jobs(ctx, "production", 0, executor.StateQueued, executor.StateRunning)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var open []string
+		for _, j := range unfinished {
+			if j.Trigger.SHA == sha {
+				open = append(open, j.ID)
+			}
+		}
+		want := []string{}
+		if winner != "" {
+			want = []string{winner}
+		}
+		if !slices.Equal(open, want) {
+			t.Errorf("round %d: unfinished jobs of the SHA = %v, want %v", round, open, want)
+		}
+		if t.Failed() {
+			return
+		}
+	}
+}
+
+// Adopting for a lane an orphan (of a dead command-line deploy, say) whose
+// SHA the lane already has unfinished would make two unfinished lane jobs of
+// one SHA: Adopt refuses with ErrDuplicate and changes nothing, queued or
+// running orphan alike. Adopting it for another owner, or for the lane once
+// its job of the SHA ended, works.
+func testAdoptLaneSHA(t *testing.T, s LaneStore) {
+	ctx := t.Context()
+	lane := executor.LaneOwner("production")
+	first := laneJob("lane-job", "production", sha1)
+	mustCreate(t, s, first)
+	var orphans []executor.Job
+	for _, st := range []executor.State{executor.StateQueued, executor.StateRunning} {
+		o := job("orphan-"+string(st), "production", st, t0.Add(time.Second))
+		o.Owner = "dead-cli"
+		mustCreate(t, s, o)
+		err := s.Adopt(ctx, o.ID, "dead-cli", lane)
+		if !errors.Is(err, executor.ErrDuplicate) || errors.Is(err, executor.ErrNotFound) {
+			t.Errorf("Adopt(%s) for the lane with its SHA's lane job unfinished: %v, want ErrDuplicate", o.ID, err)
+		}
+		equalJob(t, "Job("+o.ID+") after the refused Adopt", withoutSteps(mustJob(t, s, o.ID)), o)
+		orphans = append(orphans, o)
+	}
+	other := job("orphan-other-sha", "production", executor.StateQueued, t0)
+	other.Trigger.SHA, other.Owner = sha2, "dead-cli"
+	mustCreate(t, s, other)
+	if err := s.Adopt(ctx, other.ID, "dead-cli", lane); err != nil {
+		t.Errorf("Adopt(orphan of another SHA) for the lane: %v", err)
+	}
+	if err := s.Adopt(ctx, orphans[0].ID, "dead-cli", "serve-2"); err != nil {
+		t.Errorf("Adopt(queued orphan) for a process: %v", err)
+	}
+	done := first
+	done.State = executor.StateSuccess
+	if err := s.UpdateJob(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Adopt(ctx, orphans[1].ID, "dead-cli", lane); err != nil {
+		t.Errorf("Adopt(running orphan) for the lane once its SHA's lane job ended: %v", err)
+	}
+	if got := mustJob(t, s, orphans[1].ID).Owner; got != lane {
+		t.Errorf("owner of the adopted orphan = %q, want %q", got, lane)
+	}
+}
+
+// Adopt of an orphan for the lane, while the lane's job of the orphan's SHA
+// ends: either the orphan is the lane's (nil), or it keeps its owner
+// (ErrDuplicate), never another error. Forty rounds.
+func testAdoptLaneSHAEnding(t *testing.T, s LaneStore) {
+	ctx := t.Context()
+	lane := executor.LaneOwner("production")
+	for round := range 40 {
+		sha := fmt.Sprintf("%040x", round+1)
+		first := laneJob(fmt.Sprintf("r%02d-lane", round), "production", sha)
+		mustCreate(t, s, first)
+		o := job(fmt.Sprintf("r%02d-orphan", round), "production", executor.StateQueued, t0)
+		o.Trigger.SHA, o.Owner = sha, "dead-cli"
+		mustCreate(t, s, o)
+		var adoptErr, endErr error
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			<-start
+			adoptErr = s.Adopt(ctx, o.ID, "dead-cli", lane)
+		})
+		wg.Go(func() {
+			<-start
+			done := first
+			done.State = executor.StateSuccess
+			endErr = s.UpdateJob(ctx, done)
+		})
+		close(start)
+		wg.Wait()
+		if endErr != nil {
+			t.Fatalf("round %d: UpdateJob: %v", round, endErr)
+		}
+		owner := mustJob(t, s, o.ID).Owner
+		switch {
+		case adoptErr == nil && owner != lane:
+			t.Errorf("round %d: Adopt = nil, but the orphan's owner is %q", round, owner)
+		case errors.Is(adoptErr, executor.ErrDuplicate) && owner != "dead-cli":
+			t.Errorf("round %d: Adopt = %v, but the orphan's owner is %q", round, adoptErr, owner)
+		case adoptErr != nil && !errors.Is(adoptErr, executor.ErrDuplicate):
+			t.Fatalf("round %d: Adopt: %v, want nil or ErrDuplicate", round, adoptErr)
+		}
+		// Not two unfinished lane jobs of one SHA: the orphan is done with.
+		o.State = executor.StateSuperseded
+		o.Owner = owner
+		if err := s.UpdateJob(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

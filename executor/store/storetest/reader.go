@@ -32,7 +32,7 @@ func RunReader(t *testing.T, open func(t *testing.T, jobs []executor.Job) Reader
 // fails, and s1 and s3 created at the same instant (s3, recorded later, is
 // the newer). p4 has every field and three steps.
 func readerJobs() []executor.Job {
-	p4 := fullJob("p4")
+	p4 := FullJob("p4")
 	p4.Created, p4.State = t0.Add(4*time.Minute), executor.StateQueued
 	return []executor.Job{
 		job("p2", "production", executor.StateFailure, t0.Add(2*time.Minute)),

@@ -1,13 +1,16 @@
 // Package storetest is the conformance suite of the journal: the promises of
 // executor.Store, written once and run against every implementation of it
-// (the SQLite store in executor/store, a Postgres one next) and against every
-// fake that stands in for it in other packages' tests. A fake that answers
-// differently from the journal makes every test that uses it lie.
+// (the SQLite store in executor/store, the PostgreSQL one in
+// executor/store/pgstore) and against every fake that stands in for it in
+// other packages' tests. A fake that answers differently from the journal
+// makes every test that uses it lie.
 //
 // Run checks every method of executor.Store, each promise in its own subtest
 // on a new, empty store. RunReader checks the read side alone (Job and Jobs),
-// for fakes that implement only that: server.Journal, for one. An
-// implementation's test runs the suite on stores of its own making:
+// for fakes that implement only that: server.Journal, for one. RunLanes
+// checks executor.Lanes, which the journals that replicas share implement;
+// RunText checks that such journals keep text alike. An implementation's
+// test runs the suite on stores of its own making:
 //
 //	func TestStore(t *testing.T) {
 //		storetest.Run(t, func(t *testing.T) executor.Store {
