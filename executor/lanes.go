@@ -323,6 +323,10 @@ func (e *Executor) laneOrphans(ctx context.Context, l *lane) ([]Job, error) {
 			continue
 		}
 		if err := e.store.Adopt(ctx, j.ID, j.Owner, LaneOwner(l.t.Name)); err != nil {
+			if errors.Is(err, ErrDuplicate) {
+				e.endDuplicateOrphan(ctx, j)
+				continue
+			}
 			if !errors.Is(err, ErrNotFound) {
 				e.jobLogger(j).Warn("adopt orphaned job for the lane", "owner", j.Owner, "err", err)
 			}
@@ -333,6 +337,32 @@ func (e *Executor) laneOrphans(ctx context.Context, l *lane) ([]Job, error) {
 		out = append(out, j)
 	}
 	return out, nil
+}
+
+// endDuplicateOrphan ends j, an orphan (of a command-line deploy, or of a
+// process from before the target had a lane) whose SHA the lane already has
+// unfinished: the journal refuses it to the lane, which keeps one job per
+// SHA. This process adopts it as its own and ends it now, as the sweep ends
+// any orphan: a running one interrupted (what it did to the target is
+// unknown), a queued one superseded by the lane's job. Its final report goes
+// out before the lane's job ends, so the commit's last word is that job's.
+func (e *Executor) endDuplicateOrphan(ctx context.Context, j Job) {
+	me := e.opts.Owner.ID
+	if err := e.jr.wrote(e.store.Adopt(ctx, j.ID, j.Owner, me)); err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			e.jobLogger(j).Warn("adopt orphaned job to end it", "owner", j.Owner, "err", err)
+		}
+		return
+	}
+	e.jobLogger(j).Info("adopted orphaned job: its commit is the lane's already", "state", j.State, "from", j.Owner)
+	j.Owner = me
+	if act := orphanAction(j.State, j.Target, false, true); !act.requeue {
+		j.State, j.Description = act.state, act.description
+	} else {
+		j.State, j.Description = StateSuperseded, "superseded by a newer job of "+short(j.Trigger.SHA)
+	}
+	j.Finished = time.Now()
+	e.end(ctx, j)
 }
 
 // nextJob returns the lane's next job to run: the newest queued job of the

@@ -611,3 +611,58 @@ func TestReplicas_QueuedJobWakesTheHolder(t *testing.T) {
 		}
 	}
 }
+
+// An orphan of a process without a lane (a command-line deploy that died)
+// whose SHA the lane already has unfinished cannot become the lane's (the
+// journal keeps one lane job per SHA): the lane's holder ends it at once,
+// the running one interrupted and the queued one superseded, and runs the
+// lane's own job of that SHA, which ends last. Without that, the orphans
+// stayed unfinished, their adoption refused and retried every second.
+func TestReplicas_duplicateOrphanEnded(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	st, err := pgstore.Open(t.Context(), slog.New(slog.DiscardHandler), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sha := fmt.Sprintf("%040x", 0xd0)
+	at := time.Now().Add(-time.Minute)
+	mk := func(id, owner string, state executor.State, created time.Time) executor.Job {
+		return executor.Job{ID: id, Target: "production", State: state, Created: created, Owner: owner,
+			Trigger: executor.Trigger{Kind: executor.KindPush, Repo: "acme/app", Branch: "main", SHA: sha, Delivery: "d-" + id, Reason: "push"}}
+	}
+	jobs := []executor.Job{
+		mk("900001", "dead-cli", executor.StateRunning, at),
+		mk("900002", "dead-cli", executor.StateQueued, at.Add(time.Second)),
+		mk("900003", executor.LaneOwner("production"), executor.StateQueued, at.Add(2*time.Second)),
+	}
+	for _, j := range jobs {
+		if _, err := st.CreateJob(t.Context(), j); err != nil {
+			t.Fatalf("CreateJob(%s): %v", j.ID, err)
+		}
+	}
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	a := startReplica(t, url, "a", target, nil)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	lane, err := a.ex.Wait(ctx, "900003")
+	if err != nil {
+		t.Fatalf("Wait for the lane's job: %v", err)
+	}
+	if lane.State != executor.StateSuccess {
+		t.Errorf("the lane's job: %s %q, want success", lane.State, lane.Description)
+	}
+	want := map[string]executor.State{"900001": executor.StateError, "900002": executor.StateSuperseded}
+	for id, state := range want {
+		j, err := a.ex.Wait(ctx, id)
+		if err != nil {
+			t.Fatalf("Wait(%s): %v", id, err)
+		}
+		if j.State != state || j.Owner != a.ex.Owner().ID || j.Finished.After(lane.Finished) {
+			t.Errorf("orphan %s: %s %q owner %q finished %v; want %s, adopted by %q, ended before the lane's job (%v)",
+				id, j.State, j.Description, j.Owner, j.Finished, state, a.ex.Owner().ID, lane.Finished)
+		}
+	}
+}

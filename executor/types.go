@@ -430,7 +430,9 @@ type Store interface {
 	Orphans(ctx context.Context, now time.Time) ([]Job, error)
 	// Adopt makes to the owner of job id if its owner is still from and the job
 	// is not final (compare-and-set); ErrNotFound otherwise, so two processes
-	// never both end or requeue one orphan.
+	// never both end or requeue one orphan. When to is a lane (LaneOwner)
+	// that has an unfinished job of the orphan's SHA, it changes nothing and
+	// returns ErrDuplicate: a lane's SHA is one job.
 	Adopt(ctx context.Context, id, from, to string) error
 	// Prune deletes final jobs created before before, and final jobs beyond the
 	// newest keep of each target (keep <= 0: no count limit), with their steps
