@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -372,4 +373,42 @@ func TestIAPAuth_Who_expires(t *testing.T) {
 	if _, ok := e.who(tok); ok {
 		t.Error("accepted at Expires")
 	}
+}
+
+// BenchmarkUsedStates_use is the cost of a callback's check against a full
+// record, the worst case an attacker can make: every use is refused, and no
+// sweep runs while no state has expired.
+func BenchmarkUsedStates_use(b *testing.B) {
+	u := newUsedStates(maxUsedStates)
+	now := time.Now()
+	for i := range maxUsedStates {
+		u.use(fmt.Sprint("state", i), now.Add(signInTTL), now)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if u.use("one more", now.Add(signInTTL), now.Add(time.Minute)) != stateFull {
+			b.Fatal("not full")
+		}
+	}
+}
+
+// A full record of used states stays within the bound maxUsedStates's
+// comment gives: safety invariant 6.
+func TestUsedStates_memory(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	u := newUsedStates(maxUsedStates)
+	now := time.Now()
+	for i := range maxUsedStates + 10 {
+		u.use(fmt.Sprint("state", i), now.Add(signInTTL), now)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	heap := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	t.Logf("%d states: %d bytes of heap", u.len(), heap)
+	if u.len() != maxUsedStates || heap > 5<<20 {
+		t.Errorf("%d states in %d bytes; want %d in under 5 MiB", u.len(), heap, maxUsedStates)
+	}
+	runtime.KeepAlive(u)
 }

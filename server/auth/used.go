@@ -29,15 +29,17 @@ type usedStates struct {
 	max int
 
 	mu sync.Mutex
-	m  map[[sha256.Size]byte]time.Time // by SHA-256 of the state: when its sign-in expires
+	// m holds, by the first 16 bytes of the state's SHA-256, when its
+	// sign-in expires, in Unix seconds (the sign-in cookie's precision).
+	m map[[16]byte]int64
 	// oldest is no later than the earliest expiry in m: while now is before
 	// it, a sweep would free nothing.
-	oldest time.Time
+	oldest int64
 }
 
 // newUsedStates returns an empty record of at most n states.
 func newUsedStates(n int) *usedStates {
-	return &usedStates{max: n, m: map[[sha256.Size]byte]time.Time{}}
+	return &usedStates{max: n, m: map[[16]byte]int64{}}
 }
 
 // useResult is what use decided.
@@ -49,39 +51,42 @@ const (
 	stateFull                   // the record is full: refuse, record nothing
 )
 
-// use records state, whose sign-in expires at exp, as used at now, and
+// use records state, whose sign-in expires at exp, as used at now (both to
+// the second, as the sign-in cookie keeps exp), and
 // reports stateFresh the first time; stateUsed when it was used before and
 // its sign-in has not expired; stateFull, recording nothing, when the
 // record holds max states that have not expired. Check and record are one
 // step: of two concurrent uses of one state, one is stateFresh.
 func (u *usedStates) use(state string, exp, now time.Time) useResult {
-	k := sha256.Sum256([]byte(state))
+	sum := sha256.Sum256([]byte(state))
+	k := [16]byte(sum[:16])
+	e, t := exp.Unix(), now.Unix()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if e, ok := u.m[k]; ok && now.Before(e) {
+	if x, ok := u.m[k]; ok && t < x {
 		return stateUsed
 	}
-	if len(u.m) >= u.max && !now.Before(u.oldest) {
-		u.sweep(now)
+	if len(u.m) >= u.max && t >= u.oldest {
+		u.sweep(t)
 	}
 	if len(u.m) >= u.max {
 		return stateFull
 	}
-	u.m[k] = exp
-	if len(u.m) == 1 || exp.Before(u.oldest) {
-		u.oldest = exp
+	u.m[k] = e
+	if len(u.m) == 1 || e < u.oldest {
+		u.oldest = e
 	}
 	return stateFresh
 }
 
-// sweep drops the states expired at now and moves oldest to the earliest
-// expiry left. The caller holds mu.
-func (u *usedStates) sweep(now time.Time) {
-	var oldest time.Time
+// sweep drops the states expired at now (Unix seconds) and moves oldest to
+// the earliest expiry left. The caller holds mu.
+func (u *usedStates) sweep(now int64) {
+	oldest := int64(0)
 	for k, e := range u.m {
-		if !now.Before(e) {
+		if now >= e {
 			delete(u.m, k)
-		} else if oldest.IsZero() || e.Before(oldest) {
+		} else if oldest == 0 || e < oldest {
 			oldest = e
 		}
 	}
