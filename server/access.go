@@ -3,9 +3,11 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 )
 
 // Person is who is signed in.
@@ -13,7 +15,18 @@ type Person struct {
 	Login    string // GitHub login, or the IAP email; shown on pages and recorded on actions
 	Name     string // display name, may be empty
 	Provider string // "github", "iap" or "none"
-	CSRF     string // the session's anti-forgery token: forms carry it; compared in constant time
+	CSRF     string // the session's anti-forgery token: forms carry it; compare with CSRFValid
+	// Expires is when Auth.Who stops accepting what identified the person (the
+	// session cookie's expiry, the IAP assertion's); zero: never (AllowAll).
+	// What outlives the request that checked it, an event stream, ends then.
+	Expires time.Time
+}
+
+// CSRFValid reports whether token is p's anti-forgery token, comparing in
+// constant time; an empty token is never valid. It is the only check of a
+// form's token: the console's forms and Auth's sign-out form use it.
+func (p Person) CSRFValid(token string) bool {
+	return token != "" && p.CSRF != "" && subtle.ConstantTimeCompare([]byte(p.CSRF), []byte(token)) == 1
 }
 
 // Access is what a person may do on a target's repository.

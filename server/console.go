@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -179,8 +178,7 @@ func (s *Server) checkForm(c echo.Context) error {
 	if err := req.ParseForm(); err != nil {
 		return public(http.StatusBadRequest, "bad form", err)
 	}
-	token, want := req.PostForm.Get("csrf"), person(c).CSRF
-	if want == "" || subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+	if !person(c).CSRFValid(req.PostForm.Get("csrf")) {
 		return publicf(http.StatusForbidden, "refused: the form is stale or forged; reload the page and try again")
 	}
 	return nil

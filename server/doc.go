@@ -41,10 +41,12 @@
 // "sign in: ..."}. A person sees the targets whose repository Auth.Access
 // says they may read, and jobs of those only; for anything else they get
 // the answer of something that does not exist (404), and lists leave it
-// out. An access that cannot be decided is denied (503 on a page). Actions
+// out. An access that cannot be decided is denied (503 on a page). An open
+// event stream asks again every minute, and closes at the session's expiry
+// (Person.Expires) or when the access no longer holds. Actions
 // (deploy, cancel) and their confirmation pages need write access (403 for
 // a reader); the POSTs also need the session's CSRF token in the form field
-// csrf (compared in constant time), and are refused (403) when
+// csrf (Person.CSRFValid), and are refused (403) when
 // Sec-Fetch-Site or Origin says another site sent them. Each action is
 // logged with the person's login, and queued with them as the actor:
 // Trigger{Kind: KindRollback or KindManual, Force: true, Reason: "rollback

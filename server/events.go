@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -23,6 +24,15 @@ const heartbeatEvery = 15 * time.Second
 // reconnectMillis is the wait the stream asks a browser to make before it
 // reconnects (the SSE retry field).
 const reconnectMillis = 2000
+
+// accessRecheckEvery is how often an open event stream asks Auth.Access
+// again whether its person may still read the job: a stream lasts as long
+// as the deploy (and its watch), far longer than the request that checked
+// it. A minute is GitHub sign-in's default AccessTTL: each check after the
+// first finds the cached decision expired, and the permission GitHub has
+// now. After a sign-out, Access fails at once (the session's token is
+// forgotten and revoked).
+const accessRecheckEvery = time.Minute
 
 // handleEvents is GET /jobs/:id/events: the job's live log as Server-Sent
 // Events (https://html.spec.whatwg.org/multipage/server-sent-events.html).
@@ -42,6 +52,13 @@ const reconnectMillis = 2000
 // job that has ended gets one "end" event with the journal's state and
 // description. "line" events, which carry step output, are left out for a
 // person who may not see output (showOutput). Shutdown ends every stream.
+//
+// The person's access is checked again while the stream is open (see
+// guardStream): every accessRecheckEvery, and at Person.Expires. When it no
+// longer holds (signed out, access taken away, the session or IAP assertion
+// expired, or Access cannot decide) the stream closes without an "end"
+// event; the page reconnects, and its new request is the one that is
+// answered 401 or 404 (or, with a fresh IAP assertion, streams on).
 func (s *Server) handleEvents(c echo.Context) error {
 	j, err := s.readJob(c, c.Param("id"), AccessRead)
 	if err != nil {
@@ -54,6 +71,7 @@ func (s *Server) handleEvents(c echo.Context) error {
 	ctx, cancel := context.WithCancel(c.Request().Context())
 	defer cancel()
 	defer context.AfterFunc(s.streams, cancel)()
+	defer s.guardStream(ctx, cancel, person(c), s.repoOf(j.Target, j.Trigger.Repo), j.ID)()
 
 	var events <-chan executor.LogEvent
 	if s.deps.Live != nil {
@@ -114,6 +132,50 @@ func (s *Server) handleEvents(c echo.Context) error {
 				return nil
 			}
 		}
+	}
+}
+
+// guardStream watches, until ctx ends, that p may still read repo, and calls
+// end when not: at p.Expires (measured from Deps.Now; zero: never), and when
+// Auth.Access, asked every accessRecheckEvery, answers less than AccessRead
+// or fails (fail closed: an undecided access ends the stream; the page's
+// reconnect asks again). It returns a function that calls end and waits for
+// the watch to stop; the caller defers it.
+func (s *Server) guardStream(ctx context.Context, end context.CancelFunc, p Person, repo, job string) func() {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		var expiry <-chan time.Time // nil: never
+		if !p.Expires.IsZero() {
+			t := time.NewTimer(p.Expires.Sub(s.deps.Now()))
+			defer t.Stop()
+			expiry = t.C
+		}
+		recheck := time.NewTicker(accessRecheckEvery)
+		defer recheck.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-expiry:
+				s.lg.Info("event stream ended: the session expired", "job", job, "login", p.Login)
+				end()
+				return
+			case <-recheck.C:
+				a, err := s.deps.Auth.Access(ctx, p, repo)
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil || a < AccessRead {
+					s.lg.Info("event stream ended: access no longer holds", "job", job, "login", p.Login, "access", a, "err", err)
+					end()
+					return
+				}
+			}
+		}
+	})
+	return func() {
+		end()
+		wg.Wait()
 	}
 }
 

@@ -350,3 +350,100 @@ func TestConsole_events_outlivesWriteTimeout(t *testing.T) {
 		t.Errorf("after the write deadline: %q, %v; want %q", rest, err, want)
 	}
 }
+
+// TestConsole_events_accessRechecked: an open stream, live or tailed, asks
+// Access again every minute and watches the session's expiry; when the
+// person may no longer read the job (access taken away, signed out, an
+// access that cannot be decided, the session or IAP assertion expired) it
+// closes, without an "end" event, and the page's reconnect is refused.
+// Safety invariant 5: what a stream shows stops when the right to see it
+// does.
+func TestConsole_events_accessRechecked(t *testing.T) {
+	revoke := func(a *fakeAuth) { delete(a.access, "rita "+prodRepo) }
+	tests := []struct {
+		name    string
+		live    bool
+		expires time.Duration     // rita's session ends this long after testNow; 0: never
+		change  func(a *fakeAuth) // made after the first check, which passes
+		wantEnd time.Duration     // when the stream closes; 0: not within 5 minutes
+		wantLog string
+		// wantReconnect is the answer to the page's reconnect; 0: not asked.
+		wantReconnect int
+	}{
+		{name: "access holds", live: true},
+		{name: "access holds, tailed"},
+		{name: "access taken away", live: true, change: revoke, wantEnd: 2 * time.Minute,
+			wantLog: "event stream ended: access no longer holds", wantReconnect: http.StatusNotFound},
+		{name: "access taken away, tailed", change: revoke, wantEnd: 2 * time.Minute,
+			wantLog: "event stream ended: access no longer holds", wantReconnect: http.StatusNotFound},
+		{name: "access undecided", live: true, change: func(a *fakeAuth) { a.err = errors.New("GitHub unreachable") },
+			wantEnd: 2 * time.Minute, wantLog: "event stream ended: access no longer holds", wantReconnect: http.StatusServiceUnavailable},
+		{name: "session expires", live: true, expires: 90 * time.Second, wantEnd: 90 * time.Second,
+			wantLog: "event stream ended: the session expired"},
+		{name: "session expires, tailed", expires: 90 * time.Second, wantEnd: 90 * time.Second,
+			wantLog: "event stream ended: the session expired"},
+		{name: "session expires after the stream", live: true, expires: 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				c := newConsole(t, nil)
+				if tt.live {
+					c.live.open["jrun"] = make(chan executor.LogEvent)
+				}
+				if tt.expires > 0 {
+					rita := c.auth.people["rita"]
+					rita.Expires = testNow.Add(tt.expires)
+					c.auth.people["rita"] = rita
+				}
+				w, done, stop := openStream(t, c.h, "/jobs/jrun/events", "rita", "")
+				defer stop()
+				open := func() bool {
+					synctest.Wait()
+					select {
+					case <-done:
+						return false
+					default:
+						return true
+					}
+				}
+				time.Sleep(accessRecheckEvery)
+				if !open() {
+					t.Fatalf("the stream closed at the first check, with access: %q", w.String())
+				}
+				if tt.change != nil {
+					c.auth.mu.Lock()
+					tt.change(c.auth)
+					c.auth.mu.Unlock()
+				}
+				if tt.wantEnd == 0 {
+					time.Sleep(5 * time.Minute)
+					if !open() {
+						t.Errorf("the stream closed with access: %q", w.String())
+					}
+					return
+				}
+				time.Sleep(tt.wantEnd - accessRecheckEvery - time.Millisecond)
+				if !open() {
+					t.Fatalf("the stream closed before %s: %q", tt.wantEnd, w.String())
+				}
+				time.Sleep(time.Millisecond)
+				if open() {
+					t.Fatalf("the stream is open at %s, want it closed", tt.wantEnd)
+				}
+				if got := w.String(); !strings.HasPrefix(got, "retry: 2000\n\n") || strings.Contains(got, "event: end") {
+					t.Errorf("stream %q: want it closed without an end event", got)
+				}
+				if l := c.logs.String(); !strings.Contains(l, tt.wantLog) || !strings.Contains(l, "login=rita") {
+					t.Errorf("log %q; want %q with the login", l, tt.wantLog)
+				}
+				if tt.wantReconnect != 0 {
+					rec := c.do(t, req{path: "/jobs/jrun/events", login: "rita", header: map[string]string{"Accept": "text/event-stream"}})
+					if rec.Code != tt.wantReconnect || strings.Contains(rec.Body.String(), "unreachable") {
+						t.Errorf("reconnect: %d %s; want %d", rec.Code, rec.Body, tt.wantReconnect)
+					}
+				}
+			})
+		})
+	}
+}

@@ -2,7 +2,8 @@
 // what each may do there. It implements server.Auth twice:
 //
 //   - GitHub (ui.auth github): GitHub's OAuth web flow, with a state bound to
-//     a short-lived sealed cookie and PKCE (S256), against github.web_url and
+//     a short-lived sealed cookie and taken once, PKCE (S256), and a bound on
+//     the callbacks waiting on GitHub at once, against github.web_url and
 //     github.api_url, so GitHub Enterprise Server works as github.com does.
 //     The session is a cookie sealed with AES-256-GCM that holds the login,
 //     the name, the person's token, the anti-forgery token and the expiry;

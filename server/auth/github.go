@@ -41,6 +41,22 @@ const (
 	maxAnswer = 1 << 20
 	// maxSessions bounds the tokens and decisions kept in memory.
 	maxSessions = 10000
+	// maxExchanges bounds the callbacks that wait on GitHub at once (the
+	// code exchange, then GET /user): each holds a connection to GitHub for
+	// apiTimeout at most per call, and a callback costs its sender nothing
+	// but a request. Past the bound a callback is answered 503 at once.
+	maxExchanges = 16
+	// exchangeRetryAfter is the Retry-After, in seconds, of a callback
+	// refused because maxExchanges are in flight.
+	exchangeRetryAfter = "10"
+	// usedFullRetryAfter is the Retry-After, in seconds, of a callback
+	// refused because maxUsedStates are remembered: the oldest are
+	// forgotten within signInTTL.
+	usedFullRetryAfter = "60"
+	// maxUsedStates bounds the sign-in states remembered as used (see
+	// usedStates): an entry is 24 bytes, about 52 with the map's share, so
+	// 65536 of them take about 3.5 MB (TestUsedStates_memory).
+	maxUsedStates = 1 << 16
 )
 
 // GitHubOptions configure GitHub sign-in.
@@ -95,6 +111,9 @@ type GitHubAuth struct {
 	mu        sync.Mutex
 	tokens    map[string]tokenEntry // by Person.CSRF: the token Who last saw for the session
 	decisions map[string]decision   // by login and repo
+
+	used      *usedStates   // the sign-in states whose callback came
+	exchanges chan struct{} // a semaphore: one token per callback waiting on GitHub
 }
 
 type tokenEntry struct {
@@ -161,6 +180,8 @@ func GitHub(lg *slog.Logger, opts GitHubOptions) (*GitHubAuth, error) {
 		hc:        opts.HTTPClient,
 		tokens:    map[string]tokenEntry{},
 		decisions: map[string]decision{},
+		used:      newUsedStates(maxUsedStates),
+		exchanges: make(chan struct{}, maxExchanges),
 	}
 	if opts.Team != "" {
 		org, team, ok := strings.Cut(opts.Team, "/")
@@ -260,7 +281,7 @@ type session struct {
 }
 
 func (s session) person() server.Person {
-	return server.Person{Login: s.login, Name: s.name, Provider: "github", CSRF: s.csrf}
+	return server.Person{Login: s.login, Name: s.name, Provider: "github", CSRF: s.csrf, Expires: s.exp}
 }
 
 const sessionPurpose = "session"
@@ -321,8 +342,11 @@ var ErrNoSession = errors.New("session not known")
 // Access returns what p may do on repo: AccessWrite with push access to it
 // (or, with a Team, when p is an active member and can read it), AccessRead
 // with pull access, AccessNone when GitHub answers 401, 403 or 404. It asks
-// GitHub with p's own token and caches the decision for AccessTTL. Any other
-// answer, or no answer, is an error and is not cached.
+// GitHub with p's own token and caches the decision, by login and
+// repository, for AccessTTL. Any other answer, or no answer, is an error and
+// is not cached. A session signed out (or not seen by Who) is an error
+// wrapping ErrNoSession, cached decision or not: what a session opened (an
+// event stream) ends at its next check after the sign-out.
 func (g *GitHubAuth) Access(ctx context.Context, p server.Person, repo string) (server.Access, error) {
 	key := strings.ToLower(p.Login) + "\x00" + strings.ToLower(repo)
 	now := g.opts.Now()
@@ -330,11 +354,11 @@ func (g *GitHubAuth) Access(ctx context.Context, p server.Person, repo string) (
 	d, cached := g.decisions[key]
 	tok, known := g.tokens[p.CSRF]
 	g.mu.Unlock()
+	if !known || tok.login != p.Login || p.Provider != "github" || !now.Before(tok.exp) {
+		return server.AccessNone, ErrNoSession
+	}
 	if cached && now.Before(d.until) {
 		return d.access, nil
-	}
-	if !known || tok.login != p.Login || p.Provider != "github" {
-		return server.AccessNone, ErrNoSession
 	}
 	owner, name, ok := strings.Cut(repo, "/")
 	if !ok || !slug(owner) || !slug(name) {
@@ -440,16 +464,21 @@ func (g *GitHubAuth) SignIn(next string) string {
 //   - GET signin?next=PATH: starts a sign-in: a random state and PKCE
 //     verifier, sealed in a cookie that lives 10 minutes, and a redirect to
 //     GitHub's authorize endpoint;
-//   - GET callback?code=…&state=…: checks the state against the cookie (in
-//     constant time), exchanges the code with the verifier and the client
+//   - GET callback?code=…&state=…: clears the sign-in cookie, checks the
+//     state against it (in constant time) and that its callback has not come
+//     before (a replay: 400, "already used"; 503 when 65536 sign-ins of the
+//     last 10 minutes are remembered), waits on GitHub for at most 16
+//     callbacks at once (503 with Retry-After at once, GitHub not called,
+//     past that), exchanges the code with the verifier and the client
 //     secret, reads the login with the new token, sets the session cookie and
 //     redirects to the next path (303); any failure is a page saying what to
 //     do, without GitHub's words, and no session;
 //   - GET signout: a page with a sign-out button (a POST carrying the CSRF
 //     token); POST signout: with the session's CSRF token (form field
-//     CSRFField), clears the session cookie, forgets the session's token and
-//     revokes it at GitHub (revoke: best effort, within revokeTimeout); with
-//     a wrong one, 403.
+//     CSRFField), clears the session cookie, forgets the session's token (so
+//     that Access with the session's person fails from then on: ErrNoSession)
+//     and revokes it at GitHub (best effort, within revokeTimeout); with a
+//     wrong one, 403.
 func (g *GitHubAuth) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+server.AuthPath+"signin", g.serveSignIn)
@@ -516,6 +545,17 @@ func (g *GitHubAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "Sign-in refused", "This sign-in does not belong to this browser.")
 		return
 	}
+	switch g.used.use(state, time.Unix(exp, 0), g.opts.Now()) {
+	case stateUsed:
+		g.lg.Warn("sign-in refused: its callback came before (a replay, or a reload of the callback)")
+		fail(http.StatusBadRequest, "Sign-in link already used", "This sign-in link was already used; sign in again.")
+		return
+	case stateFull:
+		g.lg.Warn("sign-in refused: too many sign-ins finished in the last 10 minutes", "limit", maxUsedStates)
+		w.Header().Set("Retry-After", usedFullRetryAfter)
+		fail(http.StatusServiceUnavailable, "Too many sign-ins", "Too many sign-ins were made in the last minutes. Wait a minute, then sign in again.")
+		return
+	}
 	if e := q.Get("error"); e != "" {
 		g.lg.Info("sign-in not authorized at GitHub", "error", truncate(e, 64))
 		fail(http.StatusUnauthorized, "Not signed in", "GitHub did not authorize the sign-in.")
@@ -524,6 +564,18 @@ func (g *GitHubAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 	code := q.Get("code")
 	if code == "" || len(code) > 512 {
 		fail(http.StatusBadRequest, "Sign-in refused", "GitHub's answer carries no code.")
+		return
+	}
+	// What follows waits on GitHub: at most maxExchanges callbacks at once,
+	// so that callbacks (which anyone can send) cannot hold connections to
+	// GitHub without bound. Over the bound: 503 at once, GitHub not called.
+	select {
+	case g.exchanges <- struct{}{}:
+		defer func() { <-g.exchanges }()
+	default:
+		g.lg.Warn("sign-in refused: too many sign-ins wait on GitHub", "limit", maxExchanges)
+		w.Header().Set("Retry-After", exchangeRetryAfter)
+		fail(http.StatusServiceUnavailable, "Too many sign-ins", "Too many sign-ins are being finished at this moment. Wait a few seconds, then sign in again.")
 		return
 	}
 	token, err := g.exchange(r.Context(), code, verifier)
@@ -610,7 +662,7 @@ func (g *GitHubAuth) serveSignOutPage(w http.ResponseWriter, r *http.Request) {
 
 func (g *GitHubAuth) serveSignOut(w http.ResponseWriter, r *http.Request) {
 	s, ok := g.sessionOf(r)
-	if ok && !CSRFValid(s.person(), r.PostFormValue(CSRFField)) {
+	if ok && !s.person().CSRFValid(r.PostFormValue(CSRFField)) {
 		render(w, http.StatusForbidden, page{Title: "Not signed out", Message: "The sign-out form was not this session's.", Link: server.AuthPath + "signout", Label: "Sign out"})
 		return
 	}
@@ -666,12 +718,6 @@ func (g *GitHubAuth) revoke(ctx context.Context, login, token string) {
 		return
 	}
 	g.lg.Debug("sign-out: token revoked at GitHub", "login", login)
-}
-
-// CSRFValid reports whether token is p's anti-forgery token, comparing in
-// constant time; an empty token is never valid.
-func CSRFValid(p server.Person, token string) bool {
-	return token != "" && p.CSRF != "" && subtle.ConstantTimeCompare([]byte(p.CSRF), []byte(token)) == 1
 }
 
 func (g *GitHubAuth) setCookie(w http.ResponseWriter, name, value string, exp time.Time) {

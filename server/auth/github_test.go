@@ -193,7 +193,8 @@ func TestGitHubAuth_callbackRefusals(t *testing.T) {
 		},
 		{
 			// A replay of a whole callback, the sign-in state cookie with it,
-			// after it signed someone in: GitHub takes a code once.
+			// after it signed someone in: the state is used (and GitHub
+			// would take the code once anyway: TestGitHubAuth_callback_oneShot).
 			name: "callback replayed",
 			run: func(t *testing.T, e *ghEnv, c *http.Client) string {
 				victim := e.browser(t, false)
@@ -205,7 +206,7 @@ func TestGitHubAuth_callbackRefusals(t *testing.T) {
 				}
 				return cb.String()
 			},
-			wantCode: http.StatusBadRequest, wantText: "GitHub did not accept this sign-in",
+			wantCode: http.StatusBadRequest, wantText: "This sign-in link was already used; sign in again.",
 		},
 		{
 			name: "cancelled at GitHub",
@@ -461,12 +462,20 @@ func TestGitHubAuth_signOut(t *testing.T) {
 		}
 	}
 	e.who(t, c) // still signed in
+	if a, err := e.auth.Access(t.Context(), p, "acme/app"); a != server.AccessRead || err != nil {
+		t.Fatalf("Access before sign-out = %v, %v; want read", a, err)
+	}
 	resp, _ = e.post(t, c, e.srv.URL+"/auth/signout", url.Values{CSRFField: {p.CSRF}})
 	if ck := cookie(resp, "deployhook-session"); resp.StatusCode != 200 || ck == nil || ck.MaxAge >= 0 {
 		t.Fatalf("sign-out: %s, cookie %v; want 200 and the cookie cleared", resp.Status, ck)
 	}
 	if resp, _ := e.get(t, c, e.srv.URL+"/app"); resp.StatusCode != http.StatusFound {
 		t.Errorf("after sign-out /app: %s, want a redirect to sign in", resp.Status)
+	}
+	// At once, though the decision made before is still cached: an event
+	// stream of the session ends at its next check.
+	if _, err := e.auth.Access(t.Context(), p, "acme/app"); !errors.Is(err, ErrNoSession) {
+		t.Errorf("Access right after sign-out: %v, want ErrNoSession (the token is forgotten)", err)
 	}
 	e.clock.Advance(DefaultAccessTTL)
 	if _, err := e.auth.Access(t.Context(), p, "acme/app"); !errors.Is(err, ErrNoSession) {

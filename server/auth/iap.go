@@ -215,7 +215,8 @@ type iapClaims struct {
 
 // Who returns the person whose IAP assertion r carries, when it verifies
 // (see verify). The person's CSRF token is derived from the session key and
-// the account's sub, so it is the same on every request.
+// the account's sub, so it is the same on every request; the person Expires
+// when verify stops accepting the assertion (its exp and the leeway).
 //
 // An assertion that verified is kept, by the SHA-256 of the header, until its
 // exp or for verifiedLife, whichever is first, maxVerified of them at most:
@@ -241,7 +242,9 @@ func (a *IAPAuth) Who(r *http.Request) (server.Person, bool) {
 		return server.Person{}, false
 	}
 	v := iapVerified{
-		person: server.Person{Login: c.Email, Provider: "iap", CSRF: a.seal.derive("iap", c.Sub)},
+		// Expires: when verify refuses the assertion; the page's next
+		// request (an event stream's reconnect) carries a fresh one.
+		person: server.Person{Login: c.Email, Provider: "iap", CSRF: a.seal.derive("iap", c.Sub), Expires: time.Unix(c.Exp, 0).Add(iapLeeway)},
 		access: decideIAP(c.Email, c.HD, a.users, a.domains),
 		key:    key,
 		until:  verifiedUntil(now, c.Exp),
