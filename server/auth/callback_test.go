@@ -86,41 +86,53 @@ func TestGitHubAuth_callback_oneShot(t *testing.T) {
 	noSecrets(t, "what the browser was sent", e.bodies.String(), e.gh)
 }
 
-// The record of used states is bounded: full of states whose sign-in has not
-// expired, a callback is refused with 503 and Retry-After, GitHub not
-// called, rather than a state forgotten; once the oldest expire, sign-ins
-// work again. Safety invariant 6: callbacks cost bounded memory.
+// The record of used states is bounded, and full it forgets the state
+// recorded first rather than refuse anyone: a flood of callbacks cannot lock
+// people out of sign-in. A forgotten state's replay reaches GitHub, which
+// refuses the code it took before, so nobody is signed in; a state still
+// recorded is refused without GitHub. Safety invariant 6: callbacks cost
+// bounded memory.
 func TestGitHubAuth_callback_usedFull(t *testing.T) {
 	e := newGHEnv(t, nil)
 	e.auth.used = newUsedStates(2)
-	for i := range 2 {
+	u, _ := url.Parse(e.srv.URL)
+	type signIn struct {
+		cb   *url.URL
+		kept []*http.Cookie
+	}
+	var ins []signIn
+	for i := range 3 {
 		c := e.browser(t, false)
-		if resp, _ := e.get(t, c, e.flow(t, c, alice, "/app").String()); resp.StatusCode != http.StatusSeeOther {
-			t.Fatalf("sign-in %d: %s", i, resp.Status)
+		cb := e.flow(t, c, alice, "/app")
+		kept := c.Jar.Cookies(u)
+		if resp, _ := e.get(t, c, cb.String()); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("sign-in %d: %s, want 303 (a full record refuses nobody)", i, resp.Status)
 		}
-		e.clock.Advance(time.Minute)
-	}
-	c := e.browser(t, false)
-	resp, body := e.get(t, c, e.flow(t, c, alice, "/app").String())
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != usedFullRetryAfter ||
-		!strings.Contains(body, "Too many sign-ins") || cookie(resp, "deployhook-session") != nil {
-		t.Errorf("callback with the record full: %s, Retry-After %q, %q; want 503, Retry-After %s, no session",
-			resp.Status, resp.Header.Get("Retry-After"), body, usedFullRetryAfter)
-	}
-	if n := e.gh.Calls("POST /login/oauth/access_token"); n != 2 {
-		t.Errorf("%d code exchanges, want 2: the refused callback must not reach GitHub", n)
+		ins = append(ins, signIn{cb, kept})
+		e.clock.Advance(time.Second)
 	}
 	if n := e.auth.used.len(); n != 2 {
 		t.Errorf("%d states recorded, want 2", n)
 	}
-	// The first sign-in's state expires signInTTL after it started.
-	e.clock.Advance(signInTTL - 2*time.Minute)
-	c = e.browser(t, false)
-	if resp, _ := e.get(t, c, e.flow(t, c, alice, "/app").String()); resp.StatusCode != http.StatusSeeOther {
-		t.Errorf("sign-in once the oldest state expired: %s, want 303", resp.Status)
+	replay := func(in signIn) (*http.Response, string) {
+		c := e.browser(t, false)
+		c.Jar.SetCookies(u, in.kept)
+		return e.get(t, c, in.cb.String())
 	}
-	if n := e.auth.used.len(); n != 2 {
-		t.Errorf("%d states recorded, want 2 (the expired one dropped)", n)
+	resp, body := replay(ins[2])
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "already used") {
+		t.Errorf("replay of a recorded state: %s %q; want 400, already used", resp.Status, body)
+	}
+	if n := e.gh.Calls("POST /login/oauth/access_token"); n != 3 {
+		t.Errorf("%d code exchanges, want 3: a recorded state's replay must not reach GitHub", n)
+	}
+	resp, body = replay(ins[0])
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "GitHub did not accept this sign-in") ||
+		cookie(resp, "deployhook-session") != nil {
+		t.Errorf("replay of the forgotten state: %s %q; want GitHub's refusal and no session", resp.Status, body)
+	}
+	if n := e.gh.Calls("POST /login/oauth/access_token"); n != 4 {
+		t.Errorf("%d code exchanges, want 4: the forgotten state's replay asks GitHub", n)
 	}
 }
 
@@ -141,10 +153,9 @@ func TestUsedStates_use(t *testing.T) {
 		{name: "second use", uses: []use{{"a", 10, 0, stateFresh}, {"a", 10, 9, stateUsed}}, wantLen: 1},
 		{name: "second use after the expiry", uses: []use{{"a", 10, 0, stateFresh}, {"a", 20, 10, stateFresh}}, wantLen: 1},
 		{name: "another state", uses: []use{{"a", 10, 0, stateFresh}, {"b", 10, 1, stateFresh}}, wantLen: 2},
-		{name: "full", uses: []use{{"a", 10, 0, stateFresh}, {"b", 12, 1, stateFresh}, {"c", 12, 2, stateFull}, {"c", 12, 3, stateFull}}, wantLen: 2},
-		{name: "full, a used state is still refused as used", uses: []use{{"a", 10, 0, stateFresh}, {"b", 12, 1, stateFresh}, {"a", 10, 2, stateUsed}}, wantLen: 2},
-		{name: "full until the oldest expires", uses: []use{{"a", 10, 0, stateFresh}, {"b", 12, 1, stateFresh}, {"c", 20, 9, stateFull}, {"c", 20, 10, stateFresh}, {"d", 20, 11, stateFull}, {"d", 20, 12, stateFresh}}, wantLen: 2},
-		{name: "the oldest added last", uses: []use{{"a", 20, 0, stateFresh}, {"b", 10, 1, stateFresh}, {"c", 30, 10, stateFresh}, {"a", 20, 11, stateUsed}}, wantLen: 2},
+		{name: "full forgets the first recorded", uses: []use{{"a", 10, 0, stateFresh}, {"b", 12, 1, stateFresh}, {"c", 12, 2, stateFresh}, {"a", 10, 3, stateFresh}, {"c", 12, 4, stateUsed}}, wantLen: 2},
+		{name: "full, a recorded state is still refused as used", uses: []use{{"a", 10, 0, stateFresh}, {"b", 12, 1, stateFresh}, {"a", 10, 2, stateUsed}, {"b", 12, 2, stateUsed}}, wantLen: 2},
+		{name: "an expired state recorded again keeps its place", uses: []use{{"a", 10, 0, stateFresh}, {"b", 30, 1, stateFresh}, {"a", 40, 10, stateFresh}, {"c", 40, 11, stateFresh}, {"b", 30, 12, stateUsed}, {"a", 40, 13, stateFresh}}, wantLen: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -376,19 +387,25 @@ func TestIAPAuth_Who_expires(t *testing.T) {
 }
 
 // BenchmarkUsedStates_use is the cost of a callback's check against a full
-// record, the worst case an attacker can make: every use is refused, and no
-// sweep runs while no state has expired.
+// record, the worst case an attacker can make: every use is a new state,
+// recorded in place of the first recorded.
 func BenchmarkUsedStates_use(b *testing.B) {
 	u := newUsedStates(maxUsedStates)
 	now := time.Now()
-	for i := range maxUsedStates {
-		u.use(fmt.Sprint("state", i), now.Add(signInTTL), now)
+	states := make([]string, 2*maxUsedStates) // each forgotten before it comes again
+	for i := range states {
+		states[i] = fmt.Sprint("state", i)
+	}
+	for _, s := range states[:maxUsedStates] {
+		u.use(s, now.Add(signInTTL), now)
 	}
 	b.ReportAllocs()
+	i := maxUsedStates
 	for b.Loop() {
-		if u.use("one more", now.Add(signInTTL), now.Add(time.Minute)) != stateFull {
-			b.Fatal("not full")
+		if u.use(states[i%len(states)], now.Add(signInTTL), now.Add(time.Minute)) != stateFresh {
+			b.Fatal("refused")
 		}
+		i++
 	}
 }
 

@@ -49,13 +49,10 @@ const (
 	// exchangeRetryAfter is the Retry-After, in seconds, of a callback
 	// refused because maxExchanges are in flight.
 	exchangeRetryAfter = "10"
-	// usedFullRetryAfter is the Retry-After, in seconds, of a callback
-	// refused because maxUsedStates are remembered: the oldest are
-	// forgotten within signInTTL.
-	usedFullRetryAfter = "60"
 	// maxUsedStates bounds the sign-in states remembered as used (see
-	// usedStates): an entry is 24 bytes, about 52 with the map's share, so
-	// 65536 of them take about 3.5 MB (TestUsedStates_memory).
+	// usedStates): an entry is 24 bytes in the map and 16 in the ring of
+	// the order they came in, about 69 with the map's share, so 65536 of
+	// them take about 4.5 MB (TestUsedStates_memory).
 	maxUsedStates = 1 << 16
 )
 
@@ -545,15 +542,9 @@ func (g *GitHubAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusBadRequest, "Sign-in refused", "This sign-in does not belong to this browser.")
 		return
 	}
-	switch g.used.use(state, time.Unix(exp, 0), g.opts.Now()) {
-	case stateUsed:
+	if g.used.use(state, time.Unix(exp, 0), g.opts.Now()) == stateUsed {
 		g.lg.Warn("sign-in refused: its callback came before (a replay, or a reload of the callback)")
 		fail(http.StatusBadRequest, "Sign-in link already used", "This sign-in link was already used; sign in again.")
-		return
-	case stateFull:
-		g.lg.Warn("sign-in refused: too many sign-ins finished in the last 10 minutes", "limit", maxUsedStates)
-		w.Header().Set("Retry-After", usedFullRetryAfter)
-		fail(http.StatusServiceUnavailable, "Too many sign-ins", "Too many sign-ins were made in the last minutes. Wait a minute, then sign in again.")
 		return
 	}
 	if e := q.Get("error"); e != "" {
