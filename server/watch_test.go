@@ -60,6 +60,7 @@ func TestAfterEnd(t *testing.T) {
 		{"the watch started as the job ended", edit(func(j *executor.Job) { j.Steps[1].Started = j.Finished }), true},
 		{"the watch ended", edit(func(j *executor.Job) { j.Steps[1].ExitCode = 0 }), false},
 		{"the watch rolled back", edit(func(j *executor.Job) { j.Steps[1].ExitCode = 1; j.State = executor.StateFailure }), false},
+		{"the watch's deployhook stopped", edit(func(j *executor.Job) { j.Steps[1].Error = executor.ErrWatchStopped.Error() }), false},
 		{"a killed last step", edit(func(j *executor.Job) { j.Steps[1].Started = j.Finished.Add(-time.Second) }), false},
 		{"a step that never started", edit(func(j *executor.Job) { j.Steps[1].Started = time.Time{} }), false},
 		{"a skipped step", edit(func(j *executor.Job) { j.Steps[1].Skipped = "no change" }), false},
