@@ -185,3 +185,30 @@ func TestConsole_browser_watch(t *testing.T) {
 		t.Errorf("follows %v, want one per page", follows)
 	}
 }
+
+// TestConsole_watchStopped: a final job whose watch's deployhook stopped
+// (the step ended by another process with executor.ErrWatchStopped, exit
+// -1) is over: its page is static, and its event stream is the journal's
+// one "end", not a tail of a watch that no one runs.
+func TestConsole_watchStopped(t *testing.T) {
+	c := newConsole(t, nil)
+	stopped := watchedJob()
+	stopped.Steps[1].Error = executor.ErrWatchStopped.Error()
+	stopped.Steps[1].Output += "\nwatch ended: deployhook stopped before the watch finished; the deploy stays a success\n"
+	jobs := historyJobs()
+	jobs[1] = stopped
+	c.journal.set(jobs)
+	if afterEnd(stopped) {
+		t.Fatal("afterEnd reads a stopped watch as running: its stream would tail the journal for ever")
+	}
+
+	body := c.do(t, req{path: "/jobs/j3", login: "alice"}).Body.String()
+	if strings.Contains(body, "<script") || strings.Contains(body, "data-events") || strings.Contains(body, "live-note") {
+		t.Errorf("the page of a job whose watch stopped follows a live log:\n%s", body)
+	}
+	rec := c.do(t, req{path: "/jobs/j3/events", login: "alice"})
+	want := sse(t, executor.LogEvent{Kind: executor.EventEnd, State: stopped.State, Description: stopped.Description, Time: testNow})
+	if got := rec.Body.String(); rec.Code != http.StatusOK || got != want {
+		t.Errorf("got %d\n%s\nwant\n%s", rec.Code, got, want)
+	}
+}
