@@ -45,6 +45,12 @@ import (
 // A target watches only when it rolls back (Target.Rollback); a job with no
 // previous commit is not watched; a command-line deploy (Options.NoRecover)
 // never watches, since it ends when its job is final.
+//
+// The watch is recorded as the job's last step, running (ExitCode -1) until
+// it ends. When its deployhook stops without ending it (killed, crashed, a
+// replica that lost the lane), another process ends that record once the
+// watch can no longer run, and the job stays a success: see
+// ErrWatchStopped.
 type Watch struct {
 	For   time.Duration // how long after the deploy; > 0
 	Every time.Duration // the time between checks; > 0 and at most For
