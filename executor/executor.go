@@ -107,6 +107,7 @@ type Executor struct {
 	nt      *notices      // the notice channels
 	ends    *waiters      // Wait calls, woken when a job's final state is recorded
 	live    *live         // the live logs of running jobs (Follow)
+	stale   staleWatches  // watch steps of live other owners, looked at again by each sweep
 	stopped chan struct{} // closed when Run returns
 
 	mu      sync.Mutex
@@ -506,8 +507,9 @@ func (e *Executor) startUp(ctx context.Context) bool {
 
 // recoverOnce is one attempt of Run's start-up recovery, bounded by
 // recoverTimeout: migrate the journal's schema (Migrator), record this
-// process's lease, end or adopt the jobs of owners whose lease expired, and
-// read what each target runs.
+// process's lease, end or adopt the jobs of owners whose lease expired, end
+// the watch steps that dead owners left open (recoverWatches), and read
+// what each target runs.
 func (e *Executor) recoverOnce(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, recoverTimeout)
 	defer cancel()
@@ -522,6 +524,9 @@ func (e *Executor) recoverOnce(ctx context.Context) error {
 		e.lg.Error("record this process's lease", "err", err)
 	}
 	if err := e.sweep(ctx); err != nil {
+		return fmt.Errorf("recover journal: %w", err)
+	}
+	if err := e.recoverWatches(ctx); err != nil {
 		return fmt.Errorf("recover journal: %w", err)
 	}
 	if err := e.loadCurrent(ctx); err != nil {

@@ -209,6 +209,16 @@ func (m *memStore) Beat(_ context.Context, o Owner) error {
 	return nil
 }
 
+func (m *memStore) Owner(_ context.Context, id string) (Owner, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	o, ok := m.owners[id]
+	if !ok {
+		return Owner{}, ErrNotFound
+	}
+	return o, nil
+}
+
 func (m *memStore) Orphans(_ context.Context, now time.Time) ([]Job, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

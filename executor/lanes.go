@@ -211,7 +211,14 @@ func (e *Executor) replicaWork(ctx, runCtx context.Context, l *lane) {
 			if d := e.run(rctx, l, j); d != nil {
 				// The watch holds this lane's worker: a newer job, recorded
 				// by any replica, ends it at its next check (the journal).
-				e.watch(rctx, rctx, l, d)
+				// It ends at shutdown, as a single process's does, and when
+				// the lane is lost; a rollback under way goes on within
+				// shutdown's grace.
+				wctx, stopWatch := context.WithCancelCause(rctx)
+				stopAfter := context.AfterFunc(ctx, func() { stopWatch(context.Cause(ctx)) })
+				e.watch(wctx, rctx, l, d)
+				stopAfter()
+				stopWatch(nil)
 			}
 		}(done)
 	}
@@ -280,7 +287,9 @@ func (e *Executor) beatLane(ctx context.Context, l *lane, until time.Time) {
 // target runs from the journal, and ends the lane's running jobs (whoever ran
 // them lost the lane: its writes are fenced off) and the running jobs of
 // dead owners as interrupted, as the orphan sweep does; the queued ones of
-// dead owners become the lane's (nextJob adopts them).
+// dead owners become the lane's (nextJob adopts them). It ends the watch
+// step left open by the lane's previous holder, or by a dead owner
+// (ErrWatchStopped).
 func (e *Executor) takeOver(ctx context.Context, l *lane) {
 	if last, err := e.store.LastSuccess(ctx, l.t.Name); err == nil {
 		l.mu.Lock()
@@ -306,6 +315,12 @@ func (e *Executor) takeOver(ctx context.Context, l *lane) {
 		j.State, j.Description, j.Finished = act.state, act.description, time.Now()
 		e.jobLogger(j).Warn("interrupted job ended by the lane's new holder")
 		e.end(ctx, j)
+	}
+	// Whoever watched the lane's last deploy lost the lane (its writes are
+	// fenced off) or died: its open watch step is ended here, by the holder
+	// only, never by a replica that merely starts.
+	if err := e.endStaleWatches(ctx, l.t.Name, false, true); err != nil {
+		e.lg.Warn("look for the lane's watch left running", "target", l.t.Name, "err", err)
 	}
 }
 

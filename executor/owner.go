@@ -87,9 +87,11 @@ func orphanAction(st State, target string, cli, configured bool) orphan {
 }
 
 // sweep adopts the jobs whose owner's lease expired (each by compare-and-set,
-// so of two processes only one acts on a job) and ends or requeues them. It
-// returns an error only when the journal cannot be read; a job the journal
-// refuses to end is kept and written later.
+// so of two processes only one acts on a job) and ends or requeues them, and
+// ends the watch steps that Run's start-up recovery left to owners alive
+// then, once their lease has expired (recheckWatches). It returns an error
+// only when the journal cannot be read; a job the journal refuses to end is
+// kept and written later.
 func (e *Executor) sweep(ctx context.Context) error {
 	orphans, err := e.store.Orphans(ctx, time.Now())
 	if err != nil {
@@ -123,6 +125,7 @@ func (e *Executor) sweep(ctx context.Context) error {
 	if ended+requeued > 0 {
 		e.lg.Info("orphaned jobs adopted", "ended", ended, "requeued", requeued)
 	}
+	e.recheckWatches(ctx)
 	return nil
 }
 

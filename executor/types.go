@@ -434,6 +434,12 @@ type Store interface {
 	// that has an unfinished job of the orphan's SHA, it changes nothing and
 	// returns ErrDuplicate: a lane's SHA is one job.
 	Adopt(ctx context.Context, id, from, to string) error
+	// Owner returns owner id as Beat last recorded it (its lease lasts
+	// until Until; one that ends before now has expired, as for Orphans),
+	// or ErrNotFound when it has no row: it never beat, or Prune removed
+	// it. The post-deploy watch's record is ended by another process only
+	// once its owner's lease has expired.
+	Owner(ctx context.Context, id string) (Owner, error)
 	// Prune deletes final jobs created before before, and final jobs beyond the
 	// newest keep of each target (keep <= 0: no count limit), with their steps
 	// and delivery rows, but never a target's newest successful job; and owner

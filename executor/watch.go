@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -42,6 +45,12 @@ import (
 // A target watches only when it rolls back (Target.Rollback); a job with no
 // previous commit is not watched; a command-line deploy (Options.NoRecover)
 // never watches, since it ends when its job is final.
+//
+// The watch is recorded as the job's last step, running (ExitCode -1) until
+// it ends. When its deployhook stops without ending it (killed, crashed, a
+// replica that lost the lane), another process ends that record once the
+// watch can no longer run, and the job stays a success: see
+// ErrWatchStopped.
 type Watch struct {
 	For   time.Duration // how long after the deploy; > 0
 	Every time.Duration // the time between checks; > 0 and at most For
@@ -372,13 +381,19 @@ func (l *lane) pendingID() string {
 	return l.pending.ID
 }
 
-// stopped ends the watch that ctx ended: a newer job, or shutdown.
+// stopped ends the watch that ctx ended: a newer job, a replica's lost
+// lane, or shutdown.
 func (w *watcher) stopped(ctx context.Context) {
 	var newer errNewerDeploy
-	if errors.As(context.Cause(ctx), &newer) {
+	switch cause := context.Cause(ctx); {
+	case errors.As(cause, &newer):
 		w.print("watch ended: " + newer.Error())
 		w.lg.Info("watch ended: newer deploy", "by_job", newer.job)
-	} else {
+	case errors.Is(cause, errLaneLost):
+		// Its end is fenced off: the lane's new holder ends the record.
+		w.print("watch ended: this deployhook lost the target's lane; the deploy stays a success")
+		w.lg.Warn("watch ended: the lane was lost; the job stays success")
+	default:
 		w.print("watch ended: deployhook shutting down; the deploy stays a success")
 		w.lg.Info("watch ended by shutdown: the job stays success")
 	}
@@ -606,4 +621,212 @@ func (w *watcher) movedUnderLock(ctx context.Context, sess Session) (why string,
 		return "the target runs " + short(sha) + " now, deployed outside this job", false
 	}
 	return "", false
+}
+
+// A watch whose deployhook stopped (killed, crashed, or a replica that lost
+// the target's lane) leaves its step record open: ExitCode -1, started at
+// the job's end, which a job's page reads as a watch still running (the
+// console follows its live log while it lasts). Another process ends that
+// record once the watch can no longer run, and only then: the watch's owner
+// is this process's earlier life (at start-up recovery), its lease expired
+// (start-up recovery, then each orphan sweep), or, with replicas, the lane's
+// new holder took the lane from whoever watched (takeOver). The record keeps
+// ExitCode -1 (never finished) and gets ErrWatchStopped as its Error and
+// watchStoppedLine at the end of its output; the job stays a success, its
+// status and Deployment untouched: the watch saw nothing that rolls back.
+
+// ErrWatchStopped is the Error of a watch step whose deployhook stopped
+// before the watch ended, recorded by the process that found it so. Its
+// ExitCode stays -1: the watch never finished.
+var ErrWatchStopped = errors.New("deployhook stopped before the watch finished")
+
+// watchStoppedLine is the last line of a watch step that ErrWatchStopped
+// ended.
+const watchStoppedLine = "watch ended: deployhook stopped before the watch finished; the deploy stays a success"
+
+// staleScan is how many of a target's newest successful jobs are looked at
+// for a watch step left open. A watch runs only on the last job a service
+// deployed; the jobs after it, until the service is back, are command-line
+// deploys (which never watch), so a few cover them.
+const staleScan = 5
+
+// staleWatches is the open watch steps of other, live owners that this
+// process found (at start-up recovery): each orphan sweep looks at them
+// again, and ends those whose owner's lease has expired since.
+type staleWatches struct {
+	mu   sync.Mutex
+	jobs map[string]bool // job ids
+}
+
+func (s *staleWatches) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.jobs == nil {
+		s.jobs = map[string]bool{}
+	}
+	s.jobs[id] = true
+}
+
+func (s *staleWatches) drop(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.jobs, id)
+}
+
+func (s *staleWatches) list() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.jobs))
+}
+
+// openWatch returns j's watch step when it is open: j is a success whose
+// last step is the watch, started at or after j's end, not ended (ExitCode
+// -1) and not ended by ErrWatchStopped. It is how the console tells that a
+// watch still runs (server's afterEnd), for the watch only.
+func openWatch(j Job) (StepRun, bool) {
+	if j.State != StateSuccess || len(j.Steps) == 0 || j.Finished.IsZero() {
+		return StepRun{}, false
+	}
+	s := j.Steps[len(j.Steps)-1]
+	for _, t := range j.Steps {
+		if t.Seq > s.Seq {
+			s = t
+		}
+	}
+	open := s.Name == "watch" && s.ExitCode == -1 && s.Skipped == "" && s.Error == "" &&
+		!s.Started.IsZero() && !s.Started.Before(j.Finished)
+	return s, open
+}
+
+// watchGone reports whether the watch of j, whose step is open, can no
+// longer run. start says this process runs no watch yet (Run's start-up
+// recovery): one of its own owner is an earlier life's. holder says it has
+// just taken the lane of j's target as a replica: one of the lane's owner
+// ran on the replica that lost the lane, whose writes are fenced off. Any
+// other owner's watch is gone once its lease has expired, or it has no
+// lease in the journal.
+func (e *Executor) watchGone(ctx context.Context, j Job, start, holder bool) (bool, error) {
+	switch {
+	case j.Owner == e.opts.Owner.ID:
+		return start, nil
+	case j.Owner == LaneOwner(j.Target) && holder:
+		return true, nil
+	}
+	o, err := e.store.Owner(ctx, j.Owner)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return true, nil
+	case err != nil:
+		return false, err
+	}
+	return o.Until.Before(time.Now()), nil
+}
+
+// recoverWatches is the part of Run's start-up recovery that ends the watch
+// steps left open by dead owners on the targets of this process (see
+// ErrWatchStopped), and keeps those of live owners for the sweeps to look at
+// again. With replicas it does nothing: a lane's new holder ends them. It
+// returns an error when the journal cannot be read.
+func (e *Executor) recoverWatches(ctx context.Context) error {
+	if e.rl != nil {
+		return nil
+	}
+	for _, l := range e.lanes {
+		if err := e.endStaleWatches(ctx, l.t.Name, true, false); err != nil {
+			return fmt.Errorf("look for watches left running: %w", err)
+		}
+	}
+	return nil
+}
+
+// endStaleWatches ends the open watch steps of target's newest successes
+// whose watch is gone (watchGone, with start and holder). Outside a lane's
+// holder, the ones whose owner lives, and the ones the journal refused to
+// end, are kept for the sweeps (recheckWatches). It returns an error when
+// the journal cannot be read.
+func (e *Executor) endStaleWatches(ctx context.Context, target string, start, holder bool) error {
+	jobs, err := e.store.Jobs(ctx, target, staleScan, StateSuccess)
+	if err != nil {
+		return err
+	}
+	for _, j := range jobs {
+		full, err := e.store.Job(ctx, j.ID)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // pruned meanwhile
+		case err != nil:
+			return err
+		}
+		s, open := openWatch(full)
+		if !open {
+			continue
+		}
+		gone, err := e.watchGone(ctx, full, start, holder)
+		switch {
+		case err != nil:
+			return err
+		case !gone:
+			e.jobLogger(full).Info("a live deployhook watches this job: its watch is left to it", "owner", full.Owner)
+			if !holder {
+				e.stale.add(full.ID)
+			}
+		case e.endWatch(ctx, full, s) != nil && !holder:
+			e.stale.add(full.ID)
+		}
+	}
+	return nil
+}
+
+// recheckWatches looks again at the open watch steps that endStaleWatches
+// kept: it ends those whose owner's lease has expired since, and forgets
+// those that ended or are gone from the journal.
+func (e *Executor) recheckWatches(ctx context.Context) {
+	for _, id := range e.stale.list() {
+		j, err := e.store.Job(ctx, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			e.stale.drop(id)
+			continue
+		case err != nil:
+			e.lg.Warn("read a job whose watch was left running", "job", id, "err", err)
+			continue
+		}
+		s, open := openWatch(j)
+		if !open {
+			e.stale.drop(id) // its watcher ended it, or another process did
+			continue
+		}
+		gone, err := e.watchGone(ctx, j, false, false)
+		if err != nil {
+			e.jobLogger(j).Warn("read the lease of the job's watcher", "owner", j.Owner, "err", err)
+			continue
+		}
+		if gone && e.endWatch(ctx, j, s) == nil {
+			e.stale.drop(id)
+		}
+	}
+}
+
+// endWatch ends s, the open watch step of j, as ErrWatchStopped says, its
+// output bounded as a watch's is. The job itself is not written.
+func (e *Executor) endWatch(ctx context.Context, j Job, s StepRun) error {
+	out := newTail(e.opts.OutputLimit)
+	prev := s.Output
+	if rest, ok := strings.CutPrefix(prev, "…\n"); ok {
+		prev, out.dropped = rest, true
+	}
+	out.Write([]byte(prev))
+	if prev != "" && !strings.HasSuffix(prev, "\n") {
+		out.Write([]byte("\n"))
+	}
+	fmt.Fprintln(out, watchStoppedLine)
+	s.Job, s.Output, s.Error = j.ID, out.String(), ErrWatchStopped.Error()
+	lg := e.jobLogger(j)
+	if err := e.jr.wrote(e.addStep(ctx, j.Target, s)); err != nil {
+		lg.Warn("end the watch step that a stopped deployhook left running", "owner", j.Owner, "err", err)
+		return err
+	}
+	lg.Warn("watch ended: the deployhook that watched it stopped before the watch finished; the job stays success",
+		"owner", j.Owner, "watched_for", s.Duration.Round(time.Second))
+	return nil
 }

@@ -260,13 +260,16 @@ func (w *eventWriter) raw(b []byte) error {
 // end that has not ended as far as the journal knows: the post-deploy watch
 // (executor.Watch), which the executor records as a last step that starts
 // once the job is final and keeps ExitCode -1 until the watch ends. A step
-// that was killed also keeps -1, but it started before the job's end. The
-// job's page follows the live log while afterEnd holds; whether the watch
-// runs in this process is Live.Follow's to say.
+// that was killed also keeps -1, but it started before the job's end; a
+// watch whose deployhook stopped keeps -1 too, with an Error
+// (executor.ErrWatchStopped). The job's page follows the live log while
+// afterEnd holds; whether the watch runs in this process is Live.Follow's
+// to say.
 func afterEnd(j executor.Job) bool {
 	if !j.State.Final() || len(j.Steps) == 0 || j.Finished.IsZero() {
 		return false
 	}
 	last := j.Steps[len(j.Steps)-1]
-	return last.ExitCode == -1 && last.Skipped == "" && !last.Started.IsZero() && !last.Started.Before(j.Finished)
+	return last.ExitCode == -1 && last.Skipped == "" && last.Error == "" &&
+		!last.Started.IsZero() && !last.Started.Before(j.Finished)
 }

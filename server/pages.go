@@ -405,6 +405,8 @@ func stepSummary(st executor.StepRun) string {
 	switch {
 	case e == "":
 		return ""
+	case e == executor.ErrWatchStopped.Error():
+		return "interrupted: deployhook stopped"
 	case strings.HasSuffix(e, executor.ErrTimeout.Error()), strings.HasSuffix(e, context.DeadlineExceeded.Error()):
 		return "timed out"
 	case strings.HasSuffix(e, context.Canceled.Error()):

@@ -172,6 +172,8 @@ func TestStepSummary(t *testing.T) {
 		{name: "lock", st: executor.StepRun{Name: "connect", Error: "flock /run/lock/x on host-1: " + executor.ErrLocked.Error()}, want: "the deploy lock is held by another deploy"},
 		{name: "connect", st: executor.StepRun{Name: "connect", Error: "dial tcp 10.0.0.5:22: no route to host"}, want: "could not connect to the target"},
 		{name: "transport", st: executor.StepRun{Name: "sync", Error: "ssh: unexpected packet from 10.0.0.5"}, want: "connection lost"},
+		{name: "watch of a stopped deployhook", st: executor.StepRun{Name: "watch", ExitCode: -1, Error: executor.ErrWatchStopped.Error()},
+			want: "interrupted: deployhook stopped"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -60,6 +60,7 @@ func TestAfterEnd(t *testing.T) {
 		{"the watch started as the job ended", edit(func(j *executor.Job) { j.Steps[1].Started = j.Finished }), true},
 		{"the watch ended", edit(func(j *executor.Job) { j.Steps[1].ExitCode = 0 }), false},
 		{"the watch rolled back", edit(func(j *executor.Job) { j.Steps[1].ExitCode = 1; j.State = executor.StateFailure }), false},
+		{"the watch's deployhook stopped", edit(func(j *executor.Job) { j.Steps[1].Error = executor.ErrWatchStopped.Error() }), false},
 		{"a killed last step", edit(func(j *executor.Job) { j.Steps[1].Started = j.Finished.Add(-time.Second) }), false},
 		{"a step that never started", edit(func(j *executor.Job) { j.Steps[1].Started = time.Time{} }), false},
 		{"a skipped step", edit(func(j *executor.Job) { j.Steps[1].Skipped = "no change" }), false},
@@ -182,5 +183,32 @@ func TestConsole_browser_watch(t *testing.T) {
 		chromedp.WithPollingTimeout(30*time.Second)))
 	if follows, _ := c.live.calls(); !slices.Equal(follows, []string{"j3 after 0", "j2 after 0"}) {
 		t.Errorf("follows %v, want one per page", follows)
+	}
+}
+
+// TestConsole_watchStopped: a final job whose watch's deployhook stopped
+// (the step ended by another process with executor.ErrWatchStopped, exit
+// -1) is over: its page is static, and its event stream is the journal's
+// one "end", not a tail of a watch that no one runs.
+func TestConsole_watchStopped(t *testing.T) {
+	c := newConsole(t, nil)
+	stopped := watchedJob()
+	stopped.Steps[1].Error = executor.ErrWatchStopped.Error()
+	stopped.Steps[1].Output += "\nwatch ended: deployhook stopped before the watch finished; the deploy stays a success\n"
+	jobs := historyJobs()
+	jobs[1] = stopped
+	c.journal.set(jobs)
+	if afterEnd(stopped) {
+		t.Fatal("afterEnd reads a stopped watch as running: its stream would tail the journal for ever")
+	}
+
+	body := c.do(t, req{path: "/jobs/j3", login: "alice"}).Body.String()
+	if strings.Contains(body, "<script") || strings.Contains(body, "data-events") || strings.Contains(body, "live-note") {
+		t.Errorf("the page of a job whose watch stopped follows a live log:\n%s", body)
+	}
+	rec := c.do(t, req{path: "/jobs/j3/events", login: "alice"})
+	want := sse(t, executor.LogEvent{Kind: executor.EventEnd, State: stopped.State, Description: stopped.Description, Time: testNow})
+	if got := rec.Body.String(); rec.Code != http.StatusOK || got != want {
+		t.Errorf("got %d\n%s\nwant\n%s", rec.Code, got, want)
 	}
 }

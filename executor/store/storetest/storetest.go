@@ -73,6 +73,7 @@ func Run(t *testing.T, open func(t *testing.T) executor.Store) {
 		{"Settle", testSettle},
 		{"Retry", testRetry},
 		{"Beat and Orphans", testOrphans},
+		{"Owner/the row Beat recorded", testOwner},
 		{"Adopt/compare and set", testAdopt},
 		{"Adopt/concurrent calls for one orphan", testAdoptConcurrent},
 		{"Prune/owners", testPruneOwners},
