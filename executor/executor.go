@@ -109,6 +109,10 @@ type Executor struct {
 	live    *live         // the live logs of running jobs (Follow)
 	stale   staleWatches  // watch steps of live other owners, looked at again by each sweep
 	stopped chan struct{} // closed when Run returns
+	// attempted is closed when the first attempt of Run's start-up
+	// recovery is over, whatever its outcome: until then what each target
+	// runs, and which jobs are orphaned, are not known yet.
+	attempted chan struct{}
 
 	mu      sync.Mutex
 	started bool
@@ -205,13 +209,14 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 	}
 	e := &Executor{
 		lg: lg, opts: opts, store: store, tr: tr, rep: rep, rl: rl, mig: mig, qw: qw,
-		lanes:   make(map[string]*lane),
-		owed:    make(chan struct{}, 1),
-		jr:      newJournal(),
-		nt:      nt,
-		ends:    newWaiters(),
-		live:    newLive(opts),
-		stopped: make(chan struct{}),
+		lanes:     make(map[string]*lane),
+		owed:      make(chan struct{}, 1),
+		jr:        newJournal(),
+		nt:        nt,
+		ends:      newWaiters(),
+		live:      newLive(opts),
+		stopped:   make(chan struct{}),
+		attempted: make(chan struct{}),
 	}
 	for _, t := range opts.Targets {
 		if _, dup := e.lanes[t.Name]; dup {
@@ -486,6 +491,9 @@ func (e *Executor) startUp(ctx context.Context) bool {
 		e.mu.Lock()
 		e.recovering = err
 		e.mu.Unlock()
+		if attempt == 1 {
+			close(e.attempted)
+		}
 		if err == nil {
 			if attempt > 1 {
 				e.lg.Info("journal recovered at start", "attempts", attempt)
@@ -604,6 +612,19 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 	}
 	if !gitsha.Valid(t.SHA) {
 		return Enqueued{}, fmt.Errorf("%q is not a full commit SHA", t.SHA)
+	}
+	e.mu.Lock()
+	started := e.started
+	e.mu.Unlock()
+	if started {
+		// Run's first start-up recovery takes milliseconds: a trigger that
+		// comes meanwhile waits for it rather than be decided on a lane
+		// that does not know yet what its target runs.
+		select {
+		case <-e.attempted:
+		case <-ctx.Done():
+			return Enqueued{}, fmt.Errorf("%w: start-up recovery is still reading the journal: %w", ErrJournal, ctx.Err())
+		}
 	}
 	e.mu.Lock()
 	closed, recovering := e.closed, e.recovering
@@ -741,6 +762,8 @@ func (e *Executor) Ready(ctx context.Context) error {
 		return errors.New("queue not started")
 	case closed:
 		return ErrClosed
+	case !isClosed(e.attempted):
+		return fmt.Errorf("%w: start-up recovery is reading the journal", ErrJournal)
 	case recovering != nil:
 		return fmt.Errorf("%w: start-up recovery: %w", ErrJournal, recovering)
 	}
@@ -751,6 +774,16 @@ func (e *Executor) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	return nil
+}
+
+// isClosed reports whether c is closed.
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 func (l *lane) signal() {

@@ -187,3 +187,69 @@ func TestExecutor_RunStopsWhileJournalDownAtStart(t *testing.T) {
 		}
 	})
 }
+
+// gatedStore is a memStore whose first Orphans call, the start-up
+// recovery's read of the orphans, waits until open is closed.
+type gatedStore struct {
+	*memStore
+	open chan struct{}
+	once sync.Once
+}
+
+func (g *gatedStore) Orphans(ctx context.Context, now time.Time) ([]Job, error) {
+	first := false
+	g.once.Do(func() { first = true })
+	if first {
+		<-g.open
+	}
+	return g.memStore.Orphans(ctx, now)
+}
+
+// While Run's first start-up recovery reads the journal, deployhook is not
+// ready, and a trigger waits for the recovery instead of being decided on a
+// lane that does not know yet what its target runs, or which of its jobs
+// are orphaned; then it is taken as usual.
+func TestExecutor_EnqueueWaitsForStartUpRecovery(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gs := &gatedStore{memStore: newMemStore(), open: make(chan struct{})}
+		h := startOn(t, Options{}, gs, gs.memStore, &fakeTransport{}, &fakeReporter{})
+		defer h.stop()
+
+		if err := h.ex.Ready(t.Context()); !errors.Is(err, ErrJournal) {
+			t.Errorf("Ready during the start-up recovery = %v, want ErrJournal", err)
+		}
+		type result struct {
+			en  Enqueued
+			err error
+		}
+		got := make(chan result, 1)
+		go func() {
+			en, err := h.ex.Enqueue(t.Context(), "production", Trigger{
+				Kind: KindPush, Repo: "acme/app", Branch: "main", SHA: sha(1), Delivery: "d-1", Reason: "push"})
+			got <- result{en, err}
+		}()
+		synctest.Wait()
+		select {
+		case r := <-got:
+			t.Fatalf("Enqueue during the start-up recovery returned %+v, %v; want it to wait", r.en, r.err)
+		default:
+		}
+		if jobs, _ := gs.memStore.Jobs(t.Context(), "production", 0); len(jobs) != 0 {
+			t.Errorf("jobs recorded during the start-up recovery: %+v", jobs)
+		}
+
+		close(gs.open)
+		synctest.Wait()
+		r := <-got
+		if r.err != nil || r.en.Job.ID == "" || r.en.Ignored != "" || r.en.Duplicate {
+			t.Fatalf("Enqueue after the recovery = %+v, %v; want a new job", r.en, r.err)
+		}
+		if err := h.ex.Ready(t.Context()); err != nil {
+			t.Errorf("Ready after the recovery = %v", err)
+		}
+		h.settle()
+		if j, err := gs.Job(t.Context(), r.en.Job.ID); err != nil || j.State != StateSuccess {
+			t.Errorf("the job: %s %q %v, want success", j.State, j.Description, err)
+		}
+	})
+}
