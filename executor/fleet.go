@@ -27,6 +27,9 @@ import (
 // the fleet mid-rollout, nor interleaves with its rollback. When a VM's
 // preparation fails, the others' are stopped and the job ends before the
 // canary: no VM changed ("vm-4: fetch failed (exit 1); no VM changed").
+// With allow_dirty, the default sequence's stash step is one of those steps:
+// each VM's local changes are kept in a named stash before the canary, and
+// the job's description says so, whatever becomes of the rollout.
 //
 // Then the VMs deploy stage by stage (plan): the canaries, then the batches,
 // the VMs of a stage in parallel, each running the steps from the checkpoint
