@@ -86,8 +86,9 @@ func progress(t *testing.T, ss []status) []string {
 
 // A fleet through ssh.addresses: canary, then one VM at a time. A push
 // deploys all three, saying the progress; a VM that fails stops the
-// rollout, the VMs moved go back, the VM after it is never touched, and
-// the status names the VM, not its address.
+// rollout, the VMs moved go back, the VM after it runs no step (the steps
+// start at the checkpoint: there is nothing to prepare), and the status
+// names the VM, not its address.
 func TestFleet_SSHAddresses(t *testing.T) {
 	dir := t.TempDir()
 	f := sshdtest.StartN(t, 3, sshdtest.Options{})

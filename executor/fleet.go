@@ -19,23 +19,43 @@ import (
 // when a when_changed step asks: the files changed between two commits are
 // the same in every clone, and no VM waits for another.
 //
+// Then every VM is prepared (prepare), at most prepareParallel at once: its
+// session is opened, which takes its remote lock (invariant 3 holds per VM),
+// and the steps before the checkpoint run on it (splitSteps: preflight,
+// fetch…; by the checkpoint's contract they change nothing that runs). The
+// locks are kept until the job ends, so no other deploy reaches any VM of
+// the fleet mid-rollout, nor interleaves with its rollback. When a VM's
+// preparation fails, the others' are stopped and the job ends before the
+// canary: no VM changed ("vm-4: fetch failed (exit 1); no VM changed").
+// With allow_dirty, the default sequence's stash step is one of those steps:
+// each VM's local changes are kept in a named stash before the canary, and
+// the job's description says so, whatever becomes of the rollout.
+//
 // Then the VMs deploy stage by stage (plan): the canaries, then the batches,
-// the VMs of a stage in parallel. Each VM has its own session, hence its own
-// remote lock (invariant 3 holds per VM), kept until the job ends, so no
-// other deploy interleaves with its rollback. Its step records are the job's,
-// named behind the VM's name ("vm-2: checkout"). After a VM's steps pass,
-// the job's description says how many VMs are done ("deploying 2/5"),
-// through the job update that owes a report: one report per VM, not per step.
+// the VMs of a stage in parallel, each running the steps from the checkpoint
+// on, on its open session. Step records are the job's, named behind the VM's
+// name ("vm-2: fetch", "vm-2: checkout"). After a VM's steps pass, the job's
+// description says how many VMs are done ("deploying 2/5"), through the job
+// update that owes a report: one report per VM, not per step.
 //
 // When a VM fails, no further stage starts (unless Rollout.KeepGoing), the
 // running stage's other VMs finish, and every VM the job moved is rolled back
-// with the target's rollback steps, as one VM is, in parallel. The job's
-// description counts and names ("3/5 deployed, rolled back; vm-4: verify
-// failed (exit 1)"): VM names are public, never addresses.
+// with the target's rollback steps (all of them, from the first), as one VM
+// is, in parallel. The VMs of later stages ran only the steps before the
+// checkpoint. The job's description counts and names ("3/5 deployed, rolled
+// back; vm-4: verify failed (exit 1)"): VM names are public, never addresses.
 
 // membersTimeout bounds the resolution of a fleet's VMs (Fleet.Members): a
 // few pages of the Compute API at most.
 const membersTimeout = time.Minute
+
+// prepareParallel bounds how many VMs are prepared at once: so many SSH
+// handshakes, IAP tunnels and fetches together, whatever the fleet's size.
+const prepareParallel = 10
+
+// errPrepareHalted is why the preparation of the other VMs stops when one
+// VM's fails.
+var errPrepareHalted = errors.New("another VM's preparation failed")
 
 // vmResult is what became of one VM in the rollout.
 type vmResult struct {
@@ -53,6 +73,8 @@ func (v vmResult) public() string {
 	switch {
 	case v.open != nil && errors.Is(v.open, ErrLocked):
 		return v.vm + ": another deploy holds the VM's lock"
+	case v.open != nil && errors.Is(v.open, context.Canceled):
+		return "interrupted: deployhook shutting down while connecting to " + v.vm
 	case v.open != nil:
 		return v.vm + ": could not reach the VM"
 	}
@@ -103,11 +125,12 @@ func fateOf(v vmResult, failed, halt, canRollBack bool, cancelBy string) fate {
 type fleetRun struct {
 	resolve   error // the VMs could not be resolved (wraps ErrNoMembers for none)
 	started   bool  // the rollout began: the first VM was reached and the job admitted
+	prepare   bool  // the rollout stopped while the VMs were prepared: no VM changed
 	n         int   // VMs in the fleet
 	keepGoing bool  // Rollout.KeepGoing
 
 	deployed       []string     // VMs whose steps all passed, in the order they finished
-	failed         []vmResult   // VMs that failed, in the fleet's order
+	failed         []vmResult   // VMs that failed (in prepare, or in their stage), in the fleet's order
 	rolledBack     []string     // VMs whose rollback ran and passed
 	rollbackFailed []*stepError // the failed rollback step of each VM whose rollback failed
 	leftNew        []string     // deployed VMs that should have been rolled back and could not be
@@ -131,6 +154,8 @@ func decideFleet(r runResult) (st State, description, now string) {
 		one := r
 		one.fleet = nil
 		return decide(one)
+	case f.prepare:
+		return decidePrepare(r)
 	case len(f.failed) == 0:
 		return StateSuccess, fleetSuccess(r.kind, r.sha, r.by, f.n) + r.notApplied, r.sha
 	}
@@ -154,19 +179,11 @@ func decideFleet(r runResult) (st State, description, now string) {
 	case len(f.leftNew) > 0 || (len(f.unknown) > 0 && f.why != ""):
 		b.WriteString(", not rolled back (" + f.why + ")")
 	}
-	first := f.failed[0]
-	cause := first.public()
+	cause := failedCause(r)
 	if r.cancelBy != "" {
 		st = StateError
-		cause = "cancelled by " + r.cancelBy
-		if first.failed != nil {
-			cause += " during " + first.failed.step
-		}
 	}
 	b.WriteString("; " + cause)
-	if more := len(f.failed) - 1; more > 0 {
-		fmt.Fprintf(&b, " (+%d more)", more)
-	}
 	switch {
 	case len(f.rollbackFailed) > 0 || len(f.unknown) > 0:
 		st = StateError
@@ -177,6 +194,50 @@ func decideFleet(r runResult) (st State, description, now string) {
 		now = r.prev // every VM that changed is back on the previous commit
 	}
 	return st, b.String(), now
+}
+
+// decidePrepare is decideFleet for a rollout that stopped while the VMs
+// were prepared: no step past the checkpoint ran anywhere, so nothing is
+// rolled back and the fleet runs what it ran.
+func decidePrepare(r runResult) (st State, description, now string) {
+	st = StateFailure
+	for _, v := range r.fleet.failed {
+		if v.broken() {
+			st = StateError
+		}
+	}
+	if r.cancelBy != "" || len(r.fleet.failed) == 0 {
+		st = StateError
+	}
+	return st, failedCause(r) + "; no VM changed", ""
+}
+
+// failedCause words why a fleet job failed: the first failed VM and its
+// step, and how many more failed; or who cancelled it, and when.
+func failedCause(r runResult) string {
+	f := r.fleet
+	if len(f.failed) == 0 {
+		// Not reached: a rollout stops only on a failure or a cancel, and
+		// a cancel fails the VMs it stopped. Say no more than is known.
+		return "interrupted"
+	}
+	first := f.failed[0]
+	if r.cancelBy != "" {
+		// The cancel stopped every VM that was running: it is the cause.
+		by := "cancelled by " + r.cancelBy
+		switch {
+		case first.failed == nil:
+			return by + " while connecting to " + first.vm
+		case first.failed.unstarted:
+			return by + " before " + first.failed.step
+		}
+		return by + " during " + first.failed.step
+	}
+	cause := first.public()
+	if more := len(f.failed) - 1; more > 0 {
+		cause += fmt.Sprintf(" (+%d more)", more)
+	}
+	return cause
 }
 
 // fleetSuccess is a fleet job's success description: "deployed abc1234 to
@@ -281,9 +342,10 @@ func (v *deploy) open(ctx context.Context, m Member) error {
 }
 
 // fleet is execute for a fleet target: it resolves the VMs, learns and
-// admits on the first one, rolls out, and rolls back what it moved when a VM
-// failed. It writes nothing but step records, the previous SHA and the
-// progress of the rollout.
+// admits on the first one, prepares them all, rolls out, and rolls back what
+// it moved when a VM failed. It writes nothing but step records, the
+// previous SHA and the progress of the rollout. Every VM's session, hence
+// its lock, is closed before it returns, whatever happened.
 func (d *deploy) fleet(ctx context.Context) (r runResult) {
 	j := d.j
 	r.sha, r.rollbackOn = j.Trigger.SHA, d.t.Rollback
@@ -331,7 +393,26 @@ func (d *deploy) fleet(ctx context.Context) (r runResult) {
 	}
 	f.started = true
 
-	res := d.rollout(ctx, sctx, f, vms, members, prev)
+	pre, post := splitSteps(d.t.Steps)
+	if res, ok := d.prepare(sctx, vms, members, pre, prev); !ok {
+		f.prepare = true
+		for _, v := range res {
+			if v.ran && !v.ok() {
+				f.failed = append(f.failed, v)
+				if v.interrupted() && r.cancelBy == "" {
+					r.cancelBy = canceller(sctx)
+				}
+			}
+		}
+		disarm()
+		for _, v := range vms {
+			d.stashed = d.stashed || v.stashed
+		}
+		d.lg.Warn("fleet not deployed: a VM's preparation failed", "failed", len(f.failed), "cancelled_by", r.cancelBy)
+		return r
+	}
+
+	res := d.rollout(ctx, sctx, f, vms, post, prev)
 	for _, v := range res {
 		if v.ran && !v.ok() {
 			f.failed = append(f.failed, v)
@@ -355,11 +436,105 @@ func (d *deploy) fleet(ctx context.Context) (r runResult) {
 	return r
 }
 
-// rollout runs the VMs' steps stage by stage (plan), the VMs of a stage in
-// parallel under sctx, and stops starting stages after a failure unless the
-// rollout keeps going. It says the progress, once per VM that passed, in the
-// job's description. It returns what became of each VM, in the fleet's order.
-func (d *deploy) rollout(ctx, sctx context.Context, f *fleetRun, vms []*deploy, members []Member, prev string) []vmResult {
+// splitSteps splits a target's steps at the first checkpoint step: pre, the
+// steps before it, change nothing that runs (Step.Checkpoint's contract), so
+// they may run on every VM before the canary; post is the rest, from the
+// checkpoint on. Without a checkpoint step nothing says which steps leave a
+// VM unchanged: pre is empty and every step runs in the VM's stage.
+func splitSteps(steps []Step) (pre, post []Step) {
+	for i, st := range steps {
+		if st.Checkpoint {
+			return steps[:i], steps[i:]
+		}
+	}
+	return nil, steps
+}
+
+// prepare opens every VM's session (the first VM's is open already), which
+// takes its remote lock, and runs the steps before the checkpoint (pre) on
+// it, at most prepareParallel VMs at once, under sctx. The first VM whose
+// preparation fails stops the others': a VM stopped so, or never started,
+// has ran false in the results. It returns what became of each VM, in the
+// fleet's order, and whether every VM is ready for its stage. It returns
+// once no VM's preparation runs; the sessions it opened stay open (fleet
+// closes them).
+func (d *deploy) prepare(sctx context.Context, vms []*deploy, members []Member, pre []Step, prev string) ([]vmResult, bool) {
+	pctx, halt := context.WithCancelCause(sctx)
+	defer halt(nil)
+	res := make([]vmResult, len(vms))
+	slots := make(chan struct{}, min(len(vms), prepareParallel))
+	var wg sync.WaitGroup
+	for i, v := range vms {
+		res[i].vm = v.vm
+		wg.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			if pctx.Err() != nil {
+				return // stopped before its turn: never touched
+			}
+			out := v.prepareVM(pctx, members[i], pre, prev)
+			if !out.ok() {
+				if errors.Is(context.Cause(pctx), errPrepareHalted) && out.interrupted() {
+					out.ran = false // stopped by another VM's failure: not a failure of its own
+				} else {
+					halt(errPrepareHalted)
+				}
+			}
+			res[i] = out
+		})
+	}
+	wg.Wait()
+	ok := true
+	for i, v := range res {
+		if !v.ok() {
+			ok = false
+			if v.ran {
+				vms[i].lg.Warn("VM preparation failed", "open", v.open, "step", v.failed)
+			}
+		}
+	}
+	return res, ok
+}
+
+// prepareVM opens the VM's session unless it is open, and runs the steps
+// before the checkpoint on it.
+func (v *deploy) prepareVM(ctx context.Context, m Member, pre []Step, prev string) vmResult {
+	out := vmResult{vm: v.vm, ran: true}
+	if v.sess == nil {
+		if out.open = v.open(ctx, m); out.open != nil {
+			return out
+		}
+	}
+	out.failed, out.checkpoint = v.stepsIn(ctx, pre, v.j.Trigger.SHA, prev, "")
+	return out
+}
+
+// interrupted reports whether the VM stopped because its context ended
+// (transports return ctx.Err() or, from a handshake, the context's cause).
+func (v vmResult) interrupted() bool {
+	err := v.open
+	if v.failed != nil {
+		err = v.failed.err
+	}
+	var c *cancelCause
+	return err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, errPrepareHalted) || errors.As(err, &c))
+}
+
+// stepsIn runs the steps list, a part of the target's steps, as steps runs
+// them all. Only the VM's own goroutine uses v while it runs.
+func (v *deploy) stepsIn(ctx context.Context, list []Step, sha, prev, prefix string) (*stepError, bool) {
+	all := v.t.Steps
+	v.t.Steps = list
+	defer func() { v.t.Steps = all }()
+	return v.steps(ctx, sha, prev, prefix)
+}
+
+// rollout runs the steps from the checkpoint on (post) stage by stage (plan)
+// on the prepared VMs, the VMs of a stage in parallel under sctx, and stops
+// starting stages after a failure unless the rollout keeps going. It says
+// the progress, once per VM that passed, in the job's description. It
+// returns what became of each VM, in the fleet's order.
+func (d *deploy) rollout(ctx, sctx context.Context, f *fleetRun, vms []*deploy, post []Step, prev string) []vmResult {
 	res := make([]vmResult, len(vms))
 	for i, v := range vms {
 		res[i].vm = v.vm
@@ -372,7 +547,7 @@ func (d *deploy) rollout(ctx, sctx context.Context, f *fleetRun, vms []*deploy, 
 		var wg sync.WaitGroup
 		for _, i := range stage {
 			wg.Go(func() {
-				res[i] = vms[i].runVM(sctx, members[i], prev)
+				res[i] = vms[i].runVM(sctx, post, prev)
 				done <- i
 			})
 		}
@@ -403,20 +578,12 @@ func countRan(res []vmResult) int {
 	return n
 }
 
-// runVM opens the VM's session (the first VM's is open already) and runs
-// the target's steps on it.
-func (v *deploy) runVM(ctx context.Context, m Member, prev string) vmResult {
+// runVM runs the steps from the checkpoint on (post) on the prepared VM. A
+// VM whose turn comes after ctx ended fails with its first step unstarted:
+// nothing changed on it.
+func (v *deploy) runVM(ctx context.Context, post []Step, prev string) vmResult {
 	out := vmResult{vm: v.vm, ran: true}
-	if v.sess == nil {
-		if ctx.Err() != nil {
-			out.ran = false // cancelled before its turn: never touched
-			return out
-		}
-		if out.open = v.open(ctx, m); out.open != nil {
-			return out
-		}
-	}
-	out.failed, out.checkpoint = v.steps(ctx, v.j.Trigger.SHA, prev, "")
+	out.failed, out.checkpoint = v.stepsIn(ctx, post, v.j.Trigger.SHA, prev, "")
 	return out
 }
 
