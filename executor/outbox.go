@@ -13,14 +13,7 @@ const reportTimeout = 45 * time.Second
 
 // pause waits d, or until ctx ends; it reports false when ctx ended.
 func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return pauseOr(ctx.Done(), d)
 }
 
 // noticeTimeout bounds one attempt to send one notice. A chat webhook answers

@@ -96,10 +96,8 @@ func wantsMachine(c echo.Context) bool {
 // repoOf is the repository whose access decides who sees target: its
 // route's, or fallback (a job's own) for a target no longer configured.
 func (s *Server) repoOf(target, fallback string) string {
-	for _, r := range s.opts.Routes {
-		if r.Target == target {
-			return r.Repo
-		}
+	if r := s.routeOf(target); r.Repo != "" {
+		return r.Repo
 	}
 	return fallback
 }
@@ -108,17 +106,18 @@ func (s *Server) repoOf(target, fallback string) string {
 // without read access gets hidden, which callers pass: the same answer as
 // for something that does not exist. One with read access but not write
 // gets 403. An undecided access (GitHub unreachable) is denied with 503.
-func (s *Server) require(c echo.Context, repo string, want Access, hidden error) error {
+// It returns the access it found, for the page's buttons.
+func (s *Server) require(c echo.Context, repo string, want Access, hidden error) (Access, error) {
 	a, err := s.deps.Auth.Access(c.Request().Context(), person(c), repo)
 	switch {
 	case err != nil:
-		return public(http.StatusServiceUnavailable, "cannot check your access now: try again in a minute", err)
+		return 0, public(http.StatusServiceUnavailable, "cannot check your access now: try again in a minute", err)
 	case a < AccessRead:
-		return hidden
+		return 0, hidden
 	case a < want:
-		return publicf(http.StatusForbidden, "you have read access only: this needs write access to %s", repo)
+		return 0, publicf(http.StatusForbidden, "you have read access only: this needs write access to %s", repo)
 	}
-	return nil
+	return a, nil
 }
 
 // reader decides, once per repository within one request, whether the
@@ -212,17 +211,18 @@ func errNoJob(id string) error {
 }
 
 // readJob reads job id for a signed-in person who needs want on its
-// target's repository.
-func (s *Server) readJob(c echo.Context, id string, want Access) (executor.Job, error) {
+// target's repository, and returns the person's access to it.
+func (s *Server) readJob(c echo.Context, id string, want Access) (executor.Job, Access, error) {
 	j, err := s.deps.Journal.Job(c.Request().Context(), id)
 	if errors.Is(err, executor.ErrNotFound) {
-		return executor.Job{}, errNoJob(id)
+		return executor.Job{}, 0, errNoJob(id)
 	}
 	if err != nil {
-		return executor.Job{}, public(http.StatusInternalServerError, "cannot read the journal", err)
+		return executor.Job{}, 0, public(http.StatusInternalServerError, "cannot read the journal", err)
 	}
-	if err := s.require(c, s.repoOf(j.Target, j.Trigger.Repo), want, errNoJob(id)); err != nil {
-		return executor.Job{}, err
+	a, err := s.require(c, s.repoOf(j.Target, j.Trigger.Repo), want, errNoJob(id))
+	if err != nil {
+		return executor.Job{}, 0, err
 	}
-	return j, nil
+	return j, a, nil
 }

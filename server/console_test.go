@@ -37,6 +37,7 @@ type fakeAuth struct {
 	access map[string]Access // login + " " + repo
 	err    error             // Access fails with it when set
 	as     string            // when set, everyone is this person, cookie or not (a browser)
+	asked  int               // Access calls
 }
 
 // newFakeAuth knows alice (write to everything), rita (read production's
@@ -72,6 +73,7 @@ func (a *fakeAuth) Who(r *http.Request) (Person, bool) {
 func (a *fakeAuth) Access(ctx context.Context, p Person, repo string) (Access, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.asked++
 	if a.err != nil {
 		return AccessNone, a.err
 	}
@@ -513,6 +515,28 @@ func TestConsole_readOnly(t *testing.T) {
 	}
 	if _, cancels := c.live.calls(); len(c.queue.calls()) != 0 || len(cancels) != 0 {
 		t.Errorf("a reader acted: queued %v, cancelled %v", c.queue.calls(), cancels)
+	}
+}
+
+// A target's page and a job's page ask the person's access once, for the
+// check and the buttons both: with GitHub sign-in an access decision is an
+// API call with the person's token when it is not cached.
+func TestConsole_accessAskedOnce(t *testing.T) {
+	c := newConsole(t, nil)
+	for _, path := range []string{"/targets/production", "/jobs/jrun"} {
+		c.auth.mu.Lock()
+		c.auth.asked = 0
+		c.auth.mu.Unlock()
+		rec := c.do(t, req{path: path, login: "alice"})
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "/cancel") {
+			t.Fatalf("%s: status %d, or no cancel button for a writer", path, rec.Code)
+		}
+		c.auth.mu.Lock()
+		asked := c.auth.asked
+		c.auth.mu.Unlock()
+		if asked != 1 {
+			t.Errorf("%s asked Access %d times, want 1", path, asked)
+		}
 	}
 }
 

@@ -60,7 +60,7 @@ const accessRecheckEvery = time.Minute
 // event; the page reconnects, and its new request is the one that is
 // answered 401 or 404 (or, with a fresh IAP assertion, streams on).
 func (s *Server) handleEvents(c echo.Context) error {
-	j, err := s.readJob(c, c.Param("id"), AccessRead)
+	j, _, err := s.readJob(c, c.Param("id"), AccessRead)
 	if err != nil {
 		return err
 	}

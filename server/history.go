@@ -44,7 +44,8 @@ func (s *Server) handleTarget(c echo.Context) error {
 		return errNoTarget(name)
 	}
 	rt := s.routeOf(name)
-	if err := s.require(c, rt.Repo, AccessRead, errNoTarget(name)); err != nil {
+	a, err := s.require(c, rt.Repo, AccessRead, errNoTarget(name))
+	if err != nil {
 		return err
 	}
 	page := 1
@@ -57,10 +58,6 @@ func (s *Server) handleTarget(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	p := person(c)
-	a, err := s.deps.Auth.Access(ctx, p, rt.Repo)
-	if err != nil {
-		a = AccessRead // the buttons only: each POST checks again
-	}
 	end := page * historyPageSize
 	jobs, err := s.deps.Journal.Jobs(ctx, name, end+1)
 	if err != nil {
@@ -178,7 +175,7 @@ func (s *Server) deployRoute(c echo.Context) (Route, error) {
 		return Route{}, errNoTarget(name)
 	}
 	rt := s.routeOf(name)
-	if err := s.require(c, rt.Repo, AccessWrite, errNoTarget(name)); err != nil {
+	if _, err := s.require(c, rt.Repo, AccessWrite, errNoTarget(name)); err != nil {
 		return Route{}, err
 	}
 	return rt, nil
@@ -278,7 +275,7 @@ func queueError(err error) error {
 // cancelJob reads job :id for a cancel: the person needs write access to
 // its target, and it must not have ended.
 func (s *Server) cancelJob(c echo.Context) (executor.Job, error) {
-	j, err := s.readJob(c, c.Param("id"), AccessWrite)
+	j, _, err := s.readJob(c, c.Param("id"), AccessWrite)
 	if err != nil {
 		return executor.Job{}, err
 	}

@@ -133,7 +133,7 @@ func (s *Server) view(j executor.Job, output bool) jobView {
 // watch runs (afterEnd); without JavaScript it says to reload.
 func (s *Server) handleJob(c echo.Context) error {
 	p := person(c)
-	j, err := s.readJob(c, c.Param("id"), AccessRead)
+	j, a, err := s.readJob(c, c.Param("id"), AccessRead)
 	if err != nil {
 		return err
 	}
@@ -142,10 +142,6 @@ func (s *Server) handleJob(c echo.Context) error {
 		return c.JSON(http.StatusOK, v)
 	}
 	// Write access shows the cancel button; the POST checks it again.
-	a, err := s.deps.Auth.Access(c.Request().Context(), p, s.repoOf(j.Target, j.Trigger.Repo))
-	if err != nil {
-		a = AccessRead
-	}
 	page := s.pageInfo(c, "Job "+j.ID+" · "+j.Target)
 	return s.render(c, "job.html", struct {
 		Page      pageInfo
