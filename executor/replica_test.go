@@ -318,7 +318,8 @@ func TestReplicas_lostLaneWritesNoEnd(t *testing.T) {
 			Name: "deploy", Timeout: time.Minute,
 			Run: `echo "start $DEPLOYHOOK_JOB" >> ` + logFile + `
 trap 'echo "stop $DEPLOYHOOK_JOB" >> ` + logFile + `; exit 143' TERM
-sleep 60 & wait`,
+i=0
+while [ $i -lt 1200 ]; do i=$((i+1)); echo "tick $i"; sleep 0.05 & wait; done`,
 		}},
 	}
 	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -346,6 +347,17 @@ sleep 60 & wait`,
 		t.Fatal(err)
 	}
 	waitFor(t, "the deploy to start", func() bool { return strings.Contains(readFile(t, logFile), "start "+en.Job.ID) })
+	// The running step's output reaches the journal while it runs, through
+	// the lane's fence like every other write of the job.
+	step := func() executor.StepRun {
+		j, err := st.Job(t.Context(), en.Job.ID)
+		if err != nil || len(j.Steps) == 0 {
+			return executor.StepRun{}
+		}
+		return j.Steps[0]
+	}
+	output := func() string { return step().Output }
+	waitFor(t, "the running step's output in the journal", func() bool { return strings.Contains(output(), "tick 3\n") })
 	_, token := laneHolder(t, url)
 	conn, err := pgx.Connect(t.Context(), url)
 	if err != nil {
@@ -356,6 +368,9 @@ sleep 60 & wait`,
 		time.Now().Add(time.Hour).UnixNano()); err != nil {
 		t.Fatal(err)
 	}
+	// Our UPDATE waited for any write holding the lane row: what the journal
+	// has now is all the replica may ever write of the step.
+	atTheft := step()
 	waitFor(t, "the deploy to be killed", func() bool { return strings.Contains(readFile(t, logFile), "stop "+en.Job.ID) })
 	cancel() // and Run returns once the cancelled deploy has ended
 	if err := <-done; err != nil {
@@ -370,8 +385,11 @@ sleep 60 & wait`,
 	if j.State != executor.StateRunning || !j.Finished.IsZero() {
 		t.Errorf("job after the lane was lost: %s %q finished %v; want still running, no end written", j.State, j.Description, j.Finished)
 	}
-	if len(j.Steps) != 1 || j.Steps[0].ExitCode != -1 || j.Steps[0].Duration != 0 {
-		t.Errorf("steps after the lane was lost = %+v, want only the start record of deploy", j.Steps)
+	if len(j.Steps) != 1 || j.Steps[0].ExitCode != -1 {
+		t.Errorf("steps after the lane was lost = %+v, want only the running record of deploy", j.Steps)
+	} else if got := j.Steps[0]; got.Output != atTheft.Output || got.Duration != atTheft.Duration {
+		t.Errorf("the step's record changed after the lane was lost: %v %q at the theft, %v %q now",
+			atTheft.Duration, atTheft.Output, got.Duration, got.Output)
 	}
 	owed, err := st.Owed(t.Context(), 0)
 	if err != nil {
