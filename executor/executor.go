@@ -112,7 +112,8 @@ type Executor struct {
 	// attempted is closed when the first attempt of Run's start-up
 	// recovery is over, whatever its outcome: until then what each target
 	// runs, and which jobs are orphaned, are not known yet.
-	attempted chan struct{}
+	attempted     chan struct{}
+	attemptedOnce sync.Once
 
 	mu      sync.Mutex
 	started bool
@@ -492,7 +493,7 @@ func (e *Executor) startUp(ctx context.Context) bool {
 		e.recovering = err
 		e.mu.Unlock()
 		if attempt == 1 {
-			close(e.attempted)
+			e.markAttempted()
 		}
 		if err == nil {
 			if attempt > 1 {
@@ -613,18 +614,14 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 	if !gitsha.Valid(t.SHA) {
 		return Enqueued{}, fmt.Errorf("%q is not a full commit SHA", t.SHA)
 	}
-	e.mu.Lock()
-	started := e.started
-	e.mu.Unlock()
-	if started {
-		// Run's first start-up recovery takes milliseconds: a trigger that
-		// comes meanwhile waits for it rather than be decided on a lane
-		// that does not know yet what its target runs.
-		select {
-		case <-e.attempted:
-		case <-ctx.Done():
-			return Enqueued{}, fmt.Errorf("%w: start-up recovery is still reading the journal: %w", ErrJournal, ctx.Err())
-		}
+	// Run's first start-up recovery takes milliseconds: a trigger that
+	// comes before it is over (Run may not even have started: callers
+	// start it in a goroutine) waits for it rather than be decided on a
+	// lane that does not know yet what its target runs.
+	select {
+	case <-e.attempted:
+	case <-ctx.Done():
+		return Enqueued{}, fmt.Errorf("%w: start-up recovery has not read the journal yet: %w", ErrJournal, ctx.Err())
 	}
 	e.mu.Lock()
 	closed, recovering := e.closed, e.recovering
@@ -774,6 +771,12 @@ func (e *Executor) Ready(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", ErrJournal, err)
 	}
 	return nil
+}
+
+// markAttempted says that the first attempt of the start-up recovery is
+// over.
+func (e *Executor) markAttempted() {
+	e.attemptedOnce.Do(func() { close(e.attempted) })
 }
 
 // isClosed reports whether c is closed.

@@ -374,7 +374,7 @@ func (e *Executor) endDuplicateOrphan(ctx context.Context, j Job) {
 	if act := orphanAction(j.State, j.Target, false, true); !act.requeue {
 		j.State, j.Description = act.state, act.description
 	} else {
-		j.State, j.Description = StateSuperseded, "superseded by a newer job of "+short(j.Trigger.SHA)
+		j.State, j.Description = StateSuperseded, "superseded by the lane's job of "+short(j.Trigger.SHA)
 	}
 	j.Finished = time.Now()
 	e.end(ctx, j)

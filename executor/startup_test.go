@@ -253,3 +253,44 @@ func TestExecutor_EnqueueWaitsForStartUpRecovery(t *testing.T) {
 		}
 	})
 }
+
+// A trigger that comes before Run has even started (callers start Run in a
+// goroutine, and a command-line deploy enqueues right after) waits for the
+// start-up recovery too.
+func TestExecutor_EnqueueBeforeRunWaits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ms := newMemStore()
+		ex, err := New(testLogger(t), Options{Targets: []Target{testTarget()}, PublicURL: "https://deploy.example.com/"},
+			ms, &fakeTransport{}, &fakeReporter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		type result struct {
+			en  Enqueued
+			err error
+		}
+		got := make(chan result, 1)
+		go func() {
+			en, err := ex.Enqueue(t.Context(), "production", Trigger{
+				Kind: KindPush, Repo: "acme/app", Branch: "main", SHA: sha(1), Delivery: "d-1", Reason: "push"})
+			got <- result{en, err}
+		}()
+		synctest.Wait()
+		select {
+		case r := <-got:
+			t.Fatalf("Enqueue before Run returned %+v, %v; want it to wait for the start-up recovery", r.en, r.err)
+		default:
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- ex.Run(ctx) }()
+		r := <-got
+		if r.err != nil || r.en.Job.ID == "" {
+			t.Errorf("Enqueue once Run recovered = %+v, %v; want a job", r.en, r.err)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

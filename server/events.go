@@ -30,8 +30,10 @@ const reconnectMillis = 2000
 // as the deploy (and its watch), far longer than the request that checked
 // it. A minute is GitHub sign-in's default AccessTTL: each check after the
 // first finds the cached decision expired, and the permission GitHub has
-// now. After a sign-out, Access fails at once (the session's token is
-// forgotten and revoked).
+// now. After a sign-out, Access fails at once on the replica that served
+// it (the session's token is forgotten there); on another replica, at the
+// first check after GitHub revoked the token (best effort: if the revoke
+// failed, the stream lasts until the session expires).
 const accessRecheckEvery = time.Minute
 
 // handleEvents is GET /jobs/:id/events: the job's live log as Server-Sent

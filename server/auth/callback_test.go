@@ -215,8 +215,9 @@ func (g *gatedGitHub) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-// At most maxExchanges callbacks wait on GitHub at once: the next is
-// answered 503 with Retry-After at once, without calling GitHub; once they
+// At most maxExchanges callbacks wait on GitHub at once: the next waits
+// for a slot, and is answered 503 without calling GitHub when none frees
+// within its wait; one that gets a slot while it waits goes on; once they
 // are done, sign-ins go on. Safety invariant 6: what arrives before
 // authentication holds bounded connections.
 func TestGitHubAuth_callback_exchangesBounded(t *testing.T) {
@@ -230,11 +231,11 @@ func TestGitHubAuth_callback_exchangesBounded(t *testing.T) {
 		cb string
 	}
 	var ps []pending
-	for range maxExchanges + 1 {
+	for range maxExchanges + 2 {
 		c := e.browser(t, false)
 		ps = append(ps, pending{c, e.flow(t, c, alice, "/app").String()})
 	}
-	results := make(chan string, maxExchanges)
+	results := make(chan string, maxExchanges+1)
 	for _, p := range ps[:maxExchanges] {
 		go func() {
 			resp, err := p.c.Get(p.cb)
@@ -253,8 +254,10 @@ func TestGitHubAuth_callback_exchangesBounded(t *testing.T) {
 			t.Fatalf("callback %d ended (%s) with %d exchanges in flight, want it held at GitHub", i+1, got, i)
 		}
 	}
-	// All slots are held: the next callback is refused without GitHub. It
-	// either answers or reaches the gate, which fails the test.
+	// All slots are held: the next callback, after its wait, is refused
+	// without GitHub. It either answers or reaches the gate, which fails
+	// the test.
+	e.auth.waitSlot = 100 * time.Millisecond
 	type answer struct {
 		resp *http.Response
 		body string
@@ -284,22 +287,40 @@ func TestGitHubAuth_callback_exchangesBounded(t *testing.T) {
 		t.Fatalf("callback %d: %s", maxExchanges+1, a.body)
 	}
 	resp, body := a.resp, a.body
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != exchangeRetryAfter ||
-		!strings.Contains(body, "Too many sign-ins") || cookie(resp, "deployhook-session") != nil {
-		t.Errorf("callback %d: %s, Retry-After %q, %q; want 503, Retry-After %s and no session",
-			maxExchanges+1, resp.Status, resp.Header.Get("Retry-After"), body, exchangeRetryAfter)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "Too many sign-ins") ||
+		!strings.Contains(body, `href="/auth/signin?next=%2Fapp"`) || cookie(resp, "deployhook-session") != nil {
+		t.Errorf("callback %d: %s %q; want 503, a link to sign in again, and no session", maxExchanges+1, resp.Status, body)
 	}
 	if n := e.gh.Calls("POST /login/oauth/access_token"); n != 0 {
 		t.Errorf("%d exchanges reached GitHub while all were held, want 0", n)
 	}
-	release()
-	for i := range maxExchanges {
-		if got := <-results; got != "303 See Other" {
-			t.Errorf("held callback %d: %s, want 303 See Other", i, got)
+
+	// One more, with a long wait: it waits for a slot, and takes the first
+	// that frees.
+	e.auth.waitSlot = time.Minute
+	last := ps[maxExchanges+1]
+	go func() {
+		resp, err := last.c.Get(last.cb)
+		if err != nil {
+			results <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		results <- resp.Status
+	}()
+	for deadline := time.Now().Add(time.Minute); e.auth.waiting.Load() != 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the callback past the bound is not waiting for a slot")
 		}
 	}
-	if n := e.gh.Calls("POST /login/oauth/access_token"); n != maxExchanges {
-		t.Errorf("%d exchanges, want %d", n, maxExchanges)
+	release()
+	for i := range maxExchanges + 1 {
+		if got := <-results; got != "303 See Other" {
+			t.Errorf("callback %d: %s, want 303 See Other", i, got)
+		}
+	}
+	if n := e.gh.Calls("POST /login/oauth/access_token"); n != maxExchanges+1 {
+		t.Errorf("%d exchanges, want %d", n, maxExchanges+1)
 	}
 	if len(e.auth.exchanges) != 0 {
 		t.Errorf("%d slots still held after every callback ended", len(e.auth.exchanges))

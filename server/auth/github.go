@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/deployhook/deployhook/internal/endpoint"
@@ -44,11 +45,14 @@ const (
 	// maxExchanges bounds the callbacks that wait on GitHub at once (the
 	// code exchange, then GET /user): each holds a connection to GitHub for
 	// apiTimeout at most per call, and a callback costs its sender nothing
-	// but a request. Past the bound a callback is answered 503 at once.
+	// but a request. Past the bound a callback waits for a slot, at most
+	// exchangeWait, then gets a page that says to sign in again.
 	maxExchanges = 16
-	// exchangeRetryAfter is the Retry-After, in seconds, of a callback
-	// refused because maxExchanges are in flight.
-	exchangeRetryAfter = "10"
+	// exchangeWait bounds how long a callback waits for a slot: long
+	// enough that a rush of callbacks (bogus codes are refused by GitHub
+	// in a fraction of a second) delays a person's sign-in rather than
+	// refuse it.
+	exchangeWait = 10 * time.Second
 	// maxUsedStates bounds the sign-in states remembered as used (see
 	// usedStates): an entry is 24 bytes in the map and 16 in the ring of
 	// the order they came in, about 69 with the map's share, so 65536 of
@@ -111,6 +115,8 @@ type GitHubAuth struct {
 
 	used      *usedStates   // the sign-in states whose callback came
 	exchanges chan struct{} // a semaphore: one token per callback waiting on GitHub
+	waitSlot  time.Duration // exchangeWait; shorter in tests
+	waiting   atomic.Int32  // callbacks waiting for a slot
 }
 
 type tokenEntry struct {
@@ -179,6 +185,7 @@ func GitHub(lg *slog.Logger, opts GitHubOptions) (*GitHubAuth, error) {
 		decisions: map[string]decision{},
 		used:      newUsedStates(maxUsedStates),
 		exchanges: make(chan struct{}, maxExchanges),
+		waitSlot:  exchangeWait,
 	}
 	if opts.Team != "" {
 		org, team, ok := strings.Cut(opts.Team, "/")
@@ -463,10 +470,9 @@ func (g *GitHubAuth) SignIn(next string) string {
 //     GitHub's authorize endpoint;
 //   - GET callback?code=…&state=…: clears the sign-in cookie, checks the
 //     state against it (in constant time) and that its callback has not come
-//     before (a replay: 400, "already used"; 503 when 65536 sign-ins of the
-//     last 10 minutes are remembered), waits on GitHub for at most 16
-//     callbacks at once (503 with Retry-After at once, GitHub not called,
-//     past that), exchanges the code with the verifier and the client
+//     before (a replay: 400, "already used"), waits on GitHub for at most
+//     16 callbacks at once (past that a callback waits up to 10 seconds for
+//     its turn, then gets 503, GitHub not called), exchanges the code with the verifier and the client
 //     secret, reads the login with the new token, sets the session cookie and
 //     redirects to the next path (303); any failure is a page saying what to
 //     do, without GitHub's words, and no session;
@@ -486,6 +492,28 @@ func (g *GitHubAuth) Handler() http.Handler {
 }
 
 const signinPurpose = "signin"
+
+// takeSlot takes one of the maxExchanges slots, waiting for one at most
+// g.waitSlot or until ctx ends; it reports whether it got one. The caller
+// gives the slot back.
+func (g *GitHubAuth) takeSlot(ctx context.Context) bool {
+	select {
+	case g.exchanges <- struct{}{}:
+		return true
+	default:
+	}
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
+	t := time.NewTimer(g.waitSlot)
+	defer t.Stop()
+	select {
+	case g.exchanges <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
 
 // pkceChallenge is the S256 code challenge of verifier (RFC 7636 section 4.2).
 func pkceChallenge(verifier string) string {
@@ -559,16 +587,15 @@ func (g *GitHubAuth) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	// What follows waits on GitHub: at most maxExchanges callbacks at once,
 	// so that callbacks (which anyone can send) cannot hold connections to
-	// GitHub without bound. Over the bound: 503 at once, GitHub not called.
-	select {
-	case g.exchanges <- struct{}{}:
-		defer func() { <-g.exchanges }()
-	default:
+	// GitHub without bound. Over the bound a callback waits for a slot, at
+	// most waitSlot; then 503, GitHub not called. Its state is used: the
+	// page links to a new sign-in.
+	if !g.takeSlot(r.Context()) {
 		g.lg.Warn("sign-in refused: too many sign-ins wait on GitHub", "limit", maxExchanges)
-		w.Header().Set("Retry-After", exchangeRetryAfter)
 		fail(http.StatusServiceUnavailable, "Too many sign-ins", "Too many sign-ins are being finished at this moment. Wait a few seconds, then sign in again.")
 		return
 	}
+	defer func() { <-g.exchanges }()
 	token, err := g.exchange(r.Context(), code, verifier)
 	if err != nil {
 		g.lg.Warn("sign-in: code exchange failed", "err", err)
