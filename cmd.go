@@ -226,6 +226,7 @@ func (e *env) runJob(ctx context.Context, a *app, t *config.Target, r cliRequest
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- a.ex.Run(runCtx) }()
+	<-a.ex.Started() // the trigger below waits for the start-up recovery
 	defer func() {
 		stop()
 		if err := <-done; err != nil {

@@ -477,6 +477,7 @@ func (e *env) serve(ctx context.Context, cfg *config.Config, lg *slog.Logger) er
 	defer stopExec()
 	execDone := make(chan error, 1)
 	go func() { execDone <- a.ex.Run(execCtx) }()
+	<-a.ex.Started() // deliveries wait for the start-up recovery
 	serveDone := make(chan error, 1)
 	go func() { serveDone <- srv.Serve(ln) }()
 	lg.Info("deployhook serving", "addr", ln.Addr().String(), "version", version, "targets", len(cfg.Targets))

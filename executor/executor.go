@@ -113,6 +113,7 @@ type Executor struct {
 	// recovery is over, whatever its outcome: until then what each target
 	// runs, and which jobs are orphaned, are not known yet.
 	attempted     chan struct{}
+	startedCh     chan struct{} // closed when Run starts
 	attemptedOnce sync.Once
 
 	mu      sync.Mutex
@@ -218,6 +219,7 @@ func New(lg *slog.Logger, opts Options, store Store, tr Transport, rep Reporter)
 		live:      newLive(opts),
 		stopped:   make(chan struct{}),
 		attempted: make(chan struct{}),
+		startedCh: make(chan struct{}),
 	}
 	for _, t := range opts.Targets {
 		if _, dup := e.lanes[t.Name]; dup {
@@ -383,6 +385,7 @@ func (e *Executor) Run(ctx context.Context) error {
 	}
 	e.started = true
 	e.mu.Unlock()
+	close(e.startedCh)
 	defer close(e.stopped)
 
 	if !e.startUp(ctx) {
@@ -615,13 +618,16 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		return Enqueued{}, fmt.Errorf("%q is not a full commit SHA", t.SHA)
 	}
 	// Run's first start-up recovery takes milliseconds: a trigger that
-	// comes before it is over (Run may not even have started: callers
-	// start it in a goroutine) waits for it rather than be decided on a
-	// lane that does not know yet what its target runs.
-	select {
-	case <-e.attempted:
-	case <-ctx.Done():
-		return Enqueued{}, fmt.Errorf("%w: start-up recovery has not read the journal yet: %w", ErrJournal, ctx.Err())
+	// comes meanwhile waits for it rather than be decided on a lane that
+	// does not know yet what its target runs. Before Run, a trigger is
+	// recorded for Run to take (callers that start Run in a goroutine wait
+	// for Started first).
+	if isClosed(e.startedCh) {
+		select {
+		case <-e.attempted:
+		case <-ctx.Done():
+			return Enqueued{}, fmt.Errorf("%w: start-up recovery has not read the journal yet: %w", ErrJournal, ctx.Err())
+		}
 	}
 	e.mu.Lock()
 	closed, recovering := e.closed, e.recovering
@@ -772,6 +778,11 @@ func (e *Executor) Ready(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Started returns a channel closed when Run has started: from then on,
+// Enqueue and Ready wait for (or report) Run's start-up recovery. A caller
+// that starts Run in a goroutine waits for it before it takes triggers.
+func (e *Executor) Started() <-chan struct{} { return e.startedCh }
 
 // markAttempted says that the first attempt of the start-up recovery is
 // over.

@@ -254,39 +254,40 @@ func TestExecutor_EnqueueWaitsForStartUpRecovery(t *testing.T) {
 	})
 }
 
-// A trigger that comes before Run has even started (callers start Run in a
-// goroutine, and a command-line deploy enqueues right after) waits for the
-// start-up recovery too.
-func TestExecutor_EnqueueBeforeRunWaits(t *testing.T) {
+// A caller that starts Run in a goroutine (serve, a command-line deploy)
+// waits for Started, and its trigger then waits for the start-up recovery
+// like any other; before Run, Started is open and Enqueue records the job
+// for Run to take.
+func TestExecutor_StartedThenEnqueueWaits(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		ms := newMemStore()
+		gs := &gatedStore{memStore: newMemStore(), open: make(chan struct{})}
 		ex, err := New(testLogger(t), Options{Targets: []Target{testTarget()}, PublicURL: "https://deploy.example.com/"},
-			ms, &fakeTransport{}, &fakeReporter{})
+			gs, &fakeTransport{}, &fakeReporter{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		type result struct {
-			en  Enqueued
-			err error
-		}
-		got := make(chan result, 1)
-		go func() {
-			en, err := ex.Enqueue(t.Context(), "production", Trigger{
-				Kind: KindPush, Repo: "acme/app", Branch: "main", SHA: sha(1), Delivery: "d-1", Reason: "push"})
-			got <- result{en, err}
-		}()
-		synctest.Wait()
-		select {
-		case r := <-got:
-			t.Fatalf("Enqueue before Run returned %+v, %v; want it to wait for the start-up recovery", r.en, r.err)
-		default:
+		if isClosed(ex.Started()) {
+			t.Fatal("Started is closed before Run")
 		}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)
 		go func() { done <- ex.Run(ctx) }()
-		r := <-got
-		if r.err != nil || r.en.Job.ID == "" {
-			t.Errorf("Enqueue once Run recovered = %+v, %v; want a job", r.en, r.err)
+		<-ex.Started()
+		got := make(chan error, 1)
+		go func() {
+			_, err := ex.Enqueue(t.Context(), "production", Trigger{
+				Kind: KindPush, Repo: "acme/app", Branch: "main", SHA: sha(1), Delivery: "d-1", Reason: "push"})
+			got <- err
+		}()
+		synctest.Wait()
+		select {
+		case err := <-got:
+			t.Fatalf("Enqueue after Started, during the recovery, returned %v; want it to wait", err)
+		default:
+		}
+		close(gs.open)
+		if err := <-got; err != nil {
+			t.Errorf("Enqueue once recovered: %v", err)
 		}
 		cancel()
 		if err := <-done; err != nil {
