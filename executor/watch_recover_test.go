@@ -105,7 +105,9 @@ func wantStopped(t *testing.T, st executor.Store, before executor.Job) {
 }
 
 // A journal (a SQLite file) holds final successes whose watch step is open
-// (exit -1) as kill -9 leaves them. Run's start-up recovery ends the steps
+// (exit -1) as kill -9 leaves them, their 15 minutes over (a watch still in
+// its window is resumed: TestWatchResume_StartResumesAndRollsBack). Run's
+// start-up recovery ends the steps
 // of a dead owner (lease expired, or no lease at all) and of an earlier
 // life of this process (its own owner id, its lease still live), and
 // leaves the one of a live other owner, which the lease loop's sweep ends
@@ -129,7 +131,7 @@ func TestWatchRecover_StartEndsDeadOwnersWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	at := now.Add(-10 * time.Minute)
+	at := now.Add(-20 * time.Minute)
 	older := seedWatched(t, st, "p-older", "production", "dead", 1, at.Add(-time.Hour), 0)
 	dead := seedWatched(t, st, "p-dead", "production", "dead", 2, at, -1)
 	live := seedWatched(t, st, "s-live", "staging", "live", 2, at, -1)
@@ -243,7 +245,9 @@ func deployWatched(t *testing.T, r *replica) string {
 // recovery does not touch it, and it cannot take the lane). Then a dies as
 // kill -9 leaves it (its journal connection closed, its context ended: no
 // write, no release): b takes the lane over and ends the watch step, the
-// job staying success with no other state reported.
+// job staying success with no other state reported. b's configuration no
+// longer watches the target, so it does not resume the watch
+// (TestWatchResume_ReplicaHolderResumes).
 func TestWatchRecover_ReplicaHolderEndsIt(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
 	target := replicaWatchTarget(t)
@@ -255,7 +259,9 @@ func TestWatchRecover_ReplicaHolderEndsIt(t *testing.T) {
 	id := deployWatched(t, a)
 	watched := mustRead(t, a.store, id)
 
-	b := startReplica(t, url, "b", target, nil)
+	unwatched := target
+	unwatched.Watch = nil
+	b := startReplica(t, url, "b", unwatched, nil)
 	if got := mustRead(t, b.store, id); !reflect.DeepEqual(got, watched) {
 		t.Errorf("a starting replica changed the job that another watches:\n got %+v\nwant %+v", got, watched)
 	}
