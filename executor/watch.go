@@ -50,8 +50,11 @@ import (
 // The watch is recorded as the job's last step, running (ExitCode -1) until
 // it ends. When its deployhook stops without ending it (killed, crashed, a
 // replica that lost the lane), another process ends that record once the
-// watch can no longer run, and the job stays a success: see
-// ErrWatchStopped.
+// watch can no longer run (see ErrWatchStopped), and resumes the watch as a
+// new last step for the rest of For when the job is still the target's
+// newest and its last success; otherwise the job stays a success, unwatched.
+// A resumed watch takes its baseline again at the resume: unit restarts
+// while no deployhook watched are not seen.
 type Watch struct {
 	For   time.Duration // how long after the deploy; > 0
 	Every time.Duration // the time between checks; > 0 and at most For
