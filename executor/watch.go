@@ -34,8 +34,8 @@ import (
 //
 // The watch ends without touching the target when a newer job starts on the
 // lane or appears in the journal (a command-line deploy), when the target's
-// current commit (Target.Current) is no longer the job's, at shutdown, and
-// when For has passed. A rollback takes the deploy lock, checks again under
+// current commit (Target.Current) is no longer the job's, and when For has
+// passed; at shutdown it stops, to be resumed (see below). A rollback takes the deploy lock, checks again under
 // it that the target runs the job's SHA, runs the job's rollback steps as
 // after a failed step past the checkpoint, and then ends the job StateFailure
 // ("rolled back after 6 min: REASON") or, when the rollback fails,
@@ -48,13 +48,13 @@ import (
 // never watches, since it ends when its job is final.
 //
 // The watch is recorded as the job's last step, running (ExitCode -1) until
-// it ends. When its deployhook stops without ending it (killed, crashed, a
-// replica that lost the lane), another process ends that record once the
-// watch can no longer run (see ErrWatchStopped), and resumes the watch as a
-// new last step for the rest of For when the job is still the target's
-// newest and its last success; otherwise the job stays a success, unwatched.
-// A resumed watch takes its baseline again at the resume: unit restarts
-// while no deployhook watched are not seen.
+// it ends. When its deployhook stops before it ends (killed, crashed, shut
+// down, a replica that lost the lane), another process ends that record
+// once the watch can no longer run there (see ErrWatchStopped), and resumes
+// the watch as a new last step for the rest of For when the job is still
+// the target's newest and its last success; otherwise the job stays a
+// success, unwatched. A resumed watch takes its baseline again at the
+// resume: unit restarts while no deployhook watched are not seen.
 type Watch struct {
 	For   time.Duration // how long after the deploy; > 0
 	Every time.Duration // the time between checks; > 0 and at most For
@@ -421,7 +421,10 @@ func (l *lane) pendingID() string {
 }
 
 // stopped ends the watch that ctx ended: a newer job, a replica's lost
-// lane, or shutdown.
+// lane, or shutdown. At shutdown the step says so and stays open (ExitCode
+// -1), as a kill leaves it: the next deployhook (or, with replicas, the
+// lane's next holder) resumes the watch or ends its record (see
+// ErrWatchStopped).
 func (w *watcher) stopped(ctx context.Context) {
 	var newer errNewerDeploy
 	switch cause := context.Cause(ctx); {
@@ -433,8 +436,9 @@ func (w *watcher) stopped(ctx context.Context) {
 		w.print("watch ended: this deployhook lost the target's lane; the deploy stays a success")
 		w.lg.Warn("watch ended: the lane was lost; the job stays success")
 	default:
-		w.print("watch ended: deployhook shutting down; the deploy stays a success")
-		w.lg.Info("watch ended by shutdown: the job stays success")
+		w.print(watchShutdownLine)
+		w.lg.Info("watch interrupted by shutdown: left to the next deployhook; the job stays success")
+		return
 	}
 	w.end(0)
 }
@@ -666,8 +670,9 @@ func (w *watcher) movedUnderLock(ctx context.Context, sess Session) (why string,
 	return "", false
 }
 
-// A watch whose deployhook stopped (killed, crashed, or a replica that lost
-// the target's lane) leaves its step record open: ExitCode -1, started at
+// A watch whose deployhook stopped (killed, crashed, shut down, or a
+// replica that lost the target's lane) leaves its step record open:
+// ExitCode -1, started at
 // the job's end, which a job's page reads as a watch still running (the
 // console follows its live log while it lasts). Another process ends that
 // record once the watch can no longer run, and only then: the watch's owner
@@ -698,6 +703,10 @@ var ErrWatchStopped = errors.New("deployhook stopped before the watch finished")
 // watchStoppedLine is the last line of a watch step that ErrWatchStopped
 // ended.
 const watchStoppedLine = "watch ended: deployhook stopped before the watch finished; the deploy stays a success"
+
+// watchShutdownLine is the last line of a watch step whose deployhook shut
+// down during the watch, which leaves it open.
+const watchShutdownLine = "watch interrupted: deployhook shutting down; the next deployhook resumes it, or ends it"
 
 // watchResumedLine is the last line of a watch step that ErrWatchStopped
 // ended when another process resumed the watch in a new step.

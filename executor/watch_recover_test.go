@@ -306,11 +306,12 @@ func TestWatchRecover_ReplicaHolderEndsIt(t *testing.T) {
 	}
 }
 
-// A replica shutting down ends its watch at once, quietly: the step ends
-// with exit 0 and says so, the job stays success, and Run returns without
-// waiting for shutdown's grace (3 minutes here: longer than waitFor's
-// deadline). Before, a replica's watch ran on the deploy's context, which
-// ends only with the grace.
+// A replica shutting down stops its watch at once, quietly: the step says
+// so and stays open (exit -1, no error), the job stays success, and Run
+// returns without waiting for shutdown's grace (3 minutes here: longer
+// than waitFor's deadline). Before, a replica's watch ran on the deploy's
+// context, which ends only with the grace. The replica that takes the lane
+// next resumes the watch.
 func TestWatchRecover_ReplicaShutdownEndsWatch(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
 	a := startReplica(t, url, "a", replicaWatchTarget(t), func(o *executor.Options) { o.Grace = 3 * time.Minute })
@@ -335,11 +336,21 @@ func TestWatchRecover_ReplicaShutdownEndsWatch(t *testing.T) {
 	}
 	j := mustRead(t, a.store, id)
 	w := j.Steps[len(j.Steps)-1]
-	if w.Name != "watch" || w.ExitCode != 0 || w.Error != "" ||
-		!strings.HasSuffix(w.Output, "\nwatch ended: deployhook shutting down; the deploy stays a success\n") {
+	const shutdown = "watch interrupted: deployhook shutting down; the next deployhook resumes it, or ends it"
+	if w.Name != "watch" || w.ExitCode != -1 || w.Error != "" || !strings.HasSuffix(w.Output, "\n"+shutdown+"\n") {
 		t.Errorf("watch step after shutdown: %s exit %d, error %q, output %q", w.Name, w.ExitCode, w.Error, w.Output)
 	}
 	if j.State != executor.StateSuccess {
 		t.Errorf("job after shutdown %s %q, want success", j.State, j.Description)
+	}
+
+	b := startReplica(t, url, "b", replicaWatchTarget(t), nil)
+	waitFor(t, "replica b to resume the watch", func() bool { return len(mustRead(t, b.store, id).Steps) == len(j.Steps)+1 })
+	got := mustRead(t, b.store, id)
+	old, resumed := got.Steps[len(j.Steps)-1], got.Steps[len(j.Steps)]
+	if old.Error != executor.ErrWatchStopped.Error() || old.Output != w.Output+watchResumedLine+"\n" ||
+		resumed.Name != "watch" || resumed.ExitCode != -1 || !strings.HasPrefix(resumed.Output, "watch resumed after deployhook stopped: ") ||
+		got.State != executor.StateSuccess {
+		t.Errorf("after b took the lane: job %s, old watch %+v, new %+v", got.State, old, resumed)
 	}
 }

@@ -83,21 +83,23 @@ func (n *noticeBox) notices() []executor.Report {
 
 // single is one deployhook process (not a replica) on a SQLite journal.
 type single struct {
-	ex  *executor.Executor
-	st  *store.Store
-	rep *recorder
-	box *noticeBox
+	ex   *executor.Executor
+	st   *store.Store
+	rep  *recorder
+	box  *noticeBox
+	stop func() // shuts it down and waits until Run returns
 }
 
-// startSingle runs an executor of target on the SQLite journal st with
-// the local transport until the test ends, and waits until it is ready.
-func startSingle(t *testing.T, st *store.Store, target executor.Target) *single {
+// startSingle runs an executor of target on the SQLite journal st, as
+// owner, with the local transport until the test ends, and waits until it
+// is ready.
+func startSingle(t *testing.T, st *store.Store, target executor.Target, owner string) *single {
 	t.Helper()
 	lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 	s := &single{st: st, rep: &recorder{}, box: &noticeBox{}}
 	var err error
 	s.ex, err = executor.New(lg, executor.Options{
-		Targets: []executor.Target{target}, Owner: executor.Owner{ID: "me"},
+		Targets: []executor.Target{target}, Owner: executor.Owner{ID: owner},
 		Lease: 600 * time.Millisecond, RetryMin: 50 * time.Millisecond,
 		Notifiers: map[string]executor.Notifier{"chat": s.box},
 	}, st, remote.NewLocal(lg, remote.LocalOptions{KillGrace: time.Second}), s.rep)
@@ -107,12 +109,13 @@ func startSingle(t *testing.T, st *store.Store, target executor.Target) *single 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.ex.Run(ctx) }()
-	t.Cleanup(func() {
+	s.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run: %v", err)
 		}
 	})
+	t.Cleanup(s.stop)
 	waitFor(t, "the executor to be ready", func() bool { return s.ex.Ready(t.Context()) == nil })
 	return s
 }
@@ -192,7 +195,7 @@ func TestWatchResume_StartResumesAndRollsBack(t *testing.T) {
 			writeFile(t, filepath.Join(dir, "head"), before.Trigger.SHA+"\n")
 			writeFile(t, filepath.Join(dir, "degraded"), "")
 
-			s := startSingle(t, seed, target)
+			s := startSingle(t, seed, target, "me")
 			if tt.live && tt.owner != "me" {
 				if j := mustRead(t, s.st, before.ID); !reflect.DeepEqual(j, before) {
 					t.Fatalf("a live owner's watch was touched at start:\n got %+v\nwant %+v", j, before)
@@ -276,6 +279,59 @@ func TestWatchResume_StartResumesAndRollsBack(t *testing.T) {
 	}
 }
 
+// A deployhook shut down during a watch (SIGTERM: Cloud Run replacing its
+// instance, a VM rebooting) leaves the watch step open, saying so; the next
+// deployhook on the journal resumes the watch and, the target having
+// degraded meanwhile, rolls back.
+func TestWatchResume_AfterShutdown(t *testing.T) {
+	dir := t.TempDir()
+	target := resumeVM(dir)
+	st := openJournal(t, nil)
+	first := startSingle(t, st, target, "first")
+	var id string
+	for n := 1; n <= 2; n++ {
+		en, err := first.ex.Enqueue(t.Context(), "production", executor.Trigger{Kind: executor.KindPush, Repo: "acme/app",
+			Branch: "main", SHA: fmt.Sprintf("%040x", 0xc0+n), Delivery: fmt.Sprintf("g%d", n), Reason: "push"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		j, err := first.ex.Wait(ctx, en.Job.ID)
+		cancel()
+		if err != nil || j.State != executor.StateSuccess {
+			t.Fatalf("deploy %d: %s %q, %v; want success", n, j.State, j.Description, err)
+		}
+		id = j.ID
+	}
+	waitFor(t, "the watch to check", func() bool {
+		ws := watchSteps(mustRead(t, st, id))
+		return len(ws) == 1 && strings.Contains(ws[0].Output, " healthy: healthy\n")
+	})
+	first.stop()
+	left := mustRead(t, st, id)
+	w := left.Steps[len(left.Steps)-1]
+	if w.Name != "watch" || w.ExitCode != -1 || w.Error != "" ||
+		!strings.HasSuffix(w.Output, "\nwatch interrupted: deployhook shutting down; the next deployhook resumes it, or ends it\n") {
+		t.Fatalf("watch step after shutdown: %+v", w)
+	}
+
+	writeFile(t, filepath.Join(dir, "degraded"), "")
+	second := startSingle(t, st, target, "second")
+	waitFor(t, "the resumed watch to roll back", func() bool { return mustRead(t, st, id).State != executor.StateSuccess })
+	j := mustRead(t, st, id)
+	if j.State != executor.StateFailure || !regexp.MustCompile(`^rolled back after \d+ (s|min): dagster is failed$`).MatchString(j.Description) ||
+		j.Owner != second.ex.Owner().ID {
+		t.Errorf("job %s %q owned by %q, want failure, rolled back, the second process's", j.State, j.Description, j.Owner)
+	}
+	wantOldClosed(t, j, left, watchResumedLine)
+	if ws := watchSteps(j); len(ws) != 2 || ws[1].ExitCode != 1 || !strings.HasPrefix(ws[1].Output, "watch resumed after deployhook stopped: ") {
+		t.Errorf("watch steps %+v, want the first one ended and a resumed one that rolled back", ws)
+	}
+	if head := readFile(t, filepath.Join(dir, "head")); head != fmt.Sprintf("%040x\n", 0xc1) {
+		t.Errorf("target runs %q, want the first deploy's commit", head)
+	}
+}
+
 // writeFile writes content to name.
 func writeFile(t *testing.T, name, content string) {
 	t.Helper()
@@ -339,7 +395,7 @@ func TestWatchResume_NotResumed(t *testing.T) {
 				writeFile(t, filepath.Join(dir, "degraded"), "") // a resumed watch would roll back
 			}
 
-			s := startSingle(t, seed, target)
+			s := startSingle(t, seed, target, "me")
 			// Ended by the start-up recovery, before Ready: nothing is
 			// handed to the lane afterwards.
 			got := mustRead(t, s.st, j.ID)
