@@ -39,7 +39,10 @@
 // the job back under the deploy lock, as after a failed step past the
 // checkpoint, and the job ends failure ("rolled back after 6 min: 4 of 5 runs
 // failed since deploy, 0 of 9 before"): the one case of a final job changing
-// state. See Watch.
+// state. A watch whose deployhook stopped (killed, restarted, a replica that
+// died) is resumed by the next one, at start-up recovery or by the lane's new
+// holder, for the rest of Watch.For, when its job is still the target's
+// newest; else its step is ended and the job stays a success. See Watch.
 //
 // # Owners
 //

@@ -818,6 +818,7 @@ func (e *Executor) work(ctx, runCtx context.Context, l *lane) {
 		if ctx.Err() != nil {
 			return // shutting down: a waiting job stays queued in the journal for the next start
 		}
+		e.resumeWatch(ctx, runCtx, l) // a watch that a stopped deployhook left, when one waits (watch.go)
 		l.mu.Lock()
 		if l.pending == nil {
 			l.mu.Unlock()

@@ -199,16 +199,26 @@ func (e *Executor) replicaWork(ctx, runCtx context.Context, l *lane) {
 		if !held || done != nil || ctx.Err() != nil {
 			return
 		}
-		j, ok := e.nextJob(keep, l)
-		if !ok {
-			return
+		// The watch the lane's last holder left (takeOver), when it may go
+		// on, comes first: any newer job ends it instead (noResume).
+		d := e.resumeDeploy(keep, l)
+		resumed := d != nil
+		var j Job
+		if !resumed {
+			var ok bool
+			if j, ok = e.nextJob(keep, l); !ok {
+				return
+			}
 		}
 		var rctx context.Context
 		rctx, cancelRun = context.WithCancelCause(runCtx)
 		done = make(chan struct{})
 		go func(done chan struct{}) { // waited for below, before replicaWork returns
 			defer close(done)
-			if d := e.run(rctx, l, j); d != nil {
+			if !resumed {
+				d = e.run(rctx, l, j)
+			}
+			if d != nil {
 				// The watch holds this lane's worker: a newer job, recorded
 				// by any replica, ends it at its next check (the journal).
 				// It ends at shutdown, as a single process's does, and when
@@ -216,7 +226,7 @@ func (e *Executor) replicaWork(ctx, runCtx context.Context, l *lane) {
 				// shutdown's grace.
 				wctx, stopWatch := context.WithCancelCause(rctx)
 				stopAfter := context.AfterFunc(ctx, func() { stopWatch(context.Cause(ctx)) })
-				e.watch(wctx, rctx, l, d)
+				e.watchJob(wctx, rctx, l, d, resumed)
 				stopAfter()
 				stopWatch(nil)
 			}
@@ -289,7 +299,8 @@ func (e *Executor) beatLane(ctx context.Context, l *lane, until time.Time) {
 // dead owners as interrupted, as the orphan sweep does; the queued ones of
 // dead owners become the lane's (nextJob adopts them). It ends the watch
 // step left open by the lane's previous holder, or by a dead owner
-// (ErrWatchStopped).
+// (ErrWatchStopped), or hands it to the lane to resume (start, resumeDeploy)
+// when the watch may go on.
 func (e *Executor) takeOver(ctx context.Context, l *lane) {
 	if last, err := e.store.LastSuccess(ctx, l.t.Name); err == nil {
 		l.mu.Lock()
@@ -317,8 +328,8 @@ func (e *Executor) takeOver(ctx context.Context, l *lane) {
 		e.end(ctx, j)
 	}
 	// Whoever watched the lane's last deploy lost the lane (its writes are
-	// fenced off) or died: its open watch step is ended here, by the holder
-	// only, never by a replica that merely starts.
+	// fenced off) or died: its open watch step is ended or resumed here, by
+	// the holder only, never by a replica that merely starts.
 	if err := e.endStaleWatches(ctx, l.t.Name, false, true); err != nil {
 		e.lg.Warn("look for the lane's watch left running", "target", l.t.Name, "err", err)
 	}

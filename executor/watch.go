@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +34,8 @@ import (
 //
 // The watch ends without touching the target when a newer job starts on the
 // lane or appears in the journal (a command-line deploy), when the target's
-// current commit (Target.Current) is no longer the job's, at shutdown, and
-// when For has passed. A rollback takes the deploy lock, checks again under
+// current commit (Target.Current) is no longer the job's, and when For has
+// passed; at shutdown it stops, to be resumed (see below). A rollback takes the deploy lock, checks again under
 // it that the target runs the job's SHA, runs the job's rollback steps as
 // after a failed step past the checkpoint, and then ends the job StateFailure
 // ("rolled back after 6 min: REASON") or, when the rollback fails,
@@ -47,21 +48,27 @@ import (
 // never watches, since it ends when its job is final.
 //
 // The watch is recorded as the job's last step, running (ExitCode -1) until
-// it ends. When its deployhook stops without ending it (killed, crashed, a
-// replica that lost the lane), another process ends that record once the
-// watch can no longer run, and the job stays a success: see
-// ErrWatchStopped.
+// it ends. When its deployhook stops before it ends (killed, crashed, shut
+// down, a replica that lost the lane), another process ends that record
+// once the watch can no longer run there (see ErrWatchStopped), and resumes
+// the watch as a new last step for the rest of For when the job is still
+// the target's newest and its last success; otherwise the job stays a
+// success, unwatched. A resumed watch takes its baseline again at the
+// resume: unit restarts while no deployhook watched are not seen.
 type Watch struct {
 	For   time.Duration // how long after the deploy; > 0
 	Every time.Duration // the time between checks; > 0 and at most For
 	Trips int           // degraded checks in a row that roll back; >= 1
 	// Check is the script run on the target at each check. It gets the
-	// steps' environment, and $DEPLOYHOOK_WATCH_BASELINE.
+	// steps' environment, $DEPLOYHOOK_WATCH_BASELINE, and
+	// $DEPLOYHOOK_WATCH_ELAPSED: the whole seconds since the deploy's end.
 	Check Step
-	// Baseline, when set, runs once when the watch starts: its last output
-	// line is passed to every check as $DEPLOYHOOK_WATCH_BASELINE (unit
-	// restart counts, the target's clock at the deploy). Until it succeeds
-	// no check runs: each failed attempt counts as an unknown check.
+	// Baseline, when set, runs once when the watch starts (or resumes):
+	// its last output line is passed to every check as
+	// $DEPLOYHOOK_WATCH_BASELINE (unit restart counts, the target's clock
+	// at the deploy, which is its clock now less
+	// $DEPLOYHOOK_WATCH_ELAPSED). Until it succeeds no check runs: each
+	// failed attempt counts as an unknown check.
 	Baseline *Step
 	// Unknowns is how many unknown checks in a row end the watch; 0 means
 	// DefaultWatchUnknowns.
@@ -281,6 +288,10 @@ type watcher struct {
 	slog *stepLog  // the watch step in it
 	base string    // the baseline's line; "" until taken
 	from time.Time // the watch's start, right after the deploy's end
+	// began is when the watch step started: from, or the resume of a
+	// watch whose deployhook stopped (resumed).
+	began   time.Time
+	resumed bool
 }
 
 // watch watches the target after d's job succeeded, until the watch ends (see
@@ -288,11 +299,24 @@ type watcher struct {
 // grace period of a shutdown is over, which cuts a rollback short. It returns
 // once the job's outcome, if the watch changed it, was written.
 func (e *Executor) watch(ctx, runCtx context.Context, l *lane, d *deploy) {
+	e.watchJob(ctx, runCtx, l, d, false)
+}
+
+// watchJob is watch; resumed says that d is a deploy whose watch another
+// deployhook began and left (resumeDeploy): the watch goes on from d's
+// watchRec, a new step, for what is left of Watch.For after the job's end,
+// with the checks due from then on only.
+func (e *Executor) watchJob(ctx, runCtx context.Context, l *lane, d *deploy, resumed bool) {
 	w := &watcher{e: e, l: l, d: d, w: *l.t.Watch, lg: d.lg.With("phase", "watch"),
-		out: newTail(e.opts.OutputLimit), from: time.Now()}
-	if d.watchRec != nil {
+		out: newTail(e.opts.OutputLimit), from: time.Now(), resumed: resumed}
+	switch {
+	case resumed:
+		w.from = d.j.Finished
+		w.lg = w.lg.With("resumed", true)
+	case d.watchRec != nil:
 		w.from = d.watchRec.Started // the step announced at the job's end
 	}
+	w.began = w.from
 	if w.w.Unknowns <= 0 {
 		w.w.Unknowns = DefaultWatchUnknowns
 	}
@@ -320,18 +344,33 @@ func (e *Executor) watch(ctx, runCtx context.Context, l *lane, d *deploy) {
 	}()
 	defer w.closeSession()
 
-	w.begin(fmt.Sprintf("watching for %s: a check every %s; %d degraded in a row roll back to %s",
-		w.w.For, w.w.Every, w.w.Trips, short(d.j.PreviousSHA)))
-	w.lg.Info("watch started", "for", w.w.For, "every", w.w.Every, "trips", w.w.Trips)
-	w.baseline(wctx) // right after the deploy; a failure is retried by the first check
+	if resumed {
+		left := w.w.For - time.Since(w.from).Round(time.Second)
+		w.begin(fmt.Sprintf("watch resumed after deployhook stopped: %s of %s left, a check every %s; "+
+			"%d degraded in a row roll back to %s; unit restarts while it was stopped are not seen",
+			max(left, 0), w.w.For, w.w.Every, w.w.Trips, short(d.j.PreviousSHA)))
+		w.lg.Info("watch resumed", "for", w.w.For, "left", left, "every", w.w.Every, "trips", w.w.Trips)
+	} else {
+		w.begin(fmt.Sprintf("watching for %s: a check every %s; %d degraded in a row roll back to %s",
+			w.w.For, w.w.Every, w.w.Trips, short(d.j.PreviousSHA)))
+		w.lg.Info("watch started", "for", w.w.For, "every", w.w.Every, "trips", w.w.Trips)
+	}
+	w.baseline(wctx) // right after the deploy (or the resume); a failure is retried by the first check
 	var count watchCount
 	for n := 1; ; n++ {
 		next := w.from.Add(time.Duration(n) * w.w.Every)
 		if next.After(w.from.Add(w.w.For)) {
-			w.print(fmt.Sprintf("watch passed: healthy for %s", w.w.For))
+			if resumed {
+				w.print(fmt.Sprintf("watch passed: healthy for the rest of %s", w.w.For))
+			} else {
+				w.print(fmt.Sprintf("watch passed: healthy for %s", w.w.For))
+			}
 			w.lg.Info("watch passed")
 			w.end(0)
 			return
+		}
+		if next.Before(w.began) {
+			continue // due while the deployhook that began the watch was stopped
 		}
 		if !pause(wctx, time.Until(next)) {
 			w.stopped(wctx)
@@ -382,7 +421,10 @@ func (l *lane) pendingID() string {
 }
 
 // stopped ends the watch that ctx ended: a newer job, a replica's lost
-// lane, or shutdown.
+// lane, or shutdown. At shutdown the step says so and stays open (ExitCode
+// -1), as a kill leaves it: the next deployhook (or, with replicas, the
+// lane's next holder) resumes the watch or ends its record (see
+// ErrWatchStopped).
 func (w *watcher) stopped(ctx context.Context) {
 	var newer errNewerDeploy
 	switch cause := context.Cause(ctx); {
@@ -394,8 +436,9 @@ func (w *watcher) stopped(ctx context.Context) {
 		w.print("watch ended: this deployhook lost the target's lane; the deploy stays a success")
 		w.lg.Warn("watch ended: the lane was lost; the job stays success")
 	default:
-		w.print("watch ended: deployhook shutting down; the deploy stays a success")
-		w.lg.Info("watch ended by shutdown: the job stays success")
+		w.print(watchShutdownLine)
+		w.lg.Info("watch interrupted by shutdown: left to the next deployhook; the job stays success")
+		return
 	}
 	w.end(0)
 }
@@ -409,6 +452,7 @@ func (w *watcher) begin(line string) {
 		w.rec = StepRun{Name: "watch", ExitCode: -1, Started: w.from}
 		w.rec.Seq = w.d.record(w.rec)
 	}
+	w.began = w.rec.Started
 	w.feed = w.e.live.reopen(w.d.j.ID)
 	w.slog = w.feed.startStep(w.rec.Seq, w.rec.Name)
 	w.print(line)
@@ -423,14 +467,14 @@ func (w *watcher) print(line string) {
 		fmt.Fprintf(o, "[watch] %s\n", line)
 	}
 	w.rec.Output = w.out.String()
-	w.rec.Duration = time.Since(w.from)
+	w.rec.Duration = time.Since(w.began)
 	w.d.update(w.rec)
 }
 
 // end records the watch step as finished with code.
 func (w *watcher) end(code int) {
 	w.rec.ExitCode = code
-	w.rec.Duration = time.Since(w.from)
+	w.rec.Duration = time.Since(w.began)
 	w.d.update(w.rec)
 	w.feed.doneStep(w.slog, code, w.rec.Duration)
 	if code == 0 {
@@ -521,6 +565,9 @@ func (w *watcher) run(ctx context.Context, st Step) (string, int, error) {
 	j := w.d.j
 	cmd := w.d.command(st, j.Trigger.SHA, j.PreviousSHA)
 	cmd.Env["DEPLOYHOOK_WATCH_BASELINE"] = w.base
+	// Whole seconds since the deploy's end: a baseline taken later (a
+	// resumed watch, a retry) puts the deploy's time on the target's clock.
+	cmd.Env["DEPLOYHOOK_WATCH_ELAPSED"] = strconv.FormatInt(int64(max(time.Since(w.from), 0)/time.Second), 10)
 	out := newTail(16 << 10)
 	code, err := w.sess.Run(ctx, cmd, out)
 	if err != nil && !errors.Is(err, ErrTimeout) && ctx.Err() == nil {
@@ -623,17 +670,30 @@ func (w *watcher) movedUnderLock(ctx context.Context, sess Session) (why string,
 	return "", false
 }
 
-// A watch whose deployhook stopped (killed, crashed, or a replica that lost
-// the target's lane) leaves its step record open: ExitCode -1, started at
+// A watch whose deployhook stopped (killed, crashed, shut down, or a
+// replica that lost the target's lane) leaves its step record open:
+// ExitCode -1, started at
 // the job's end, which a job's page reads as a watch still running (the
 // console follows its live log while it lasts). Another process ends that
 // record once the watch can no longer run, and only then: the watch's owner
 // is this process's earlier life (at start-up recovery), its lease expired
 // (start-up recovery, then each orphan sweep), or, with replicas, the lane's
 // new holder took the lane from whoever watched (takeOver). The record keeps
-// ExitCode -1 (never finished) and gets ErrWatchStopped as its Error and
-// watchStoppedLine at the end of its output; the job stays a success, its
-// status and Deployment untouched: the watch saw nothing that rolls back.
+// ExitCode -1 (never finished) and gets ErrWatchStopped as its Error and a
+// last line; the job stays a success, its status and Deployment untouched:
+// the watch saw nothing that rolls back.
+//
+// That process resumes the watch when it may (noResume): it is a service
+// (not a command-line deploy) whose lane of the target is free, the job is
+// the target's newest job and its last success, the target still watches,
+// the job has a previous commit, and Watch.For has not passed since the
+// job's end. The lane's worker then takes the job over (its owner becomes
+// this process's, or the lane's), ends the old record with
+// watchResumedLine, and watches for the rest of Watch.For as a new last
+// step "watch" (resumeDeploy, watchJob): the same checks, with the baseline
+// taken again at the resume, and a rollback as the first watch's would do.
+// With replicas only the lane's new holder resumes, never a replica that
+// merely starts. Otherwise the record ends with watchStoppedLine.
 
 // ErrWatchStopped is the Error of a watch step whose deployhook stopped
 // before the watch ended, recorded by the process that found it so. Its
@@ -644,6 +704,14 @@ var ErrWatchStopped = errors.New("deployhook stopped before the watch finished")
 // ended.
 const watchStoppedLine = "watch ended: deployhook stopped before the watch finished; the deploy stays a success"
 
+// watchShutdownLine is the last line of a watch step whose deployhook shut
+// down during the watch, which leaves it open.
+const watchShutdownLine = "watch interrupted: deployhook shutting down; the next deployhook resumes it, or ends it"
+
+// watchResumedLine is the last line of a watch step that ErrWatchStopped
+// ended when another process resumed the watch in a new step.
+const watchResumedLine = "watch interrupted: deployhook stopped; resumed in the next step"
+
 // staleScan is how many of a target's newest successful jobs are looked at
 // for a watch step left open. A watch runs only on the last job a service
 // deployed; the jobs after it, until the service is back, are command-line
@@ -652,10 +720,33 @@ const staleScan = 5
 
 // staleWatches is the open watch steps of other, live owners that this
 // process found (at start-up recovery): each orphan sweep looks at them
-// again, and ends those whose owner's lease has expired since.
+// again, and ends (or resumes) those whose owner's lease has expired since.
+// It also holds, per target, the job whose watch the target's lane resumes
+// when its worker is next free (resumeDeploy).
 type staleWatches struct {
-	mu   sync.Mutex
-	jobs map[string]bool // job ids
+	mu     sync.Mutex
+	jobs   map[string]bool   // job ids
+	resume map[string]string // target → job id
+}
+
+// setResume asks the lane of target to resume the watch of job id.
+func (s *staleWatches) setResume(target, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.resume == nil {
+		s.resume = map[string]string{}
+	}
+	s.resume[target] = id
+}
+
+// takeResume returns the job whose watch the lane of target resumes, and
+// forgets it; "" when there is none.
+func (s *staleWatches) takeResume(target string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.resume[target]
+	delete(s.resume, target)
+	return id
 }
 
 func (s *staleWatches) add(id string) {
@@ -722,11 +813,12 @@ func (e *Executor) watchGone(ctx context.Context, j Job, start, holder bool) (bo
 	return o.Until.Before(time.Now()), nil
 }
 
-// recoverWatches is the part of Run's start-up recovery that ends the watch
-// steps left open by dead owners on the targets of this process (see
-// ErrWatchStopped), and keeps those of live owners for the sweeps to look at
-// again. With replicas it does nothing: a lane's new holder ends them. It
-// returns an error when the journal cannot be read.
+// recoverWatches is the part of Run's start-up recovery that ends or
+// resumes the watch steps left open by dead owners on the targets of this
+// process (see ErrWatchStopped), and keeps those of live owners for the
+// sweeps to look at again. With replicas it does nothing: a lane's new
+// holder ends or resumes them. It returns an error when the journal cannot
+// be read.
 func (e *Executor) recoverWatches(ctx context.Context) error {
 	if e.rl != nil {
 		return nil
@@ -740,11 +832,13 @@ func (e *Executor) recoverWatches(ctx context.Context) error {
 }
 
 // endStaleWatches ends the open watch steps of target's newest successes
-// whose watch is gone (watchGone, with start and holder). Outside a lane's
-// holder, the ones whose owner lives, and the ones the journal refused to
-// end, are kept for the sweeps (recheckWatches). It returns an error when
-// the journal cannot be read.
+// whose watch is gone (watchGone, with start and holder), but hands the one
+// that may go on (noResume) to the target's lane, whose worker resumes it.
+// Outside a lane's holder, the ones whose owner lives, and the ones the
+// journal refused to end, are kept for the sweeps (recheckWatches). It
+// returns an error when the journal cannot be read.
 func (e *Executor) endStaleWatches(ctx context.Context, target string, start, holder bool) error {
+	e.stale.takeResume(target) // looked for again here
 	jobs, err := e.store.Jobs(ctx, target, staleScan, StateSuccess)
 	if err != nil {
 		return err
@@ -770,11 +864,150 @@ func (e *Executor) endStaleWatches(ctx context.Context, target string, start, ho
 			if !holder {
 				e.stale.add(full.ID)
 			}
-		case e.endWatch(ctx, full, s) != nil && !holder:
+		case e.handOver(ctx, full):
+		case e.endWatch(ctx, full, s, watchStoppedLine) != nil && !holder:
 			e.stale.add(full.ID)
 		}
 	}
 	return nil
+}
+
+// handOver asks the lane of j's target to resume j's watch, whose
+// deployhook is gone, and reports whether it did: only when the watch may
+// go on (noResume) as far as the journal tells now; the lane's worker asks
+// again before it resumes.
+func (e *Executor) handOver(ctx context.Context, j Job) bool {
+	l := e.lanes[j.Target]
+	if l == nil {
+		return false
+	}
+	if why := e.noResume(ctx, l, j); why != "" {
+		e.jobLogger(j).Info("the watch of a stopped deployhook is not resumed", "why", why)
+		return false
+	}
+	e.stale.setResume(j.Target, j.ID)
+	l.signal()
+	e.jobLogger(j).Info("the watch of a stopped deployhook will be resumed", "owner", j.Owner)
+	return true
+}
+
+// noResume says why the open watch of j, whose deployhook is gone, must
+// not be resumed by l's lane, or "" when it may: this process is a
+// service, the target still watches, j has a previous commit to roll back
+// to, Watch.For has not passed since j's end, j is the target's newest job
+// and its last success, and the lane runs and waits for nothing else and
+// knows of no other commit on the target.
+func (e *Executor) noResume(ctx context.Context, l *lane, j Job) string {
+	switch {
+	case e.opts.NoRecover:
+		return "a command-line deploy never watches"
+	case l.t.Watch == nil:
+		return "the target no longer watches its deploys"
+	case j.PreviousSHA == "":
+		return "no previous commit to roll back to"
+	case !time.Now().Before(j.Finished.Add(l.t.Watch.For)):
+		return "the watch's " + l.t.Watch.For.String() + " are over"
+	}
+	newest, err := e.store.Jobs(ctx, j.Target, 1)
+	switch {
+	case err != nil:
+		return "the journal could not be read: " + err.Error()
+	case len(newest) == 1 && newest[0].ID != j.ID:
+		return "newer job " + newest[0].ID
+	}
+	last, err := e.store.LastSuccess(ctx, j.Target)
+	switch {
+	case err != nil:
+		return "the journal could not be read: " + err.Error()
+	case last.ID != j.ID:
+		return "not the target's last success"
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.pending != nil:
+		return "newer job " + l.pending.ID
+	case l.running != nil:
+		return "job " + l.running.ID + " runs"
+	case l.current != "" && l.current != j.Trigger.SHA:
+		return "the target runs " + short(l.current)
+	}
+	return ""
+}
+
+// resumeDeploy is the lane's worker taking over the watch that
+// endStaleWatches handed to l, if any. When the watch may still go on
+// (noResume), it makes the job this process's (fenced, with replicas),
+// ends the old step with watchResumedLine and records the new one; it
+// returns the deploy to watch (watchJob, resumed). Otherwise it ends the
+// old step as stopped, and returns nil.
+func (e *Executor) resumeDeploy(ctx context.Context, l *lane) *deploy {
+	id := e.stale.takeResume(l.t.Name)
+	if id == "" {
+		return nil
+	}
+	j, err := e.store.Job(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil // pruned meanwhile
+	case err != nil:
+		e.lg.Warn("read a job whose watch was left running", "job", id, "err", err)
+		if e.rl == nil {
+			e.stale.add(id) // a sweep looks again
+		}
+		return nil
+	}
+	s, open := openWatch(j)
+	if !open {
+		return nil // another process ended it meanwhile
+	}
+	lg := e.jobLogger(j)
+	if why := e.noResume(ctx, l, j); why != "" {
+		lg.Info("the watch of a stopped deployhook is not resumed", "why", why)
+		if e.endWatch(ctx, j, s, watchStoppedLine) != nil && e.rl == nil {
+			e.stale.add(id)
+		}
+		return nil
+	}
+	was := j.Owner
+	j.Owner = e.jobOwner(j.Target)
+	if j.Owner != was {
+		// Another process finds this process's live lease on the job, and
+		// leaves its watch alone.
+		own := j
+		own.Steps = nil
+		if err := e.jr.wrote(e.updateJob(ctx, own)); err != nil {
+			lg.Warn("take over the watch of a stopped deployhook", "owner", was, "err", err)
+			if e.rl == nil {
+				e.stale.add(id)
+			}
+			return nil
+		}
+	}
+	// Ended even when this write fails: the new step is the job's last.
+	_ = e.endWatch(ctx, j, s, watchResumedLine)
+	seq := 0
+	for _, st := range j.Steps {
+		seq = max(seq, st.Seq)
+	}
+	j.Steps = nil
+	d := &deploy{e: e, lg: lg, t: l.t, j: &j, seq: seq, unsaved: map[int]StepRun{}}
+	rec := StepRun{Name: "watch", ExitCode: -1, Started: time.Now()}
+	rec.Seq = d.record(rec)
+	rec.Job = j.ID
+	d.watchRec = &rec
+	lg.Warn("watch resumed: the deployhook that watched it stopped", "from", was,
+		"left", (l.t.Watch.For - time.Since(j.Finished)).Round(time.Second))
+	return d
+}
+
+// resumeWatch runs on l's worker (a single process's): it resumes the
+// watch that endStaleWatches handed to l, if any, until that watch ends as
+// any watch does (watch).
+func (e *Executor) resumeWatch(ctx, runCtx context.Context, l *lane) {
+	if d := e.resumeDeploy(context.WithoutCancel(ctx), l); d != nil {
+		e.watchJob(ctx, runCtx, l, d, true)
+	}
 }
 
 // recheckWatches looks again at the open watch steps that endStaleWatches
@@ -801,15 +1034,16 @@ func (e *Executor) recheckWatches(ctx context.Context) {
 			e.jobLogger(j).Warn("read the lease of the job's watcher", "owner", j.Owner, "err", err)
 			continue
 		}
-		if gone && e.endWatch(ctx, j, s) == nil {
+		if gone && (e.handOver(ctx, j) || e.endWatch(ctx, j, s, watchStoppedLine) == nil) {
 			e.stale.drop(id)
 		}
 	}
 }
 
-// endWatch ends s, the open watch step of j, as ErrWatchStopped says, its
-// output bounded as a watch's is. The job itself is not written.
-func (e *Executor) endWatch(ctx context.Context, j Job, s StepRun) error {
+// endWatch ends s, the open watch step of j, as ErrWatchStopped says, with
+// last as its last line (watchStoppedLine or watchResumedLine), its output
+// bounded as a watch's is. The job itself is not written.
+func (e *Executor) endWatch(ctx context.Context, j Job, s StepRun, last string) error {
 	out := newTail(e.opts.OutputLimit)
 	prev := s.Output
 	if rest, ok := strings.CutPrefix(prev, "…\n"); ok {
@@ -819,14 +1053,16 @@ func (e *Executor) endWatch(ctx context.Context, j Job, s StepRun) error {
 	if prev != "" && !strings.HasSuffix(prev, "\n") {
 		out.Write([]byte("\n"))
 	}
-	fmt.Fprintln(out, watchStoppedLine)
+	fmt.Fprintln(out, last)
 	s.Job, s.Output, s.Error = j.ID, out.String(), ErrWatchStopped.Error()
 	lg := e.jobLogger(j)
 	if err := e.jr.wrote(e.addStep(ctx, j.Target, s)); err != nil {
 		lg.Warn("end the watch step that a stopped deployhook left running", "owner", j.Owner, "err", err)
 		return err
 	}
-	lg.Warn("watch ended: the deployhook that watched it stopped before the watch finished; the job stays success",
-		"owner", j.Owner, "watched_for", s.Duration.Round(time.Second))
+	if last == watchStoppedLine {
+		lg.Warn("watch ended: the deployhook that watched it stopped before the watch finished; the job stays success",
+			"owner", j.Owner, "watched_for", s.Duration.Round(time.Second))
+	}
 	return nil
 }

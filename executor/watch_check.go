@@ -29,7 +29,10 @@ const watchCheckTimeout = time.Minute
 // (Watch.Check, Watch.Baseline), run as the login user.
 //
 // The baseline prints "since=T n0=N0 n1=N1 …": the target's clock (Unix
-// seconds) right after the deploy and each unit's NRestarts. Each check then
+// seconds) at the deploy's end (its clock now, less
+// $DEPLOYHOOK_WATCH_ELAPSED) and each unit's NRestarts now: a watch resumed
+// after deployhook stopped takes it again, and does not see the restarts
+// of the gap. Each check then
 // runs sig.ProbeScript, and is degraded when a unit is not active ("dagster
 // is failed") or systemd restarted it since the deploy ("dagster-code
 // restarted 2 times since deploy"), or, with sig.FailedRuns, when Dagster's
@@ -38,7 +41,14 @@ const watchCheckTimeout = time.Minute
 // is unknown. A healthy check prints a summary as its last line.
 func (s Sequence) WatchCheck(sig WatchSignals) (check, baseline Step) {
 	var base, chk strings.Builder
-	base.WriteString("since=$(date +%s) || exit 2\nline=\"since=$since\"\n")
+	// since is the deploy's end on the target's clock: now, less the
+	// seconds deployhook counted since then (a resumed watch, a retry).
+	base.WriteString(`since=$(date +%s) || exit 2
+el=${DEPLOYHOOK_WATCH_ELAPSED:-0}
+case $el in ''|*[!0-9]*) echo "DEPLOYHOOK_WATCH_ELAPSED is not a number: $el"; exit 2 ;; esac
+since=$((since - el))
+line="since=$since"
+`)
 	chk.WriteString(`set -f
 base() {
   for kv in $DEPLOYHOOK_WATCH_BASELINE; do

@@ -189,6 +189,31 @@ func TestWatchCheck_Run(t *testing.T) {
 	}
 }
 
+// A baseline taken after the deploy's end (a watch resumed after
+// deployhook stopped) dates since back by $DEPLOYHOOK_WATCH_ELAPSED, so that
+// Dagster's runs are still counted from the deploy; the unit restarts are
+// counted from now. A value that is not a number makes it fail.
+func TestWatchCheck_BaselineAtResume(t *testing.T) {
+	ctl, env := checkEnv(t)
+	os.WriteFile(filepath.Join(ctl, "restarts-dagster"), []byte("7\n"), 0o644)
+	_, baseline := Sequence{Units: []string{"dagster"}}.WatchCheck(WatchSignals{})
+	before := time.Now().Unix()
+	code, out := runScript(t, baseline.Run, append(env, "DEPLOYHOOK_WATCH_ELAPSED=300")...)
+	m := regexp.MustCompile(`^since=(\d+) n0=7\n$`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("baseline exit %d, output %q; want since=T n0=7", code, out)
+	}
+	if since, _ := strconv.ParseInt(m[1], 10, 64); since < before-301 || since > time.Now().Unix()-299 {
+		t.Errorf("since=%d, want the clock 300 s ago (%d)", since, before-300)
+	}
+	for _, bad := range []string{"-5", "3e2", "1;id"} {
+		if code, out := runScript(t, baseline.Run, append(env, "DEPLOYHOOK_WATCH_ELAPSED="+bad)...); code != 2 ||
+			lastLine(out) != "DEPLOYHOOK_WATCH_ELAPSED is not a number: "+bad {
+			t.Errorf("DEPLOYHOOK_WATCH_ELAPSED=%s: exit %d, output %q; want 2", bad, code, out)
+		}
+	}
+}
+
 // Without a baseline the check cannot tell.
 func TestWatchCheck_NoBaseline(t *testing.T) {
 	_, env := checkEnv(t)

@@ -105,7 +105,9 @@ func wantStopped(t *testing.T, st executor.Store, before executor.Job) {
 }
 
 // A journal (a SQLite file) holds final successes whose watch step is open
-// (exit -1) as kill -9 leaves them. Run's start-up recovery ends the steps
+// (exit -1) as kill -9 leaves them, their 15 minutes over (a watch still in
+// its window is resumed: TestWatchResume_StartResumesAndRollsBack). Run's
+// start-up recovery ends the steps
 // of a dead owner (lease expired, or no lease at all) and of an earlier
 // life of this process (its own owner id, its lease still live), and
 // leaves the one of a live other owner, which the lease loop's sweep ends
@@ -129,7 +131,7 @@ func TestWatchRecover_StartEndsDeadOwnersWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	at := now.Add(-10 * time.Minute)
+	at := now.Add(-20 * time.Minute)
 	older := seedWatched(t, st, "p-older", "production", "dead", 1, at.Add(-time.Hour), 0)
 	dead := seedWatched(t, st, "p-dead", "production", "dead", 2, at, -1)
 	live := seedWatched(t, st, "s-live", "staging", "live", 2, at, -1)
@@ -243,7 +245,9 @@ func deployWatched(t *testing.T, r *replica) string {
 // recovery does not touch it, and it cannot take the lane). Then a dies as
 // kill -9 leaves it (its journal connection closed, its context ended: no
 // write, no release): b takes the lane over and ends the watch step, the
-// job staying success with no other state reported.
+// job staying success with no other state reported. b's configuration no
+// longer watches the target, so it does not resume the watch
+// (TestWatchResume_ReplicaHolderResumes).
 func TestWatchRecover_ReplicaHolderEndsIt(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
 	target := replicaWatchTarget(t)
@@ -255,7 +259,9 @@ func TestWatchRecover_ReplicaHolderEndsIt(t *testing.T) {
 	id := deployWatched(t, a)
 	watched := mustRead(t, a.store, id)
 
-	b := startReplica(t, url, "b", target, nil)
+	unwatched := target
+	unwatched.Watch = nil
+	b := startReplica(t, url, "b", unwatched, nil)
 	if got := mustRead(t, b.store, id); !reflect.DeepEqual(got, watched) {
 		t.Errorf("a starting replica changed the job that another watches:\n got %+v\nwant %+v", got, watched)
 	}
@@ -300,11 +306,12 @@ func TestWatchRecover_ReplicaHolderEndsIt(t *testing.T) {
 	}
 }
 
-// A replica shutting down ends its watch at once, quietly: the step ends
-// with exit 0 and says so, the job stays success, and Run returns without
-// waiting for shutdown's grace (3 minutes here: longer than waitFor's
-// deadline). Before, a replica's watch ran on the deploy's context, which
-// ends only with the grace.
+// A replica shutting down stops its watch at once, quietly: the step says
+// so and stays open (exit -1, no error), the job stays success, and Run
+// returns without waiting for shutdown's grace (3 minutes here: longer
+// than waitFor's deadline). Before, a replica's watch ran on the deploy's
+// context, which ends only with the grace. The replica that takes the lane
+// next resumes the watch.
 func TestWatchRecover_ReplicaShutdownEndsWatch(t *testing.T) {
 	url := pgtest.Shared(t).NewDatabase(t)
 	a := startReplica(t, url, "a", replicaWatchTarget(t), func(o *executor.Options) { o.Grace = 3 * time.Minute })
@@ -329,11 +336,21 @@ func TestWatchRecover_ReplicaShutdownEndsWatch(t *testing.T) {
 	}
 	j := mustRead(t, a.store, id)
 	w := j.Steps[len(j.Steps)-1]
-	if w.Name != "watch" || w.ExitCode != 0 || w.Error != "" ||
-		!strings.HasSuffix(w.Output, "\nwatch ended: deployhook shutting down; the deploy stays a success\n") {
+	const shutdown = "watch interrupted: deployhook shutting down; the next deployhook resumes it, or ends it"
+	if w.Name != "watch" || w.ExitCode != -1 || w.Error != "" || !strings.HasSuffix(w.Output, "\n"+shutdown+"\n") {
 		t.Errorf("watch step after shutdown: %s exit %d, error %q, output %q", w.Name, w.ExitCode, w.Error, w.Output)
 	}
 	if j.State != executor.StateSuccess {
 		t.Errorf("job after shutdown %s %q, want success", j.State, j.Description)
+	}
+
+	b := startReplica(t, url, "b", replicaWatchTarget(t), nil)
+	waitFor(t, "replica b to resume the watch", func() bool { return len(mustRead(t, b.store, id).Steps) == len(j.Steps)+1 })
+	got := mustRead(t, b.store, id)
+	old, resumed := got.Steps[len(j.Steps)-1], got.Steps[len(j.Steps)]
+	if old.Error != executor.ErrWatchStopped.Error() || old.Output != w.Output+watchResumedLine+"\n" ||
+		resumed.Name != "watch" || resumed.ExitCode != -1 || !strings.HasPrefix(resumed.Output, "watch resumed after deployhook stopped: ") ||
+		got.State != executor.StateSuccess {
+		t.Errorf("after b took the lane: job %s, old watch %+v, new %+v", got.State, old, resumed)
 	}
 }

@@ -530,6 +530,9 @@ func TestWatch_UnknownsDoNotTrip(t *testing.T) {
 	})
 }
 
+// Shutdown stops the watch at once, the job staying success: its step says
+// so and stays open (exit -1, no error) for the next deployhook to resume
+// or end, as a kill leaves it.
 func TestWatch_ShutdownEndsQuietly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		v := &watchVM{}
@@ -540,7 +543,7 @@ func TestWatch_ShutdownEndsQuietly(t *testing.T) {
 		h.stop()
 		s := watchStep(t, h, en.Job.ID)
 		ls := outLines(s)
-		if s.ExitCode != 0 || len(ls) != 5 || ls[4] != "watch ended: deployhook shutting down; the deploy stays a success" {
+		if s.ExitCode != -1 || s.Error != "" || len(ls) != 5 || ls[4] != watchShutdownLine {
 			t.Errorf("watch step: exit %d, output %q", s.ExitCode, s.Output)
 		}
 		if j, _ := h.store.Job(context.Background(), en.Job.ID); j.State != StateSuccess {

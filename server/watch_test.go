@@ -1,8 +1,10 @@
 package server
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -210,5 +212,48 @@ func TestConsole_watchStopped(t *testing.T) {
 	want := sse(t, executor.LogEvent{Kind: executor.EventEnd, State: stopped.State, Description: stopped.Description, Time: testNow})
 	if got := rec.Body.String(); rec.Code != http.StatusOK || got != want {
 		t.Errorf("got %d\n%s\nwant\n%s", rec.Code, got, want)
+	}
+}
+
+// TestConsole_watchResumed: a job whose watch a stopped deployhook left and
+// the next one resumed has two watch steps, the first ended with
+// executor.ErrWatchStopped, the second (its last step) running: its page
+// follows the live log, and a stream tailing the journal (the watch runs
+// on another replica) shows both steps, the first one done, and ends with
+// the resumed watch, not before.
+func TestConsole_watchResumed(t *testing.T) {
+	c := newConsole(t, nil)
+	j := watchedJob()
+	stopped := "watching for 10m0s\nwatch interrupted: deployhook stopped; resumed in the next step\n"
+	resumed := "watch resumed after deployhook stopped: 7m0s of 10m0s left\n"
+	at := j.Finished.Add(3 * time.Minute)
+	j.Steps[1].Output, j.Steps[1].Error = stopped, executor.ErrWatchStopped.Error()
+	j.Steps = append(j.Steps, executor.StepRun{Job: j.ID, Seq: 3, Name: "watch", ExitCode: -1, Started: at, Output: resumed})
+	if !afterEnd(j) {
+		t.Fatal("afterEnd reads a resumed watch as over")
+	}
+	jobs := historyJobs()
+	jobs[1] = j
+	c.journal.set(jobs)
+	body := c.do(t, req{path: "/jobs/j3", login: "alice"}).Body.String()
+	if !strings.Contains(body, `data-events="/jobs/j3/events"`) || !strings.Contains(body, "its post-deploy watch is running") {
+		t.Errorf("the page of a job whose watch was resumed does not follow it:\n%s", body)
+	}
+
+	tl := &tailer{final: true}
+	wat := j.Steps[1].Started
+	line1 := len("watching for 10m0s\n")
+	want := []tailEvent{evStep("j1.0", 1, "fetch", j.Started), evDone("j1.done", 1, 0, 2*time.Second, j.Started),
+		evStep("j2.0", 2, "watch", wat), evLine(fmt.Sprintf("j2.%d", line1), 2, "watching for 10m0s", wat),
+		evLine(fmt.Sprintf("j2.%d", len(stopped)), 2, "watch interrupted: deployhook stopped; resumed in the next step", wat),
+		evDone("j2.done", 2, -1, time.Minute, wat),
+		evStep("j3.0", 3, "watch", at), evLine(fmt.Sprintf("j3.%d", len(resumed)), 3, strings.TrimSuffix(resumed, "\n"), at)}
+	if got, end := tl.next(j); end || !reflect.DeepEqual(got, want) {
+		t.Fatalf("tail of the resumed watch: end %v\n got %v\nwant %v", end, got, want)
+	}
+	j.Steps[2].ExitCode, j.Steps[2].Duration = 0, 7*time.Minute
+	want = []tailEvent{evDone("j3.done", 3, 0, 7*time.Minute, at), evEnd(j.State, j.Description, j.Finished)}
+	if got, end := tl.next(j); !end || !reflect.DeepEqual(got, want) {
+		t.Errorf("tail once the resumed watch passed: end %v\n got %v\nwant %v", end, got, want)
 	}
 }
