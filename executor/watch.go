@@ -708,6 +708,10 @@ const watchStoppedLine = "watch ended: deployhook stopped before the watch finis
 // down during the watch, which leaves it open.
 const watchShutdownLine = "watch interrupted: deployhook shutting down; the next deployhook resumes it, or ends it"
 
+// watchCutLine is the last line of a watch step whose deployhook stopped
+// during the watch's rollback (cutRollback).
+const watchCutLine = "watch ended: deployhook stopped during the watch's rollback; the target's state is unknown"
+
 // watchResumedLine is the last line of a watch step that ErrWatchStopped
 // ended when another process resumed the watch in a new step.
 const watchResumedLine = "watch interrupted: deployhook stopped; resumed in the next step"
@@ -789,6 +793,70 @@ func openWatch(j Job) (StepRun, bool) {
 	return s, open
 }
 
+// cutRollback returns j's watch step and the rollback steps after it that
+// are still open, when j's watch tripped and started its rollback (its
+// output says "rolling back to", or a "rollback: " step follows it) and
+// neither the watch nor its job ended: what a deployhook stopped in the
+// middle of the watch's rollback leaves. The job is still a success in the
+// journal, and the target may run either commit, or a mix.
+func cutRollback(j Job) (watch StepRun, open []StepRun, ok bool) {
+	if j.State != StateSuccess || j.Finished.IsZero() {
+		return StepRun{}, nil, false
+	}
+	found := false
+	for _, s := range j.Steps {
+		if s.Name == "watch" && s.ExitCode == -1 && s.Skipped == "" && s.Error == "" &&
+			!s.Started.IsZero() && !s.Started.Before(j.Finished) && (!found || s.Seq > watch.Seq) {
+			watch, found = s, true
+		}
+	}
+	if !found {
+		return StepRun{}, nil, false
+	}
+	rolling := strings.HasPrefix(watch.Output, "rolling back to ") || strings.Contains(watch.Output, "\nrolling back to ")
+	for _, s := range j.Steps {
+		if s.Seq > watch.Seq && strings.HasPrefix(s.Name, "rollback: ") {
+			rolling = true
+			if s.ExitCode == -1 && s.Skipped == "" && s.Error == "" {
+				open = append(open, s)
+			}
+		}
+	}
+	return watch, open, rolling
+}
+
+// endCutRollback ends j, whose deployhook stopped in the middle of its
+// watch's rollback (cutRollback), as any deploy cut off past its
+// checkpoint ends: error, the target's state unknown, reported. Its watch
+// step and open rollback steps end with ErrWatchStopped. The lane forgets
+// which commit the target runs.
+func (e *Executor) endCutRollback(ctx context.Context, j Job, watch StepRun, open []StepRun) error {
+	if err := e.endWatch(ctx, j, watch, watchCutLine); err != nil {
+		return err
+	}
+	for _, s := range open {
+		s.Job, s.Error = j.ID, ErrWatchStopped.Error()
+		if err := e.jr.wrote(e.addStep(ctx, j.Target, s)); err != nil {
+			e.jobLogger(j).Warn("end a rollback step that a stopped deployhook left running", "step", s.Name, "err", err)
+			return err
+		}
+	}
+	j.Steps = nil
+	j.State, j.Finished = StateError, time.Now()
+	j.Description = "interrupted: the watch's rollback to " + short(j.PreviousSHA) + " was cut off; target state unknown"
+	if l := e.lanes[j.Target]; l != nil {
+		l.mu.Lock()
+		if l.current == j.Trigger.SHA {
+			l.current, l.lastJob = "", ""
+		}
+		l.mu.Unlock()
+	}
+	e.jobLogger(j).Error("the watch's rollback was cut off by a stop: the job ends error, the target's state is unknown",
+		"owner", j.Owner, "to", j.PreviousSHA)
+	e.end(ctx, j)
+	return nil
+}
+
 // watchGone reports whether the watch of j, whose step is open, can no
 // longer run. start says this process runs no watch yet (Run's start-up
 // recovery): one of its own owner is an earlier life's. holder says it has
@@ -852,13 +920,18 @@ func (e *Executor) endStaleWatches(ctx context.Context, target string, start, ho
 			return err
 		}
 		s, open := openWatch(full)
-		if !open {
+		w, rs, cut := cutRollback(full)
+		if !open && !cut {
 			continue
 		}
 		gone, err := e.watchGone(ctx, full, start, holder)
 		switch {
 		case err != nil:
 			return err
+		case gone && cut:
+			if e.endCutRollback(ctx, full, w, rs) != nil && !holder {
+				e.stale.add(full.ID)
+			}
 		case !gone:
 			e.jobLogger(full).Info("a live deployhook watches this job: its watch is left to it", "owner", full.Owner)
 			if !holder {
@@ -1025,7 +1098,8 @@ func (e *Executor) recheckWatches(ctx context.Context) {
 			continue
 		}
 		s, open := openWatch(j)
-		if !open {
+		w, rs, cut := cutRollback(j)
+		if !open && !cut {
 			e.stale.drop(id) // its watcher ended it, or another process did
 			continue
 		}
@@ -1034,7 +1108,13 @@ func (e *Executor) recheckWatches(ctx context.Context) {
 			e.jobLogger(j).Warn("read the lease of the job's watcher", "owner", j.Owner, "err", err)
 			continue
 		}
-		if gone && (e.handOver(ctx, j) || e.endWatch(ctx, j, s, watchStoppedLine) == nil) {
+		switch {
+		case !gone:
+		case cut:
+			if e.endCutRollback(ctx, j, w, rs) == nil {
+				e.stale.drop(id)
+			}
+		case e.handOver(ctx, j) || e.endWatch(ctx, j, s, watchStoppedLine) == nil:
 			e.stale.drop(id)
 		}
 	}

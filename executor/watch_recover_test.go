@@ -159,8 +159,7 @@ func TestWatchRecover_StartEndsDeadOwnersWatch(t *testing.T) {
 		}
 	}()
 	// The recovery's last part reads what each target runs: production
-	// runs p-dead's SHA once it is over. (Ready answers during the first
-	// attempt already.)
+	// runs p-dead's SHA once it is over.
 	waitFor(t, "the start-up recovery", func() bool { return ex.Current("production") == dead.Trigger.SHA })
 
 	// After the start-up recovery, before any sweep could matter: the dead,
@@ -352,5 +351,103 @@ func TestWatchRecover_ReplicaShutdownEndsWatch(t *testing.T) {
 		resumed.Name != "watch" || resumed.ExitCode != -1 || !strings.HasPrefix(resumed.Output, "watch resumed after deployhook stopped: ") ||
 		got.State != executor.StateSuccess {
 		t.Errorf("after b took the lane: job %s, old watch %+v, new %+v", got.State, old, resumed)
+	}
+}
+
+// A deployhook stopped in the middle of a watch's rollback (kill -9 while
+// the rollback's steps ran, or while it waited for the deploy lock) leaves
+// a success whose watch tripped: the target may run either commit. The
+// next start ends the job error, "rollback … cut off; target state
+// unknown", reported to GitHub, the watch and rollback steps closed; it
+// neither resumes the watch (its window is not over) nor leaves the
+// success standing. Invariant 4: the commit's final mark tells the truth.
+func TestWatchRecover_CutRollbackEndsError(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		rollback bool // a rollback step had started
+	}{{"during the rollback's steps", true}, {"waiting for the deploy lock", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+			st, err := store.Open(t.Context(), lg, filepath.Join(t.TempDir(), "journal.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			now := time.Now().UTC()
+			at := now.Add(-3 * time.Minute) // within the watch's 15 minutes
+			j := executor.Job{
+				ID: "p-cut", Target: "production", State: executor.StateSuccess, Description: "deployed 2222222",
+				Trigger: executor.Trigger{Kind: executor.KindPush, Repo: "acme/app", Branch: "main",
+					SHA: strings.Repeat("2", 40), Delivery: "d-cut", Reason: "push"},
+				PreviousSHA: strings.Repeat("1", 40), Owner: "dead",
+				Created: at.Add(-time.Minute), Started: at.Add(-50 * time.Second), Finished: at,
+				Steps: []executor.StepRun{
+					{Job: "p-cut", Seq: 1, Name: "deploy", ExitCode: 0, Output: "ok\n", Started: at.Add(-40 * time.Second), Duration: 40 * time.Second},
+					{Job: "p-cut", Seq: 2, Name: "watch", ExitCode: -1, Started: at, Duration: time.Minute,
+						Output: "watching for 15m0s\n+30s degraded: dagster is failed\n+1m0s degraded: dagster is failed\n" +
+							"rolling back to 1111111 under the deploy lock\n"},
+				},
+			}
+			if tc.rollback {
+				j.Steps = append(j.Steps, executor.StepRun{Job: "p-cut", Seq: 3, Name: "rollback: deploy", ExitCode: -1,
+					Started: at.Add(time.Minute), Output: "half done\n"})
+			}
+			if _, err := st.CreateJob(t.Context(), j); err != nil {
+				t.Fatal(err)
+			}
+			tr := &noTarget{}
+			rec := &recorder{}
+			ex, err := executor.New(lg, executor.Options{
+				Targets: []executor.Target{watchedTarget("production")},
+				Owner:   executor.Owner{ID: "me"}, Lease: time.Minute, RetryMin: 50 * time.Millisecond,
+			}, st, tr, rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- ex.Run(ctx) }()
+			defer func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			}()
+			const desc = "interrupted: the watch's rollback to 1111111 was cut off; target state unknown"
+			waitFor(t, "the cut rollback's job to end error", func() bool {
+				for _, r := range rec.reports() {
+					if r.Job == "p-cut" && r.State == executor.StateError {
+						return true
+					}
+				}
+				return false
+			})
+			got := mustRead(t, st, "p-cut")
+			if got.State != executor.StateError || got.Description != desc {
+				t.Errorf("job: %s %q, want error %q", got.State, got.Description, desc)
+			}
+			if len(got.Steps) != len(j.Steps) {
+				t.Fatalf("steps %+v, want the %d seeded (no watch resumed)", got.Steps, len(j.Steps))
+			}
+			w := got.Steps[1]
+			if w.ExitCode != -1 || w.Error != executor.ErrWatchStopped.Error() ||
+				!strings.HasSuffix(w.Output, "rolling back to 1111111 under the deploy lock\n"+
+					"watch ended: deployhook stopped during the watch's rollback; the target's state is unknown\n") {
+				t.Errorf("watch step: exit %d, error %q, output %q", w.ExitCode, w.Error, w.Output)
+			}
+			if tc.rollback {
+				if r := got.Steps[2]; r.ExitCode != -1 || r.Error != executor.ErrWatchStopped.Error() || r.Output != "half done\n" {
+					t.Errorf("rollback step: %+v, want closed with ErrWatchStopped", r)
+				}
+			}
+			for _, r := range rec.reports() {
+				if r.Job == "p-cut" && r.State == executor.StateError && r.Description != desc {
+					t.Errorf("report %q, want %q", r.Description, desc)
+				}
+			}
+			if n := tr.opened.Load(); n != 0 {
+				t.Errorf("the target was opened %d times, want never (nothing resumed, nothing rolled back)", n)
+			}
+		})
 	}
 }
