@@ -796,16 +796,18 @@ func openWatch(j Job) (StepRun, bool) {
 // cutRollback returns j's watch step and the rollback steps after it that
 // are still open, when j's watch tripped and started its rollback (its
 // output says "rolling back to", or a "rollback: " step follows it) and
-// neither the watch nor its job ended: what a deployhook stopped in the
-// middle of the watch's rollback leaves. The job is still a success in the
-// journal, and the target may run either commit, or a mix.
+// its job did not end: what a deployhook stopped in the middle of the
+// watch's rollback leaves, or right after it, before the job's end was
+// written (the watch step then ended with exit 1, its last line the
+// outcome). The job is still a success in the journal, and the target may
+// run either commit, or a mix.
 func cutRollback(j Job) (watch StepRun, open []StepRun, ok bool) {
 	if j.State != StateSuccess || j.Finished.IsZero() {
 		return StepRun{}, nil, false
 	}
 	found := false
 	for _, s := range j.Steps {
-		if s.Name == "watch" && s.ExitCode == -1 && s.Skipped == "" && s.Error == "" &&
+		if s.Name == "watch" && (s.ExitCode == -1 || s.ExitCode == 1) && s.Skipped == "" && s.Error == "" &&
 			!s.Started.IsZero() && !s.Started.Before(j.Finished) && (!found || s.Seq > watch.Seq) {
 			watch, found = s, true
 		}
@@ -831,6 +833,10 @@ func cutRollback(j Job) (watch StepRun, open []StepRun, ok bool) {
 // step and open rollback steps end with ErrWatchStopped. The lane forgets
 // which commit the target runs.
 func (e *Executor) endCutRollback(ctx context.Context, j Job, watch StepRun, open []StepRun) error {
+	if watch.ExitCode == 1 {
+		// The rollback ran to its end; only the job's end was not written.
+		return e.endFinishedRollback(ctx, j, watch)
+	}
 	if err := e.endWatch(ctx, j, watch, watchCutLine); err != nil {
 		return err
 	}
@@ -853,6 +859,41 @@ func (e *Executor) endCutRollback(ctx context.Context, j Job, watch StepRun, ope
 	}
 	e.jobLogger(j).Error("the watch's rollback was cut off by a stop: the job ends error, the target's state is unknown",
 		"owner", j.Owner, "to", j.PreviousSHA)
+	e.end(ctx, j)
+	return nil
+}
+
+// endFinishedRollback ends j, whose watch rolled it back to its end (the
+// watch step ended with exit 1) before a stop kept the job's end from
+// being written: failure with the watch's outcome, its last line, when
+// every rollback step passed; error otherwise, as the watch would have.
+func (e *Executor) endFinishedRollback(ctx context.Context, j Job, watch StepRun) error {
+	state, ran := StateFailure, 0
+	for _, s := range j.Steps {
+		if s.Seq > watch.Seq && strings.HasPrefix(s.Name, "rollback: ") && s.Skipped == "" {
+			ran++
+			if s.ExitCode != 0 {
+				state = StateError
+			}
+		}
+	}
+	if ran == 0 {
+		state = StateError
+	}
+	desc := lastLine(watch.Output)
+	if desc == "" || strings.HasPrefix(desc, "rolling back to ") {
+		desc = "rolled back to " + short(j.PreviousSHA) + " after its watch tripped"
+	}
+	j.Steps = nil
+	j.State, j.Description, j.Finished = state, desc, time.Now()
+	if l := e.lanes[j.Target]; l != nil {
+		l.mu.Lock()
+		if l.current == j.Trigger.SHA {
+			l.current, l.lastJob = "", ""
+		}
+		l.mu.Unlock()
+	}
+	e.jobLogger(j).Warn("the watch rolled back before a stop: its job's end is written now", "state", state, "description", desc)
 	e.end(ctx, j)
 	return nil
 }
@@ -1025,9 +1066,7 @@ func (e *Executor) resumeDeploy(ctx context.Context, l *lane) *deploy {
 		return nil // pruned meanwhile
 	case err != nil:
 		e.lg.Warn("read a job whose watch was left running", "job", id, "err", err)
-		if e.rl == nil {
-			e.stale.add(id) // a sweep looks again
-		}
+		e.retryResume(l, id)
 		return nil
 	}
 	s, open := openWatch(j)
@@ -1037,8 +1076,8 @@ func (e *Executor) resumeDeploy(ctx context.Context, l *lane) *deploy {
 	lg := e.jobLogger(j)
 	if why := e.noResume(ctx, l, j); why != "" {
 		lg.Info("the watch of a stopped deployhook is not resumed", "why", why)
-		if e.endWatch(ctx, j, s, watchStoppedLine) != nil && e.rl == nil {
-			e.stale.add(id)
+		if e.endWatch(ctx, j, s, watchStoppedLine) != nil {
+			e.retryResume(l, id)
 		}
 		return nil
 	}
@@ -1051,9 +1090,7 @@ func (e *Executor) resumeDeploy(ctx context.Context, l *lane) *deploy {
 		own.Steps = nil
 		if err := e.jr.wrote(e.updateJob(ctx, own)); err != nil {
 			lg.Warn("take over the watch of a stopped deployhook", "owner", was, "err", err)
-			if e.rl == nil {
-				e.stale.add(id)
-			}
+			e.retryResume(l, id)
 			return nil
 		}
 	}
@@ -1074,11 +1111,22 @@ func (e *Executor) resumeDeploy(ctx context.Context, l *lane) *deploy {
 	return d
 }
 
+// retryResume is resumeDeploy's answer to a journal that failed it: a
+// single process's sweeps look at job id again; a replica's lane, which
+// has no sweeps of watches, tries again at its next start (LanePoll).
+func (e *Executor) retryResume(l *lane, id string) {
+	if e.rl == nil {
+		e.stale.add(id)
+		return
+	}
+	e.stale.setResume(l.t.Name, id)
+}
+
 // resumeWatch runs on l's worker (a single process's): it resumes the
 // watch that endStaleWatches handed to l, if any, until that watch ends as
 // any watch does (watch).
 func (e *Executor) resumeWatch(ctx, runCtx context.Context, l *lane) {
-	if d := e.resumeDeploy(context.WithoutCancel(ctx), l); d != nil {
+	if d := e.resumeDeploy(runCtx, l); d != nil {
 		e.watchJob(ctx, runCtx, l, d, true)
 	}
 }

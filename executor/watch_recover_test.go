@@ -344,7 +344,11 @@ func TestWatchRecover_ReplicaShutdownEndsWatch(t *testing.T) {
 	}
 
 	b := startReplica(t, url, "b", replicaWatchTarget(t), nil)
-	waitFor(t, "replica b to resume the watch", func() bool { return len(mustRead(t, b.store, id).Steps) == len(j.Steps)+1 })
+	waitFor(t, "replica b to resume the watch", func() bool {
+		steps := mustRead(t, b.store, id).Steps
+		// The new step is recorded first, its first line written after.
+		return len(steps) == len(j.Steps)+1 && strings.HasPrefix(steps[len(steps)-1].Output, "watch resumed after")
+	})
 	got := mustRead(t, b.store, id)
 	old, resumed := got.Steps[len(j.Steps)-1], got.Steps[len(j.Steps)]
 	if old.Error != executor.ErrWatchStopped.Error() || old.Output != w.Output+watchResumedLine+"\n" ||
@@ -362,10 +366,18 @@ func TestWatchRecover_ReplicaShutdownEndsWatch(t *testing.T) {
 // neither resumes the watch (its window is not over) nor leaves the
 // success standing. Invariant 4: the commit's final mark tells the truth.
 func TestWatchRecover_CutRollbackEndsError(t *testing.T) {
+	const cut = "interrupted: the watch's rollback to 1111111 was cut off; target state unknown"
 	for _, tc := range []struct {
 		name     string
 		rollback bool // a rollback step had started
-	}{{"during the rollback's steps", true}, {"waiting for the deploy lock", false}} {
+		done     bool // the rollback ran to its end, the watch step ended 1
+		state    executor.State
+		desc     string
+	}{
+		{"during the rollback's steps", true, false, executor.StateError, cut},
+		{"waiting for the deploy lock", false, false, executor.StateError, cut},
+		{"after the rollback, before the job's end", true, true, executor.StateFailure, "rolled back after 2 min: dagster is failed"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lg := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			st, err := store.Open(t.Context(), lg, filepath.Join(t.TempDir(), "journal.db"))
@@ -392,6 +404,11 @@ func TestWatchRecover_CutRollbackEndsError(t *testing.T) {
 				j.Steps = append(j.Steps, executor.StepRun{Job: "p-cut", Seq: 3, Name: "rollback: deploy", ExitCode: -1,
 					Started: at.Add(time.Minute), Output: "half done\n"})
 			}
+			if tc.done {
+				j.Steps[1].ExitCode = 1
+				j.Steps[1].Output += tc.desc + "\n"
+				j.Steps[2].ExitCode, j.Steps[2].Output, j.Steps[2].Duration = 0, "done\n", time.Second
+			}
 			if _, err := st.CreateJob(t.Context(), j); err != nil {
 				t.Fatal(err)
 			}
@@ -413,35 +430,39 @@ func TestWatchRecover_CutRollbackEndsError(t *testing.T) {
 					t.Errorf("Run: %v", err)
 				}
 			}()
-			const desc = "interrupted: the watch's rollback to 1111111 was cut off; target state unknown"
-			waitFor(t, "the cut rollback's job to end error", func() bool {
+			desc := tc.desc
+			waitFor(t, "the cut rollback's job to end", func() bool {
 				for _, r := range rec.reports() {
-					if r.Job == "p-cut" && r.State == executor.StateError {
+					if r.Job == "p-cut" && r.State == tc.state {
 						return true
 					}
 				}
 				return false
 			})
 			got := mustRead(t, st, "p-cut")
-			if got.State != executor.StateError || got.Description != desc {
-				t.Errorf("job: %s %q, want error %q", got.State, got.Description, desc)
+			if got.State != tc.state || got.Description != desc {
+				t.Errorf("job: %s %q, want %s %q", got.State, got.Description, tc.state, desc)
 			}
 			if len(got.Steps) != len(j.Steps) {
 				t.Fatalf("steps %+v, want the %d seeded (no watch resumed)", got.Steps, len(j.Steps))
 			}
 			w := got.Steps[1]
-			if w.ExitCode != -1 || w.Error != executor.ErrWatchStopped.Error() ||
+			if tc.done {
+				if !reflect.DeepEqual(got.Steps, j.Steps) {
+					t.Errorf("steps of a rollback that ended: %+v, want untouched %+v", got.Steps, j.Steps)
+				}
+			} else if w.ExitCode != -1 || w.Error != executor.ErrWatchStopped.Error() ||
 				!strings.HasSuffix(w.Output, "rolling back to 1111111 under the deploy lock\n"+
 					"watch ended: deployhook stopped during the watch's rollback; the target's state is unknown\n") {
 				t.Errorf("watch step: exit %d, error %q, output %q", w.ExitCode, w.Error, w.Output)
 			}
-			if tc.rollback {
+			if tc.rollback && !tc.done {
 				if r := got.Steps[2]; r.ExitCode != -1 || r.Error != executor.ErrWatchStopped.Error() || r.Output != "half done\n" {
 					t.Errorf("rollback step: %+v, want closed with ErrWatchStopped", r)
 				}
 			}
 			for _, r := range rec.reports() {
-				if r.Job == "p-cut" && r.State == executor.StateError && r.Description != desc {
+				if r.Job == "p-cut" && r.State == tc.state && r.Description != desc {
 					t.Errorf("report %q, want %q", r.Description, desc)
 				}
 			}
