@@ -231,6 +231,17 @@ func (m *memStore) Orphans(_ context.Context, now time.Time) ([]Job, error) {
 	}, 0), nil
 }
 
+func (m *memStore) AdoptSuccess(_ context.Context, id, from, to string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	j, ok := m.jobs[id]
+	if !ok || j.Owner != from || j.State != StateSuccess {
+		return ErrNotFound
+	}
+	j.Owner = to
+	return nil
+}
+
 func (m *memStore) Adopt(_ context.Context, id, from, to string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -620,6 +631,13 @@ func (f *faultStore) Beat(ctx context.Context, o Owner) error {
 		return err
 	}
 	return f.memStore.Beat(ctx, o)
+}
+
+func (f *faultStore) AdoptSuccess(ctx context.Context, id, from, to string) error {
+	if err := f.err("AdoptSuccess"); err != nil {
+		return err
+	}
+	return f.memStore.AdoptSuccess(ctx, id, from, to)
 }
 
 func (f *faultStore) Adopt(ctx context.Context, id, from, to string) error {

@@ -107,6 +107,13 @@ func (s timedStore) Beat(ctx context.Context, o Owner) error {
 	return err
 }
 
+func (s timedStore) AdoptSuccess(ctx context.Context, id, from, to string) error {
+	start := time.Now()
+	err := s.Store.AdoptSuccess(ctx, id, from, to)
+	s.done("adopt", start, err)
+	return err
+}
+
 func (s timedStore) Adopt(ctx context.Context, id, from, to string) error {
 	start := time.Now()
 	err := s.Store.Adopt(ctx, id, from, to)

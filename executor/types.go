@@ -434,6 +434,11 @@ type Store interface {
 	// that has an unfinished job of the orphan's SHA, it changes nothing and
 	// returns ErrDuplicate: a lane's SHA is one job.
 	Adopt(ctx context.Context, id, from, to string) error
+	// AdoptSuccess makes to the owner of job id if its owner is still from
+	// and it is a success (compare-and-set); ErrNotFound otherwise. Of
+	// processes that resume the watch a stopped deployhook left on the job,
+	// exactly one takes it.
+	AdoptSuccess(ctx context.Context, id, from, to string) error
 	// Owner returns owner id as Beat last recorded it (its lease lasts
 	// until Until; one that ends before now has expired, as for Orphans),
 	// or ErrNotFound when it has no row: it never beat, or Prune removed

@@ -1085,10 +1085,22 @@ func (e *Executor) resumeDeploy(ctx context.Context, l *lane) *deploy {
 	j.Owner = e.jobOwner(j.Target)
 	if j.Owner != was {
 		// Another process finds this process's live lease on the job, and
-		// leaves its watch alone.
-		own := j
-		own.Steps = nil
-		if err := e.jr.wrote(e.updateJob(ctx, own)); err != nil {
+		// leaves its watch alone. Without a lane, the owner's change is a
+		// compare-and-set: of two processes that resume this watch, one
+		// does (a replica's write is fenced by its lane instead).
+		var err error
+		if e.rl == nil {
+			err = e.jr.wrote(e.store.AdoptSuccess(ctx, j.ID, was, j.Owner))
+		} else {
+			own := j
+			own.Steps = nil
+			err = e.jr.wrote(e.updateJob(ctx, own))
+		}
+		if errors.Is(err, ErrNotFound) {
+			lg.Info("another deployhook took the watch of a stopped deployhook over first", "owner", was)
+			return nil
+		}
+		if err != nil {
 			lg.Warn("take over the watch of a stopped deployhook", "owner", was, "err", err)
 			e.retryResume(l, id)
 			return nil

@@ -145,6 +145,73 @@ func testAdopt(t *testing.T, s executor.Store) {
 	}
 }
 
+// AdoptSuccess is a compare-and-set on a successful job's owner only: a
+// job of another state, another owner or none is ErrNotFound and changes
+// nothing; of concurrent calls from the owner, exactly one wins.
+func testAdoptSuccess(t *testing.T, s executor.Store) {
+	ctx := t.Context()
+	all := map[string]executor.Job{}
+	for _, j := range []executor.Job{
+		job("watched", "production", executor.StateSuccess, t0),
+		job("failed", "production", executor.StateFailure, t0.Add(time.Second)),
+		job("running", "production", executor.StateRunning, t0.Add(2*time.Second)),
+		job("race", "production", executor.StateSuccess, t0.Add(3*time.Second)),
+	} {
+		j.Owner = "dead"
+		mustCreate(t, s, j)
+		all[j.ID] = j
+	}
+	for _, st := range []struct {
+		name, id, from, to string
+		wantErr            bool
+		wantOwner          string
+	}{
+		{"from another owner", "watched", "someone-else", "me", true, "dead"},
+		{"a success", "watched", "dead", "me", false, "me"},
+		{"twice: the CAS sees the new owner", "watched", "dead", "other", true, "me"},
+		{"a failure stays as it is", "failed", "dead", "me", true, "dead"},
+		{"an unfinished job is Adopt's", "running", "dead", "me", true, "dead"},
+	} {
+		err := s.AdoptSuccess(ctx, st.id, st.from, st.to)
+		if st.wantErr != errors.Is(err, executor.ErrNotFound) || (!st.wantErr && err != nil) {
+			t.Errorf("%s: AdoptSuccess(%s, %q, %q) = %v; want ErrNotFound %v", st.name, st.id, st.from, st.to, err, st.wantErr)
+		}
+		want := all[st.id]
+		want.Owner = st.wantOwner
+		equalJob(t, st.name+": Job("+st.id+")", mustJob(t, s, st.id), want)
+	}
+	if err := s.AdoptSuccess(ctx, "nope", "dead", "me"); !errors.Is(err, executor.ErrNotFound) {
+		t.Errorf("AdoptSuccess(unknown job) = %v, want ErrNotFound", err)
+	}
+	const n = 16
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			errs[i] = s.AdoptSuccess(ctx, "race", "dead", fmt.Sprintf("p%02d", i))
+		})
+	}
+	close(start)
+	wg.Wait()
+	var winners []string
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners = append(winners, fmt.Sprintf("p%02d", i))
+		case !errors.Is(err, executor.ErrNotFound):
+			t.Errorf("AdoptSuccess %d: %v, want nil or ErrNotFound", i, err)
+		}
+	}
+	if len(winners) != 1 {
+		t.Fatalf("%d AdoptSuccess calls won (%v), want exactly 1", len(winners), winners)
+	}
+	if got := mustJob(t, s, "race").Owner; got != winners[0] {
+		t.Errorf("owner = %q, want the winner %q", got, winners[0])
+	}
+}
+
 // Of concurrent Adopt calls for one orphan from its owner, exactly one wins.
 func testAdoptConcurrent(t *testing.T, s executor.Store) {
 	j := job("orphan", "production", executor.StateRunning, t0)

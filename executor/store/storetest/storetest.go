@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) executor.Store) {
 		{"Owner/the row Beat recorded", testOwner},
 		{"Adopt/compare and set", testAdopt},
 		{"Adopt/concurrent calls for one orphan", testAdoptConcurrent},
+		{"AdoptSuccess/compare and set", testAdoptSuccess},
 		{"Prune/owners", testPruneOwners},
 		{"Prune/keeps LastSuccess", testPruneKeepsLastSuccess},
 		{"Check", testCheck},
