@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -183,33 +184,7 @@ func testAdoptSuccess(t *testing.T, s executor.Store) {
 	if err := s.AdoptSuccess(ctx, "nope", "dead", "me"); !errors.Is(err, executor.ErrNotFound) {
 		t.Errorf("AdoptSuccess(unknown job) = %v, want ErrNotFound", err)
 	}
-	const n = 16
-	errs := make([]error, n)
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			errs[i] = s.AdoptSuccess(ctx, "race", "dead", fmt.Sprintf("p%02d", i))
-		})
-	}
-	close(start)
-	wg.Wait()
-	var winners []string
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			winners = append(winners, fmt.Sprintf("p%02d", i))
-		case !errors.Is(err, executor.ErrNotFound):
-			t.Errorf("AdoptSuccess %d: %v, want nil or ErrNotFound", i, err)
-		}
-	}
-	if len(winners) != 1 {
-		t.Fatalf("%d AdoptSuccess calls won (%v), want exactly 1", len(winners), winners)
-	}
-	if got := mustJob(t, s, "race").Owner; got != winners[0] {
-		t.Errorf("owner = %q, want the winner %q", got, winners[0])
-	}
+	oneWinner(t, s, "AdoptSuccess", s.AdoptSuccess, "race")
 }
 
 // Of concurrent Adopt calls for one orphan from its owner, exactly one wins.
@@ -217,6 +192,14 @@ func testAdoptConcurrent(t *testing.T, s executor.Store) {
 	j := job("orphan", "production", executor.StateRunning, t0)
 	j.Owner = "dead"
 	mustCreate(t, s, j)
+	oneWinner(t, s, "Adopt", s.Adopt, "orphan")
+}
+
+// oneWinner calls adopt (named what) for job id from owner "dead" in 16
+// goroutines at once, each for its own new owner, and fails t unless
+// exactly one wins (the others ErrNotFound) and the job is the winner's.
+func oneWinner(t *testing.T, s executor.Store, what string, adopt func(ctx context.Context, id, from, to string) error, id string) {
+	t.Helper()
 	const n = 16
 	errs := make([]error, n)
 	start := make(chan struct{})
@@ -224,7 +207,7 @@ func testAdoptConcurrent(t *testing.T, s executor.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			errs[i] = s.Adopt(t.Context(), "orphan", "dead", fmt.Sprintf("p%02d", i))
+			errs[i] = adopt(t.Context(), id, "dead", fmt.Sprintf("p%02d", i))
 		})
 	}
 	close(start)
@@ -235,13 +218,13 @@ func testAdoptConcurrent(t *testing.T, s executor.Store) {
 		case err == nil:
 			winners = append(winners, fmt.Sprintf("p%02d", i))
 		case !errors.Is(err, executor.ErrNotFound):
-			t.Errorf("Adopt %d: %v, want nil or ErrNotFound", i, err)
+			t.Errorf("%s %d: %v, want nil or ErrNotFound", what, i, err)
 		}
 	}
 	if len(winners) != 1 {
-		t.Fatalf("%d Adopt calls won (%v), want exactly 1", len(winners), winners)
+		t.Fatalf("%d %s calls won (%v), want exactly 1", len(winners), what, winners)
 	}
-	if got := mustJob(t, s, "orphan").Owner; got != winners[0] {
+	if got := mustJob(t, s, id).Owner; got != winners[0] {
 		t.Errorf("owner = %q, want the winner %q", got, winners[0])
 	}
 }
