@@ -136,8 +136,8 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 	if len(cands) == 0 {
 		return []executor.OwedReport{}, nil
 	}
-	var all []idJob
-	for _, job := range jobsOf(cands) {
+	var all []jobrow.IDJob
+	for _, job := range jobrow.JobsOf(cands) {
 		some, err := idJobs(tx.QueryContext(ctx, `SELECT id, job FROM outbox WHERE job = ? ORDER BY id`, job))
 		if err != nil {
 			return nil, fmt.Errorf("claim owed reports: %w", err)
@@ -145,7 +145,7 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 		all = append(all, some...)
 	}
 	var owed []executor.OwedReport
-	for _, id := range inOrder(cands, all) {
+	for _, id := range jobrow.InOrder(cands, all) {
 		o, err := jobrow.ScanOwed(tx.QueryRowContext(ctx, `UPDATE outbox SET claim_owner = ?, claim_until = ? WHERE id = ?
 			RETURNING `+jobrow.OwedColumns, owner, until.UnixNano(), id))
 		if err != nil {
@@ -160,60 +160,19 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 	return owed, nil
 }
 
-// idJob is an outbox row's id and job.
-type idJob struct {
-	id  int64
-	job string
-}
-
 // idJobs reads the (id, job) rows of a query, and closes them.
-func idJobs(rows *sql.Rows, err error) ([]idJob, error) {
+func idJobs(rows *sql.Rows, err error) ([]jobrow.IDJob, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []idJob
+	var out []jobrow.IDJob
 	for rows.Next() {
-		var r idJob
-		if err := rows.Scan(&r.id, &r.job); err != nil {
+		var r jobrow.IDJob
+		if err := rows.Scan(&r.ID, &r.Job); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
-}
-
-// jobsOf lists the jobs of rows, each once, in order of first appearance.
-func jobsOf(rows []idJob) []string {
-	var jobs []string
-	for _, r := range rows {
-		if !slices.Contains(jobs, r.job) {
-			jobs = append(jobs, r.job)
-		}
-	}
-	return jobs
-}
-
-// inOrder decides which of the candidate reports cands may be claimed, given
-// all the owed reports of their jobs: a candidate only with every older
-// report of its job, so that a job's reports are never split between two
-// drainers, and never sent out of order. It returns their ids, ascending.
-func inOrder(cands, all []idJob) []int64 {
-	isCand := make(map[int64]bool, len(cands))
-	for _, c := range cands {
-		isCand[c.id] = true
-	}
-	slices.SortFunc(all, func(a, b idJob) int { return int(a.id - b.id) })
-	blocked := map[string]bool{} // a job with an older report that is not a candidate
-	var keep []int64
-	for _, r := range all {
-		switch {
-		case blocked[r.job]:
-		case isCand[r.id]:
-			keep = append(keep, r.id)
-		default:
-			blocked[r.job] = true
-		}
-	}
-	return keep
 }

@@ -143,12 +143,12 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 		return []executor.OwedReport{}, nil
 	}
 	// Every report of those jobs, locked by another drainer or not.
-	all, err := idJobs(tx.Query(ctx, `SELECT id, job FROM outbox WHERE job = ANY($1::text[]) ORDER BY id`, jobsOf(cands)))
+	all, err := idJobs(tx.Query(ctx, `SELECT id, job FROM outbox WHERE job = ANY($1::text[]) ORDER BY id`, jobrow.JobsOf(cands)))
 	if err != nil {
 		return nil, fmt.Errorf("claim owed reports: %w", err)
 	}
 	rows, err := tx.Query(ctx, `UPDATE outbox SET claim_owner = $1, claim_until = $2 WHERE id = ANY($3::bigint[])
-		RETURNING `+jobrow.OwedColumns, owner, until.UnixNano(), inOrder(cands, all))
+		RETURNING `+jobrow.OwedColumns, owner, until.UnixNano(), jobrow.InOrder(cands, all))
 	if err != nil {
 		return nil, fmt.Errorf("claim owed reports: %w", err)
 	}
@@ -163,59 +163,19 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 	return owed, nil
 }
 
-// idJob is an outbox row's id and job.
-type idJob struct {
-	id  int64
-	job string
-}
-
 // idJobs reads the (id, job) rows of a query, and closes them.
-func idJobs(rows pgx.Rows, err error) ([]idJob, error) {
+func idJobs(rows pgx.Rows, err error) ([]jobrow.IDJob, error) {
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []idJob
+	var out []jobrow.IDJob
 	for rows.Next() {
-		var r idJob
-		if err := rows.Scan(&r.id, &r.job); err != nil {
+		var r jobrow.IDJob
+		if err := rows.Scan(&r.ID, &r.Job); err != nil {
 			return nil, err
 		}
 		out = append(out, r)
 	}
 	return out, rows.Err()
-}
-
-// jobsOf lists the jobs of rows, each once, in order of first appearance.
-func jobsOf(rows []idJob) []string {
-	var jobs []string
-	for _, r := range rows {
-		if !slices.Contains(jobs, r.job) {
-			jobs = append(jobs, r.job)
-		}
-	}
-	return jobs
-}
-
-// inOrder decides which of the candidate reports cands may be claimed, given
-// all the owed reports of their jobs (ascending ids): a candidate only with
-// every older report of its job, so that a job's reports are never split
-// between two drainers, nor sent out of order. It returns their ids.
-func inOrder(cands, all []idJob) []int64 {
-	isCand := make(map[int64]bool, len(cands))
-	for _, c := range cands {
-		isCand[c.id] = true
-	}
-	blocked := map[string]bool{} // a job with an older report that is not a candidate
-	keep := []int64{}
-	for _, r := range all {
-		switch {
-		case blocked[r.job]:
-		case isCand[r.id]:
-			keep = append(keep, r.id)
-		default:
-			blocked[r.job] = true
-		}
-	}
-	return keep
 }
