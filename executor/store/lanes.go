@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/deployhook/deployhook/executor"
@@ -156,8 +155,7 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("claim owed reports: commit: %w", err)
 	}
-	slices.SortFunc(owed, func(a, b executor.OwedReport) int { return int(a.ID - b.ID) })
-	return owed, nil
+	return owed, nil // in id order: InOrder's
 }
 
 // idJobs reads the (id, job) rows of a query, and closes them.

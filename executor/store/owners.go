@@ -72,21 +72,6 @@ func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, err
 // SHAs refuses the adoption: Adopt changes nothing and returns an error
 // wrapping executor.ErrDuplicate that names that job, so that the same SHA
 // stays one job, as the PostgreSQL journal does.
-// AdoptSuccess makes to the owner of job id if, and only if, from owns it
-// and it is a success: a compare-and-set in one statement. It returns an
-// error wrapping executor.ErrNotFound when nothing changed.
-func (s *Store) AdoptSuccess(ctx context.Context, id, from, to string) error {
-	if to == "" {
-		return fmt.Errorf("adopt job %s: empty new owner", id)
-	}
-	res, err := s.w.ExecContext(ctx, `UPDATE jobs SET owner = ? WHERE id = ? AND owner = ? AND state = ?`,
-		to, id, from, string(executor.StateSuccess))
-	if err != nil {
-		return fmt.Errorf("adopt job %s: %w", id, err)
-	}
-	return oneRow(res, fmt.Sprintf("adopt successful job %s from owner %q", id, from))
-}
-
 func (s *Store) Adopt(ctx context.Context, id, from, to string) error {
 	if to == "" {
 		return fmt.Errorf("adopt job %s: empty new owner", id)
@@ -120,4 +105,19 @@ func (s *Store) Adopt(ctx context.Context, id, from, to string) error {
 		return fmt.Errorf("adopt job %s: commit: %w", id, err)
 	}
 	return nil
+}
+
+// AdoptSuccess makes to the owner of job id if, and only if, from owns it
+// and it is a success: a compare-and-set in one statement. It returns an
+// error wrapping executor.ErrNotFound when nothing changed.
+func (s *Store) AdoptSuccess(ctx context.Context, id, from, to string) error {
+	if to == "" {
+		return fmt.Errorf("adopt job %s: empty new owner", id)
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE jobs SET owner = ? WHERE id = ? AND owner = ? AND state = ?`,
+		to, id, from, string(executor.StateSuccess))
+	if err != nil {
+		return fmt.Errorf("adopt job %s: %w", id, err)
+	}
+	return oneRow(res, fmt.Sprintf("adopt successful job %s from owner %q", id, from))
 }

@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -159,7 +160,8 @@ func (s *Store) ClaimOwed(ctx context.Context, owner string, limit int, until ti
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("claim owed reports: commit: %w", err)
 	}
-	slices.SortFunc(owed, func(a, b executor.OwedReport) int { return int(a.ID - b.ID) })
+	// RETURNING has no order of its own.
+	slices.SortFunc(owed, func(a, b executor.OwedReport) int { return cmp.Compare(a.ID, b.ID) })
 	return owed, nil
 }
 

@@ -58,21 +58,6 @@ func (s *Store) Orphans(ctx context.Context, now time.Time) ([]executor.Job, err
 // wrapping executor.ErrDuplicate that names that job, so that the same SHA
 // stays one job; the caller ends the orphan as a duplicate, or lets it be.
 // When that job ended before it could be named, Adopt tries again.
-// AdoptSuccess makes to the owner of job id if, and only if, from owns it
-// and it is a success: a compare-and-set in one statement. It returns an
-// error wrapping executor.ErrNotFound when nothing changed.
-func (s *Store) AdoptSuccess(ctx context.Context, id, from, to string) error {
-	if to == "" {
-		return fmt.Errorf("adopt job %s: empty new owner", id)
-	}
-	tag, err := s.pool.Exec(ctx, `UPDATE jobs SET owner = $1 WHERE id = $2 AND owner = $3 AND state = $4`,
-		to, id, from, string(executor.StateSuccess))
-	if err != nil {
-		return fmt.Errorf("adopt job %s: %w", id, err)
-	}
-	return oneRow(tag, fmt.Sprintf("adopt successful job %s from owner %q", id, from))
-}
-
 func (s *Store) Adopt(ctx context.Context, id, from, to string) error {
 	if to == "" {
 		return fmt.Errorf("adopt job %s: empty new owner", id)
@@ -102,4 +87,19 @@ func (s *Store) Adopt(ctx context.Context, id, from, to string) error {
 	// Not ErrDuplicate: no job of the SHA was seen unfinished, and the
 	// caller would end the orphan for one; the next attempt decides.
 	return fmt.Errorf("adopt job %s: the lane's unfinished jobs of its SHA keep ending before they can be read", id)
+}
+
+// AdoptSuccess makes to the owner of job id if, and only if, from owns it
+// and it is a success: a compare-and-set in one statement. It returns an
+// error wrapping executor.ErrNotFound when nothing changed.
+func (s *Store) AdoptSuccess(ctx context.Context, id, from, to string) error {
+	if to == "" {
+		return fmt.Errorf("adopt job %s: empty new owner", id)
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE jobs SET owner = $1 WHERE id = $2 AND owner = $3 AND state = $4`,
+		to, id, from, string(executor.StateSuccess))
+	if err != nil {
+		return fmt.Errorf("adopt job %s: %w", id, err)
+	}
+	return oneRow(tag, fmt.Sprintf("adopt successful job %s from owner %q", id, from))
 }
