@@ -129,12 +129,12 @@ type check struct {
 // checks opens a session on t the way a deploy does and runs harmless commands:
 // the tunnel and SSH handshake with a pinned key, and sudo without a password.
 func (ts *transports) checks(ctx context.Context, t config.Target) []check {
+	if ts.fleets[t.Name] != nil {
+		return ts.fleetChecks(ctx, t) // its own bound: a session per VM
+	}
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	var out []check
-	if ts.fleets[t.Name] != nil {
-		return ts.fleetChecks(ctx, t)
-	}
 	if x := ts.iaps[t.Name]; x != nil {
 		for _, c := range x.Check(ctx) {
 			out = append(out, check{what: c.What, detail: c.Detail, err: c.Err})

@@ -296,6 +296,10 @@ func checkFleet(t Target, tr Transport) error {
 	if _, ok := tr.(Fleet); !ok {
 		return fmt.Errorf("executor: target %q is a fleet, but the transport resolves no fleets", t.Name)
 	}
+	if t.Watch != nil {
+		// The watch checks and rolls back through one session: one VM.
+		return fmt.Errorf("executor: target %q is a fleet: it cannot have a watch", t.Name)
+	}
 	if o.Canary < 0 || o.Batch < 0 || o.BatchPercent < 0 || o.BatchPercent > 100 || (o.Batch > 0 && o.BatchPercent > 0) {
 		return fmt.Errorf("executor: target %q: rollout canary %d, batch %d, batch percent %d", t.Name, o.Canary, o.Batch, o.BatchPercent)
 	}

@@ -459,3 +459,18 @@ func TestFleet_PrepareFails(t *testing.T) {
 		})
 	}
 }
+
+// New refuses a fleet that watches, as the configuration does: the watch
+// checks and rolls back through one session, one VM of the fleet.
+func TestNew_fleetWithWatch(t *testing.T) {
+	tg := fleetTarget(Rollout{Batch: 1})
+	if _, err := New(testLogger(t), Options{Targets: []Target{tg}}, newMemStore(), newFakeFleet(2), &fakeReporter{}); err != nil {
+		t.Fatalf("New with a fleet: %v", err)
+	}
+	tg.Watch = &Watch{For: time.Minute, Every: time.Second, Trips: 1,
+		Check: Step{Name: "watch check", Run: "true", Timeout: time.Minute}}
+	_, err := New(testLogger(t), Options{Targets: []Target{tg}}, newMemStore(), newFakeFleet(2), &fakeReporter{})
+	if err == nil || !strings.Contains(err.Error(), "cannot have a watch") {
+		t.Errorf("New with a fleet that watches: %v, want it refused", err)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,10 +56,6 @@ const (
 	// redacted replaces every secret in a step's output.
 	redacted = "[redacted]"
 )
-
-// cutMarker is the line that stands for the middle of a step's output that
-// was dropped to keep it within Options.OutputLimit.
-func cutMarker(n int64) string { return markerPrefix + strconv.FormatInt(n, 10) + markerSuffix }
 
 // live holds the live logs of the jobs this process runs, or that someone
 // follows while they wait in its queue.
@@ -319,7 +314,7 @@ func (f *feed) output(s *stepLog) string {
 		b.WriteByte('\n')
 	}
 	if s.cut > 0 {
-		b.WriteString(cutMarker(s.cut))
+		b.WriteString(CutMarker(s.cut))
 		b.WriteByte('\n')
 	}
 	for _, l := range s.tail[s.tailFrom:] {
@@ -398,7 +393,7 @@ func (f *feed) since(after int64) []LogEvent {
 			add(s.event(l))
 		}
 		if s.cut > 0 {
-			add(LogEvent{ID: s.cutID, Kind: EventLine, Step: s.start.Step, Line: cutMarker(s.cut), Time: s.cutTime})
+			add(LogEvent{ID: s.cutID, Kind: EventLine, Step: s.start.Step, Line: CutMarker(s.cut), Time: s.cutTime})
 		}
 		for _, l := range s.tail[s.tailFrom:] {
 			add(s.event(l))

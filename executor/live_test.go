@@ -162,7 +162,7 @@ func TestFeed_Bound(t *testing.T) {
 		f.line(s, l)
 	}
 	f.doneStep(s, 0, time.Second)
-	marker := cutMarker(int64(100-7-16) * 9)
+	marker := CutMarker(int64(100-7-16) * 9)
 	want := strings.Join(all[:7], "\n") + "\n" + marker + "\n" + strings.Join(all[84:], "\n") + "\n"
 	if got := f.output(s); got != want {
 		t.Errorf("output:\n%s\nwant:\n%s", got, want)

@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// The cut marker's text around its byte count (see cutMarker).
+// The cut marker's text around its byte count (see CutMarker).
 const (
 	markerPrefix = "[… "
 	markerSuffix = " bytes cut …]"
@@ -14,7 +14,7 @@ const (
 // CutMarker returns the line that, in a step's output, stands for n bytes
 // dropped from its middle to keep it within Options.OutputLimit: the
 // journal's StepRun.Output and the live log both carry it.
-func CutMarker(n int64) string { return cutMarker(n) }
+func CutMarker(n int64) string { return markerPrefix + strconv.FormatInt(n, 10) + markerSuffix }
 
 // ParseCutMarker reports whether line is a cut marker (CutMarker), and the
 // number of bytes it stands for: the lines (each with its newline) dropped

@@ -850,13 +850,7 @@ func (e *Executor) endCutRollback(ctx context.Context, j Job, watch StepRun, ope
 	j.Steps = nil
 	j.State, j.Finished = StateError, time.Now()
 	j.Description = "interrupted: the watch's rollback to " + short(j.PreviousSHA) + " was cut off; target state unknown"
-	if l := e.lanes[j.Target]; l != nil {
-		l.mu.Lock()
-		if l.current == j.Trigger.SHA {
-			l.current, l.lastJob = "", ""
-		}
-		l.mu.Unlock()
-	}
+	e.forgetCurrent(j)
 	e.jobLogger(j).Error("the watch's rollback was cut off by a stop: the job ends error, the target's state is unknown",
 		"owner", j.Owner, "to", j.PreviousSHA)
 	e.end(ctx, j)
@@ -886,16 +880,25 @@ func (e *Executor) endFinishedRollback(ctx context.Context, j Job, watch StepRun
 	}
 	j.Steps = nil
 	j.State, j.Description, j.Finished = state, desc, time.Now()
-	if l := e.lanes[j.Target]; l != nil {
-		l.mu.Lock()
-		if l.current == j.Trigger.SHA {
-			l.current, l.lastJob = "", ""
-		}
-		l.mu.Unlock()
-	}
+	e.forgetCurrent(j)
 	e.jobLogger(j).Warn("the watch rolled back before a stop: its job's end is written now", "state", state, "description", desc)
 	e.end(ctx, j)
 	return nil
+}
+
+// forgetCurrent makes the lane of j's target forget which commit the
+// target runs when it thought j's: a rollback of j was cut off, or its
+// outcome is written late.
+func (e *Executor) forgetCurrent(j Job) {
+	l := e.lanes[j.Target]
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.current == j.Trigger.SHA {
+		l.current, l.lastJob = "", ""
+	}
 }
 
 // watchGone reports whether the watch of j, whose step is open, can no
