@@ -649,8 +649,11 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 	if j := l.pending; j != nil && j.Trigger.SHA == t.SHA {
 		return Enqueued{Job: *j, Duplicate: true, Reason: short(t.SHA) + " is already queued"}, nil
 	}
+	// A replica that does not hold the lane knows what the target ran when
+	// it last held it (or started), not now: the journal decides there.
+	known := e.rl == nil || l.lease.get() != 0
 	switch {
-	case t.Kind.Automatic() && l.current == t.SHA:
+	case t.Kind.Automatic() && known && l.current == t.SHA:
 		// The live commit again (a redelivery, a CI re-run): nothing to do, and
 		// nothing older either, so the answer is the plain duplicate.
 		return Enqueued{Job: Job{ID: l.lastJob, Target: target, Trigger: t, State: StateSuccess},
@@ -663,7 +666,7 @@ func (e *Executor) Enqueue(ctx context.Context, target string, t Trigger) (Enque
 		case !errors.Is(err, ErrNotFound):
 			return Enqueued{}, fmt.Errorf("%w: look %s up: %w", ErrJournal, short(t.SHA), err)
 		}
-	case !t.Force && l.running == nil && l.pending == nil && l.current == t.SHA:
+	case !t.Force && known && l.running == nil && l.pending == nil && l.current == t.SHA:
 		return Enqueued{Job: Job{ID: l.lastJob, Target: target, Trigger: t, State: StateSuccess},
 			Duplicate: true, Reason: short(t.SHA) + " is already deployed"}, nil
 	}

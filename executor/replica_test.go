@@ -684,3 +684,40 @@ func TestReplicas_duplicateOrphanEnded(t *testing.T) {
 		}
 	}
 }
+
+// A replica that does not hold the lane knows what the target ran when it
+// started, not what the holder deployed since: a person's dispatch of that
+// old commit, landing there, is recorded and deployed, not answered
+// "already deployed" while the target runs another commit.
+func TestReplicas_dispatchOnNonHolderUsesTheJournal(t *testing.T) {
+	url := pgtest.Shared(t).NewDatabase(t)
+	target := executor.Target{Name: "production", Repo: "acme/app", Branch: "main",
+		Steps: []executor.Step{{Name: "deploy", Run: "true", Timeout: time.Minute}}}
+	a := startReplica(t, url, "a", target, nil)
+	waitFor(t, "replica a to hold the lane", func() bool {
+		h, _ := laneHolder(t, url)
+		return h == a.ex.Owner().ID
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	deploy := func(r *replica, kind executor.Kind, n int, delivery string) executor.Job {
+		t.Helper()
+		en, err := r.ex.Enqueue(ctx, "production", executor.Trigger{Kind: kind, Repo: "acme/app", Branch: "main",
+			SHA: fmt.Sprintf("%040x", n), Delivery: delivery, Reason: string(kind)})
+		if err != nil || en.Duplicate || en.Ignored != "" {
+			t.Fatalf("Enqueue %s of %d on %s = %+v, %v; want a new job", kind, n, r.name, en, err)
+		}
+		j, err := r.ex.Wait(ctx, en.Job.ID)
+		if err != nil || j.State != executor.StateSuccess {
+			t.Fatalf("job of %d: %s %q %v, want success", n, j.State, j.Description, err)
+		}
+		return j
+	}
+	deploy(a, executor.KindPush, 0xa1, "g1")
+	b := startReplica(t, url, "b", target, nil) // b's view: the target runs 0xa1
+	deploy(a, executor.KindPush, 0xa2, "g2")
+	j := deploy(b, executor.KindWorkflowDispatch, 0xa1, "g3")
+	if j.Trigger.SHA != fmt.Sprintf("%040x", 0xa1) {
+		t.Errorf("the dispatch deployed %s", j.Trigger.SHA)
+	}
+}
