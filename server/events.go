@@ -100,7 +100,8 @@ func (s *Server) handleEvents(c echo.Context) error {
 		if j.State.Final() && !afterEnd(j) {
 			return w.event(executor.LogEvent{Kind: executor.EventEnd, State: j.State, Description: j.Description, Time: s.deps.Now()})
 		}
-		return s.tail(ctx, w, j, from, show)
+		s.tail(ctx, w, j, from, show)
+		return nil
 	}
 	if from.tailed {
 		// A tailed stream's ID: the live log starts over.

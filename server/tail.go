@@ -230,7 +230,7 @@ func (t *tailer) clipped(rest string, emit func(line string, to int64)) bool {
 // events after from, reads the job every tailEvery, and returns after "end",
 // when ctx ends, or when the journal cannot be read (the browser reconnects
 // with the last ID it read).
-func (s *Server) tail(ctx context.Context, w *eventWriter, j executor.Job, from resumeFrom, show bool) error {
+func (s *Server) tail(ctx context.Context, w *eventWriter, j executor.Job, from resumeFrom, show bool) {
 	id := j.ID
 	t := &tailer{pos: from.tail, final: j.State.Final()}
 	var pre []tailEvent
@@ -252,7 +252,7 @@ func (s *Server) tail(ctx context.Context, w *eventWriter, j executor.Job, from 
 		return end, nil
 	}
 	if end, err := send(j); end || err != nil {
-		return nil
+		return
 	}
 	poll := time.NewTicker(tailEvery)
 	defer poll.Stop()
@@ -261,10 +261,10 @@ func (s *Server) tail(ctx context.Context, w *eventWriter, j executor.Job, from 
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-heartbeat.C:
 			if err := w.raw([]byte(": heartbeat\n\n")); err != nil {
-				return nil
+				return
 			}
 		case <-poll.C:
 			j, err := s.deps.Journal.Job(ctx, id)
@@ -272,10 +272,10 @@ func (s *Server) tail(ctx context.Context, w *eventWriter, j executor.Job, from 
 				if ctx.Err() == nil {
 					s.lg.Warn("tail a job: read the journal", "job", id, "err", err)
 				}
-				return nil
+				return
 			}
 			if end, err := send(j); end || err != nil {
-				return nil
+				return
 			}
 		}
 	}
