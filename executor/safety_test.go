@@ -56,12 +56,13 @@ func TestExecutor_AutomaticTriggersOnlyMoveForward(t *testing.T) {
 
 				first := h.trigger(KindPush, 1, "d-1", "body-1")
 				h.settle()
-				failing := h.trigger(KindPush, 2, "d-2", "body-2")
+				// Set before the trigger: the worker may take the job at once.
 				tr.mu.Lock()
 				tr.behave = func(ctx context.Context, c Command) (int, error) {
 					return exitIf(c.Name == "preflight" && c.Env["DEPLOYHOOK_SHA"] == sha(2), 1)
 				}
 				tr.mu.Unlock()
+				failing := h.trigger(KindPush, 2, "d-2", "body-2")
 				h.settle()
 				tr.mu.Lock()
 				tr.behave = nil
